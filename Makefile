@@ -1,0 +1,34 @@
+# The two commands of the README: `make run` (the main job) and `make test` (the test suite).
+# Each creates the virtual environment and installs what it needs on first use.
+VENV ?= .venv
+PYTHON ?= python3
+# The CUDA kernels run under numba's simulator unless CUDASIM=0 (on a machine with a GPU).
+CUDASIM ?= 1
+
+BIN = $(VENV)/bin
+SOURCES = pyproject.toml setup.py $(wildcard csrc/*.c csrc/*.h) fastopt/_c_build.py
+
+.PHONY: run test bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.run-installed: $(BIN)/python $(SOURCES)
+	$(BIN)/python -m pip install --quiet -e '.[cuda]'
+	touch $@
+
+$(VENV)/.test-installed: $(BIN)/python $(SOURCES)
+	$(BIN)/python -m pip install --quiet -e '.[test,oracle]'
+	touch $@
+
+run: $(VENV)/.run-installed
+	$(BIN)/fastopt $(ARGS)
+
+test: $(VENV)/.test-installed
+	NUMBA_ENABLE_CUDASIM=$(CUDASIM) $(BIN)/python -m pytest $(ARGS)
+
+bench: $(VENV)/.test-installed
+	$(BIN)/python -m pytest bench --benchmark-enable --benchmark-only $(ARGS)
+
+clean:
+	rm -rf $(VENV) build *.egg-info fastopt/_fastopt_c*.so fastopt/_fastopt_c.c

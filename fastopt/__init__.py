@@ -1,0 +1,14 @@
+"""fastopt: optimizer steps as compiled kernels (numba CPU, C, numba CUDA) behind one API.
+
+Host arrays run on the ``cpu`` backend (numba), else ``c`` (cffi), else ``numpy`` (the reference);
+CUDA arrays run on ``cuda``. See :func:`available_backends` and :func:`backend_status`.
+"""
+
+from . import functional
+from ._dispatch import BackendUnavailableError, available_backends, backend_status
+from .optimizers import SGD, Adagrad, Adam, AdamW, Optimizer, RMSprop
+
+__version__ = "0.1.0"
+
+__all__ = ["functional", "available_backends", "backend_status", "BackendUnavailableError",
+           "Optimizer", "SGD", "Adagrad", "RMSprop", "Adam", "AdamW"]

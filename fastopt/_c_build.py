@@ -1,0 +1,95 @@
+"""cffi builder of the C backend: compiles ``csrc/`` into the extension ``fastopt._fastopt_c``.
+
+``setup.py`` uses it through ``cffi_modules``; ``python fastopt/_c_build.py`` builds the extension
+in place, next to this file. Source paths are relative to the repository root, where setup.py runs.
+
+Flags: ``-O3 -std=c99 -fno-math-errno -ffp-contract=off``, never ``-ffast-math``: the kernels are
+elementwise, so without it they vectorize and still match the numpy reference bit for bit, on any
+number of threads. ``-fopenmp`` is added when a test program compiles and links with it (set
+``FASTOPT_OPENMP=0`` to leave it out); ``FASTOPT_MARCH=native`` (or any ``-march`` value) adds
+``-march=...``, for a faster but unportable build.
+"""
+
+import os
+import shlex
+import shutil
+import subprocess
+import sysconfig
+import tempfile
+
+import cffi
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+HEADER = os.path.join("csrc", "fastopt.h")
+SOURCES = [os.path.join("csrc", "optim.c")]
+DEPENDS = [HEADER, os.path.join("csrc", "optim_template.h")]
+
+BASE_FLAGS = ["-O3", "-std=c99", "-fno-math-errno", "-ffp-contract=off"]
+
+_OPENMP_TEST = b"#include <omp.h>\nint main(void) { return omp_get_max_threads() < 1; }\n"
+
+
+def _compiler():
+    """The C compiler command setuptools will use: $CC, else the one Python was built with."""
+    return shlex.split(os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc")
+
+
+def openmp_works():
+    """Whether the compiler compiles and links an OpenMP program with ``-fopenmp``."""
+    if os.environ.get("FASTOPT_OPENMP", "1") == "0":
+        return False
+    with tempfile.TemporaryDirectory() as tmp:
+        source = os.path.join(tmp, "omp_test.c")
+        with open(source, "wb") as f:
+            f.write(_OPENMP_TEST)
+        command = _compiler() + ["-fopenmp", source, "-o", os.path.join(tmp, "omp_test")]
+        try:
+            result = subprocess.run(command, capture_output=True, timeout=60)
+        except (OSError, subprocess.SubprocessError):
+            return False
+        return result.returncode == 0
+
+
+def compile_flags():
+    """The compile flags and link flags of this build."""
+    flags = list(BASE_FLAGS)
+    march = os.environ.get("FASTOPT_MARCH")
+    if march:
+        flags.append(f"-march={march}")
+    link = []
+    if openmp_works():
+        flags.append("-fopenmp")
+        link.append("-fopenmp")
+    return flags, link
+
+
+def _cdef(header_path):
+    """The header without its preprocessor lines, which cffi's cdef cannot parse."""
+    with open(header_path) as f:
+        return "".join(line for line in f if not line.lstrip().startswith("#"))
+
+
+def make_builder(root=""):
+    """The cffi builder; sources under ``root`` (relative to the working directory by default)."""
+    flags, link_flags = compile_flags()
+    builder = cffi.FFI()
+    builder.cdef(_cdef(os.path.join(ROOT, HEADER)))
+    builder.set_source(
+        "fastopt._fastopt_c",
+        '#include "fastopt.h"',
+        sources=[os.path.join(root, path) for path in SOURCES],
+        include_dirs=[os.path.join(root, "csrc")],
+        depends=[os.path.join(root, path) for path in DEPENDS],
+        define_macros=[("FASTOPT_CFLAGS", '"' + " ".join(flags) + '"')],
+        extra_compile_args=flags,
+        extra_link_args=link_flags,
+    )
+    return builder
+
+
+ffibuilder = make_builder()
+
+if __name__ == "__main__":
+    # Generated C and objects go under build/cffi/, the extension next to this file.
+    built = make_builder(ROOT).compile(tmpdir=os.path.join(ROOT, "build", "cffi"), verbose=True)
+    shutil.copy(built, os.path.join(ROOT, "fastopt", os.path.basename(built)))

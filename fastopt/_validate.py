@@ -1,0 +1,141 @@
+"""Input checks, done once before any kernel runs: a call that fails here has written nothing.
+
+Errors name the argument and say what was expected: ``TypeError`` for a wrong kind of object or
+dtype, ``ValueError`` for a wrong shape, layout, memory overlap or hyperparameter value.
+"""
+
+import math
+import numbers
+
+import numpy as np
+
+from ._dispatch import is_device_array
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def as_host_array(name, x):
+    """``x`` as a numpy array without copying (numpy arrays, and DLPack producers such as torch)."""
+    if type(x) is np.ndarray:
+        return x
+    if isinstance(x, np.ndarray):
+        return x.view(np.ndarray)
+    if hasattr(x, "__dlpack__"):
+        try:
+            return np.from_dlpack(x)
+        except Exception as exc:
+            raise TypeError(f"{name}: cannot view {type(x).__name__} as a host array without "
+                            f"copying ({exc})") from None
+    raise TypeError(f"{name}: expected a numpy array (or a CUDA/DLPack array), "
+                    f"got {type(x).__name__}")
+
+
+def as_device_array(name, x):
+    """``x`` as a numba device array without copying; also returns whether it is read-only."""
+    if getattr(x, "__cuda_ndarray__", False):
+        return x, False
+    interface = x.__cuda_array_interface__
+    from numba import cuda
+
+    # sync=False: a step never waits on the host; kernels run on the default stream.
+    return cuda.as_cuda_array(x, sync=False), bool(interface["data"][1])
+
+
+def _address_range(a):
+    inner = getattr(a, "_ary", None)  # the CUDA simulator's device arrays wrap a numpy array
+    if inner is not None:
+        a = inner
+    interface = getattr(a, "__array_interface__", None) or a.__cuda_array_interface__
+    start = interface["data"][0]
+    return start, start + a.nbytes
+
+
+def check_arrays(named, written, on_device):
+    """Checks and converts the arrays of one step; returns them in the order of ``named``.
+
+    ``named`` maps argument names to arrays, the first being ``param``; ``None`` entries (state
+    the mode does not use) pass through as ``None``. ``written`` names the arrays the step writes.
+    """
+    items = list(named.items())
+    param_name = items[0][0]
+    out = []
+    ref_dtype = ref_shape = None
+    for name, x in items:
+        if x is None:
+            out.append(None)
+            continue
+        if on_device:
+            a, readonly = as_device_array(name, x)
+            contiguous = a.size == 0 or a.is_c_contiguous()
+        else:
+            a = as_host_array(name, x)
+            readonly = not a.flags.writeable
+            contiguous = a.flags.c_contiguous
+        dtype = a.dtype
+        if ref_dtype is None:
+            if dtype not in FLOAT_DTYPES:
+                raise TypeError(f"{name}: expected a float32 or float64 array, got dtype {dtype}")
+            ref_dtype, ref_shape = dtype, tuple(a.shape)
+        else:
+            if dtype != ref_dtype:
+                raise TypeError(f"{name}: dtype {dtype} does not match {param_name}'s dtype "
+                                f"{ref_dtype}; all arrays of a step share one dtype")
+            if tuple(a.shape) != ref_shape:
+                raise ValueError(f"{name}: shape {tuple(a.shape)} does not match {param_name}'s "
+                                 f"shape {ref_shape}")
+        if not contiguous:
+            raise ValueError(f"{name}: expected a C-contiguous array (use np.ascontiguousarray, "
+                             "or a contiguous copy that you write back)")
+        if readonly and name in written:
+            raise ValueError(f"{name}: array is read-only but the step writes it")
+        out.append(a)
+    _check_no_overlap([(n, a) for (n, _), a in zip(items, out) if a is not None and a.size],
+                      written)
+    return out
+
+
+def _check_no_overlap(pairs, written):
+    ranges = [(name, *_address_range(a)) for name, a in pairs]
+    for i, (name_i, lo_i, hi_i) in enumerate(ranges):
+        for name_j, lo_j, hi_j in ranges[i + 1:]:
+            if (name_i in written or name_j in written) and lo_i < hi_j and lo_j < hi_i:
+                raise ValueError(f"{name_i} and {name_j}: arrays overlap in memory; a step "
+                                 "needs a separate array for each")
+
+
+def check_number(name, value, low=None, high=None, high_open=False):
+    """``value`` as a float after checking it is a finite real number in ``[low, high]``."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name}: expected a real number, got {type(value).__name__}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{name}: expected a finite number, got {value}")
+    if low is not None and value < low:
+        raise ValueError(f"{name}: expected a value >= {low}, got {value}")
+    if high is not None and (value >= high if high_open else value > high):
+        bound = f"< {high}" if high_open else f"<= {high}"
+        raise ValueError(f"{name}: expected a value {bound}, got {value}")
+    return value
+
+
+def check_flag(name, value):
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name}: expected True or False, got {value!r}")
+    return bool(value)
+
+
+def check_step(step):
+    if isinstance(step, (bool, np.bool_)) or not isinstance(step, numbers.Integral) or step < 1:
+        raise ValueError(f"step: expected the 1-based number of this step (an int >= 1), "
+                         f"got {step!r}")
+    return int(step)
+
+
+def check_betas(betas):
+    try:
+        beta1, beta2 = betas
+    except (TypeError, ValueError):
+        raise ValueError(f"betas: expected a pair (beta1, beta2), got {betas!r}") from None
+    return (check_number("betas[0]", beta1, 0.0, 1.0, high_open=True),
+            check_number("betas[1]", beta2, 0.0, 1.0, high_open=True))
+

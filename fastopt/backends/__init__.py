@@ -1,0 +1,30 @@
+"""Backends: one module per backend per kernel family, all with the same kernel signatures.
+
+The optimizer family (``numpy_optim``, ``cpu_optim``, ``c_optim``, ``cuda_optim``) defines, in place::
+
+    sgd(param, grad, momentum_buffer,
+        lr, weight_decay, momentum, dampening, nesterov, maximize, first_step)
+    adagrad(param, grad, state_sum,
+            weight_decay, eps, maximize, clr)
+    rmsprop(param, grad, square_avg, grad_avg, momentum_buffer,
+            lr, alpha, eps, weight_decay, momentum, centered, maximize)
+    adam(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq,
+         lr, beta1, beta2, eps, weight_decay, amsgrad, maximize, decoupled,
+         step_size, bias_correction2_sqrt)
+
+Arrays first, then hyperparameters, then values computed on the host from the step count
+(``first_step``, ``clr``, ``step_size``, ``bias_correction2_sqrt``), so kernels never call ``pow`` and
+never recompile when they change. The formulas are those of :mod:`fastopt.reference`.
+
+The contract, established by :mod:`fastopt._validate` before any kernel runs, so kernels trust it:
+
+- every array is 1-D or N-D, C-contiguous, of one dtype (float32 or float64), and the same shape as
+  ``param``, except a state array that the mode does not use (momentum buffer with ``momentum == 0``,
+  ``grad_avg`` when not centered, ``max_exp_avg_sq`` without AMSGrad), which may be empty and must
+  not be touched;
+- float hyperparameters are scalars of the arrays' dtype (``numpy.float32`` or ``numpy.float64``),
+  mode flags are ``bool``;
+- the written arrays (param and used state) do not overlap each other or ``grad``;
+- host backends get numpy arrays; ``cuda`` gets numba device arrays (zero-copy views of any
+  ``__cuda_array_interface__`` object).
+"""

@@ -1,0 +1,95 @@
+"""The ``c`` backend: the optimizer steps of ``csrc/optim.c``, run in place through cffi.
+
+Each step has the kernel signature of :mod:`fastopt.backends` and computes the formula of the same
+name in :mod:`fastopt.reference`, in the arrays' precision and with the same operation order, so it
+matches the numpy backend bit for bit on any number of threads. It calls the ``_f32`` or ``_f64``
+C function for ``param.dtype``, with pointers to the arrays' own memory (no copies) and ``NULL``
+for state the mode does not use, which is never touched and may be empty or ``None``. Like every
+kernel it trusts the caller's validation (:mod:`fastopt._validate`).
+
+Steps of 32768 elements or more run on OpenMP threads when the extension was built with OpenMP; see
+:func:`build_info`, :func:`max_threads` and :func:`set_num_threads`. The C call releases the GIL.
+
+Importing this module raises ``ImportError`` when the extension ``fastopt._fastopt_c`` was not
+built (no C compiler at install time); the dispatcher reports that as the reason ``c`` is
+unavailable.
+"""
+
+import numpy as np
+
+from .._fastopt_c import ffi, lib
+
+_NULL = ffi.NULL
+_buffer = ffi.from_buffer  # the array's memory as a typed cdata, read-only arrays allowed
+
+_F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)
+_FLOAT, _DOUBLE = ffi.typeof("float[]"), ffi.typeof("double[]")
+
+# dtype -> (C function, cdata type of its arrays)
+_SGD = {_F32: (lib.fastopt_sgd_f32, _FLOAT), _F64: (lib.fastopt_sgd_f64, _DOUBLE)}
+_ADAGRAD = {_F32: (lib.fastopt_adagrad_f32, _FLOAT), _F64: (lib.fastopt_adagrad_f64, _DOUBLE)}
+_RMSPROP = {_F32: (lib.fastopt_rmsprop_f32, _FLOAT), _F64: (lib.fastopt_rmsprop_f64, _DOUBLE)}
+_ADAM = {_F32: (lib.fastopt_adam_f32, _FLOAT), _F64: (lib.fastopt_adam_f64, _DOUBLE)}
+
+
+def sgd(param, grad, momentum_buffer, lr, weight_decay, momentum, dampening, nesterov, maximize,
+        first_step):
+    """In place: :func:`fastopt.reference.sgd`."""
+    n = param.size
+    if n == 0:
+        return
+    kernel, ctype = _SGD[param.dtype]
+    buf = _buffer(ctype, momentum_buffer) if momentum != 0 else _NULL
+    kernel(n, _buffer(ctype, param), _buffer(ctype, grad), buf,
+           lr, weight_decay, momentum, dampening, nesterov, maximize, first_step)
+
+
+def adagrad(param, grad, state_sum, weight_decay, eps, maximize, clr):
+    """In place: :func:`fastopt.reference.adagrad`."""
+    n = param.size
+    if n == 0:
+        return
+    kernel, ctype = _ADAGRAD[param.dtype]
+    kernel(n, _buffer(ctype, param), _buffer(ctype, grad), _buffer(ctype, state_sum),
+           weight_decay, eps, maximize, clr)
+
+
+def rmsprop(param, grad, square_avg, grad_avg, momentum_buffer, lr, alpha, eps, weight_decay,
+            momentum, centered, maximize):
+    """In place: :func:`fastopt.reference.rmsprop`."""
+    n = param.size
+    if n == 0:
+        return
+    kernel, ctype = _RMSPROP[param.dtype]
+    avg = _buffer(ctype, grad_avg) if centered else _NULL
+    buf = _buffer(ctype, momentum_buffer) if momentum > 0 else _NULL
+    kernel(n, _buffer(ctype, param), _buffer(ctype, grad), _buffer(ctype, square_avg), avg, buf,
+           lr, alpha, eps, weight_decay, momentum, centered, maximize)
+
+
+def adam(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, lr, beta1, beta2, eps, weight_decay,
+         amsgrad, maximize, decoupled, step_size, bias_correction2_sqrt):
+    """In place: :func:`fastopt.reference.adam`."""
+    n = param.size
+    if n == 0:
+        return
+    kernel, ctype = _ADAM[param.dtype]
+    vmax = _buffer(ctype, max_exp_avg_sq) if amsgrad else _NULL
+    kernel(n, _buffer(ctype, param), _buffer(ctype, grad), _buffer(ctype, exp_avg),
+           _buffer(ctype, exp_avg_sq), vmax, lr, beta1, beta2, eps, weight_decay,
+           amsgrad, maximize, decoupled, step_size, bias_correction2_sqrt)
+
+
+def build_info():
+    """How the extension was built: compiler, OpenMP version or off, parallel threshold, flags."""
+    return ffi.string(lib.fastopt_build_info()).decode()
+
+
+def max_threads():
+    """The number of threads a large step uses (1 without OpenMP)."""
+    return lib.fastopt_max_threads()
+
+
+def set_num_threads(n):
+    """Sets the threads of later large steps started from the calling thread (no-op without OpenMP)."""
+    lib.fastopt_set_num_threads(n)

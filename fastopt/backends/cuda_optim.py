@@ -1,0 +1,217 @@
+"""The ``cuda`` backend: numba-cuda optimizer kernels, one element per thread in a grid-stride loop.
+
+Each kernel compiles lazily, once per dtype: hyperparameters arrive as scalars of the arrays' dtype
+and mode flags as ``bool`` runtime arguments, so changing either never recompiles. As in
+:mod:`fastopt.backends.cpu_optim`, the launchers flatten the arrays (a view, no copy, for the
+C-contiguous arrays the contract guarantees) and precompute ``1 - beta`` style constants in the
+array dtype, so a float32 kernel never promotes to float64. A step launches on the default stream
+and neither allocates, copies nor synchronizes.
+
+Launch configuration lives in :func:`launch_config`: :data:`THREADS_PER_BLOCK` threads per block and
+enough blocks to cover the array, capped at :data:`BLOCKS_PER_SM` per SM (a few waves; the
+grid-stride loop covers the rest). Under the CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``) blocks are
+tiny and few, so small test arrays span several blocks and the grid-stride loop iterates.
+"""
+
+import functools
+import math
+import warnings
+
+import numba
+from numba import cuda
+
+#: True under the CUDA simulator, where each thread runs in Python.
+SIMULATOR = bool(numba.config.ENABLE_CUDASIM)
+
+#: Threads per block.
+THREADS_PER_BLOCK = 4 if SIMULATOR else 256
+#: The grid holds at most this many blocks per SM.
+BLOCKS_PER_SM = 32
+#: The grid size cap under the simulator.
+SIMULATOR_MAX_BLOCKS = 4
+
+
+@functools.cache
+def _max_blocks():
+    if SIMULATOR:
+        return SIMULATOR_MAX_BLOCKS
+    return BLOCKS_PER_SM * cuda.get_current_device().MULTIPROCESSOR_COUNT
+
+
+def launch_config(n):
+    """``(blocks, threads_per_block)`` for an elementwise kernel over ``n >= 1`` elements."""
+    threads = THREADS_PER_BLOCK
+    return min((n + threads - 1) // threads, _max_blocks()), threads
+
+
+@functools.cache
+def _configured(kernel, blocks, threads):
+    # Configured once per grid size and reused. A small array fills few blocks by nature, so
+    # numba-cuda's warning about grids under 128 blocks has nothing to tell here.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Grid size")
+        return kernel[blocks, threads]
+
+
+def launch(kernel, n, *args):
+    """Runs the elementwise ``kernel`` over ``n >= 1`` elements with :func:`launch_config`."""
+    blocks, threads = launch_config(n)
+    if SIMULATOR:  # the simulator's kernel[...] reconfigures the kernel itself: nothing to cache
+        kernel[blocks, threads](*args)
+    else:
+        _configured(kernel, blocks, threads)(*args)
+
+
+def device_summary():
+    """The device the kernels run on, in words: name, compute capability and SM count."""
+    if SIMULATOR:
+        return "CUDA simulator"
+    device = cuda.get_current_device()
+    name = device.name.decode() if isinstance(device.name, bytes) else device.name
+    major, minor = device.compute_capability
+    return f"{name}, compute capability {major}.{minor}, {device.MULTIPROCESSOR_COUNT} SMs"
+
+
+@cuda.jit
+def _sgd(p, g, buf, lr, weight_decay, momentum, one_minus_dampening, nesterov, maximize,
+         first_step):
+    """d = ±g + wd*p; b = d (first step) or mu*b + (1-tau)*d;
+    d = d + mu*b (Nesterov) or b (heavy ball); p -= lr*d
+
+    See :func:`fastopt.reference.sgd`.
+    """
+    i = cuda.grid(1)
+    stride = cuda.gridsize(1)
+    while i < p.size:
+        d = -g[i] if maximize else g[i]
+        if weight_decay != 0:
+            d += weight_decay * p[i]
+        if momentum != 0:
+            b = d if first_step else momentum * buf[i] + one_minus_dampening * d
+            buf[i] = b
+            d = d + momentum * b if nesterov else b
+        p[i] -= lr * d
+        i += stride
+
+
+@cuda.jit
+def _adagrad(p, g, state_sum, weight_decay, eps, maximize, clr):
+    """d = ±g + wd*p; s += d^2; p -= clr * d / (sqrt(s) + eps)
+
+    See :func:`fastopt.reference.adagrad`.
+    """
+    i = cuda.grid(1)
+    stride = cuda.gridsize(1)
+    while i < p.size:
+        d = -g[i] if maximize else g[i]
+        if weight_decay != 0:
+            d += weight_decay * p[i]
+        s = state_sum[i] + d * d
+        state_sum[i] = s
+        p[i] -= clr * d / (math.sqrt(s) + eps)
+        i += stride
+
+
+@cuda.jit
+def _rmsprop(p, g, square_avg, grad_avg, buf, lr, alpha, one_minus_alpha, eps, weight_decay,
+             momentum, centered, maximize):
+    """v = a*v + (1-a)*d^2; gbar = a*gbar + (1-a)*d; den = sqrt(v - gbar^2 or v) + eps;
+    b = mu*b + d/den, p -= lr*b  (mu > 0)  or  p -= lr*d/den
+
+    See :func:`fastopt.reference.rmsprop`.
+    """
+    i = cuda.grid(1)
+    stride = cuda.gridsize(1)
+    while i < p.size:
+        d = -g[i] if maximize else g[i]
+        if weight_decay != 0:
+            d += weight_decay * p[i]
+        v = alpha * square_avg[i] + one_minus_alpha * d * d
+        square_avg[i] = v
+        if centered:
+            a = alpha * grad_avg[i] + one_minus_alpha * d
+            grad_avg[i] = a
+            v = v - a * a
+        denom = math.sqrt(v) + eps
+        if momentum > 0:
+            b = momentum * buf[i] + d / denom
+            buf[i] = b
+            p[i] -= lr * b
+        else:
+            p[i] -= lr * d / denom
+        i += stride
+
+
+@cuda.jit
+def _adam(p, g, exp_avg, exp_avg_sq, max_exp_avg_sq, beta1, one_minus_beta1, beta2,
+          one_minus_beta2, eps, weight_decay, decay, amsgrad, maximize, step_size,
+          bias_correction2_sqrt):
+    """p *= decay (AdamW) or d = ±g + wd*p (Adam); m = b1*m + (1-b1)*d; v = b2*v + (1-b2)*d^2;
+    vhat = max(vhat, v) (AMSGrad); p -= step_size * m / (sqrt(vhat)/sqrt(1-b2^t) + eps)
+
+    See :func:`fastopt.reference.adam`.
+    """
+    i = cuda.grid(1)
+    stride = cuda.gridsize(1)
+    while i < p.size:
+        d = -g[i] if maximize else g[i]
+        x = p[i] * decay
+        if weight_decay != 0:
+            d += weight_decay * x
+        m = beta1 * exp_avg[i] + one_minus_beta1 * d
+        v = beta2 * exp_avg_sq[i] + one_minus_beta2 * d * d
+        exp_avg[i] = m
+        exp_avg_sq[i] = v
+        if amsgrad:
+            v = max(max_exp_avg_sq[i], v)
+            max_exp_avg_sq[i] = v
+        p[i] = x - step_size * m / (math.sqrt(v) / bias_correction2_sqrt + eps)
+        i += stride
+
+
+def _flat(a):
+    # A view for C-contiguous arrays (numba raises rather than copy); 1-D arrays, the unused
+    # empty state among them, pass as they are.
+    return a if a.ndim == 1 else a.reshape(a.size)
+
+
+def sgd(param, grad, momentum_buffer, lr, weight_decay, momentum, dampening, nesterov, maximize,
+        first_step):
+    """SGD step in place; formula in :func:`fastopt.reference.sgd`."""
+    if param.size == 0:
+        return
+    one = param.dtype.type(1)
+    launch(_sgd, param.size, _flat(param), _flat(grad), _flat(momentum_buffer), lr, weight_decay,
+            momentum, one - dampening, nesterov, maximize, first_step)
+
+
+def adagrad(param, grad, state_sum, weight_decay, eps, maximize, clr):
+    """Adagrad step in place; formula in :func:`fastopt.reference.adagrad`."""
+    if param.size == 0:
+        return
+    launch(_adagrad, param.size, _flat(param), _flat(grad), _flat(state_sum), weight_decay, eps,
+            maximize, clr)
+
+
+def rmsprop(param, grad, square_avg, grad_avg, momentum_buffer, lr, alpha, eps, weight_decay,
+            momentum, centered, maximize):
+    """RMSprop step in place; formula in :func:`fastopt.reference.rmsprop`."""
+    if param.size == 0:
+        return
+    one = param.dtype.type(1)
+    launch(_rmsprop, param.size, _flat(param), _flat(grad), _flat(square_avg), _flat(grad_avg),
+            _flat(momentum_buffer), lr, alpha, one - alpha, eps, weight_decay, momentum, centered,
+            maximize)
+
+
+def adam(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, lr, beta1, beta2, eps, weight_decay,
+         amsgrad, maximize, decoupled, step_size, bias_correction2_sqrt):
+    """Adam/AdamW step in place; formula in :func:`fastopt.reference.adam`."""
+    if param.size == 0:
+        return
+    one, zero = param.dtype.type(1), param.dtype.type(0)
+    # AdamW scales p by (1 - lr*wd) and adds no L2 term; Adam scales by 1 and adds wd*p.
+    decay, l2 = (one - lr * weight_decay, zero) if decoupled else (one, weight_decay)
+    launch(_adam, param.size, _flat(param), _flat(grad), _flat(exp_avg), _flat(exp_avg_sq),
+            _flat(max_exp_avg_sq), beta1, one - beta1, beta2, one - beta2, eps, l2, decay, amsgrad,
+            maximize, step_size, bias_correction2_sqrt)

@@ -1,0 +1,27 @@
+"""The ``numpy`` backend: the reference formulas of :mod:`fastopt.reference`, applied in place."""
+
+from .. import reference
+
+
+def _write_back(outputs, targets):
+    for target, value in zip(targets, outputs):
+        if target is not value and target.size:
+            target[...] = value
+
+
+def sgd(param, grad, momentum_buffer, *hyper):
+    _write_back(reference.sgd(param, grad, momentum_buffer, *hyper), (param, momentum_buffer))
+
+
+def adagrad(param, grad, state_sum, *hyper):
+    _write_back(reference.adagrad(param, grad, state_sum, *hyper), (param, state_sum))
+
+
+def rmsprop(param, grad, square_avg, grad_avg, momentum_buffer, *hyper):
+    _write_back(reference.rmsprop(param, grad, square_avg, grad_avg, momentum_buffer, *hyper),
+                (param, square_avg, grad_avg, momentum_buffer))
+
+
+def adam(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, *hyper):
+    _write_back(reference.adam(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, *hyper),
+                (param, exp_avg, exp_avg_sq, max_exp_avg_sq))

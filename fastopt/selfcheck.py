@@ -1,0 +1,50 @@
+"""A quick check that every usable backend computes what the numpy reference computes."""
+
+import numpy as np
+
+from . import _algorithms, _memory, functional
+from ._dispatch import available_backends
+
+#: The configuration of each optimizer that exercises the most of its kernel.
+CONFIGS = {
+    "sgd": dict(lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.01),
+    "adagrad": dict(lr=0.1, lr_decay=0.01, weight_decay=0.01, initial_accumulator_value=0.1),
+    "rmsprop": dict(lr=0.01, momentum=0.9, centered=True, weight_decay=0.01),
+    "adam": dict(lr=0.01, amsgrad=True, weight_decay=0.01),
+    "adamw": dict(lr=0.01, amsgrad=True, weight_decay=0.01),
+}
+TOLERANCE = {np.float32: (2e-5, 1e-6), np.float64: (1e-12, 1e-14)}
+
+
+def _steps(name, options, backend, param, grads):
+    algorithm = _algorithms.ALGORITHMS[name]
+    hyper = algorithm.check({**algorithm.defaults, **options})
+    on_device = backend == "cuda"
+    p = _memory.from_host(on_device, param)
+    state = [_memory.full(on_device, param.shape, param.dtype,
+                          algorithm.initial_state(hyper, s)) for s in algorithm.state]
+    for t, g in enumerate(grads, start=1):
+        getattr(functional, name)(p, _memory.from_host(on_device, g), *state, step=t,
+                                  backend=backend, **options)
+    return [_memory.to_host(a) for a in (p, *state)]
+
+
+def run(n=1031, steps=3):
+    """``[(optimizer, backend, dtype, max relative error, ok)]`` for every usable backend."""
+    rows = []
+    rng = np.random.default_rng(0)
+    for dtype in (np.float32, np.float64):
+        param = rng.standard_normal(n).astype(dtype)
+        grads = [rng.standard_normal(n).astype(dtype) for _ in range(steps)]
+        for name, options in CONFIGS.items():
+            expected = _steps(name, options, "numpy", param, grads)
+            for backend in available_backends():
+                if backend == "numpy":
+                    continue
+                got = _steps(name, options, backend, param, grads)
+                rtol, atol = TOLERANCE[dtype]
+                ok = all(np.allclose(g, e, rtol=rtol, atol=atol) for g, e in zip(got, expected))
+                err = max(float(np.max(np.abs(g - e) / (np.abs(e) + atol)))
+                          for g, e in zip(got, expected))
+                rows.append((name, backend, np.dtype(dtype).name, err, ok))
+    return rows

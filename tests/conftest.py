@@ -1,0 +1,25 @@
+import numpy as np
+import pytest
+
+import fastopt
+
+AVAILABLE = fastopt.available_backends()
+HOST = [b for b in AVAILABLE if b != "cuda"]
+HAS_CUDA = "cuda" in AVAILABLE
+
+
+def to_backend(backend, a):
+    """A copy of the numpy array ``a`` where ``backend`` takes its arrays."""
+    if backend == "cuda":
+        from numba import cuda
+
+        return cuda.to_device(a)
+    return a.copy()
+
+
+def to_host(a):
+    return a.copy_to_host() if hasattr(a, "copy_to_host") else np.asarray(a)
+
+
+requires_cuda = pytest.mark.skipif(not HAS_CUDA, reason="no CUDA device and no simulator "
+                                   "(set NUMBA_ENABLE_CUDASIM=1)")

@@ -1,0 +1,132 @@
+"""The optimizer classes: parameter groups, state dicts, hyperparameter changes, every backend."""
+
+import numpy as np
+import pytest
+
+import fastopt
+from fastopt import functional
+from cases import LR, OPTIONS, TOLERANCE, new_state, problem
+from conftest import AVAILABLE, to_backend, to_host
+
+CLASSES = {"sgd": fastopt.SGD, "adagrad": fastopt.Adagrad, "rmsprop": fastopt.RMSprop,
+           "adam": fastopt.Adam, "adamw": fastopt.AdamW}
+RICHEST = {name: max(OPTIONS[name], key=lambda o: sum(bool(v) for v in o.values()))
+           for name in OPTIONS}  # the option set that uses the most state
+
+
+@pytest.mark.parametrize("backend", AVAILABLE)
+@pytest.mark.parametrize("name", list(CLASSES))
+def test_class_matches_functional_reference(backend, name):
+    options = RICHEST[name]
+    param, grads = problem((5, 7), np.float32, 4)
+    expected, state = param.copy(), new_state(name, options, param)
+    for t, g in enumerate(grads, start=1):
+        getattr(functional, name)(expected, g, *state, step=t, lr=LR[name], backend="numpy",
+                                  **options)
+    p = to_backend(backend, param)
+    opt = CLASSES[name]([p], lr=LR[name], backend=backend, **options)
+    for g in grads:
+        opt.step([to_backend(backend, g)])
+    np.testing.assert_allclose(to_host(p), expected, *TOLERANCE[np.dtype(np.float32)])
+    assert opt.state[0]["step"] == 4
+
+
+@pytest.mark.parametrize("backend", AVAILABLE)
+@pytest.mark.parametrize("name", list(CLASSES))
+def test_state_dict_round_trip_continues_bit_identically(backend, name):
+    options = RICHEST[name]
+    params0, grads = problem((33,), np.float64, 6)
+    run_a = [to_backend(backend, params0)]
+    a = CLASSES[name](run_a, lr=LR[name], backend=backend, **options)
+    for g in grads[:3]:
+        a.step([to_backend(backend, g)])
+    saved = a.state_dict()
+    run_b = [to_backend(backend, to_host(run_a[0]))]
+    b = CLASSES[name](run_b, lr=123.0, backend=backend, **options)  # lr comes from the state
+    b.load_state_dict(saved)
+    assert b.param_groups[0]["lr"] == LR[name]
+    for g in grads[3:]:
+        a.step([to_backend(backend, g)])
+        b.step([to_backend(backend, g)])
+    assert np.array_equal(to_host(run_a[0]), to_host(run_b[0]))
+    sa, sb = a.state_dict(), b.state_dict()
+    assert sa["param_groups"] == sb["param_groups"]
+    for key, value in sa["state"][0].items():
+        assert np.array_equal(value, sb["state"][0][key]), key
+    saved["state"][0]["step"] = -1  # the saved copy is independent of the optimizer
+    assert a.state[0]["step"] == 6
+
+
+def test_state_dict_is_portable_across_backends():
+    params0, grads = problem((64,), np.float32, 4)
+    p_numpy, p_other = params0.copy(), params0.copy()
+    a = fastopt.Adam([p_numpy], lr=0.01, backend="numpy")
+    a.step([grads[0]])
+    other = [b for b in fastopt.available_backends() if b not in ("numpy", "cuda")]
+    b = fastopt.Adam([p_other], lr=0.01, backend=other[0] if other else "numpy")
+    b.load_state_dict(a.state_dict())
+    p_other[:] = p_numpy
+    for g in grads[1:]:
+        a.step([g])
+        b.step([g])
+    np.testing.assert_allclose(p_other, p_numpy, *TOLERANCE[np.dtype(np.float32)])
+
+
+def test_load_state_dict_refuses_mismatch_and_changes_nothing():
+    opt = fastopt.Adam([np.ones(4), np.ones(3)], lr=0.1)
+    opt.step([np.ones(4), np.ones(3)])
+    good = opt.state_dict()
+    bad_shape = opt.state_dict()
+    bad_shape["state"][1]["exp_avg"] = np.zeros(5)
+    with pytest.raises(ValueError, match=r"state_dict\['state'\]\[1\]\['exp_avg'\]: expected "
+                                         r"shape \(3,\)"):
+        opt.load_state_dict(bad_shape)
+    bad_groups = {"state": {}, "param_groups": [{"lr": 0.1, "params": [0]}]}
+    with pytest.raises(ValueError, match="parameter groups do not match"):
+        opt.load_state_dict(bad_groups)
+    bad_lr = opt.state_dict()
+    bad_lr["param_groups"][0]["lr"] = float("nan")
+    with pytest.raises(ValueError, match=r"param_groups'\]\[0\]: lr: expected a finite"):
+        opt.load_state_dict(bad_lr)
+    after = opt.state_dict()
+    assert after["param_groups"] == good["param_groups"]
+    for i in good["state"]:
+        for k in good["state"][i]:
+            assert np.array_equal(after["state"][i][k], good["state"][i][k])
+
+
+def test_param_groups_have_their_own_hyperparameters_and_none_grads_skip():
+    decayed, plain = np.ones(3), np.ones(2)
+    opt = fastopt.SGD([{"params": [decayed], "weight_decay": 0.5}, {"params": [plain]}], lr=0.1)
+    opt.step([np.zeros(3), None])
+    np.testing.assert_allclose(decayed, 1 - 0.1 * 0.5)
+    assert np.array_equal(plain, np.ones(2)) and 1 not in opt.state
+    opt.add_param_group({"params": [np.ones(1)], "lr": 1.0})
+    assert opt.param_groups[2]["momentum"] == 0.0  # defaults fill what the group leaves out
+
+
+def test_changing_hyperparameters_does_not_recompile():
+    from fastopt.backends import cpu_optim
+
+    p = np.ones(10, np.float32)
+    opt = fastopt.Adam([p], lr=1e-3, backend="cpu")
+    opt.step([np.ones(10, np.float32)])
+    compiled = len(cpu_optim._adam.serial.signatures)
+    for lr, betas, amsgrad in [(0.1, (0.5, 0.9), True), (1e-5, (0.0, 0.0), False),
+                               (3.0, (0.99, 0.9999), True)]:
+        opt.param_groups[0].update(lr=lr, betas=betas, amsgrad=amsgrad, weight_decay=lr)
+        opt.step([np.ones(10, np.float32)])
+    assert len(cpu_optim._adam.serial.signatures) == compiled
+
+
+def test_sgd_momentum_switched_on_midway_starts_its_buffer_from_the_gradient():
+    torch = pytest.importorskip("torch")
+    p, tp = np.ones(3), torch.ones(3, dtype=torch.float64, requires_grad=True)
+    opt, topt = fastopt.SGD([p], lr=0.1, backend="numpy"), torch.optim.SGD([tp], lr=0.1)
+    for t, momentum in enumerate([0.0, 0.0, 0.9, 0.9]):
+        opt.param_groups[0]["momentum"] = topt.param_groups[0]["momentum"] = momentum
+        g = np.full(3, t + 1.0)
+        opt.step([g])
+        tp.grad = torch.tensor(g)
+        topt.step()
+    np.testing.assert_allclose(p, tp.detach().numpy(), rtol=1e-14)

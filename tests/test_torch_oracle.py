@@ -1,0 +1,54 @@
+"""The numpy reference against torch.optim (foreach=False), the oracle, when torch is installed.
+
+Runs the optimizer classes on the ``numpy`` backend, so the classes' bookkeeping (state creation,
+step counts, parameter groups, hyperparameter changes between steps) is checked as well.
+"""
+
+import numpy as np
+import pytest
+
+import fastopt
+from cases import LR, OPTIONS, case_ids, problem
+
+torch = pytest.importorskip("torch")
+
+CLASSES = {"sgd": ("SGD", fastopt.SGD), "adagrad": ("Adagrad", fastopt.Adagrad),
+           "rmsprop": ("RMSprop", fastopt.RMSprop), "adam": ("Adam", fastopt.Adam),
+           "adamw": ("AdamW", fastopt.AdamW)}
+STEPS = 6
+#: torch evaluates lerp/addcmul in fused kernels and float32 scalars slightly differently.
+TOLERANCE = {np.float32: (1e-5, 1e-6), np.float64: (1e-12, 1e-14)}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name,options", [
+    pytest.param(name, o, id=f"{name}[{oid}]") for name in OPTIONS
+    for o, oid in zip(OPTIONS[name], case_ids(name))])
+def test_reference_matches_torch(name, options, dtype):
+    params0, grads0 = zip(*(problem(shape, dtype, STEPS, seed) for seed, shape
+                            in enumerate([(13,), (4, 6)])))
+    params = [p.copy() for p in params0]
+    ours = CLASSES[name][1]([{"params": [params[0]]}, {"params": [params[1]], "lr": LR[name] / 2}],
+                            lr=LR[name], backend="numpy", **options)
+    theirs_params = [torch.tensor(p, requires_grad=True) for p in params0]
+    theirs = getattr(torch.optim, CLASSES[name][0])(
+        [{"params": [theirs_params[0]]}, {"params": [theirs_params[1]], "lr": LR[name] / 2}],
+        lr=LR[name], foreach=False, **options)
+    for t in range(STEPS):
+        if t == 3:  # a schedule changes the learning rate mid-run
+            for ours_group, theirs_group in zip(ours.param_groups, theirs.param_groups):
+                ours_group["lr"] *= 0.3
+                theirs_group["lr"] *= 0.3
+        ours.step([g[t] for g in grads0])
+        for p, g in zip(theirs_params, grads0):
+            p.grad = torch.tensor(g[t])
+        theirs.step()
+        rtol, atol = TOLERANCE[dtype]
+        for mine, reference in zip(params, theirs_params):
+            np.testing.assert_allclose(mine, reference.detach().numpy(), rtol=rtol, atol=atol,
+                                       err_msg=f"step {t + 1}")
+    for i, p in enumerate(theirs_params):  # state too, under torch's names
+        for key, value in theirs.state[p].items():
+            if key != "step" and value is not None:
+                np.testing.assert_allclose(ours.state[i][key], value.numpy(), rtol=rtol,
+                                           atol=atol, err_msg=key)
