@@ -10,17 +10,10 @@ import os
 import numpy as np
 import pytest
 
-from fastopt import _algorithms, _memory, available_backends, functional
-from fastopt.benchmark import CONFIGS, bytes_per_step
+from fastopt import available_backends
+from fastopt.benchmark import CONFIGS, bytes_per_step, make_step
 
 SIZES = [int(float(s)) for s in os.environ.get("FASTOPT_BENCH_SIZES", "1e3,1e5,1e6").split(",")]
-
-
-def _synchronize(backend):
-    if backend == "cuda":
-        from numba import cuda
-
-        cuda.synchronize()
 
 
 @pytest.mark.parametrize("n", SIZES)
@@ -30,21 +23,7 @@ def test_step(benchmark, backend, label, name, options, n):
     if backend == "cuda" and os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
         pytest.skip("the CUDA simulator says nothing about speed")
     dtype = np.float32
-    algorithm = _algorithms.ALGORITHMS[name]
-    hyper = algorithm.check({**algorithm.defaults, **options})
-    on_device = backend == "cuda"
-    rng = np.random.default_rng(0)
-    param = _memory.from_host(on_device, rng.standard_normal(n).astype(dtype))
-    grad = _memory.from_host(on_device, (rng.standard_normal(n) * 1e-3).astype(dtype))
-    state = [_memory.full(on_device, n, dtype, algorithm.initial_state(hyper, s))
-             for s in algorithm.state]
-    step = getattr(functional, name)
-    counter = iter(range(1, 10**9))
-
-    def one_step():
-        step(param, grad, *state, step=next(counter), backend=backend, **options)
-        _synchronize(backend)
-
+    one_step = make_step(name, options, backend, n, dtype)
     benchmark.group = f"{label} n={n}"
     benchmark.extra_info["bytes_per_step"] = bytes_per_step(name, options, n, dtype)
     benchmark.extra_info["baseline"] = backend == "numpy"

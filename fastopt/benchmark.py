@@ -4,6 +4,7 @@ Bytes moved per step count each array once: every array the step reads (param, g
 and every array it writes (param, used state), which is the traffic of one pass over memory.
 """
 
+import itertools
 import statistics
 import time
 from dataclasses import asdict, dataclass
@@ -58,8 +59,9 @@ def _synchronize(backend):
         cuda.synchronize()
 
 
-def time_step(name, options, backend, n, dtype=np.float32, repeat=10, warmup=3, label=None):
-    """Median wall time of one functional step of ``name`` over ``n`` parameters."""
+def make_step(name, options, backend, n, dtype=np.float32):
+    """A closure running one functional step (step count 1, 2, ...) on fresh arrays of size ``n``,
+    synchronized on CUDA so that timing it times the kernel."""
     algorithm = _algorithms.ALGORITHMS[name]
     hyper = algorithm.check({**algorithm.defaults, **options})
     on_device = backend == "cuda"
@@ -69,15 +71,25 @@ def time_step(name, options, backend, n, dtype=np.float32, repeat=10, warmup=3, 
     state = [_memory.full(on_device, n, dtype, algorithm.initial_state(hyper, s))
              for s in algorithm.state]
     step = getattr(functional, name)
+    counter = itertools.count(1)
+
+    def one_step():
+        step(param, grad, *state, step=next(counter), backend=backend, **options)
+        _synchronize(backend)
+
+    return one_step
+
+
+def time_step(name, options, backend, n, dtype=np.float32, repeat=10, warmup=3, label=None):
+    """Median wall time of one functional step of ``name`` over ``n`` parameters."""
+    one_step = make_step(name, options, backend, n, dtype)
     times = []
-    for t in range(1, warmup + repeat + 1):
-        _synchronize(backend)
+    for _ in range(warmup + repeat):
         start = time.perf_counter()
-        step(param, grad, *state, step=t, backend=backend, **options)
-        _synchronize(backend)
+        one_step()
         times.append(time.perf_counter() - start)
-    return Result(label or name, backend, np.dtype(dtype).name, n, statistics.median(times[warmup:]),
-                  bytes_per_step(name, options, n, dtype))
+    return Result(label or name, backend, np.dtype(dtype).name, n,
+                  statistics.median(times[warmup:]), bytes_per_step(name, options, n, dtype))
 
 
 def copy_bandwidth(n, dtype=np.float32, repeat=10):
