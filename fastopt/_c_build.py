@@ -20,9 +20,13 @@ import tempfile
 import cffi
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-HEADER = os.path.join("csrc", "fastopt.h")
-SOURCES = [os.path.join("csrc", "optim.c")]
-DEPENDS = [HEADER, os.path.join("csrc", "optim_template.h")]
+# Every csrc/*.c is compiled; every csrc/*.h is a public header fed to cdef, except the bodies
+# that sources include for several types (*_template.h).
+SOURCES = sorted(os.path.join("csrc", f) for f in os.listdir(os.path.join(ROOT, "csrc"))
+                 if f.endswith(".c"))
+DEPENDS = sorted(os.path.join("csrc", f) for f in os.listdir(os.path.join(ROOT, "csrc"))
+                 if f.endswith(".h"))
+HEADERS = [h for h in DEPENDS if not h.endswith("_template.h")]
 
 BASE_FLAGS = ["-O3", "-std=c99", "-fno-math-errno", "-ffp-contract=off"]
 
@@ -63,20 +67,23 @@ def compile_flags():
     return flags, link
 
 
-def _cdef(header_path):
-    """The header without its preprocessor lines, which cffi's cdef cannot parse."""
-    with open(header_path) as f:
-        return "".join(line for line in f if not line.lstrip().startswith("#"))
+def _cdef(header_paths):
+    """The headers without their preprocessor lines, which cffi's cdef cannot parse."""
+    lines = []
+    for path in header_paths:
+        with open(path) as f:
+            lines.extend(line for line in f if not line.lstrip().startswith("#"))
+    return "".join(lines)
 
 
 def make_builder(root=""):
     """The cffi builder; sources under ``root`` (relative to the working directory by default)."""
     flags, link_flags = compile_flags()
     builder = cffi.FFI()
-    builder.cdef(_cdef(os.path.join(ROOT, HEADER)))
+    builder.cdef(_cdef([os.path.join(ROOT, h) for h in HEADERS]))
     builder.set_source(
         "fastopt._fastopt_c",
-        '#include "fastopt.h"',
+        "".join(f'#include "{os.path.basename(h)}"\n' for h in HEADERS),
         sources=[os.path.join(root, path) for path in SOURCES],
         include_dirs=[os.path.join(root, "csrc")],
         depends=[os.path.join(root, path) for path in DEPENDS],
