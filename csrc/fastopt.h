@@ -4,8 +4,10 @@
  * fastopt/reference.py (torch.optim, single-tensor semantics), computed in the arrays' precision:
  * _f32 functions take float arrays and float hyperparameters, _f64 ones double. Arguments come in
  * contract order: the element count n, the arrays (param, grad, then state), the hyperparameters,
- * then the values the host computes from the step count (first_step, clr, step_size,
- * bias_correction2_sqrt), so kernels never call pow. Mode flags are ints (0 or not 0).
+ * then the values the host computes for this step (first_step, clr, step_size,
+ * bias_correction2_sqrt, grad_scale), so kernels never call pow. Mode flags are ints (0 or not 0).
+ * Every step first multiplies the gradient by grad_scale, the factor that unscales a mixed-precision
+ * loss scale and clips by the global norm (1 when neither is used): grad = grad_scale * grad.
  *
  * The kernels trust their inputs: every array used holds n elements and the written arrays
  * (param and the state the mode uses) overlap neither each other nor grad. A state array that the
@@ -46,10 +48,10 @@
  */
 void fastopt_sgd_f32(int64_t n, float *param, const float *grad, float *momentum_buffer,
                      float lr, float weight_decay, float momentum, float dampening,
-                     int nesterov, int maximize, int first_step);
+                     int nesterov, int maximize, int first_step, float grad_scale);
 void fastopt_sgd_f64(int64_t n, double *param, const double *grad, double *momentum_buffer,
                      double lr, double weight_decay, double momentum, double dampening,
-                     int nesterov, int maximize, int first_step);
+                     int nesterov, int maximize, int first_step, double grad_scale);
 
 /* Adagrad, as torch.optim.Adagrad.
  *
@@ -67,9 +69,11 @@ void fastopt_sgd_f64(int64_t n, double *param, const double *grad, double *momen
  * clr           lr / (1 + (step - 1) * lr_decay), computed on the host
  */
 void fastopt_adagrad_f32(int64_t n, float *param, const float *grad, float *state_sum,
-                         float weight_decay, float eps, int maximize, float clr);
+                         float weight_decay, float eps, int maximize, float clr,
+                         float grad_scale);
 void fastopt_adagrad_f64(int64_t n, double *param, const double *grad, double *state_sum,
-                         double weight_decay, double eps, int maximize, double clr);
+                         double weight_decay, double eps, int maximize, double clr,
+                         double grad_scale);
 
 /* RMSprop, optionally centered and with momentum, as torch.optim.RMSprop.
  *
@@ -103,11 +107,11 @@ void fastopt_adagrad_f64(int64_t n, double *param, const double *grad, double *s
 void fastopt_rmsprop_f32(int64_t n, float *param, const float *grad, float *square_avg,
                          float *grad_avg, float *momentum_buffer,
                          float lr, float alpha, float eps, float weight_decay, float momentum,
-                         int centered, int maximize);
+                         int centered, int maximize, float grad_scale);
 void fastopt_rmsprop_f64(int64_t n, double *param, const double *grad, double *square_avg,
                          double *grad_avg, double *momentum_buffer,
                          double lr, double alpha, double eps, double weight_decay,
-                         double momentum, int centered, int maximize);
+                         double momentum, int centered, int maximize, double grad_scale);
 
 /* Adam (L2 weight decay) or AdamW (decoupled), optionally AMSGrad, as torch.optim.Adam/AdamW.
  *
@@ -141,12 +145,12 @@ void fastopt_adam_f32(int64_t n, float *param, const float *grad, float *exp_avg
                       float *exp_avg_sq, float *max_exp_avg_sq,
                       float lr, float beta1, float beta2, float eps, float weight_decay,
                       int amsgrad, int maximize, int decoupled,
-                      float step_size, float bias_correction2_sqrt);
+                      float step_size, float bias_correction2_sqrt, float grad_scale);
 void fastopt_adam_f64(int64_t n, double *param, const double *grad, double *exp_avg,
                       double *exp_avg_sq, double *max_exp_avg_sq,
                       double lr, double beta1, double beta2, double eps, double weight_decay,
                       int amsgrad, int maximize, int decoupled,
-                      double step_size, double bias_correction2_sqrt);
+                      double step_size, double bias_correction2_sqrt, double grad_scale);
 
 /* How this library was built: compiler, OpenMP version or "off", the parallel threshold and the
  * compile flags. A static string; do not free it. */
@@ -158,5 +162,13 @@ int fastopt_max_threads(void);
 /* Sets the number of threads of later parallel steps started from the calling thread
  * (omp_set_num_threads); values below 1 are ignored; a no-op without OpenMP. */
 void fastopt_set_num_threads(int num_threads);
+
+/* The sum of the squared elements of grad, accumulated in double: the squared global gradient norm
+ * of a fused step's reduction pass (clipping, non-finite detection). Fixed chunks of
+ * FASTOPT_REDUCTION_CHUNK elements are summed in parallel, then the chunk sums in order, so the
+ * result does not depend on the number of threads.
+ */
+double fastopt_sum_of_squares_f32(int64_t n, const float *grad);
+double fastopt_sum_of_squares_f64(int64_t n, const double *grad);
 
 #endif /* FASTOPT_H */

@@ -20,6 +20,11 @@
  * team costs more than the update itself. */
 #define PARALLEL_THRESHOLD 32768
 
+/* The reduction sums chunks of this many elements, FASTOPT_REDUCTION_BATCH chunks per parallel
+ * region (a fixed-size array of partial sums on the stack). */
+#define FASTOPT_REDUCTION_CHUNK 16384
+#define FASTOPT_REDUCTION_BATCH 1024
+
 /* FOR_EACH_ELEMENT(i, update): runs the statement update for i in [0, n) of the enclosing step,
  * vectorized, and split statically over the OpenMP threads when n >= PARALLEL_THRESHOLD. The small
  * case is a loop of its own rather than an if clause on the parallel loop: an OpenMP region run on

@@ -18,7 +18,7 @@ FASTOPT_INLINE void NAME(sgd_element)(int64_t i, REAL *restrict param, const REA
                                       REAL momentum, REAL one_minus_dampening, REAL sign,
                                       int l2, int use_momentum, int first_step, int nesterov)
 {
-    REAL g = sign * grad[i];                                    /* -grad if maximize */
+    REAL g = sign * grad[i];                                    /* unscaled and clipped, negated if maximize */
     if (l2)
         g = g + weight_decay * param[i];                        /* L2 weight decay */
     if (use_momentum) {
@@ -32,9 +32,10 @@ FASTOPT_INLINE void NAME(sgd_element)(int64_t i, REAL *restrict param, const REA
 
 void NAME(fastopt_sgd)(int64_t n, REAL *restrict param, const REAL *restrict grad,
                        REAL *restrict momentum_buffer, REAL lr, REAL weight_decay, REAL momentum,
-                       REAL dampening, int nesterov, int maximize, int first_step)
+                       REAL dampening, int nesterov, int maximize, int first_step,
+                       REAL grad_scale)
 {
-    const REAL sign = maximize ? -1 : 1;
+    const REAL sign = maximize ? -grad_scale : grad_scale;  /* -(g*s) == (-s)*g exactly */
     const REAL one_minus_dampening = 1 - dampening;
     const int l2 = weight_decay != 0;
 
@@ -62,7 +63,7 @@ FASTOPT_INLINE void NAME(adagrad_element)(int64_t i, REAL *restrict param,
                                           const REAL *restrict grad, REAL *restrict state_sum,
                                           REAL weight_decay, REAL eps, REAL clr, REAL sign, int l2)
 {
-    REAL g = sign * grad[i];                                    /* -grad if maximize */
+    REAL g = sign * grad[i];                                    /* unscaled and clipped, negated if maximize */
     if (l2)
         g = g + weight_decay * param[i];                        /* L2 weight decay */
     const REAL s = state_sum[i] + g * g;
@@ -72,9 +73,9 @@ FASTOPT_INLINE void NAME(adagrad_element)(int64_t i, REAL *restrict param,
 
 void NAME(fastopt_adagrad)(int64_t n, REAL *restrict param, const REAL *restrict grad,
                            REAL *restrict state_sum, REAL weight_decay, REAL eps, int maximize,
-                           REAL clr)
+                           REAL clr, REAL grad_scale)
 {
-    const REAL sign = maximize ? -1 : 1;
+    const REAL sign = maximize ? -grad_scale : grad_scale;  /* -(g*s) == (-s)*g exactly */
 
 #define ADAGRAD_LOOP(L2)                                                                          \
     FOR_EACH_ELEMENT(i, NAME(adagrad_element)(i, param, grad, state_sum, weight_decay, eps, clr,  \
@@ -92,7 +93,7 @@ FASTOPT_INLINE void NAME(rmsprop_element)(int64_t i, REAL *restrict param,
                                           REAL weight_decay, REAL momentum, REAL sign,
                                           int l2, int centered, int use_momentum)
 {
-    REAL g = sign * grad[i];                                    /* -grad if maximize */
+    REAL g = sign * grad[i];                                    /* unscaled and clipped, negated if maximize */
     if (l2)
         g = g + weight_decay * param[i];                        /* L2 weight decay */
     const REAL v = alpha * square_avg[i] + one_minus_alpha * g * g;
@@ -117,9 +118,10 @@ FASTOPT_INLINE void NAME(rmsprop_element)(int64_t i, REAL *restrict param,
 void NAME(fastopt_rmsprop)(int64_t n, REAL *restrict param, const REAL *restrict grad,
                            REAL *restrict square_avg, REAL *restrict grad_avg,
                            REAL *restrict momentum_buffer, REAL lr, REAL alpha, REAL eps,
-                           REAL weight_decay, REAL momentum, int centered, int maximize)
+                           REAL weight_decay, REAL momentum, int centered, int maximize,
+                           REAL grad_scale)
 {
-    const REAL sign = maximize ? -1 : 1;
+    const REAL sign = maximize ? -grad_scale : grad_scale;  /* -(g*s) == (-s)*g exactly */
     const REAL one_minus_alpha = 1 - alpha;
     const int l2 = weight_decay != 0;
 
@@ -150,7 +152,7 @@ FASTOPT_INLINE void NAME(adam_element)(int64_t i, REAL *restrict param, const RE
                                        REAL bias_correction2_sqrt, REAL sign, REAL decay,
                                        int l2, int amsgrad)
 {
-    REAL g = sign * grad[i];                                    /* -grad if maximize */
+    REAL g = sign * grad[i];                                    /* unscaled and clipped, negated if maximize */
     if (l2)
         g = g + weight_decay * param[i];                        /* Adam: L2 weight decay */
     const REAL p = param[i] * decay;                            /* AdamW: decoupled decay */
@@ -173,9 +175,9 @@ void NAME(fastopt_adam)(int64_t n, REAL *restrict param, const REAL *restrict gr
                         REAL *restrict exp_avg, REAL *restrict exp_avg_sq,
                         REAL *restrict max_exp_avg_sq, REAL lr, REAL beta1, REAL beta2, REAL eps,
                         REAL weight_decay, int amsgrad, int maximize, int decoupled,
-                        REAL step_size, REAL bias_correction2_sqrt)
+                        REAL step_size, REAL bias_correction2_sqrt, REAL grad_scale)
 {
-    const REAL sign = maximize ? -1 : 1;
+    const REAL sign = maximize ? -grad_scale : grad_scale;  /* -(g*s) == (-s)*g exactly */
     const REAL decay = decoupled ? 1 - lr * weight_decay : 1;  /* x * 1 == x exactly */
     const REAL one_minus_beta1 = 1 - beta1, one_minus_beta2 = 1 - beta2;
     const int l2 = !decoupled && weight_decay != 0;
@@ -191,4 +193,36 @@ void NAME(fastopt_adam)(int64_t n, REAL *restrict param, const REAL *restrict gr
         if (l2) ADAM_LOOP(1, 0); else ADAM_LOOP(0, 0);
     }
 #undef ADAM_LOOP
+}
+
+/* ---- Reduction ------------------------------------------------------------------------------- */
+
+double NAME(fastopt_sum_of_squares)(int64_t n, const REAL *restrict grad)
+{
+    const int64_t chunks = (n + FASTOPT_REDUCTION_CHUNK - 1) / FASTOPT_REDUCTION_CHUNK;
+    double total = 0;
+    /* Chunk sums in a fixed order; each chunk's own sum is one vectorized loop, the same whichever
+     * thread runs it, so the result does not depend on the thread count. */
+    for (int64_t first = 0; first < chunks; first += FASTOPT_REDUCTION_BATCH) {
+        double partial[FASTOPT_REDUCTION_BATCH];
+        const int64_t count = chunks - first < FASTOPT_REDUCTION_BATCH ? chunks - first
+                                                                      : FASTOPT_REDUCTION_BATCH;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) if (n >= PARALLEL_THRESHOLD)
+#endif
+        for (int64_t c = 0; c < count; c++) {
+            const int64_t lo = (first + c) * FASTOPT_REDUCTION_CHUNK;
+            const int64_t hi = lo + FASTOPT_REDUCTION_CHUNK < n ? lo + FASTOPT_REDUCTION_CHUNK : n;
+            double s = 0;
+#ifdef _OPENMP
+#pragma omp simd reduction(+ : s)
+#endif
+            for (int64_t i = lo; i < hi; i++)
+                s += (double)grad[i] * (double)grad[i];
+            partial[c] = s;
+        }
+        for (int64_t c = 0; c < count; c++)
+            total += partial[c];
+    }
+    return total;
 }

@@ -6,9 +6,10 @@ CUDA arrays run on ``cuda``. See :func:`available_backends` and :func:`backend_s
 
 from . import functional
 from ._dispatch import BackendUnavailableError, available_backends, backend_status
-from .optimizers import SGD, Adagrad, Adam, AdamW, Optimizer, RMSprop
+from .arena import FlatParams
+from .optimizers import SGD, Adagrad, Adam, AdamW, Optimizer, RMSprop, StepInfo
 
 __version__ = "0.1.0"
 
 __all__ = ["functional", "available_backends", "backend_status", "BackendUnavailableError",
-           "Optimizer", "SGD", "Adagrad", "RMSprop", "Adam", "AdamW"]
+           "FlatParams", "Optimizer", "StepInfo", "SGD", "Adagrad", "RMSprop", "Adam", "AdamW"]

@@ -38,10 +38,10 @@ def resolve(algorithm, hyper, param, grad, states, backend):
     return module, arrays, on_device
 
 
-def launch(module, algorithm, arrays, scalars):
+def launch(module, algorithm, arrays, scalars, grad_scale=1.0):
     """Runs the kernel with scalars cast to the arrays' dtype (flags stay ``bool``): one compiled
-    kernel per dtype, whatever the values."""
+    kernel per dtype, whatever the values. ``grad_scale`` multiplies the gradient in the kernel."""
     to_dtype = arrays[0].dtype.type
     cast = [s if type(s) is bool else to_dtype(s) for s in scalars]
-    getattr(module, algorithm.kernel)(*arrays, *cast)
+    getattr(module, algorithm.kernel)(*arrays, *cast, to_dtype(grad_scale))
 

@@ -54,6 +54,21 @@ class FlatParams:
         self.views = [self.data[o:o + n].reshape(s)
                       for o, n, s in zip(self.offsets, self.sizes, shapes)]
 
+    def segment(self, start, stop):
+        """Tensors ``start:stop`` as an arena sharing this one's buffer: the way to give parameter
+        groups (e.g. weights and biases) their own hyperparameters within one arena."""
+        if not 0 <= start < stop <= len(self):
+            raise ValueError(f"segment: expected 0 <= start < stop <= {len(self)}, "
+                             f"got {start}:{stop}")
+        part = FlatParams.__new__(FlatParams)
+        part.dtype, part.on_device = self.dtype, self.on_device
+        part.shapes, part.sizes = self.shapes[start:stop], self.sizes[start:stop]
+        first = self.offsets[start]
+        part.offsets = [o - first for o in self.offsets[start:stop]]
+        part.data = self.data[first:first + sum(part.sizes)]
+        part.views = self.views[start:stop]
+        return part
+
     def zeros_like(self):
         """A zero-filled arena of the same layout, dtype and side (for gradients and state)."""
         return FlatParams.empty(self.shapes, self.dtype, self.on_device)

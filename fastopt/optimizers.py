@@ -1,11 +1,23 @@
-"""Optimizer classes over lists of arrays, with PyTorch's parameter groups and state dicts.
+"""Optimizer classes over arrays or flat arenas, with PyTorch's parameter groups and state dicts.
 
-``opt = fastopt.Adam(params, lr=1e-3)`` then ``opt.step(grads)`` updates the arrays in place, one
-kernel launch per array. ``params`` is a list of arrays or a list of parameter-group dicts
-(``{"params": [...], "lr": ...}``); ``grads`` lists one gradient per parameter in ``param_groups``
-order (``None`` skips that parameter for this step, as a missing ``.grad`` does in PyTorch).
-Changing a group's hyperparameters between steps takes effect at the next step without recompiling:
-they reach the kernels as runtime scalars.
+``opt = fastopt.Adam(params, lr=1e-3)`` then ``opt.step(grads)`` updates the parameters in place.
+``params`` is a :class:`~fastopt.FlatParams` arena, a list of arrays and arenas, or a list of
+parameter-group dicts (``{"params": [...], "lr": ...}``). Each array is stepped with one kernel
+launch of its own, in place; an arena (or an arena segment, for groups within one arena) is stepped
+with one launch over its whole buffer, whatever the number of tensors in it. The user's numpy arrays
+cannot be re-pointed into an arena, so for one launch per step build the model on an arena's views
+(``FlatParams(arrays).views``) and pass the arena.
+
+``grads`` lists one gradient per parameter (an arena of the same layout for an arena) in
+``param_groups`` order; ``None`` skips that parameter for this step, as a missing ``.grad`` does in
+PyTorch. Changing a group's hyperparameters between steps takes effect at the next step without
+recompiling: they reach the kernels as runtime scalars.
+
+A step makes one pass over memory, or two when it needs the global gradient norm first (clipping by
+``max_norm``, unscaling by ``grad_scale``, or the non-finite check that the classes do by default):
+a reduction over the gradients, then the update with the unscale and clip factor applied inside the
+kernel. A step whose gradients hold an inf or nan is skipped whole: parameters, state and step
+counts are left exactly as they were, and the returned :class:`StepInfo` says so.
 
 The user's arrays are updated in place, never copied: numpy arrays as they are, DLPack host arrays
 (CPU torch tensors) and ``__cuda_array_interface__`` arrays (CuPy, torch CUDA, numba) through
@@ -13,6 +25,8 @@ zero-copy views. State lives beside the parameters (host or device).
 """
 
 import copy
+import math
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -20,7 +34,32 @@ from . import _algorithms as alg
 from . import _memory
 from ._dispatch import choose, is_device_array, kernels
 from ._step import check_hyper, launch
-from ._validate import check_arrays
+from ._validate import check_arrays, check_number
+from .arena import FlatParams
+
+#: Added to the norm before dividing, as ``torch.nn.utils.clip_grad_norm_`` does.
+CLIP_EPS = 1e-6
+
+
+@dataclass(frozen=True)
+class StepInfo:
+    """What a step did: the global gradient norm (after unscaling, before clipping; ``None`` when
+    the step did not compute it), whether a gradient was non-finite, whether the step was skipped,
+    and the clipping coefficient applied (1.0 when none)."""
+
+    grad_norm: float | None = None
+    found_inf: bool = False
+    skipped: bool = False
+    clip_coef: float = 1.0
+
+
+def _single(x):
+    return hasattr(x, "shape") or is_device_array(x) or isinstance(x, FlatParams)
+
+
+def _buffer(x):
+    """The array a kernel steps: an arena's flat buffer, or the array itself."""
+    return x.data if isinstance(x, FlatParams) else x
 
 
 class Optimizer:
@@ -28,15 +67,15 @@ class Optimizer:
 
     algorithm = None  # an :class:`fastopt._algorithms.Algorithm`, set by each subclass
 
-    def __init__(self, params, backend=None, **defaults):
+    def __init__(self, params, backend=None, skip_nonfinite=True, **defaults):
         self.defaults = check_hyper(self.algorithm, defaults)
+        #: Check every step's gradients (one extra read of them) and skip a non-finite step.
+        self.skip_nonfinite = bool(skip_nonfinite)
         self.param_groups = []
         self.state = {}  # parameter index (in param_groups order) -> {"step": int, arrays...}
         self._views = []  # (user's object, checked zero-copy view) per parameter
         self._requested_backend = backend
-        if hasattr(params, "shape") or is_device_array(params):
-            params = [params]
-        groups = list(params)
+        groups = [params] if _single(params) else list(params)
         if not groups:
             raise ValueError("params: got an empty list of parameters")
         if not isinstance(groups[0], dict):
@@ -54,7 +93,7 @@ class Optimizer:
         if not isinstance(group, dict) or "params" not in group:
             raise TypeError("param_group: expected a dict with a 'params' list")
         params = group["params"]
-        params = [params] if hasattr(params, "shape") or is_device_array(params) else list(params)
+        params = [params] if _single(params) else list(params)
         if not params:
             raise ValueError("param_group['params']: got an empty list")
         if any(p is q for p in params for q, _ in self._views):
@@ -63,18 +102,34 @@ class Optimizer:
         check_hyper(self.algorithm, new)
         start = len(self._views)
         names = [f"params[{start + i}]" for i in range(len(params))]
-        everything = dict(zip(names, params))
-        everything.update((f"params[{i}]", p) for i, (p, _) in enumerate(self._views))
+        everything = {name: _buffer(p) for name, p in zip(names, params)}
+        everything.update((f"params[{i}]", v) for i, (_, v) in enumerate(self._views))
         backend = choose(everything, self._requested_backend)
         on_device = backend == "cuda"
-        views = [check_arrays({name: p}, {name}, on_device)[0] for name, p in zip(names, params)]
+        views = [check_arrays({name: _buffer(p)}, {name}, on_device)[0]
+                 for name, p in zip(names, params)]
         self._backend = backend
         self._views.extend(zip(params, views))
         self.param_groups.append(new)
 
-    def step(self, grads):
-        """Updates every parameter that has a gradient; checks everything before writing."""
-        grads = [grads] if hasattr(grads, "shape") or is_device_array(grads) else list(grads)
+    def step(self, grads, *, grad_scale=None, max_norm=None, return_norm=False):
+        """Updates every parameter that has a gradient; checks everything before writing.
+
+        ``grad_scale``: the loss scale the gradients carry (they are divided by it, inside the
+        update). ``max_norm``: clip the gradients by their global L2 norm, as
+        ``torch.nn.utils.clip_grad_norm_`` (coefficient ``max_norm / (norm + 1e-6)``, at most 1).
+        ``return_norm``: compute the global norm even when nothing else needs it. Returns a
+        :class:`StepInfo`.
+        """
+        inv_scale = 1.0
+        if grad_scale is not None:
+            grad_scale = check_number("grad_scale", grad_scale)
+            if grad_scale <= 0:
+                raise ValueError(f"grad_scale: expected a value > 0, got {grad_scale}")
+            inv_scale = 1.0 / grad_scale
+        if max_norm is not None:
+            max_norm = check_number("max_norm", max_norm, 0.0)
+        grads = [grads] if _single(grads) else list(grads)
         if len(grads) != len(self._views):
             raise ValueError(f"grads: expected {len(self._views)} gradients (one per parameter, "
                              f"in param_groups order), got {len(grads)}")
@@ -90,20 +145,40 @@ class Optimizer:
                 if grads[index] is not None:
                     plan.append(self._prepare(index, param, grads[index], hyper))
                 index += 1
+        info = StepInfo()
+        if grad_scale is not None or max_norm is not None or return_norm or self.skip_nonfinite:
+            # The reduction pass: one read of every gradient.
+            total = sum(module.sum_of_squares(arrays[1]) for *_, arrays, _ in plan)
+            norm = math.sqrt(total) * inv_scale
+            if not math.isfinite(norm):
+                return StepInfo(grad_norm=norm, found_inf=True, skipped=True)
+            clip = 1.0 if max_norm is None else min(1.0, max_norm / (norm + CLIP_EPS))
+            info = StepInfo(grad_norm=norm, clip_coef=clip)
+        factor = inv_scale * info.clip_coef
         for index, new_state, step, arrays, scalars in plan:  # everything checked: now write
             state = self.state.setdefault(index, {})
             state.update(new_state)
             state["step"] = step
-            launch(module, self.algorithm, arrays, scalars)
+            launch(module, self.algorithm, arrays, scalars, factor)
+        return info
 
     def _prepare(self, index, param, grad, hyper):
         """The kernel call for one parameter, creating (but not yet storing) missing state."""
         on_device = self._backend == "cuda"
         user_param, view = self._views[index]
         if param is not user_param:  # the user replaced it in param_groups
-            view = check_arrays({f"params[{index}]": param}, {f"params[{index}]"}, on_device)[0]
+            view = check_arrays({f"params[{index}]": _buffer(param)}, {f"params[{index}]"},
+                                on_device)[0]
             self._views[index] = (param, view)
         pname, gname = f"params[{index}]", f"grads[{index}]"
+        if isinstance(param, FlatParams):
+            if not isinstance(grad, FlatParams) and not (hasattr(grad, "shape")
+                                                       and tuple(grad.shape) == view.shape):
+                raise ValueError(f"{gname}: expected a FlatParams of the same layout as "
+                                 f"{pname} (or a flat array of {view.size} elements)")
+            if isinstance(grad, FlatParams) and grad.shapes != param.shapes:
+                raise ValueError(f"{gname}: arena layout does not match {pname}'s")
+        grad = _buffer(grad)
         choose({pname: view, gname: grad}, self._backend)
         arrays = check_arrays({pname: view, gname: grad}, {pname}, on_device)
         state = self.state.get(index, {})
@@ -204,8 +279,9 @@ class SGD(Optimizer):
     algorithm = alg.SGD
 
     def __init__(self, params, lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0,
-                 nesterov=False, *, maximize=False, backend=None):
-        super().__init__(params, backend, lr=lr, momentum=momentum, dampening=dampening,
+                 nesterov=False, *, maximize=False, backend=None,
+                 skip_nonfinite=True):
+        super().__init__(params, backend, skip_nonfinite, lr=lr, momentum=momentum, dampening=dampening,
                          weight_decay=weight_decay, nesterov=nesterov, maximize=maximize)
 
 
@@ -215,8 +291,9 @@ class Adagrad(Optimizer):
     algorithm = alg.ADAGRAD
 
     def __init__(self, params, lr=1e-2, lr_decay=0.0, weight_decay=0.0,
-                 initial_accumulator_value=0.0, eps=1e-10, *, maximize=False, backend=None):
-        super().__init__(params, backend, lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
+                 initial_accumulator_value=0.0, eps=1e-10, *, maximize=False, backend=None,
+                 skip_nonfinite=True):
+        super().__init__(params, backend, skip_nonfinite, lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
                          initial_accumulator_value=initial_accumulator_value, eps=eps,
                          maximize=maximize)
 
@@ -228,8 +305,9 @@ class RMSprop(Optimizer):
     algorithm = alg.RMSPROP
 
     def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0,
-                 centered=False, *, maximize=False, backend=None):
-        super().__init__(params, backend, lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay,
+                 centered=False, *, maximize=False, backend=None,
+                 skip_nonfinite=True):
+        super().__init__(params, backend, skip_nonfinite, lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay,
                          momentum=momentum, centered=centered, maximize=maximize)
 
 
@@ -240,8 +318,9 @@ class Adam(Optimizer):
     algorithm = alg.ADAM
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
-                 amsgrad=False, *, maximize=False, backend=None):
-        super().__init__(params, backend, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+                 amsgrad=False, *, maximize=False, backend=None,
+                 skip_nonfinite=True):
+        super().__init__(params, backend, skip_nonfinite, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
                          amsgrad=amsgrad, maximize=maximize)
 
 
@@ -252,6 +331,7 @@ class AdamW(Adam):
     algorithm = alg.ADAMW
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2,
-                 amsgrad=False, *, maximize=False, backend=None):
+                 amsgrad=False, *, maximize=False, backend=None,
+                 skip_nonfinite=True):
         super().__init__(params, lr, betas, eps, weight_decay, amsgrad, maximize=maximize,
-                         backend=backend)
+                         backend=backend, skip_nonfinite=skip_nonfinite)

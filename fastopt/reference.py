@@ -1,10 +1,13 @@
-"""The numpy reference: the specification every backend is tested against.
+r"""The numpy reference: the specification every backend is tested against.
 
 One plain, non-mutating function per algorithm, written straight from the update formula of
 ``torch.optim`` (single-tensor, ``foreach=False`` semantics). Each takes the kernel contract's
 arguments (see :mod:`fastopt.backends`) and returns new arrays ``(param, *state)`` in argument order,
 leaving its inputs untouched. State arrays that a mode does not use (the momentum buffer of plain
 SGD, ``grad_avg`` of uncentered RMSprop, ``max_exp_avg_sq`` without AMSGrad) are returned as given.
+
+Every step first multiplies the gradient by ``grad_scale``, the factor that unscales a mixed-precision
+loss scale and applies global-norm clipping (1 when neither is used): :math:`\nabla \leftarrow s\nabla`.
 
 Arithmetic happens in the arrays' dtype: numpy's weak Python scalars keep float32 arrays float32.
 """
@@ -13,7 +16,7 @@ import numpy as np
 
 
 def sgd(param, grad, momentum_buffer, lr, weight_decay, momentum, dampening, nesterov, maximize,
-        first_step):
+        first_step, grad_scale):
     r"""SGD with optional momentum, dampening, Nesterov and L2 weight decay.
 
     .. math::
@@ -22,7 +25,7 @@ def sgd(param, grad, momentum_buffer, lr, weight_decay, momentum, dampening, nes
         d &= g + \mu b \text{ (Nesterov) or } b \text{ (heavy ball) or } g \text{ (}\mu = 0\text{)} \\
         \theta &\leftarrow \theta - \eta d
     """
-    g = -grad if maximize else grad
+    g = -(grad * grad_scale) if maximize else grad * grad_scale
     if weight_decay != 0:
         g = g + weight_decay * param
     buf = momentum_buffer
@@ -32,7 +35,7 @@ def sgd(param, grad, momentum_buffer, lr, weight_decay, momentum, dampening, nes
     return param - lr * g, buf
 
 
-def adagrad(param, grad, state_sum, weight_decay, eps, maximize, clr):
+def adagrad(param, grad, state_sum, weight_decay, eps, maximize, clr, grad_scale):
     r"""Adagrad; ``clr = lr / (1 + (step - 1) * lr_decay)`` is computed on the host.
 
     .. math::
@@ -40,7 +43,7 @@ def adagrad(param, grad, state_sum, weight_decay, eps, maximize, clr):
         s &\leftarrow s + g^2 \\
         \theta &\leftarrow \theta - \mathrm{clr}\; g / (\sqrt{s} + \epsilon)
     """
-    g = -grad if maximize else grad
+    g = -(grad * grad_scale) if maximize else grad * grad_scale
     if weight_decay != 0:
         g = g + weight_decay * param
     s = state_sum + g * g
@@ -48,7 +51,7 @@ def adagrad(param, grad, state_sum, weight_decay, eps, maximize, clr):
 
 
 def rmsprop(param, grad, square_avg, grad_avg, momentum_buffer, lr, alpha, eps, weight_decay,
-            momentum, centered, maximize):
+            momentum, centered, maximize, grad_scale):
     r"""RMSprop, optionally centered and with momentum, as ``torch.optim.RMSprop``.
 
     .. math::
@@ -59,7 +62,7 @@ def rmsprop(param, grad, square_avg, grad_avg, momentum_buffer, lr, alpha, eps, 
         b &\leftarrow \mu b + g / d, \; \theta \leftarrow \theta - \eta b \quad (\mu > 0) \\
         \theta &\leftarrow \theta - \eta g / d \quad (\mu = 0)
     """
-    g = -grad if maximize else grad
+    g = -(grad * grad_scale) if maximize else grad * grad_scale
     if weight_decay != 0:
         g = g + weight_decay * param
     v = alpha * square_avg + (1 - alpha) * g * g
@@ -77,7 +80,7 @@ def rmsprop(param, grad, square_avg, grad_avg, momentum_buffer, lr, alpha, eps, 
 
 
 def adam(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, lr, beta1, beta2, eps, weight_decay,
-         amsgrad, maximize, decoupled, step_size, bias_correction2_sqrt):
+         amsgrad, maximize, decoupled, step_size, bias_correction2_sqrt, grad_scale):
     r"""Adam (L2 weight decay) or AdamW (``decoupled``), optionally AMSGrad.
 
     ``step_size = lr / (1 - beta1**t)`` and ``bias_correction2_sqrt = sqrt(1 - beta2**t)`` are
@@ -92,7 +95,7 @@ def adam(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, lr, beta1, beta2, eps
         \theta &\leftarrow \theta - \frac{\eta}{1-\beta_1^t}\,
             \frac{m}{\sqrt{\hat v} / \sqrt{1-\beta_2^t} + \epsilon}
     """
-    g = -grad if maximize else grad
+    g = -(grad * grad_scale) if maximize else grad * grad_scale
     p = param
     if decoupled:
         p = param * (1 - lr * weight_decay)
@@ -107,3 +110,8 @@ def adam(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, lr, beta1, beta2, eps
     else:
         denom = np.sqrt(v) / bias_correction2_sqrt + eps
     return p - step_size * m / denom, m, v, vmax
+
+
+def sum_of_squares(grad):
+    """The sum of the squared gradient elements, accumulated in float64 (the squared global norm)."""
+    return float(np.sum(np.square(grad, dtype=np.float64)))

@@ -3,18 +3,22 @@
 The optimizer family (``numpy_optim``, ``cpu_optim``, ``c_optim``, ``cuda_optim``) defines, in place::
 
     sgd(param, grad, momentum_buffer,
-        lr, weight_decay, momentum, dampening, nesterov, maximize, first_step)
+        lr, weight_decay, momentum, dampening, nesterov, maximize, first_step, grad_scale)
     adagrad(param, grad, state_sum,
-            weight_decay, eps, maximize, clr)
+            weight_decay, eps, maximize, clr, grad_scale)
     rmsprop(param, grad, square_avg, grad_avg, momentum_buffer,
-            lr, alpha, eps, weight_decay, momentum, centered, maximize)
+            lr, alpha, eps, weight_decay, momentum, centered, maximize, grad_scale)
     adam(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq,
          lr, beta1, beta2, eps, weight_decay, amsgrad, maximize, decoupled,
-         step_size, bias_correction2_sqrt)
+         step_size, bias_correction2_sqrt, grad_scale)
+    sum_of_squares(grad) -> float
 
-Arrays first, then hyperparameters, then values computed on the host from the step count
-(``first_step``, ``clr``, ``step_size``, ``bias_correction2_sqrt``), so kernels never call ``pow`` and
-never recompile when they change. The formulas are those of :mod:`fastopt.reference`.
+Arrays first, then hyperparameters, then values computed on the host for this step (``first_step``,
+``clr``, ``step_size``, ``bias_correction2_sqrt``, and ``grad_scale``, the factor that unscales and
+clips the gradient), so kernels never call ``pow`` and never recompile when they change. The
+formulas are those of :mod:`fastopt.reference`. ``sum_of_squares`` is the reduction pass of a fused
+step (global norm, clipping, non-finite detection): a float64 sum, deterministic for a given backend
+and size whatever the thread count.
 
 The contract, established by :mod:`fastopt._validate` before any kernel runs, so kernels trust it:
 

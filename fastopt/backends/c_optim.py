@@ -30,10 +30,12 @@ _SGD = {_F32: (lib.fastopt_sgd_f32, _FLOAT), _F64: (lib.fastopt_sgd_f64, _DOUBLE
 _ADAGRAD = {_F32: (lib.fastopt_adagrad_f32, _FLOAT), _F64: (lib.fastopt_adagrad_f64, _DOUBLE)}
 _RMSPROP = {_F32: (lib.fastopt_rmsprop_f32, _FLOAT), _F64: (lib.fastopt_rmsprop_f64, _DOUBLE)}
 _ADAM = {_F32: (lib.fastopt_adam_f32, _FLOAT), _F64: (lib.fastopt_adam_f64, _DOUBLE)}
+_SUM_OF_SQUARES = {_F32: (lib.fastopt_sum_of_squares_f32, _FLOAT),
+                   _F64: (lib.fastopt_sum_of_squares_f64, _DOUBLE)}
 
 
 def sgd(param, grad, momentum_buffer, lr, weight_decay, momentum, dampening, nesterov, maximize,
-        first_step):
+        first_step, grad_scale):
     """In place: :func:`fastopt.reference.sgd`."""
     n = param.size
     if n == 0:
@@ -41,21 +43,21 @@ def sgd(param, grad, momentum_buffer, lr, weight_decay, momentum, dampening, nes
     kernel, ctype = _SGD[param.dtype]
     buf = _buffer(ctype, momentum_buffer) if momentum != 0 else _NULL
     kernel(n, _buffer(ctype, param), _buffer(ctype, grad), buf,
-           lr, weight_decay, momentum, dampening, nesterov, maximize, first_step)
+           lr, weight_decay, momentum, dampening, nesterov, maximize, first_step, grad_scale)
 
 
-def adagrad(param, grad, state_sum, weight_decay, eps, maximize, clr):
+def adagrad(param, grad, state_sum, weight_decay, eps, maximize, clr, grad_scale):
     """In place: :func:`fastopt.reference.adagrad`."""
     n = param.size
     if n == 0:
         return
     kernel, ctype = _ADAGRAD[param.dtype]
     kernel(n, _buffer(ctype, param), _buffer(ctype, grad), _buffer(ctype, state_sum),
-           weight_decay, eps, maximize, clr)
+           weight_decay, eps, maximize, clr, grad_scale)
 
 
 def rmsprop(param, grad, square_avg, grad_avg, momentum_buffer, lr, alpha, eps, weight_decay,
-            momentum, centered, maximize):
+            momentum, centered, maximize, grad_scale):
     """In place: :func:`fastopt.reference.rmsprop`."""
     n = param.size
     if n == 0:
@@ -64,11 +66,11 @@ def rmsprop(param, grad, square_avg, grad_avg, momentum_buffer, lr, alpha, eps, 
     avg = _buffer(ctype, grad_avg) if centered else _NULL
     buf = _buffer(ctype, momentum_buffer) if momentum > 0 else _NULL
     kernel(n, _buffer(ctype, param), _buffer(ctype, grad), _buffer(ctype, square_avg), avg, buf,
-           lr, alpha, eps, weight_decay, momentum, centered, maximize)
+           lr, alpha, eps, weight_decay, momentum, centered, maximize, grad_scale)
 
 
 def adam(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, lr, beta1, beta2, eps, weight_decay,
-         amsgrad, maximize, decoupled, step_size, bias_correction2_sqrt):
+         amsgrad, maximize, decoupled, step_size, bias_correction2_sqrt, grad_scale):
     """In place: :func:`fastopt.reference.adam`."""
     n = param.size
     if n == 0:
@@ -77,7 +79,13 @@ def adam(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, lr, beta1, beta2, eps
     vmax = _buffer(ctype, max_exp_avg_sq) if amsgrad else _NULL
     kernel(n, _buffer(ctype, param), _buffer(ctype, grad), _buffer(ctype, exp_avg),
            _buffer(ctype, exp_avg_sq), vmax, lr, beta1, beta2, eps, weight_decay,
-           amsgrad, maximize, decoupled, step_size, bias_correction2_sqrt)
+           amsgrad, maximize, decoupled, step_size, bias_correction2_sqrt, grad_scale)
+
+
+def sum_of_squares(grad):
+    """:func:`fastopt.reference.sum_of_squares`, in chunks independent of the thread count."""
+    kernel, ctype = _SUM_OF_SQUARES[grad.dtype]
+    return kernel(grad.size, _buffer(ctype, grad)) if grad.size else 0.0
 
 
 def build_info():

@@ -18,6 +18,7 @@ import math
 import warnings
 
 import numba
+import numpy as np
 from numba import cuda
 
 #: True under the CUDA simulator, where each thread runs in Python.
@@ -73,9 +74,9 @@ def device_summary():
 
 
 @cuda.jit
-def _sgd(p, g, buf, lr, weight_decay, momentum, one_minus_dampening, nesterov, maximize,
-         first_step):
-    """d = ±g + wd*p; b = d (first step) or mu*b + (1-tau)*d;
+def _sgd(p, g, buf, lr, weight_decay, momentum, one_minus_dampening, nesterov, first_step,
+         scale):
+    """d = s*g + wd*p; b = d (first step) or mu*b + (1-tau)*d;
     d = d + mu*b (Nesterov) or b (heavy ball); p -= lr*d
 
     See :func:`fastopt.reference.sgd`.
@@ -83,7 +84,7 @@ def _sgd(p, g, buf, lr, weight_decay, momentum, one_minus_dampening, nesterov, m
     i = cuda.grid(1)
     stride = cuda.gridsize(1)
     while i < p.size:
-        d = -g[i] if maximize else g[i]
+        d = g[i] * scale
         if weight_decay != 0:
             d += weight_decay * p[i]
         if momentum != 0:
@@ -95,15 +96,15 @@ def _sgd(p, g, buf, lr, weight_decay, momentum, one_minus_dampening, nesterov, m
 
 
 @cuda.jit
-def _adagrad(p, g, state_sum, weight_decay, eps, maximize, clr):
-    """d = ±g + wd*p; s += d^2; p -= clr * d / (sqrt(s) + eps)
+def _adagrad(p, g, state_sum, weight_decay, eps, clr, scale):
+    """d = s*g + wd*p; v += d^2; p -= clr * d / (sqrt(v) + eps)
 
     See :func:`fastopt.reference.adagrad`.
     """
     i = cuda.grid(1)
     stride = cuda.gridsize(1)
     while i < p.size:
-        d = -g[i] if maximize else g[i]
+        d = g[i] * scale
         if weight_decay != 0:
             d += weight_decay * p[i]
         s = state_sum[i] + d * d
@@ -114,8 +115,8 @@ def _adagrad(p, g, state_sum, weight_decay, eps, maximize, clr):
 
 @cuda.jit
 def _rmsprop(p, g, square_avg, grad_avg, buf, lr, alpha, one_minus_alpha, eps, weight_decay,
-             momentum, centered, maximize):
-    """v = a*v + (1-a)*d^2; gbar = a*gbar + (1-a)*d; den = sqrt(v - gbar^2 or v) + eps;
+             momentum, centered, scale):
+    """d = s*g + wd*p; v = a*v + (1-a)*d^2; gbar = a*gbar + (1-a)*d; den = sqrt(v - gbar^2 or v) + eps;
     b = mu*b + d/den, p -= lr*b  (mu > 0)  or  p -= lr*d/den
 
     See :func:`fastopt.reference.rmsprop`.
@@ -123,7 +124,7 @@ def _rmsprop(p, g, square_avg, grad_avg, buf, lr, alpha, one_minus_alpha, eps, w
     i = cuda.grid(1)
     stride = cuda.gridsize(1)
     while i < p.size:
-        d = -g[i] if maximize else g[i]
+        d = g[i] * scale
         if weight_decay != 0:
             d += weight_decay * p[i]
         v = alpha * square_avg[i] + one_minus_alpha * d * d
@@ -144,9 +145,9 @@ def _rmsprop(p, g, square_avg, grad_avg, buf, lr, alpha, one_minus_alpha, eps, w
 
 @cuda.jit
 def _adam(p, g, exp_avg, exp_avg_sq, max_exp_avg_sq, beta1, one_minus_beta1, beta2,
-          one_minus_beta2, eps, weight_decay, decay, amsgrad, maximize, step_size,
-          bias_correction2_sqrt):
-    """p *= decay (AdamW) or d = ±g + wd*p (Adam); m = b1*m + (1-b1)*d; v = b2*v + (1-b2)*d^2;
+          one_minus_beta2, eps, weight_decay, decay, amsgrad, step_size, bias_correction2_sqrt,
+          scale):
+    """p *= decay (AdamW) or d = s*g + wd*p (Adam); m = b1*m + (1-b1)*d; v = b2*v + (1-b2)*d^2;
     vhat = max(vhat, v) (AMSGrad); p -= step_size * m / (sqrt(vhat)/sqrt(1-b2^t) + eps)
 
     See :func:`fastopt.reference.adam`.
@@ -154,7 +155,7 @@ def _adam(p, g, exp_avg, exp_avg_sq, max_exp_avg_sq, beta1, one_minus_beta1, bet
     i = cuda.grid(1)
     stride = cuda.gridsize(1)
     while i < p.size:
-        d = -g[i] if maximize else g[i]
+        d = g[i] * scale
         x = p[i] * decay
         if weight_decay != 0:
             d += weight_decay * x
@@ -175,37 +176,42 @@ def _flat(a):
     return a if a.ndim == 1 else a.reshape(a.size)
 
 
+def _signed(grad_scale, maximize):
+    # -(g*s) == g*(-s) exactly, so maximize costs nothing inside the loop.
+    return -grad_scale if maximize else grad_scale
+
+
 def sgd(param, grad, momentum_buffer, lr, weight_decay, momentum, dampening, nesterov, maximize,
-        first_step):
+        first_step, grad_scale):
     """SGD step in place; formula in :func:`fastopt.reference.sgd`."""
     if param.size == 0:
         return
     one = param.dtype.type(1)
     launch(_sgd, param.size, _flat(param), _flat(grad), _flat(momentum_buffer), lr, weight_decay,
-            momentum, one - dampening, nesterov, maximize, first_step)
+           momentum, one - dampening, nesterov, first_step, _signed(grad_scale, maximize))
 
 
-def adagrad(param, grad, state_sum, weight_decay, eps, maximize, clr):
+def adagrad(param, grad, state_sum, weight_decay, eps, maximize, clr, grad_scale):
     """Adagrad step in place; formula in :func:`fastopt.reference.adagrad`."""
     if param.size == 0:
         return
     launch(_adagrad, param.size, _flat(param), _flat(grad), _flat(state_sum), weight_decay, eps,
-            maximize, clr)
+           clr, _signed(grad_scale, maximize))
 
 
 def rmsprop(param, grad, square_avg, grad_avg, momentum_buffer, lr, alpha, eps, weight_decay,
-            momentum, centered, maximize):
+            momentum, centered, maximize, grad_scale):
     """RMSprop step in place; formula in :func:`fastopt.reference.rmsprop`."""
     if param.size == 0:
         return
     one = param.dtype.type(1)
     launch(_rmsprop, param.size, _flat(param), _flat(grad), _flat(square_avg), _flat(grad_avg),
-            _flat(momentum_buffer), lr, alpha, one - alpha, eps, weight_decay, momentum, centered,
-            maximize)
+           _flat(momentum_buffer), lr, alpha, one - alpha, eps, weight_decay, momentum, centered,
+           _signed(grad_scale, maximize))
 
 
 def adam(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, lr, beta1, beta2, eps, weight_decay,
-         amsgrad, maximize, decoupled, step_size, bias_correction2_sqrt):
+         amsgrad, maximize, decoupled, step_size, bias_correction2_sqrt, grad_scale):
     """Adam/AdamW step in place; formula in :func:`fastopt.reference.adam`."""
     if param.size == 0:
         return
@@ -213,5 +219,57 @@ def adam(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, lr, beta1, beta2, eps
     # AdamW scales p by (1 - lr*wd) and adds no L2 term; Adam scales by 1 and adds wd*p.
     decay, l2 = (one - lr * weight_decay, zero) if decoupled else (one, weight_decay)
     launch(_adam, param.size, _flat(param), _flat(grad), _flat(exp_avg), _flat(exp_avg_sq),
-            _flat(max_exp_avg_sq), beta1, one - beta1, beta2, one - beta2, eps, l2, decay, amsgrad,
-            maximize, step_size, bias_correction2_sqrt)
+           _flat(max_exp_avg_sq), beta1, one - beta1, beta2, one - beta2, eps, l2, decay, amsgrad,
+           step_size, bias_correction2_sqrt, _signed(grad_scale, maximize))
+
+
+@cuda.jit
+def _partial_sums_of_squares(g, partial):
+    """partial[block] = sum of g_i^2 (float64) over this block's grid-stride share"""
+    cache = cuda.shared.array(THREADS_PER_BLOCK, numba.float64)
+    i = cuda.grid(1)
+    stride = cuda.gridsize(1)
+    s = 0.0
+    while i < g.size:
+        x = numba.float64(g[i])
+        s += x * x
+        i += stride
+    t = cuda.threadIdx.x
+    cache[t] = s
+    cuda.syncthreads()
+    width = THREADS_PER_BLOCK // 2
+    while width > 0:  # a fixed tree: the same order every run
+        if t < width:
+            cache[t] += cache[t + width]
+        cuda.syncthreads()
+        width //= 2
+    if t == 0:
+        partial[cuda.blockIdx.x] = cache[0]
+
+
+@cuda.jit
+def _sum_in_order(partial, out):
+    """out[0] = partial[0] + partial[1] + ... (one thread, in order)"""
+    if cuda.grid(1) == 0:
+        s = 0.0
+        for b in range(partial.size):
+            s += partial[b]
+        out[0] = s
+
+
+_reduction_buffers = {}
+
+
+def sum_of_squares(grad):
+    """The squared global norm in float64, deterministic (fixed grid and summation order); copies
+    one number back to the host. Formula in :func:`fastopt.reference.sum_of_squares`."""
+    if grad.size == 0:
+        return 0.0
+    blocks, threads = launch_config(grad.size)
+    if blocks not in _reduction_buffers:
+        _reduction_buffers[blocks] = (cuda.device_array(blocks, np.float64),
+                                      cuda.device_array(1, np.float64))
+    partial, out = _reduction_buffers[blocks]
+    launch(_partial_sums_of_squares, grad.size, _flat(grad), partial)
+    launch(_sum_in_order, 1, partial, out)
+    return float(out.copy_to_host()[0])

@@ -25,3 +25,7 @@ def rmsprop(param, grad, square_avg, grad_avg, momentum_buffer, *hyper):
 def adam(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, *hyper):
     _write_back(reference.adam(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, *hyper),
                 (param, exp_avg, exp_avg_sq, max_exp_avg_sq))
+
+
+#: The sum of squares, accumulated in float64 (see :func:`fastopt.reference.sum_of_squares`).
+sum_of_squares = reference.sum_of_squares
