@@ -4,12 +4,12 @@ Host arrays run on the ``cpu`` backend (numba), else ``c`` (cffi), else ``numpy`
 CUDA arrays run on ``cuda``. See :func:`available_backends` and :func:`backend_status`.
 """
 
-from . import functional
+from . import functional, schedules
 from ._dispatch import BackendUnavailableError, available_backends, backend_status
 from .arena import FlatParams
 from .optimizers import SGD, Adagrad, Adam, AdamW, Optimizer, RMSprop, StepInfo
 
 __version__ = "0.1.0"
 
-__all__ = ["functional", "available_backends", "backend_status", "BackendUnavailableError",
+__all__ = ["functional", "schedules", "available_backends", "backend_status", "BackendUnavailableError",
            "FlatParams", "Optimizer", "StepInfo", "SGD", "Adagrad", "RMSprop", "Adam", "AdamW"]
