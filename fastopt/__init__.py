@@ -7,9 +7,11 @@ CUDA arrays run on ``cuda``. See :func:`available_backends` and :func:`backend_s
 from . import functional, schedules
 from ._dispatch import BackendUnavailableError, available_backends, backend_status
 from .arena import FlatParams
+from .checkpoint import Checkpoint, from_torch_state_dict, load, save, to_torch_state_dict
 from .optimizers import SGD, Adagrad, Adam, AdamW, Optimizer, RMSprop, StepInfo
 
 __version__ = "0.1.0"
 
 __all__ = ["functional", "schedules", "available_backends", "backend_status", "BackendUnavailableError",
-           "FlatParams", "Optimizer", "StepInfo", "SGD", "Adagrad", "RMSprop", "Adam", "AdamW"]
+           "FlatParams", "Optimizer", "StepInfo", "SGD", "Adagrad", "RMSprop", "Adam", "AdamW",
+           "save", "load", "Checkpoint", "to_torch_state_dict", "from_torch_state_dict"]
