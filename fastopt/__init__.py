@@ -4,7 +4,7 @@ Host arrays run on the ``cpu`` backend (numba), else ``c`` (cffi), else ``numpy`
 CUDA arrays run on ``cuda``. See :func:`available_backends` and :func:`backend_status`.
 """
 
-from . import functional, schedules
+from . import functional, lowp, mixed, schedules
 from ._dispatch import BackendUnavailableError, available_backends, backend_status
 from .arena import FlatParams
 from .checkpoint import Checkpoint, from_torch_state_dict, load, save, to_torch_state_dict
@@ -12,6 +12,6 @@ from .optimizers import SGD, Adagrad, Adam, AdamW, Optimizer, RMSprop, StepInfo
 
 __version__ = "0.1.0"
 
-__all__ = ["functional", "schedules", "available_backends", "backend_status", "BackendUnavailableError",
+__all__ = ["functional", "lowp", "mixed", "schedules", "available_backends", "backend_status", "BackendUnavailableError",
            "FlatParams", "Optimizer", "StepInfo", "SGD", "Adagrad", "RMSprop", "Adam", "AdamW",
            "save", "load", "Checkpoint", "to_torch_state_dict", "from_torch_state_dict"]

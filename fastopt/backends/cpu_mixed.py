@@ -1,0 +1,70 @@
+"""The ``cpu`` backend's mixed-precision steps: float32 master weights updated in place and the
+float16/bfloat16 model copy written in the same pass (numba ``njit(parallel=True)``)."""
+
+import numba
+import numpy as np
+from llvmlite import ir
+from numba import prange, types
+from numba.extending import intrinsic
+
+from ._mixed_element import make_adam_element
+from .cpu_optim import PARALLEL_THRESHOLD
+
+
+@intrinsic
+def _f32_from_bits(typingctx, u):
+    """The float32 whose bit pattern is the low 32 bits of the integer u."""
+    if not isinstance(u, types.Integer):
+        return None
+
+    def codegen(context, builder, signature, args):
+        low = builder.trunc(args[0], ir.IntType(32)) if u.bitwidth > 32 else args[0]
+        return builder.bitcast(low, ir.FloatType())
+
+    return types.float32(u), codegen
+
+
+@intrinsic
+def _bits_from_f32(typingctx, x):
+    """The bit pattern of the float32 x, as a non-negative int64."""
+    if x != types.float32:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.zext(builder.bitcast(args[0], ir.IntType(32)), ir.IntType(64))
+
+    return types.int64(x), codegen
+
+
+_adam_element = make_adam_element(numba.njit(inline="always", error_model="numpy"),
+                                  _f32_from_bits, _bits_from_f32)
+
+
+def _adam_body(master, grad, grad_fmt, exp_avg, exp_avg_sq, max_exp_avg_sq, state_fmt, model,
+               model_fmt, beta1, one_minus_beta1, beta2, one_minus_beta2, eps, weight_decay,
+               decay, amsgrad, step_size, bias_correction2_sqrt, scale, stochastic, key):
+    """The mixed-precision Adam step over every element (see _mixed_element.adam_element)"""
+    for i in prange(master.size):
+        _adam_element(i, master, grad, grad_fmt, exp_avg, exp_avg_sq, max_exp_avg_sq, state_fmt,
+                      model, model_fmt, beta1, one_minus_beta1, beta2, one_minus_beta2, eps,
+                      weight_decay, decay, amsgrad, step_size, bias_correction2_sqrt, scale,
+                      stochastic, key)
+
+
+_options = dict(cache=True, nogil=True, error_model="numpy")
+_adam_serial = numba.njit(**_options)(_adam_body)
+_adam_parallel = numba.njit(parallel=True, **_options)(_adam_body)
+
+
+def adam(master, grad, grad_fmt, exp_avg, exp_avg_sq, max_exp_avg_sq, state_fmt, model,
+         model_fmt, lr, beta1, beta2, eps, weight_decay, amsgrad, maximize, decoupled, step_size,
+         bias_correction2_sqrt, grad_scale, stochastic, key):
+    """Mixed-precision Adam/AdamW in place; formula in :func:`fastopt.backends.numpy_mixed.adam`."""
+    one, zero = np.float32(1), np.float32(0)
+    decay, l2 = (one - lr * weight_decay, zero) if decoupled else (one, weight_decay)
+    scale = -grad_scale if maximize else grad_scale
+    kernel = _adam_parallel if master.size >= PARALLEL_THRESHOLD else _adam_serial
+    kernel(master.reshape(-1), grad.reshape(-1), grad_fmt, exp_avg.reshape(-1),
+           exp_avg_sq.reshape(-1), max_exp_avg_sq.reshape(-1), state_fmt, model.reshape(-1),
+           model_fmt, beta1, one - beta1, beta2, one - beta2, eps, l2, decay, amsgrad, step_size,
+           bias_correction2_sqrt, scale, stochastic, key)
