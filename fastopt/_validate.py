@@ -69,8 +69,9 @@ def check_arrays(named, written, on_device):
             contiguous = a.size == 0 or a.is_c_contiguous()
         else:
             a = as_host_array(name, x)
-            readonly = not a.flags.writeable
-            contiguous = a.flags.c_contiguous
+            flags = a.flags
+            readonly = not flags.writeable
+            contiguous = flags.c_contiguous
         dtype = a.dtype
         if ref_dtype is None:
             if dtype not in FLOAT_DTYPES:
@@ -95,20 +96,29 @@ def check_arrays(named, written, on_device):
 
 
 def _check_no_overlap(pairs, written):
-    ranges = [(name, *_address_range(a)) for name, a in pairs]
-    for i, (name_i, lo_i, hi_i) in enumerate(ranges):
-        for name_j, lo_j, hi_j in ranges[i + 1:]:
-            if (name_i in written or name_j in written) and lo_i < hi_j and lo_j < hi_i:
+    if pairs and type(pairs[0][1]) is np.ndarray:
+        def overlap(a, b):  # a bounds check in C: exact for the contiguous arrays checked here
+            return np.may_share_memory(a, b)
+    else:
+        def overlap(a, b):
+            lo_a, hi_a = _address_range(a)
+            lo_b, hi_b = _address_range(b)
+            return lo_a < hi_b and lo_b < hi_a
+    for i, (name_i, a) in enumerate(pairs):
+        for name_j, b in pairs[i + 1:]:
+            if (name_i in written or name_j in written) and overlap(a, b):
                 raise ValueError(f"{name_i} and {name_j}: arrays overlap in memory; a step "
                                  "needs a separate array for each")
 
 
 def check_number(name, value, low=None, high=None, high_open=False):
     """``value`` as a float after checking it is a finite real number in ``[low, high]``."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name}: expected a real number, got {type(value).__name__}")
+    kind = type(value)
+    if kind is not float and kind is not int:  # the fast path skips the ABC check
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+            raise TypeError(f"{name}: expected a real number, got {type(value).__name__}")
     value = float(value)
-    if not math.isfinite(value):
+    if value - value != 0:  # inf or nan, without a call
         raise ValueError(f"{name}: expected a finite number, got {value}")
     if low is not None and value < low:
         raise ValueError(f"{name}: expected a value >= {low}, got {value}")
@@ -119,7 +129,9 @@ def check_number(name, value, low=None, high=None, high_open=False):
 
 
 def check_flag(name, value):
-    if not isinstance(value, (bool, np.bool_)):
+    if value is True or value is False:
+        return value
+    if not isinstance(value, np.bool_):
         raise TypeError(f"{name}: expected True or False, got {value!r}")
     return bool(value)
 
