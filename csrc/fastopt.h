@@ -8,13 +8,15 @@
  * bias_correction2_sqrt, grad_scale), so kernels never call pow. Mode flags are ints (0 or not 0).
  * Every step first multiplies the gradient by grad_scale, the factor that unscales a mixed-precision
  * loss scale and clips by the global norm (1 when neither is used): grad = grad_scale * grad.
+ * Steps return nothing, except LAMB's, which allocates scratch and returns whether it could.
  *
  * The kernels trust their inputs: every array used holds n elements and the written arrays
  * (param and the state the mode uses) overlap neither each other nor grad. A state array that the
  * mode does not use (momentum_buffer when momentum == 0, grad_avg when not centered,
  * max_exp_avg_sq without amsgrad) may be NULL and is never read or written.
  *
- * Each step reads every array it uses once and writes every array it updates once. Steps of at
+ * Each step reads every array it uses once and writes every array it updates once (LAMB, which
+ * needs per-tensor norms before it can update, makes two passes). Steps of at
  * least 32768 elements run on all OpenMP threads, smaller ones on the calling thread; results are
  * bit-identical for any thread count.
  *
@@ -151,6 +153,201 @@ void fastopt_adam_f64(int64_t n, double *param, const double *grad, double *exp_
                       double lr, double beta1, double beta2, double eps, double weight_decay,
                       int amsgrad, int maximize, int decoupled,
                       double step_size, double bias_correction2_sqrt, double grad_scale);
+
+/* Adamax, as torch.optim.Adamax (eps inside the maximum, as PyTorch places it).
+ *
+ *   g = (maximize ? -grad : grad) + weight_decay * param      (the term only if weight_decay != 0)
+ *   exp_avg = beta1 * exp_avg + (1 - beta1) * g
+ *   exp_inf = max(beta2 * exp_inf, |g| + eps)                  (NaN wins, as numpy.maximum)
+ *   param = param - clr * exp_avg / exp_inf
+ *
+ * n             element count of every array
+ * param         parameters, updated
+ * grad          gradient
+ * exp_avg       first moment m, updated
+ * exp_inf       exponentially weighted infinity norm u, updated
+ * beta1, beta2  decay rates of m and u
+ * eps           added to |g| before the maximum
+ * weight_decay  L2 penalty added to the gradient
+ * maximize      ascend instead of descend
+ * clr           lr / (1 - beta1^step), computed on the host
+ */
+void fastopt_adamax_f32(int64_t n, float *param, const float *grad, float *exp_avg,
+                        float *exp_inf, float beta1, float beta2, float eps, float weight_decay,
+                        int maximize, float clr, float grad_scale);
+void fastopt_adamax_f64(int64_t n, double *param, const double *grad, double *exp_avg,
+                        double *exp_inf, double beta1, double beta2, double eps,
+                        double weight_decay, int maximize, double clr, double grad_scale);
+
+/* NAdam with PyTorch's momentum decay, L2 or decoupled weight decay, as torch.optim.NAdam.
+ *
+ *   g = maximize ? -grad : grad
+ *   if decoupled:              param = param * (1 - lr * weight_decay)
+ *   else if weight_decay != 0: g = g + weight_decay * param
+ *   exp_avg = beta1 * exp_avg + (1 - beta1) * g
+ *   exp_avg_sq = beta2 * exp_avg_sq + (1 - beta2) * g * g
+ *   denom = sqrt(exp_avg_sq / bias_correction2) + eps
+ *   param = param - grad_coef * g / denom - exp_avg_coef * exp_avg / denom
+ *
+ * n                 element count of every array
+ * param             parameters, updated
+ * grad              gradient
+ * exp_avg           first moment m, updated
+ * exp_avg_sq        second moment v, updated
+ * lr                learning rate (used here only by the decoupled decay)
+ * beta1, beta2      decay rates of the moments
+ * eps               added to the denominator
+ * weight_decay      L2 penalty or decoupled decay rate
+ * maximize          ascend instead of descend
+ * decoupled         decoupled weight decay instead of the L2 penalty
+ * grad_coef         lr * (1 - mu_t) / (1 - mu_product), computed on the host, where
+ *                   mu_t = beta1 * (1 - 0.5 * 0.96^(step * momentum_decay)) and mu_product is the
+ *                   product of mu_1 .. mu_t
+ * exp_avg_coef      lr * mu_{t+1} / (1 - mu_product * mu_{t+1}), computed on the host
+ * bias_correction2  1 - beta2^step, computed on the host
+ */
+void fastopt_nadam_f32(int64_t n, float *param, const float *grad, float *exp_avg,
+                       float *exp_avg_sq, float lr, float beta1, float beta2, float eps,
+                       float weight_decay, int maximize, int decoupled, float grad_coef,
+                       float exp_avg_coef, float bias_correction2, float grad_scale);
+void fastopt_nadam_f64(int64_t n, double *param, const double *grad, double *exp_avg,
+                       double *exp_avg_sq, double lr, double beta1, double beta2, double eps,
+                       double weight_decay, int maximize, int decoupled, double grad_coef,
+                       double exp_avg_coef, double bias_correction2, double grad_scale);
+
+/* RAdam, L2 or decoupled weight decay, as torch.optim.RAdam.
+ *
+ *   g = maximize ? -grad : grad
+ *   if decoupled:              param = param * (1 - lr * weight_decay)
+ *   else if weight_decay != 0: g = g + weight_decay * param
+ *   exp_avg = beta1 * exp_avg + (1 - beta1) * g
+ *   exp_avg_sq = beta2 * exp_avg_sq + (1 - beta2) * g * g
+ *   if rectify: param = param - step_size * exp_avg
+ *                               * (bias_correction2_sqrt / (sqrt(exp_avg_sq) + eps))
+ *   else:       param = param - step_size * exp_avg
+ *
+ * n                      element count of every array
+ * param                  parameters, updated
+ * grad                   gradient
+ * exp_avg                first moment m, updated
+ * exp_avg_sq             second moment v, updated
+ * lr                     learning rate (used here only by the decoupled decay)
+ * beta1, beta2           decay rates of the moments
+ * eps                    added to the denominator
+ * weight_decay           L2 penalty or decoupled decay rate
+ * maximize               ascend instead of descend
+ * decoupled              decoupled weight decay instead of the L2 penalty
+ * rectify                rho_t > 5 this step (the variance is tractable), decided on the host
+ * step_size              lr * r_t / (1 - beta1^step) when rectified (r_t the rectification
+ *                        term), else lr / (1 - beta1^step); computed on the host
+ * bias_correction2_sqrt  sqrt(1 - beta2^step), computed on the host
+ */
+void fastopt_radam_f32(int64_t n, float *param, const float *grad, float *exp_avg,
+                       float *exp_avg_sq, float lr, float beta1, float beta2, float eps,
+                       float weight_decay, int maximize, int decoupled, int rectify,
+                       float step_size, float bias_correction2_sqrt, float grad_scale);
+void fastopt_radam_f64(int64_t n, double *param, const double *grad, double *exp_avg,
+                       double *exp_avg_sq, double lr, double beta1, double beta2, double eps,
+                       double weight_decay, int maximize, int decoupled, int rectify,
+                       double step_size, double bias_correction2_sqrt, double grad_scale);
+
+/* Adadelta, as torch.optim.Adadelta.
+ *
+ *   g = (maximize ? -grad : grad) + weight_decay * param      (the term only if weight_decay != 0)
+ *   square_avg = rho * square_avg + (1 - rho) * g * g
+ *   delta = sqrt(acc_delta + eps) / sqrt(square_avg + eps) * g
+ *   acc_delta = rho * acc_delta + (1 - rho) * delta * delta
+ *   param = param - lr * delta
+ *
+ * n             element count of every array
+ * param         parameters, updated
+ * grad          gradient
+ * square_avg    running average of g * g, updated
+ * acc_delta     running average of delta * delta, updated
+ * lr            learning rate (scales delta)
+ * rho           smoothing constant of the running averages
+ * eps           added inside both square roots
+ * weight_decay  L2 penalty added to the gradient
+ * maximize      ascend instead of descend
+ */
+void fastopt_adadelta_f32(int64_t n, float *param, const float *grad, float *square_avg,
+                          float *acc_delta, float lr, float rho, float eps, float weight_decay,
+                          int maximize, float grad_scale);
+void fastopt_adadelta_f64(int64_t n, double *param, const double *grad, double *square_avg,
+                          double *acc_delta, double lr, double rho, double eps,
+                          double weight_decay, int maximize, double grad_scale);
+
+/* Lion (Chen et al. 2023, "Symbolic Discovery of Optimization Algorithms", arXiv:2302.06675),
+ * with decoupled weight decay.
+ *
+ *   g = maximize ? -grad : grad
+ *   c = beta1 * exp_avg + (1 - beta1) * g
+ *   param = param * (1 - lr * weight_decay) - lr * sign(c)    (sign(0) = 0, sign(NaN) = NaN)
+ *   exp_avg = beta2 * exp_avg + (1 - beta2) * g
+ *
+ * n             element count of every array
+ * param         parameters, updated
+ * grad          gradient
+ * exp_avg       momentum m, updated
+ * lr            learning rate
+ * beta1         interpolation weight of the update direction c
+ * beta2         decay rate of the momentum
+ * weight_decay  decoupled decay rate
+ * maximize      ascend instead of descend
+ */
+void fastopt_lion_f32(int64_t n, float *param, const float *grad, float *exp_avg, float lr,
+                      float beta1, float beta2, float weight_decay, int maximize,
+                      float grad_scale);
+void fastopt_lion_f64(int64_t n, double *param, const double *grad, double *exp_avg, double lr,
+                      double beta1, double beta2, double weight_decay, int maximize,
+                      double grad_scale);
+
+/* LAMB (You et al. 2019, "Large Batch Optimization for Deep Learning: Training BERT in 76
+ * minutes", arXiv:1904.00962, Algorithm 2), with one trust ratio per tensor (segment).
+ *
+ *   g = maximize ? -grad : grad
+ *   exp_avg = beta1 * exp_avg + (1 - beta1) * g
+ *   exp_avg_sq = beta2 * exp_avg_sq + (1 - beta2) * g * g
+ *   u = (exp_avg / bias_correction1) / (sqrt(exp_avg_sq / bias_correction2) + eps)
+ *       + weight_decay * param                                 (the term only if weight_decay != 0)
+ *   for each segment s, [segment_offsets[s], segment_offsets[s + 1]):
+ *       r = ||param_s|| / ||u_s||, or 1 when either norm is 0   (norms accumulated in double)
+ *       param_s = param_s - (REAL)(lr * r) * u_s                 (lr * r in double)
+ *
+ * Two passes: a segmented reduction that updates the moments and sums param^2 and u^2 per
+ * segment, then the update, with u recomputed from the updated moments (never stored). Both
+ * passes split the array into fixed chunks of FASTOPT_REDUCTION_CHUNK elements, whatever the
+ * segments; a segment's sums are its chunk pieces' sums taken in order, so the result does not
+ * depend on the number of threads. Scratch of about 16 bytes per chunk and per segment is
+ * allocated with malloc and freed before returning.
+ *
+ * Returns 0, or -1 (having written nothing) when the scratch cannot be allocated.
+ *
+ * n                  element count of every array
+ * param              parameters, updated
+ * grad               gradient
+ * exp_avg            first moment m, updated
+ * exp_avg_sq         second moment v, updated
+ * num_segments       number of segments (tensors), at least 1
+ * segment_offsets    num_segments + 1 nondecreasing offsets, from 0 to n
+ * lr                 learning rate
+ * beta1, beta2       decay rates of the moments
+ * eps                added to the denominator, outside the square root
+ * weight_decay       decoupled decay rate, part of u and so of the trust ratio
+ * maximize           ascend instead of descend
+ * bias_correction1   1 - beta1^step, computed on the host
+ * bias_correction2   1 - beta2^step, computed on the host
+ */
+int fastopt_lamb_f32(int64_t n, float *param, const float *grad, float *exp_avg,
+                     float *exp_avg_sq, int64_t num_segments, const int64_t *segment_offsets,
+                     float lr, float beta1, float beta2, float eps, float weight_decay,
+                     int maximize, float bias_correction1, float bias_correction2,
+                     float grad_scale);
+int fastopt_lamb_f64(int64_t n, double *param, const double *grad, double *exp_avg,
+                     double *exp_avg_sq, int64_t num_segments, const int64_t *segment_offsets,
+                     double lr, double beta1, double beta2, double eps, double weight_decay,
+                     int maximize, double bias_correction1, double bias_correction2,
+                     double grad_scale);
 
 /* How this library was built: compiler, OpenMP version or "off", the parallel threshold and the
  * compile flags. A static string; do not free it. */

@@ -9,6 +9,7 @@
  */
 #include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
 
 #include "fastopt.h"
 
@@ -58,24 +59,43 @@
 #define FASTOPT_INLINE static inline
 #endif
 
+/* The segment holding position pos of LAMB's segment_offsets: the last s with offsets[s] <= pos
+ * (empty segments before pos are skipped). */
+static int64_t segment_holding(const int64_t *offsets, int64_t num_segments, int64_t pos)
+{
+    int64_t lo = 0, hi = num_segments + 1;  /* first offset > pos lies in [lo, hi] */
+    while (lo < hi) {
+        const int64_t mid = lo + (hi - lo) / 2;
+        if (offsets[mid] <= pos)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo - 1;
+}
+
 #define NAME_(base, suffix) base##_##suffix
 #define NAME_WITH(base, suffix) NAME_(base, suffix)
 #define NAME(base) NAME_WITH(base, SUFFIX)
 
 #define REAL float
 #define SQRT sqrtf
+#define FABS fabsf
 #define SUFFIX f32
 #include "optim_template.h"
 #undef REAL
 #undef SQRT
+#undef FABS
 #undef SUFFIX
 
 #define REAL double
 #define SQRT sqrt
+#define FABS fabs
 #define SUFFIX f64
 #include "optim_template.h"
 #undef REAL
 #undef SQRT
+#undef FABS
 #undef SUFFIX
 
 /* ---- Build information and threads ----------------------------------------------------------- */

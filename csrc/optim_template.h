@@ -1,7 +1,8 @@
 /* optim_template.h: the optimizer steps of fastopt.h, written once for both precisions.
  *
- * optim.c includes this file once per precision with REAL (float or double), SQRT (sqrtf or sqrt)
- * and NAME(base) (base with the _f32 or _f64 suffix) defined. No include guard, on purpose.
+ * optim.c includes this file once per precision with REAL (float or double), SQRT (sqrtf or sqrt),
+ * FABS (fabsf or fabs) and NAME(base) (base with the _f32 or _f64 suffix) defined. No include
+ * guard, on purpose.
  *
  * Each algorithm is an element update, NAME(<algo>_element), whose mode arguments are constants
  * at every call site, and a public step that picks the mode once and runs one loop per mode, so
@@ -194,6 +195,334 @@ void NAME(fastopt_adam)(int64_t n, REAL *restrict param, const REAL *restrict gr
     }
 #undef ADAM_LOOP
 }
+
+/* ---- Adamax ---------------------------------------------------------------------------------- */
+
+FASTOPT_INLINE void NAME(adamax_element)(int64_t i, REAL *restrict param,
+                                         const REAL *restrict grad, REAL *restrict exp_avg,
+                                         REAL *restrict exp_inf, REAL beta1,
+                                         REAL one_minus_beta1, REAL beta2, REAL eps,
+                                         REAL weight_decay, REAL clr, REAL sign, int l2)
+{
+    REAL g = sign * grad[i];                                    /* unscaled and clipped, negated if maximize */
+    if (l2)
+        g = g + weight_decay * param[i];                        /* L2 weight decay */
+    const REAL m = beta1 * exp_avg[i] + one_minus_beta1 * g;
+    /* u = max(beta2 * u, |g| + eps) as numpy.maximum: NaN on either side wins; a select */
+    const REAL decayed = beta2 * exp_inf[i], fresh = FABS(g) + eps;
+    const int keep = (decayed >= fresh) | (decayed != decayed);
+    const REAL u = keep ? decayed : fresh;
+    exp_avg[i] = m;
+    exp_inf[i] = u;
+    param[i] = param[i] - clr * m / u;
+}
+
+void NAME(fastopt_adamax)(int64_t n, REAL *restrict param, const REAL *restrict grad,
+                          REAL *restrict exp_avg, REAL *restrict exp_inf, REAL beta1, REAL beta2,
+                          REAL eps, REAL weight_decay, int maximize, REAL clr, REAL grad_scale)
+{
+    const REAL sign = maximize ? -grad_scale : grad_scale;  /* -(g*s) == (-s)*g exactly */
+    const REAL one_minus_beta1 = 1 - beta1;
+
+#define ADAMAX_LOOP(L2)                                                                           \
+    FOR_EACH_ELEMENT(i, NAME(adamax_element)(i, param, grad, exp_avg, exp_inf, beta1,             \
+                                             one_minus_beta1, beta2, eps, weight_decay, clr,      \
+                                             sign, L2))
+    if (weight_decay != 0) ADAMAX_LOOP(1); else ADAMAX_LOOP(0);
+#undef ADAMAX_LOOP
+}
+
+/* ---- NAdam ----------------------------------------------------------------------------------- */
+
+FASTOPT_INLINE void NAME(nadam_element)(int64_t i, REAL *restrict param, const REAL *restrict grad,
+                                        REAL *restrict exp_avg, REAL *restrict exp_avg_sq,
+                                        REAL beta1, REAL one_minus_beta1, REAL beta2,
+                                        REAL one_minus_beta2, REAL eps, REAL weight_decay,
+                                        REAL grad_coef, REAL exp_avg_coef, REAL bias_correction2,
+                                        REAL sign, REAL decay, int l2)
+{
+    REAL g = sign * grad[i];                                    /* unscaled and clipped, negated if maximize */
+    if (l2)
+        g = g + weight_decay * param[i];                        /* L2 weight decay */
+    const REAL p = param[i] * decay;                            /* decoupled decay */
+    const REAL m = beta1 * exp_avg[i] + one_minus_beta1 * g;
+    const REAL v = beta2 * exp_avg_sq[i] + one_minus_beta2 * g * g;
+    exp_avg[i] = m;
+    exp_avg_sq[i] = v;
+    const REAL denom = SQRT(v / bias_correction2) + eps;
+    /* Nesterov: this step's gradient and next step's momentum, each with its own coefficient */
+    param[i] = p - grad_coef * g / denom - exp_avg_coef * m / denom;
+}
+
+void NAME(fastopt_nadam)(int64_t n, REAL *restrict param, const REAL *restrict grad,
+                         REAL *restrict exp_avg, REAL *restrict exp_avg_sq, REAL lr, REAL beta1,
+                         REAL beta2, REAL eps, REAL weight_decay, int maximize, int decoupled,
+                         REAL grad_coef, REAL exp_avg_coef, REAL bias_correction2,
+                         REAL grad_scale)
+{
+    const REAL sign = maximize ? -grad_scale : grad_scale;  /* -(g*s) == (-s)*g exactly */
+    const REAL decay = decoupled ? 1 - lr * weight_decay : 1;  /* x * 1 == x exactly */
+    const REAL one_minus_beta1 = 1 - beta1, one_minus_beta2 = 1 - beta2;
+
+#define NADAM_LOOP(L2)                                                                            \
+    FOR_EACH_ELEMENT(i, NAME(nadam_element)(i, param, grad, exp_avg, exp_avg_sq, beta1,           \
+                                            one_minus_beta1, beta2, one_minus_beta2, eps,         \
+                                            weight_decay, grad_coef, exp_avg_coef,                \
+                                            bias_correction2, sign, decay, L2))
+    if (!decoupled && weight_decay != 0) NADAM_LOOP(1); else NADAM_LOOP(0);
+#undef NADAM_LOOP
+}
+
+/* ---- RAdam ----------------------------------------------------------------------------------- */
+
+FASTOPT_INLINE void NAME(radam_element)(int64_t i, REAL *restrict param, const REAL *restrict grad,
+                                        REAL *restrict exp_avg, REAL *restrict exp_avg_sq,
+                                        REAL beta1, REAL one_minus_beta1, REAL beta2,
+                                        REAL one_minus_beta2, REAL eps, REAL weight_decay,
+                                        REAL step_size, REAL bias_correction2_sqrt, REAL sign,
+                                        REAL decay, int l2, int rectify)
+{
+    REAL g = sign * grad[i];                                    /* unscaled and clipped, negated if maximize */
+    if (l2)
+        g = g + weight_decay * param[i];                        /* L2 weight decay */
+    const REAL p = param[i] * decay;                            /* decoupled decay */
+    const REAL m = beta1 * exp_avg[i] + one_minus_beta1 * g;
+    const REAL v = beta2 * exp_avg_sq[i] + one_minus_beta2 * g * g;
+    exp_avg[i] = m;
+    exp_avg_sq[i] = v;
+    if (rectify)                                                /* adaptive, rectified step */
+        param[i] = p - step_size * m * (bias_correction2_sqrt / (SQRT(v) + eps));
+    else                                                        /* momentum SGD step */
+        param[i] = p - step_size * m;
+}
+
+void NAME(fastopt_radam)(int64_t n, REAL *restrict param, const REAL *restrict grad,
+                         REAL *restrict exp_avg, REAL *restrict exp_avg_sq, REAL lr, REAL beta1,
+                         REAL beta2, REAL eps, REAL weight_decay, int maximize, int decoupled,
+                         int rectify, REAL step_size, REAL bias_correction2_sqrt,
+                         REAL grad_scale)
+{
+    const REAL sign = maximize ? -grad_scale : grad_scale;  /* -(g*s) == (-s)*g exactly */
+    const REAL decay = decoupled ? 1 - lr * weight_decay : 1;  /* x * 1 == x exactly */
+    const REAL one_minus_beta1 = 1 - beta1, one_minus_beta2 = 1 - beta2;
+    const int l2 = !decoupled && weight_decay != 0;
+
+#define RADAM_LOOP(L2, RECTIFY)                                                                   \
+    FOR_EACH_ELEMENT(i, NAME(radam_element)(i, param, grad, exp_avg, exp_avg_sq, beta1,           \
+                                            one_minus_beta1, beta2, one_minus_beta2, eps,         \
+                                            weight_decay, step_size, bias_correction2_sqrt, sign, \
+                                            decay, L2, RECTIFY))
+    if (rectify) {
+        if (l2) RADAM_LOOP(1, 1); else RADAM_LOOP(0, 1);
+    } else {
+        if (l2) RADAM_LOOP(1, 0); else RADAM_LOOP(0, 0);
+    }
+#undef RADAM_LOOP
+}
+
+/* ---- Adadelta -------------------------------------------------------------------------------- */
+
+FASTOPT_INLINE void NAME(adadelta_element)(int64_t i, REAL *restrict param,
+                                           const REAL *restrict grad, REAL *restrict square_avg,
+                                           REAL *restrict acc_delta, REAL lr, REAL rho,
+                                           REAL one_minus_rho, REAL eps, REAL weight_decay,
+                                           REAL sign, int l2)
+{
+    REAL g = sign * grad[i];                                    /* unscaled and clipped, negated if maximize */
+    if (l2)
+        g = g + weight_decay * param[i];                        /* L2 weight decay */
+    const REAL v = rho * square_avg[i] + one_minus_rho * g * g;
+    const REAL a = acc_delta[i];
+    const REAL delta = SQRT(a + eps) / SQRT(v + eps) * g;       /* RMS[delta] / RMS[g] * g */
+    square_avg[i] = v;
+    acc_delta[i] = rho * a + one_minus_rho * delta * delta;
+    param[i] = param[i] - lr * delta;
+}
+
+void NAME(fastopt_adadelta)(int64_t n, REAL *restrict param, const REAL *restrict grad,
+                            REAL *restrict square_avg, REAL *restrict acc_delta, REAL lr,
+                            REAL rho, REAL eps, REAL weight_decay, int maximize, REAL grad_scale)
+{
+    const REAL sign = maximize ? -grad_scale : grad_scale;  /* -(g*s) == (-s)*g exactly */
+    const REAL one_minus_rho = 1 - rho;
+
+#define ADADELTA_LOOP(L2)                                                                         \
+    FOR_EACH_ELEMENT(i, NAME(adadelta_element)(i, param, grad, square_avg, acc_delta, lr, rho,    \
+                                               one_minus_rho, eps, weight_decay, sign, L2))
+    if (weight_decay != 0) ADADELTA_LOOP(1); else ADADELTA_LOOP(0);
+#undef ADADELTA_LOOP
+}
+
+/* ---- Lion ------------------------------------------------------------------------------------ */
+
+FASTOPT_INLINE void NAME(lion_element)(int64_t i, REAL *restrict param, const REAL *restrict grad,
+                                       REAL *restrict exp_avg, REAL lr, REAL beta1,
+                                       REAL one_minus_beta1, REAL beta2, REAL one_minus_beta2,
+                                       REAL decay, REAL sign)
+{
+    const REAL g = sign * grad[i];                              /* unscaled and clipped, negated if maximize */
+    const REAL m = exp_avg[i];
+    const REAL c = beta1 * m + one_minus_beta1 * g;             /* the interpolated direction */
+    const REAL direction = c > 0 ? (REAL)1 : c < 0 ? (REAL)-1 : c;  /* sign(c): 0 and NaN stay */
+    param[i] = param[i] * decay - lr * direction;               /* decoupled decay, sign step */
+    exp_avg[i] = beta2 * m + one_minus_beta2 * g;
+}
+
+void NAME(fastopt_lion)(int64_t n, REAL *restrict param, const REAL *restrict grad,
+                        REAL *restrict exp_avg, REAL lr, REAL beta1, REAL beta2,
+                        REAL weight_decay, int maximize, REAL grad_scale)
+{
+    const REAL sign = maximize ? -grad_scale : grad_scale;  /* -(g*s) == (-s)*g exactly */
+    const REAL decay = 1 - lr * weight_decay;
+    const REAL one_minus_beta1 = 1 - beta1, one_minus_beta2 = 1 - beta2;
+
+    FOR_EACH_ELEMENT(i, NAME(lion_element)(i, param, grad, exp_avg, lr, beta1, one_minus_beta1,
+                                           beta2, one_minus_beta2, decay, sign));
+}
+
+/* ---- LAMB ------------------------------------------------------------------------------------ */
+
+/* u = m_hat / (sqrt(v_hat) + eps) + weight_decay * p: the Adam direction with decay */
+FASTOPT_INLINE REAL NAME(lamb_direction)(REAL m, REAL v, REAL p, REAL eps, REAL weight_decay,
+                                         REAL bias_correction1, REAL bias_correction2, int l2)
+{
+    REAL u = (m / bias_correction1) / (SQRT(v / bias_correction2) + eps);
+    if (l2)
+        u = u + weight_decay * p;
+    return u;
+}
+
+/* The moments of [lo, hi) and, in double, sums[0] = sum p^2 and sums[1] = sum u^2 over it. */
+FASTOPT_INLINE void NAME(lamb_moments_piece)(int64_t lo, int64_t hi, const REAL *restrict param,
+                                             const REAL *restrict grad, REAL *restrict exp_avg,
+                                             REAL *restrict exp_avg_sq, REAL beta1,
+                                             REAL one_minus_beta1, REAL beta2,
+                                             REAL one_minus_beta2, REAL eps, REAL weight_decay,
+                                             REAL bias_correction1, REAL bias_correction2,
+                                             REAL sign, int l2, double *restrict sums)
+{
+    double pp = 0, uu = 0;
+#ifdef _OPENMP
+#pragma omp simd reduction(+ : pp, uu)
+#endif
+    for (int64_t i = lo; i < hi; i++) {
+        const REAL g = sign * grad[i];                          /* unscaled and clipped, negated if maximize */
+        const REAL m = beta1 * exp_avg[i] + one_minus_beta1 * g;
+        const REAL v = beta2 * exp_avg_sq[i] + one_minus_beta2 * g * g;
+        exp_avg[i] = m;
+        exp_avg_sq[i] = v;
+        const REAL p = param[i];
+        const REAL u = NAME(lamb_direction)(m, v, p, eps, weight_decay, bias_correction1,
+                                            bias_correction2, l2);
+        pp += (double)p * (double)p;
+        uu += (double)u * (double)u;
+    }
+    sums[0] = pp;
+    sums[1] = uu;
+}
+
+/* param -= step * u over [lo, hi), u recomputed from the updated moments. */
+FASTOPT_INLINE void NAME(lamb_update_piece)(int64_t lo, int64_t hi, REAL *restrict param,
+                                            const REAL *restrict exp_avg,
+                                            const REAL *restrict exp_avg_sq, REAL step, REAL eps,
+                                            REAL weight_decay, REAL bias_correction1,
+                                            REAL bias_correction2, int l2)
+{
+#ifdef _OPENMP
+#pragma omp simd
+#endif
+    for (int64_t i = lo; i < hi; i++) {
+        const REAL p = param[i];
+        param[i] = p - step * NAME(lamb_direction)(exp_avg[i], exp_avg_sq[i], p, eps,
+                                                   weight_decay, bias_correction1,
+                                                   bias_correction2, l2);
+    }
+}
+
+/* FOR_EACH_PIECE(c, lo, hi, body): runs body for every chunk c of FASTOPT_REDUCTION_CHUNK elements
+ * (in parallel for large n) and every segment s that overlaps it, with [lo, hi) their overlap.
+ * Walking the array, c + s grows at every chunk or segment boundary, so each (chunk, segment) piece
+ * owns slot c + s of a buffer of chunks + num_segments entries. */
+#ifdef _OPENMP
+#define LAMB_PARALLEL _Pragma("omp parallel for schedule(static) if (n >= PARALLEL_THRESHOLD)")
+#else
+#define LAMB_PARALLEL
+#endif
+#define FOR_EACH_PIECE(c, s, lo, hi, body)                                                        \
+    do {                                                                                          \
+        LAMB_PARALLEL                                                                             \
+        for (int64_t c = 0; c < chunks; c++) {                                                    \
+            const int64_t first = c * FASTOPT_REDUCTION_CHUNK;                                    \
+            const int64_t stop = first + FASTOPT_REDUCTION_CHUNK < n                              \
+                                     ? first + FASTOPT_REDUCTION_CHUNK : n;                       \
+            for (int64_t s = segment_holding(segment_offsets, num_segments, first);               \
+                 s < num_segments && segment_offsets[s] < stop; s++) {                            \
+                const int64_t lo = segment_offsets[s] > first ? segment_offsets[s] : first;       \
+                const int64_t hi = segment_offsets[s + 1] < stop ? segment_offsets[s + 1] : stop; \
+                body;                                                                             \
+            }                                                                                     \
+        }                                                                                         \
+    } while (0)
+
+int NAME(fastopt_lamb)(int64_t n, REAL *restrict param, const REAL *restrict grad,
+                       REAL *restrict exp_avg, REAL *restrict exp_avg_sq, int64_t num_segments,
+                       const int64_t *restrict segment_offsets, REAL lr, REAL beta1, REAL beta2,
+                       REAL eps, REAL weight_decay, int maximize, REAL bias_correction1,
+                       REAL bias_correction2, REAL grad_scale)
+{
+    if (n == 0)
+        return 0;
+    const int64_t chunks = (n + FASTOPT_REDUCTION_CHUNK - 1) / FASTOPT_REDUCTION_CHUNK;
+    double *sums = malloc(sizeof(double) * 2 * (size_t)(chunks + num_segments));
+    REAL *steps = malloc(sizeof(REAL) * (size_t)num_segments);
+    if (sums == NULL || steps == NULL) {
+        free(sums);
+        free(steps);
+        return -1;
+    }
+    const REAL sign = maximize ? -grad_scale : grad_scale;  /* -(g*s) == (-s)*g exactly */
+    const REAL one_minus_beta1 = 1 - beta1, one_minus_beta2 = 1 - beta2;
+    const int l2 = weight_decay != 0;
+
+    /* Pass 1: the moments, and the squared norms of p and u per piece. */
+#define LAMB_MOMENTS(L2)                                                                          \
+    FOR_EACH_PIECE(c, s, lo, hi,                                                                  \
+                   NAME(lamb_moments_piece)(lo, hi, param, grad, exp_avg, exp_avg_sq, beta1,      \
+                                            one_minus_beta1, beta2, one_minus_beta2, eps,         \
+                                            weight_decay, bias_correction1, bias_correction2,     \
+                                            sign, L2, sums + 2 * (c + s)))
+    if (l2) LAMB_MOMENTS(1); else LAMB_MOMENTS(0);
+#undef LAMB_MOMENTS
+
+    /* Per segment: its pieces' sums in order, then the step lr * ||p|| / ||u|| (lr if a norm is 0). */
+    for (int64_t s = 0; s < num_segments; s++) {
+        double pp = 0, uu = 0;
+        if (segment_offsets[s + 1] > segment_offsets[s]) {
+            const int64_t last = (segment_offsets[s + 1] - 1) / FASTOPT_REDUCTION_CHUNK;
+            for (int64_t c = segment_offsets[s] / FASTOPT_REDUCTION_CHUNK; c <= last; c++) {
+                pp += sums[2 * (c + s)];
+                uu += sums[2 * (c + s) + 1];
+            }
+        }
+        const double r = pp > 0 && uu > 0 ? sqrt(pp) / sqrt(uu) : 1.0;
+        steps[s] = (REAL)((double)lr * r);
+    }
+
+    /* Pass 2: p -= step_s * u. */
+#define LAMB_UPDATE(L2)                                                                           \
+    FOR_EACH_PIECE(c, s, lo, hi,                                                                  \
+                   NAME(lamb_update_piece)(lo, hi, param, exp_avg, exp_avg_sq, steps[s], eps,     \
+                                           weight_decay, bias_correction1, bias_correction2, L2))
+    if (l2) LAMB_UPDATE(1); else LAMB_UPDATE(0);
+#undef LAMB_UPDATE
+
+    free(sums);
+    free(steps);
+    return 0;
+}
+
+#undef FOR_EACH_PIECE
+#undef LAMB_PARALLEL
 
 /* ---- Reduction ------------------------------------------------------------------------------- */
 

@@ -4,11 +4,13 @@ One :class:`Algorithm` per public optimizer drives the functional API, the optim
 the tests. Defaults, names and checks are ``torch.optim``'s; every float is also checked finite.
 ``scalars`` turns validated hyperparameters and the step count into the kernel's scalar arguments
 (see :mod:`fastopt.backends`), doing the step-dependent arithmetic (bias corrections, learning-rate
-decay) once on the host.
+decay, RAdam's rectification) once on the host. Per-parameter host scalars (NAdam's ``mu_product``)
+are ``host_state``: ``advance`` moves them one step, and ``scalars`` reads the advanced values.
+Lion and LAMB, which ``torch.optim`` lacks, follow their papers.
 """
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 from ._validate import check_betas, check_flag, check_number
@@ -24,6 +26,14 @@ class Algorithm:
     uses: Callable  # validated hyper -> which state arrays the step reads and writes
     scalars: Callable  # (validated hyper, step, fresh state) -> kernel scalars
     initial_state: Callable = lambda hyper, name: 0.0  # fill value of a new state array
+    # Per-parameter host scalars kept in the optimizer state beside the arrays (NAdam's
+    # mu_product): name -> value before the first step.
+    host_state: dict = field(default_factory=dict)
+    # (validated hyper, step, host values before this step) -> host values after it, which
+    # ``scalars`` then receives as keyword arguments.
+    advance: Callable = lambda hyper, step, host: {}
+    # The kernel takes ``segment_offsets`` (int64 tensor starts + end) after the state arrays.
+    segmented: bool = False
 
 
 def _numbers(hyper, **bounds):
@@ -113,4 +123,109 @@ ADAMW = Algorithm(
     scalars=_adam_scalars(decoupled=True),
 )
 
-ALGORITHMS = {a.name: a for a in (SGD, ADAGRAD, RMSPROP, ADAM, ADAMW)}
+ADAMAX = Algorithm(
+    name="adamax", kernel="adamax", state=("exp_avg", "exp_inf"),
+    defaults=dict(lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, maximize=False),
+    check=lambda hyper: _numbers(hyper, **_ADAM_BOUNDS),
+    uses=lambda h: (True, True),
+    scalars=lambda h, step, fresh: (*h["betas"], h["eps"], h["weight_decay"], h["maximize"],
+                                    h["lr"] / (1 - h["betas"][0] ** step)),
+)
+
+
+def nadam_mu(beta1, momentum_decay, step):
+    """NAdam's momentum coefficient of ``step``: ``beta1 * (1 - 0.5 * 0.96**(step * psi))``."""
+    return beta1 * (1.0 - 0.5 * (0.96 ** (step * momentum_decay)))
+
+
+def nadam_mu_product(beta1, momentum_decay, steps):
+    """The product of the momentum coefficients of steps ``1..steps`` (1 for none), as NAdam's
+    ``mu_product`` state holds it after ``steps`` steps with constant hyperparameters."""
+    product = 1.0
+    for t in range(1, steps + 1):
+        product *= nadam_mu(beta1, momentum_decay, t)
+        if product == 0.0:  # underflowed (mu_t < beta1 < 1): it stays 0
+            break
+    return product
+
+
+def _nadam_scalars(h, step, fresh, mu_product):
+    # mu_product already includes this step's mu (see NADAM.advance), as in torch.
+    beta1, beta2 = h["betas"]
+    mu = nadam_mu(beta1, h["momentum_decay"], step)
+    mu_next = nadam_mu(beta1, h["momentum_decay"], step + 1)
+    grad_coef = h["lr"] * (1.0 - mu) / (1.0 - mu_product)
+    exp_avg_coef = h["lr"] * mu_next / (1.0 - mu_product * mu_next)
+    return (h["lr"], beta1, beta2, h["eps"], h["weight_decay"], h["maximize"],
+            h["decoupled_weight_decay"], grad_coef, exp_avg_coef, 1 - beta2 ** step)
+
+
+NADAM = Algorithm(
+    name="nadam", kernel="nadam", state=("exp_avg", "exp_avg_sq"),
+    defaults=dict(lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, momentum_decay=4e-3,
+                  decoupled_weight_decay=False, maximize=False),
+    check=lambda hyper: _numbers(hyper, **_ADAM_BOUNDS, momentum_decay=(0.0, None)),
+    uses=lambda h: (True, True),
+    scalars=_nadam_scalars,
+    host_state={"mu_product": 1.0},
+    advance=lambda h, step, host: {
+        "mu_product": host["mu_product"] * nadam_mu(h["betas"][0], h["momentum_decay"], step)},
+)
+
+
+def _radam_scalars(h, step, fresh):
+    beta1, beta2 = h["betas"]
+    bias_correction1 = 1 - beta1 ** step
+    bias_correction2 = 1 - beta2 ** step
+    rho_inf = 2 / (1 - beta2) - 1  # the maximum length of the approximated SMA
+    rho_t = rho_inf - 2 * step * beta2 ** step / bias_correction2
+    rectify = rho_t > 5.0  # the variance is tractable: rectify; else plain momentum SGD
+    step_size = h["lr"] / bias_correction1
+    if rectify:
+        rect = math.sqrt((rho_t - 4) * (rho_t - 2) * rho_inf
+                         / ((rho_inf - 4) * (rho_inf - 2) * rho_t))
+        step_size = h["lr"] * rect / bias_correction1
+    return (h["lr"], beta1, beta2, h["eps"], h["weight_decay"], h["maximize"],
+            h["decoupled_weight_decay"], rectify, step_size, math.sqrt(bias_correction2))
+
+
+RADAM = Algorithm(
+    name="radam", kernel="radam", state=("exp_avg", "exp_avg_sq"),
+    defaults=dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
+                  decoupled_weight_decay=False, maximize=False),
+    check=lambda hyper: _numbers(hyper, **_ADAM_BOUNDS),
+    uses=lambda h: (True, True),
+    scalars=_radam_scalars,
+)
+
+ADADELTA = Algorithm(
+    name="adadelta", kernel="adadelta", state=("square_avg", "acc_delta"),
+    defaults=dict(lr=1.0, rho=0.9, eps=1e-6, weight_decay=0.0, maximize=False),
+    check=lambda hyper: _numbers(hyper, lr=(0.0, None), rho=(0.0, 1.0), eps=(0.0, None),
+                                 weight_decay=(0.0, None)),
+    uses=lambda h: (True, True),
+    scalars=lambda h, step, fresh: (h["lr"], h["rho"], h["eps"], h["weight_decay"],
+                                    h["maximize"]),
+)
+
+LION = Algorithm(
+    name="lion", kernel="lion", state=("exp_avg",),
+    defaults=dict(lr=1e-4, betas=(0.9, 0.99), weight_decay=0.0, maximize=False),
+    check=lambda hyper: _numbers(hyper, lr=(0.0, None), weight_decay=(0.0, None)),
+    uses=lambda h: (True,),
+    scalars=lambda h, step, fresh: (h["lr"], *h["betas"], h["weight_decay"], h["maximize"]),
+)
+
+LAMB = Algorithm(
+    name="lamb", kernel="lamb", state=("exp_avg", "exp_avg_sq"),
+    defaults=dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-6, weight_decay=0.0, maximize=False),
+    check=lambda hyper: _numbers(hyper, **_ADAM_BOUNDS),
+    uses=lambda h: (True, True),
+    scalars=lambda h, step, fresh: (h["lr"], *h["betas"], h["eps"], h["weight_decay"],
+                                    h["maximize"], 1 - h["betas"][0] ** step,
+                                    1 - h["betas"][1] ** step),
+    segmented=True,
+)
+
+ALGORITHMS = {a.name: a for a in (SGD, ADAGRAD, RMSPROP, ADAM, ADAMW, ADAMAX, NADAM, RADAM,
+                                  ADADELTA, LION, LAMB)}

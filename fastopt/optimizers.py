@@ -74,6 +74,7 @@ class Optimizer:
         self.param_groups = []
         self.state = {}  # parameter index (in param_groups order) -> {"step": int, arrays...}
         self._views = []  # (user's object, checked zero-copy view) per parameter
+        self._segments = {}  # LAMB: parameter index -> (user's object, segment_offsets array)
         self._requested_backend = backend
         groups = [params] if _single(params) else list(params)
         if not groups:
@@ -194,12 +195,29 @@ class Optimizer:
                 fresh = True
             arrays.append(new_state.get(name, state.get(name)))
         step = state.get("step", 0) + 1
-        return index, new_state, step, arrays, self.algorithm.scalars(hyper, step, fresh)
+        # Host scalars (NAdam's mu_product) advance with the step and are stored with it.
+        host = self.algorithm.advance(hyper, step, {name: state.get(name, initial) for name, initial
+                                                    in self.algorithm.host_state.items()})
+        new_state.update(host)
+        if self.algorithm.segmented:
+            arrays.append(self._segment_offsets(index, param, view.size, on_device))
+        return index, new_state, step, arrays, self.algorithm.scalars(hyper, step, fresh, **host)
+
+    def _segment_offsets(self, index, param, size, on_device):
+        """LAMB's per-tensor segments of one parameter, made once on the step's side: an arena's
+        tensor offsets (one trust ratio per tensor in one launch), or ``[0, size]`` for an array."""
+        cached = self._segments.get(index)
+        if cached is None or cached[0] is not param:
+            offsets = param.offsets + [size] if isinstance(param, FlatParams) else [0, size]
+            cached = (param, _memory.from_host(on_device, np.array(offsets, np.int64)))
+            self._segments[index] = cached
+        return cached[1]
 
     def state_dict(self):
         """A copy of the state as ``{"state": {index: {...}}, "param_groups": [...]}``.
 
-        State arrays are copied to numpy whatever the backend, so a state dict loads on any backend.
+        State arrays are copied to numpy whatever the backend, so a state dict loads on any backend;
+        host scalars (NAdam's ``mu_product``) stay Python floats, as ``step`` stays an int.
         """
         groups, start = [], 0
         for group in self.param_groups:
@@ -207,7 +225,8 @@ class Optimizer:
             saved = {k: copy.deepcopy(v) for k, v in group.items() if k != "params"}
             groups.append({**saved, "params": list(range(start, start + n))})
             start += n
-        state = {i: {k: (v if k == "step" else _memory.to_host(v)) for k, v in s.items()}
+        scalars = ("step", *self.algorithm.host_state)
+        state = {i: {k: (v if k in scalars else _memory.to_host(v)) for k, v in s.items()}
                  for i, s in self.state.items()}
         return {"state": state, "param_groups": groups}
 
@@ -250,6 +269,9 @@ class Optimizer:
                 if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                     raise ValueError(f"{where}['step']: expected an int >= 0, got {value!r}")
                 out[name] = value
+                continue
+            if name in self.algorithm.host_state:
+                out[name] = check_number(f"{where}[{name!r}]", value)
                 continue
             if name not in self.algorithm.state:
                 raise ValueError(f"{where}: unknown state {name!r} for {self.algorithm.name}")
@@ -335,3 +357,86 @@ class AdamW(Adam):
                  skip_nonfinite=True):
         super().__init__(params, lr, betas, eps, weight_decay, amsgrad, maximize=maximize,
                          backend=backend, skip_nonfinite=skip_nonfinite)
+
+
+class Adamax(Optimizer):
+    """Adamax (Adam with the infinity norm), as ``torch.optim.Adamax``; formula and the placement
+    of ``eps``: :func:`fastopt.functional.adamax`."""
+
+    algorithm = alg.ADAMAX
+
+    def __init__(self, params, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, *,
+                 maximize=False, backend=None, skip_nonfinite=True):
+        super().__init__(params, backend, skip_nonfinite, lr=lr, betas=betas, eps=eps,
+                         weight_decay=weight_decay, maximize=maximize)
+
+
+class NAdam(Optimizer):
+    """NAdam with PyTorch's momentum decay, L2 or decoupled weight decay, as ``torch.optim.NAdam``;
+    formula: :func:`fastopt.functional.nadam`. Each parameter's ``mu_product`` is a float in its
+    state (as in PyTorch), advanced on the host at every step it takes."""
+
+    algorithm = alg.NADAM
+
+    def __init__(self, params, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
+                 momentum_decay=4e-3, decoupled_weight_decay=False, *, maximize=False,
+                 backend=None, skip_nonfinite=True):
+        super().__init__(params, backend, skip_nonfinite, lr=lr, betas=betas, eps=eps,
+                         weight_decay=weight_decay, momentum_decay=momentum_decay,
+                         decoupled_weight_decay=decoupled_weight_decay, maximize=maximize)
+
+
+class RAdam(Optimizer):
+    """RAdam, L2 or decoupled weight decay, as ``torch.optim.RAdam``; the rectification branch is
+    decided on the host per step. Formula: :func:`fastopt.functional.radam`."""
+
+    algorithm = alg.RADAM
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
+                 decoupled_weight_decay=False, *, maximize=False, backend=None,
+                 skip_nonfinite=True):
+        super().__init__(params, backend, skip_nonfinite, lr=lr, betas=betas, eps=eps,
+                         weight_decay=weight_decay, decoupled_weight_decay=decoupled_weight_decay,
+                         maximize=maximize)
+
+
+class Adadelta(Optimizer):
+    """Adadelta, as ``torch.optim.Adadelta``; formula: :func:`fastopt.functional.adadelta`."""
+
+    algorithm = alg.ADADELTA
+
+    def __init__(self, params, lr=1.0, rho=0.9, eps=1e-6, weight_decay=0.0, *, maximize=False,
+                 backend=None, skip_nonfinite=True):
+        super().__init__(params, backend, skip_nonfinite, lr=lr, rho=rho, eps=eps,
+                         weight_decay=weight_decay, maximize=maximize)
+
+
+class Lion(Optimizer):
+    """Lion (Chen et al. 2023, arXiv:2302.06675): the sign of an interpolated momentum, with
+    decoupled weight decay; one state array (``exp_avg``). Formula:
+    :func:`fastopt.functional.lion`."""
+
+    algorithm = alg.LION
+
+    def __init__(self, params, lr=1e-4, betas=(0.9, 0.99), weight_decay=0.0, *, maximize=False,
+                 backend=None, skip_nonfinite=True):
+        super().__init__(params, backend, skip_nonfinite, lr=lr, betas=betas,
+                         weight_decay=weight_decay, maximize=maximize)
+
+
+class LAMB(Optimizer):
+    """LAMB (You et al. 2019, arXiv:1904.00962, Algorithm 2): Adam directions scaled per tensor by
+    the trust ratio ``||p|| / ||u||``. Formula and the choices where implementations differ:
+    :func:`fastopt.functional.lamb`.
+
+    An array is one tensor. An arena (or arena segment) is stepped with two launches over its
+    whole buffer, a segmented reduction and the update, with one trust ratio per tensor of the
+    arena: the same result as stepping its tensors one by one, whatever their number.
+    """
+
+    algorithm = alg.LAMB
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-6, weight_decay=0.0, *,
+                 maximize=False, backend=None, skip_nonfinite=True):
+        super().__init__(params, backend, skip_nonfinite, lr=lr, betas=betas, eps=eps,
+                         weight_decay=weight_decay, maximize=maximize)

@@ -25,9 +25,20 @@ OPTIONS = {
                      maximize=[False, True]),
     "adam": _grid(amsgrad=[False, True], weight_decay=[0.0, 0.1], maximize=[False, True]),
     "adamw": _grid(amsgrad=[False, True], weight_decay=[0.0, 0.1], maximize=[False, True]),
+    "adamax": _grid(weight_decay=[0.0, 0.1], maximize=[False, True]),
+    "nadam": _grid(weight_decay=[0.0, 0.1], decoupled_weight_decay=[False, True],
+                   maximize=[False, True]) + [dict(momentum_decay=0.5, weight_decay=0.1)],
+    # RAdam rectifies from step 6 (rho_t > 5) whatever beta2, after these 3 steps:
+    # tests/test_torch_oracle.py runs 10-step RAdam trajectories on every backend.
+    "radam": _grid(weight_decay=[0.0, 0.1], decoupled_weight_decay=[False, True],
+                   maximize=[False, True]),
+    "adadelta": _grid(weight_decay=[0.0, 0.1], maximize=[False, True]),
+    "lion": _grid(weight_decay=[0.0, 0.1], maximize=[False, True]),
+    "lamb": _grid(weight_decay=[0.0, 0.1], maximize=[False, True]),
 }
 
-LR = {"sgd": 0.1, "adagrad": 0.1, "rmsprop": 0.01, "adam": 0.01, "adamw": 0.01}
+LR = {"sgd": 0.1, "adagrad": 0.1, "rmsprop": 0.01, "adam": 0.01, "adamw": 0.01, "adamax": 0.01,
+      "nadam": 0.01, "radam": 0.01, "adadelta": 1.0, "lion": 0.01, "lamb": 0.01}
 
 #: (rtol, atol) for comparing a backend with the reference after a few steps. float32 kernels do the
 #: reference's operations in the same order but may round intermediate products differently (e.g. a

@@ -511,7 +511,7 @@ def test_converters_refuse_the_wrong_algorithm():
     with pytest.raises(ValueError, match="unknown state 'exp_avg' for rmsprop"):
         from_torch_state_dict(topt.state_dict(), "rmsprop")
     with pytest.raises(ValueError, match="algorithm: expected one of"):
-        from_torch_state_dict(topt.state_dict(), "lion")
+        from_torch_state_dict(topt.state_dict(), "adabelief")
     opt = fastopt.Adam([np.ones(3)])
     with pytest.raises(ValueError, match="the source holds adam state, got 'sgd'"):
         to_torch_state_dict(opt, algorithm="sgd")

@@ -4,12 +4,14 @@ import numpy as np
 import pytest
 
 import fastopt
-from fastopt import functional
+from fastopt import functional, optimizers
 from cases import LR, OPTIONS, TOLERANCE, new_state, problem
 from conftest import AVAILABLE, to_backend, to_host
 
 CLASSES = {"sgd": fastopt.SGD, "adagrad": fastopt.Adagrad, "rmsprop": fastopt.RMSprop,
-           "adam": fastopt.Adam, "adamw": fastopt.AdamW}
+           "adam": fastopt.Adam, "adamw": fastopt.AdamW, "adamax": optimizers.Adamax,
+           "nadam": optimizers.NAdam, "radam": optimizers.RAdam, "adadelta": optimizers.Adadelta,
+           "lion": optimizers.Lion, "lamb": optimizers.LAMB}
 RICHEST = {name: max(OPTIONS[name], key=lambda o: sum(bool(v) for v in o.values()))
            for name in OPTIONS}  # the option set that uses the most state
 

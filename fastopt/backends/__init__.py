@@ -11,14 +11,38 @@ The optimizer family (``numpy_optim``, ``cpu_optim``, ``c_optim``, ``cuda_optim`
     adam(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq,
          lr, beta1, beta2, eps, weight_decay, amsgrad, maximize, decoupled,
          step_size, bias_correction2_sqrt, grad_scale)
+    adamax(param, grad, exp_avg, exp_inf,
+           beta1, beta2, eps, weight_decay, maximize, clr, grad_scale)
+    nadam(param, grad, exp_avg, exp_avg_sq,
+          lr, beta1, beta2, eps, weight_decay, maximize, decoupled,
+          grad_coef, exp_avg_coef, bias_correction2, grad_scale)
+    radam(param, grad, exp_avg, exp_avg_sq,
+          lr, beta1, beta2, eps, weight_decay, maximize, decoupled,
+          rectify, step_size, bias_correction2_sqrt, grad_scale)
+    adadelta(param, grad, square_avg, acc_delta,
+             lr, rho, eps, weight_decay, maximize, grad_scale)
+    lion(param, grad, exp_avg,
+         lr, beta1, beta2, weight_decay, maximize, grad_scale)
+    lamb(param, grad, exp_avg, exp_avg_sq, segment_offsets,
+         lr, beta1, beta2, eps, weight_decay, maximize,
+         bias_correction1, bias_correction2, grad_scale)
     sum_of_squares(grad) -> float
 
 Arrays first, then hyperparameters, then values computed on the host for this step (``first_step``,
-``clr``, ``step_size``, ``bias_correction2_sqrt``, and ``grad_scale``, the factor that unscales and
+``clr``, ``step_size``, ``bias_correction2_sqrt``, NAdam's ``grad_coef`` and ``exp_avg_coef`` from
+its ``mu_product``, RAdam's ``rectify`` decision, and ``grad_scale``, the factor that unscales and
 clips the gradient), so kernels never call ``pow`` and never recompile when they change. The
 formulas are those of :mod:`fastopt.reference`. ``sum_of_squares`` is the reduction pass of a fused
 step (global norm, clipping, non-finite detection): a float64 sum, deterministic for a given backend
 and size whatever the thread count.
+
+``lamb`` is the one step with a per-tensor reduction: ``segment_offsets`` splits the flat ``param``
+into tensors (one segment ``[0, n]`` for an array, an arena's offsets for many tensors), and the
+step is two launches whatever the number of segments: a segmented reduction that updates the moments
+and sums, per segment in float64, the squares of ``param`` and of the Adam direction ``u``, then
+the update ``param -= lr * r * u`` with each segment's trust ratio ``r`` (``u`` recomputed from the
+updated moments, never stored). The sums are taken over fixed chunks, then in order, so they are
+deterministic for a given backend and layout whatever the thread count.
 
 The contract, established by :mod:`fastopt._validate` before any kernel runs, so kernels trust it:
 
@@ -26,8 +50,10 @@ The contract, established by :mod:`fastopt._validate` before any kernel runs, so
   ``param``, except a state array that the mode does not use (momentum buffer with ``momentum == 0``,
   ``grad_avg`` when not centered, ``max_exp_avg_sq`` without AMSGrad), which may be empty and must
   not be touched;
+- ``segment_offsets`` (``lamb`` only) is a 1-D int64 array on the same side as the others, not
+  written: ``k + 1 >= 2`` nondecreasing offsets from ``0`` to ``param.size`` (empty segments allowed);
 - float hyperparameters are scalars of the arrays' dtype (``numpy.float32`` or ``numpy.float64``),
-  mode flags are ``bool``;
+  mode flags (and RAdam's ``rectify``) are ``bool``;
 - the written arrays (param and used state) do not overlap each other or ``grad``;
 - host backends get numpy arrays; ``cuda`` gets numba device arrays (zero-copy views of any
   ``__cuda_array_interface__`` object).

@@ -30,6 +30,14 @@ _SGD = {_F32: (lib.fastopt_sgd_f32, _FLOAT), _F64: (lib.fastopt_sgd_f64, _DOUBLE
 _ADAGRAD = {_F32: (lib.fastopt_adagrad_f32, _FLOAT), _F64: (lib.fastopt_adagrad_f64, _DOUBLE)}
 _RMSPROP = {_F32: (lib.fastopt_rmsprop_f32, _FLOAT), _F64: (lib.fastopt_rmsprop_f64, _DOUBLE)}
 _ADAM = {_F32: (lib.fastopt_adam_f32, _FLOAT), _F64: (lib.fastopt_adam_f64, _DOUBLE)}
+_ADAMAX = {_F32: (lib.fastopt_adamax_f32, _FLOAT), _F64: (lib.fastopt_adamax_f64, _DOUBLE)}
+_NADAM = {_F32: (lib.fastopt_nadam_f32, _FLOAT), _F64: (lib.fastopt_nadam_f64, _DOUBLE)}
+_RADAM = {_F32: (lib.fastopt_radam_f32, _FLOAT), _F64: (lib.fastopt_radam_f64, _DOUBLE)}
+_ADADELTA = {_F32: (lib.fastopt_adadelta_f32, _FLOAT),
+             _F64: (lib.fastopt_adadelta_f64, _DOUBLE)}
+_LION = {_F32: (lib.fastopt_lion_f32, _FLOAT), _F64: (lib.fastopt_lion_f64, _DOUBLE)}
+_LAMB = {_F32: (lib.fastopt_lamb_f32, _FLOAT), _F64: (lib.fastopt_lamb_f64, _DOUBLE)}
+_INT64 = ffi.typeof("int64_t[]")
 _SUM_OF_SQUARES = {_F32: (lib.fastopt_sum_of_squares_f32, _FLOAT),
                    _F64: (lib.fastopt_sum_of_squares_f64, _DOUBLE)}
 
@@ -80,6 +88,79 @@ def adam(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, lr, beta1, beta2, eps
     kernel(n, _buffer(ctype, param), _buffer(ctype, grad), _buffer(ctype, exp_avg),
            _buffer(ctype, exp_avg_sq), vmax, lr, beta1, beta2, eps, weight_decay,
            amsgrad, maximize, decoupled, step_size, bias_correction2_sqrt, grad_scale)
+
+
+def adamax(param, grad, exp_avg, exp_inf, beta1, beta2, eps, weight_decay, maximize, clr,
+           grad_scale):
+    """In place: :func:`fastopt.reference.adamax`."""
+    n = param.size
+    if n == 0:
+        return
+    kernel, ctype = _ADAMAX[param.dtype]
+    kernel(n, _buffer(ctype, param), _buffer(ctype, grad), _buffer(ctype, exp_avg),
+           _buffer(ctype, exp_inf), beta1, beta2, eps, weight_decay, maximize, clr, grad_scale)
+
+
+def nadam(param, grad, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, weight_decay, maximize,
+          decoupled, grad_coef, exp_avg_coef, bias_correction2, grad_scale):
+    """In place: :func:`fastopt.reference.nadam`."""
+    n = param.size
+    if n == 0:
+        return
+    kernel, ctype = _NADAM[param.dtype]
+    kernel(n, _buffer(ctype, param), _buffer(ctype, grad), _buffer(ctype, exp_avg),
+           _buffer(ctype, exp_avg_sq), lr, beta1, beta2, eps, weight_decay, maximize, decoupled,
+           grad_coef, exp_avg_coef, bias_correction2, grad_scale)
+
+
+def radam(param, grad, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, weight_decay, maximize,
+          decoupled, rectify, step_size, bias_correction2_sqrt, grad_scale):
+    """In place: :func:`fastopt.reference.radam`."""
+    n = param.size
+    if n == 0:
+        return
+    kernel, ctype = _RADAM[param.dtype]
+    kernel(n, _buffer(ctype, param), _buffer(ctype, grad), _buffer(ctype, exp_avg),
+           _buffer(ctype, exp_avg_sq), lr, beta1, beta2, eps, weight_decay, maximize, decoupled,
+           rectify, step_size, bias_correction2_sqrt, grad_scale)
+
+
+def adadelta(param, grad, square_avg, acc_delta, lr, rho, eps, weight_decay, maximize,
+             grad_scale):
+    """In place: :func:`fastopt.reference.adadelta`."""
+    n = param.size
+    if n == 0:
+        return
+    kernel, ctype = _ADADELTA[param.dtype]
+    kernel(n, _buffer(ctype, param), _buffer(ctype, grad), _buffer(ctype, square_avg),
+           _buffer(ctype, acc_delta), lr, rho, eps, weight_decay, maximize, grad_scale)
+
+
+def lion(param, grad, exp_avg, lr, beta1, beta2, weight_decay, maximize, grad_scale):
+    """In place: :func:`fastopt.reference.lion`."""
+    n = param.size
+    if n == 0:
+        return
+    kernel, ctype = _LION[param.dtype]
+    kernel(n, _buffer(ctype, param), _buffer(ctype, grad), _buffer(ctype, exp_avg), lr, beta1,
+           beta2, weight_decay, maximize, grad_scale)
+
+
+def lamb(param, grad, exp_avg, exp_avg_sq, segment_offsets, lr, beta1, beta2, eps, weight_decay,
+         maximize, bias_correction1, bias_correction2, grad_scale):
+    """In place: :func:`fastopt.reference.lamb`, two passes; raises ``MemoryError`` (having
+    written nothing) when the C step cannot allocate its per-chunk and per-segment sums."""
+    n = param.size
+    if n == 0:
+        return
+    kernel, ctype = _LAMB[param.dtype]
+    status = kernel(n, _buffer(ctype, param), _buffer(ctype, grad), _buffer(ctype, exp_avg),
+                    _buffer(ctype, exp_avg_sq), segment_offsets.size - 1,
+                    _buffer(_INT64, segment_offsets), lr, beta1, beta2, eps, weight_decay,
+                    maximize, bias_correction1, bias_correction2, grad_scale)
+    if status != 0:
+        raise MemoryError(f"lamb: the C step could not allocate the sums of {n} elements in "
+                          f"{segment_offsets.size - 1} segments")
 
 
 def sum_of_squares(grad):

@@ -27,5 +27,33 @@ def adam(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, *hyper):
                 (param, exp_avg, exp_avg_sq, max_exp_avg_sq))
 
 
+def adamax(param, grad, exp_avg, exp_inf, *hyper):
+    _write_back(reference.adamax(param, grad, exp_avg, exp_inf, *hyper), (param, exp_avg, exp_inf))
+
+
+def nadam(param, grad, exp_avg, exp_avg_sq, *hyper):
+    _write_back(reference.nadam(param, grad, exp_avg, exp_avg_sq, *hyper),
+                (param, exp_avg, exp_avg_sq))
+
+
+def radam(param, grad, exp_avg, exp_avg_sq, *hyper):
+    _write_back(reference.radam(param, grad, exp_avg, exp_avg_sq, *hyper),
+                (param, exp_avg, exp_avg_sq))
+
+
+def adadelta(param, grad, square_avg, acc_delta, *hyper):
+    _write_back(reference.adadelta(param, grad, square_avg, acc_delta, *hyper),
+                (param, square_avg, acc_delta))
+
+
+def lion(param, grad, exp_avg, *hyper):
+    _write_back(reference.lion(param, grad, exp_avg, *hyper), (param, exp_avg))
+
+
+def lamb(param, grad, exp_avg, exp_avg_sq, segment_offsets, *hyper):
+    _write_back(reference.lamb(param, grad, exp_avg, exp_avg_sq, segment_offsets, *hyper),
+                (param, exp_avg, exp_avg_sq))
+
+
 #: The sum of squares, accumulated in float64 (see :func:`fastopt.reference.sum_of_squares`).
 sum_of_squares = reference.sum_of_squares
