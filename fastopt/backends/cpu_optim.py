@@ -369,17 +369,35 @@ def lamb(param, grad, exp_avg, exp_avg_sq, segment_offsets, lr, beta1, beta2, ep
                  bias_correction2)
 
 
-@numba.njit(cache=True, nogil=True, parallel=True, error_model="numpy")
+@_compile_serial_and_parallel
 def _chunked_sum_of_squares(g, chunk):
-    """sum(g_i^2) in float64, as fixed chunks summed in parallel, then the chunk sums in order"""
+    """sum(g_i^2) in float64, as fixed chunks summed in parallel, then the chunk sums in order;
+    each chunk keeps 8 running sums (element i goes to sum (i - start) % 8, the tail to the first),
+    added pairwise at the end, so the additions pipeline instead of waiting on one another."""
     n_chunks = (g.size + chunk - 1) // chunk
     partial = np.empty(n_chunks, np.float64)
     for c in prange(n_chunks):
-        s = 0.0
-        for i in range(c * chunk, min(g.size, (c + 1) * chunk)):
+        lo = c * chunk
+        hi = min(g.size, lo + chunk)
+        s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = 0.0
+        stop = lo + (hi - lo) // 8 * 8
+        for i in range(lo, stop, 8):
+            x0, x1, x2, x3 = np.float64(g[i]), np.float64(g[i + 1]), np.float64(g[i + 2]), \
+                np.float64(g[i + 3])
+            x4, x5, x6, x7 = np.float64(g[i + 4]), np.float64(g[i + 5]), np.float64(g[i + 6]), \
+                np.float64(g[i + 7])
+            s0 += x0 * x0
+            s1 += x1 * x1
+            s2 += x2 * x2
+            s3 += x3 * x3
+            s4 += x4 * x4
+            s5 += x5 * x5
+            s6 += x6 * x6
+            s7 += x7 * x7
+        for i in range(stop, hi):
             x = np.float64(g[i])
-            s += x * x
-        partial[c] = s
+            s0 += x * x
+        partial[c] = ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
     total = 0.0
     for c in range(n_chunks):
         total += partial[c]
@@ -388,4 +406,4 @@ def _chunked_sum_of_squares(g, chunk):
 
 def sum_of_squares(grad):
     """The squared global norm in float64; formula in :func:`fastopt.reference.sum_of_squares`."""
-    return float(_chunked_sum_of_squares(_flat(grad), REDUCTION_CHUNK))
+    return float(_chunked_sum_of_squares(grad.size, _flat(grad), REDUCTION_CHUNK))
