@@ -165,3 +165,31 @@ void fastopt_adam_mixed(int64_t n, float *master, const void *grad, int grad_fmt
         store(model, model_fmt, i, p, stochastic, stochastic ? random32(key32, i) : 0);
     }
 }
+
+#define REDUCTION_CHUNK 16384
+
+double fastopt_sum_of_squares_mixed(int64_t n, const void *grad, int grad_fmt)
+{
+    const int64_t chunks = (n + REDUCTION_CHUNK - 1) / REDUCTION_CHUNK;
+    double total = 0;
+    for (int64_t first = 0; first < chunks; first += 1024) {
+        double partial[1024];
+        const int64_t count = chunks - first < 1024 ? chunks - first : 1024;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) if (n >= PARALLEL_THRESHOLD)
+#endif
+        for (int64_t c = 0; c < count; c++) {
+            const int64_t lo = (first + c) * REDUCTION_CHUNK;
+            const int64_t hi = lo + REDUCTION_CHUNK < n ? lo + REDUCTION_CHUNK : n;
+            double s = 0;
+            for (int64_t i = lo; i < hi; i++) {
+                const double x = load(grad, grad_fmt, i);
+                s += x * x;
+            }
+            partial[c] = s;
+        }
+        for (int64_t c = 0; c < count; c++)
+            total += partial[c];
+    }
+    return total;
+}

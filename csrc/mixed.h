@@ -35,4 +35,9 @@ void fastopt_adam_mixed(int64_t n, float *master, const void *grad, int grad_fmt
                         float step_size, float bias_correction2_sqrt, float grad_scale,
                         int stochastic, int64_t key);
 
+/* The sum of squares, in double, of n gradient values stored as bits in format grad_fmt (0, 1 or
+ * 2): the reduction pass of a fused mixed-precision step. Fixed chunks are summed in order, so the
+ * result does not depend on the number of threads. */
+double fastopt_sum_of_squares_mixed(int64_t n, const void *grad, int grad_fmt);
+
 #endif

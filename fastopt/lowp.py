@@ -87,9 +87,11 @@ def from_bits(bits, fmt):
     return (bits.astype(np.uint32) << 16).view(np.float32)
 
 
-def stream_key(seed, step):
-    """The key of the random stream of ``step`` in a run seeded with ``seed``."""
-    return _bits.stream_key.py_func(int(seed), int(step))
+def stream_key(seed, step, stream=0):
+    """The key of the random stream of ``step`` in a run seeded with ``seed``; ``stream`` tells
+    apart the streams of one step (an optimizer gives each parameter its own)."""
+    key = _bits.stream_key.py_func(int(seed), int(step))
+    return key if stream == 0 else _bits.fmix32.py_func(key ^ _bits.fmix32.py_func(int(stream)))
 
 
 def to_bfloat16(x):

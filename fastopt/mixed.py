@@ -85,19 +85,31 @@ def _adam(algorithm, master, grad, exp_avg, exp_avg_sq, model, max_exp_avg_sq, s
         if a is not None and _STATE_FORMATS[np.dtype(a.dtype)] != state_fmt:
             raise TypeError(f"{label}: dtype {a.dtype} does not match exp_avg's {m.dtype}; "
                             "the state arrays share one format")
+    launch_adam(kernels(name, "mixed"), master, grad, m, v, m[:0] if vmax is None else vmax, model,
+                algorithm.scalars(hyper, step, False), grad_scale, rounding == "stochastic",
+                lowp.stream_key(seed, step))
+
+
+def launch_adam(module, master, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, model, scalars,
+                grad_scale, stochastic, key):
+    """Runs the mixed-precision Adam kernel of ``module`` on checked arrays, with the formats
+    their dtypes say and the scalars of ``fastopt._algorithms.ADAM(W).scalars``."""
     grad_fmt = _GRAD_FORMATS[np.dtype(grad.dtype)]
+    state_fmt = _STATE_FORMATS[np.dtype(exp_avg.dtype)]
     model_fmt = _MODEL_FORMATS[np.dtype(model.dtype)]
-    if vmax is None:
-        vmax = m[:0]
-    lr, beta1, beta2, eps, weight_decay, amsgrad, maximize, decoupled, step_size, bc2 = \
-        algorithm.scalars(hyper, step, False)
+    lr, beta1, beta2, eps, weight_decay, amsgrad, maximize, decoupled, step_size, bc2 = scalars
     f32 = np.float32
-    kernels(name, "mixed").adam(
-        master, _as_bits(grad, grad_fmt), grad_fmt, _as_bits(m, state_fmt),
-        _as_bits(v, state_fmt), _as_bits(vmax, state_fmt), state_fmt, _as_bits(model, model_fmt),
-        model_fmt, f32(lr), f32(beta1), f32(beta2), f32(eps), f32(weight_decay), amsgrad,
-        maximize, decoupled, f32(step_size), f32(bc2), f32(grad_scale),
-        rounding == "stochastic", lowp.stream_key(seed, step))
+    module.adam(master, _as_bits(grad, grad_fmt), grad_fmt, _as_bits(exp_avg, state_fmt),
+                _as_bits(exp_avg_sq, state_fmt), _as_bits(max_exp_avg_sq, state_fmt), state_fmt,
+                _as_bits(model, model_fmt), model_fmt, f32(lr), f32(beta1), f32(beta2), f32(eps),
+                f32(weight_decay), amsgrad, maximize, decoupled, f32(step_size), f32(bc2),
+                f32(grad_scale), stochastic, key)
+
+
+def grad_sum_of_squares(module, grad):
+    """The squared norm of a float32, float16 or bfloat16 (uint16) gradient."""
+    fmt = _GRAD_FORMATS[np.dtype(grad.dtype)]
+    return module.sum_of_squares(_as_bits(grad, fmt), fmt)
 
 
 def adam(master, grad, exp_avg, exp_avg_sq, model, max_exp_avg_sq=None, *, step, lr=1e-3,

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import _algorithms as alg
-from . import _memory
+from . import _memory, lowp, mixed
 from ._dispatch import choose, is_device_array, kernels
 from ._step import check_hyper, launch
 from ._validate import check_arrays, check_number
@@ -53,6 +53,11 @@ class StepInfo:
     clip_coef: float = 1.0
 
 
+#: Parameter dtypes that get float32 master weights: float16, and uint16 holding bfloat16 bits.
+_LOW_PRECISION = (np.dtype(np.float16), np.dtype(np.uint16))
+_STATE_DTYPES = {"float32": np.float32, "bfloat16": np.uint16}
+
+
 def _single(x):
     return hasattr(x, "shape") or is_device_array(x) or isinstance(x, FlatParams)
 
@@ -66,6 +71,9 @@ class Optimizer:
     """Base class: parameter groups, lazily created per-parameter state, ``step``, state dicts."""
 
     algorithm = None  # an :class:`fastopt._algorithms.Algorithm`, set by each subclass
+    #: Mixed-precision options (rounding, seed, state_dtype) of the optimizers that keep float32
+    #: master weights for float16/bfloat16 parameters; None where float32/float64 is required.
+    _mixed = None
 
     def __init__(self, params, backend=None, skip_nonfinite=True, **defaults):
         self.defaults = check_hyper(self.algorithm, defaults)
@@ -107,11 +115,30 @@ class Optimizer:
         everything.update((f"params[{i}]", v) for i, (_, v) in enumerate(self._views))
         backend = choose(everything, self._requested_backend)
         on_device = backend == "cuda"
-        views = [check_arrays({name: _buffer(p)}, {name}, on_device)[0]
-                 for name, p in zip(names, params)]
+        views, masters = [], []
+        for name, p in zip(names, params):
+            if np.dtype(_buffer(p).dtype) in _LOW_PRECISION:
+                view, master = self._low_precision(name, _buffer(p), on_device)
+            else:
+                view, master = check_arrays({name: _buffer(p)}, {name}, on_device)[0], None
+            views.append(view)
+            masters.append(master)
         self._backend = backend
+        for i, master in enumerate(masters, start=start):
+            if master is not None:
+                self.state[i] = {"master": master}
         self._views.extend(zip(params, views))
         self.param_groups.append(new)
+
+    def _low_precision(self, name, param, on_device):
+        """A float16/bfloat16 parameter, checked, and its float32 master copy."""
+        if self._mixed is None:
+            raise TypeError(f"{name}: {param.dtype} parameters need float32 master weights, which "
+                            f"Adam and AdamW keep; {type(self).__name__} takes float32 or float64")
+        (view,) = mixed._checked({name: param}, {name}, on_device, {name: _LOW_PRECISION})
+        fmt = "float16" if np.dtype(view.dtype) == np.float16 else "bfloat16"
+        master = lowp.from_bits(_memory.to_host(view), fmt)
+        return view, _memory.from_host(on_device, master)
 
     def step(self, grads, *, grad_scale=None, max_norm=None, return_norm=False):
         """Updates every parameter that has a gradient; checks everything before writing.
@@ -134,7 +161,6 @@ class Optimizer:
         if len(grads) != len(self._views):
             raise ValueError(f"grads: expected {len(self._views)} gradients (one per parameter, "
                              f"in param_groups order), got {len(grads)}")
-        module = kernels(self._backend)
         plan = []
         index = 0
         for g_index, group in enumerate(self.param_groups):
@@ -149,23 +175,27 @@ class Optimizer:
         info = StepInfo()
         if grad_scale is not None or max_norm is not None or return_norm or self.skip_nonfinite:
             # The reduction pass: one read of every gradient.
-            total = sum(module.sum_of_squares(arrays[1]) for *_, arrays, _ in plan)
+            total = sum(reduce() for *_, reduce, _ in plan)
             norm = math.sqrt(total) * inv_scale
             if not math.isfinite(norm):
                 return StepInfo(grad_norm=norm, found_inf=True, skipped=True)
             clip = 1.0 if max_norm is None else min(1.0, max_norm / (norm + CLIP_EPS))
             info = StepInfo(grad_norm=norm, clip_coef=clip)
         factor = inv_scale * info.clip_coef
-        for index, new_state, step, arrays, scalars in plan:  # everything checked: now write
+        for index, new_state, step, _, run in plan:  # everything checked: now write
             state = self.state.setdefault(index, {})
             state.update(new_state)
             state["step"] = step
-            launch(module, self.algorithm, arrays, scalars, factor)
+            run(factor)
         return info
 
     def _prepare(self, index, param, grad, hyper):
-        """The kernel call for one parameter, creating (but not yet storing) missing state."""
+        """One parameter's step, checked: ``(index, new state, step count, reduce, run)``, where
+        ``reduce()`` is the gradient's squared norm and ``run(grad_scale)`` launches the update.
+        Missing state is created but not yet stored."""
         on_device = self._backend == "cuda"
+        if "master" in self.state.get(index, {}):
+            return self._prepare_mixed(index, grad, hyper, on_device)
         user_param, view = self._views[index]
         if param is not user_param:  # the user replaced it in param_groups
             view = check_arrays({f"params[{index}]": _buffer(param)}, {f"params[{index}]"},
@@ -201,7 +231,35 @@ class Optimizer:
         new_state.update(host)
         if self.algorithm.segmented:
             arrays.append(self._segment_offsets(index, param, view.size, on_device))
-        return index, new_state, step, arrays, self.algorithm.scalars(hyper, step, fresh, **host)
+        scalars = self.algorithm.scalars(hyper, step, fresh, **host)
+        module = kernels(self._backend)
+        return (index, new_state, step, lambda: module.sum_of_squares(arrays[1]),
+                lambda factor: launch(module, self.algorithm, arrays, scalars, factor))
+
+    def _prepare_mixed(self, index, grad, hyper, on_device):
+        """:meth:`_prepare` for a float16/bfloat16 parameter with float32 master weights."""
+        _, view = self._views[index]
+        pname, gname = f"params[{index}]", f"grads[{index}]"
+        choose({pname: view, gname: grad}, self._backend)
+        _, grad = mixed._checked({pname: view, gname: grad}, set(), on_device,
+                                 {pname: _LOW_PRECISION, gname: (np.dtype(np.float32), view.dtype)})
+        state = self.state[index]
+        state_dtype = _STATE_DTYPES[self._mixed["state_dtype"]]
+        new_state, states = {}, []
+        for name, used in zip(self.algorithm.state, self.algorithm.uses(hyper)):
+            if used and name not in state:
+                new_state[name] = _memory.full(on_device, view.shape, state_dtype, 0.0)
+            states.append(new_state.get(name, state.get(name)) if used
+                          else _memory.empty(on_device, state_dtype))
+        step = state.get("step", 0) + 1
+        scalars = self.algorithm.scalars(hyper, step, False)
+        stochastic = self._mixed["rounding"] == "stochastic"
+        key = lowp.stream_key(self._mixed["seed"], step, stream=index + 1)
+        module = kernels(self._backend, "mixed")
+        master = state["master"]
+        return (index, new_state, step, lambda: mixed.grad_sum_of_squares(module, grad),
+                lambda factor: mixed.launch_adam(module, master, grad, *states, view, scalars,
+                                                 factor, stochastic, key))
 
     def _segment_offsets(self, index, param, size, on_device):
         """LAMB's per-tensor segments of one parameter, made once on the step's side: an arena's
@@ -256,13 +314,24 @@ class Optimizer:
             if not isinstance(index, int) or not 0 <= index < len(params):
                 raise ValueError(f"state_dict['state']: no parameter with index {index!r}")
             new_state[index] = self._checked_state(index, params[index], saved, on_device)
+        for index, (_, view) in enumerate(self._views):
+            if np.dtype(view.dtype) in _LOW_PRECISION and index not in new_state:
+                raise ValueError(f"state_dict['state']: parameter {index} is {view.dtype} and "
+                                 "needs its float32 'master' weights")
         self.param_groups[:] = new_groups
         self.state = new_state
 
     def _checked_state(self, index, param, saved, on_device):
         where = f"state_dict['state'][{index}]"
-        shape = tuple(param.shape)
-        dtype = np.dtype(self._views[index][1].dtype)
+        view = self._views[index][1]
+        shape = tuple(view.shape)
+        dtype = np.dtype(view.dtype)
+        low_precision = dtype in _LOW_PRECISION
+        if low_precision:  # float32 master weights; state in the chosen dtype
+            dtype = np.dtype(_STATE_DTYPES[self._mixed["state_dtype"]])
+            if "master" not in saved:
+                raise ValueError(f"{where}: a {view.dtype} parameter's state needs its float32 "
+                                 "'master' weights")
         out = {}
         for name, value in saved.items():
             if name == "step":
@@ -273,12 +342,13 @@ class Optimizer:
             if name in self.algorithm.host_state:
                 out[name] = check_number(f"{where}[{name!r}]", value)
                 continue
-            if name not in self.algorithm.state:
+            if name not in self.algorithm.state and not (low_precision and name == "master"):
                 raise ValueError(f"{where}: unknown state {name!r} for {self.algorithm.name}")
             host = _memory.to_host(value)
-            if host.shape != shape or host.dtype != dtype:
-                raise ValueError(f"{where}[{name!r}]: expected shape {shape} and dtype {dtype}, "
-                                 f"got {host.shape} {host.dtype}")
+            expected = np.dtype(np.float32) if name == "master" else dtype
+            if host.shape != shape or host.dtype != expected:
+                raise ValueError(f"{where}[{name!r}]: expected shape {shape} and dtype "
+                                 f"{expected}, got {host.shape} {host.dtype}")
             out[name] = _memory.from_host(on_device, host)
         return out
 
@@ -303,7 +373,8 @@ class SGD(Optimizer):
     def __init__(self, params, lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0,
                  nesterov=False, *, maximize=False, backend=None,
                  skip_nonfinite=True):
-        super().__init__(params, backend, skip_nonfinite, lr=lr, momentum=momentum, dampening=dampening,
+        super().__init__(params, backend, skip_nonfinite,
+                         lr=lr, momentum=momentum, dampening=dampening,
                          weight_decay=weight_decay, nesterov=nesterov, maximize=maximize)
 
 
@@ -315,7 +386,8 @@ class Adagrad(Optimizer):
     def __init__(self, params, lr=1e-2, lr_decay=0.0, weight_decay=0.0,
                  initial_accumulator_value=0.0, eps=1e-10, *, maximize=False, backend=None,
                  skip_nonfinite=True):
-        super().__init__(params, backend, skip_nonfinite, lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
+        super().__init__(params, backend, skip_nonfinite,
+                         lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
                          initial_accumulator_value=initial_accumulator_value, eps=eps,
                          maximize=maximize)
 
@@ -329,34 +401,51 @@ class RMSprop(Optimizer):
     def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0,
                  centered=False, *, maximize=False, backend=None,
                  skip_nonfinite=True):
-        super().__init__(params, backend, skip_nonfinite, lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay,
+        super().__init__(params, backend, skip_nonfinite,
+                         lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay,
                          momentum=momentum, centered=centered, maximize=maximize)
 
 
 class Adam(Optimizer):
     """Adam with L2 weight decay, optionally AMSGrad, as ``torch.optim.Adam``; formula:
-    :func:`fastopt.functional.adam`."""
+    :func:`fastopt.functional.adam`.
+
+    float16 parameters, and uint16 arrays holding bfloat16 parameters, get float32 master weights
+    (``state["master"]``, from the parameters' values at construction): each step updates the
+    master weights and writes them back rounded in the same pass, to nearest even or, with
+    ``rounding="stochastic"``, from a random stream keyed on ``(seed, step, parameter, element)``
+    (see :mod:`fastopt.mixed`). Their gradients may be float32 or of the parameter's format, and
+    ``state_dtype="bfloat16"`` stores their optimizer state as bfloat16.
+    """
 
     algorithm = alg.ADAM
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
-                 amsgrad=False, *, maximize=False, backend=None,
-                 skip_nonfinite=True):
-        super().__init__(params, backend, skip_nonfinite, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
-                         amsgrad=amsgrad, maximize=maximize)
+                 amsgrad=False, *, maximize=False, backend=None, skip_nonfinite=True,
+                 rounding="nearest", seed=0, state_dtype="float32"):
+        if rounding not in lowp.ROUNDINGS:
+            raise ValueError(f"rounding: expected 'nearest' or 'stochastic', got {rounding!r}")
+        if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)):
+            raise TypeError(f"seed: expected an int, got {seed!r}")
+        if state_dtype not in _STATE_DTYPES:
+            raise ValueError(f"state_dtype: expected 'float32' or 'bfloat16', got {state_dtype!r}")
+        self._mixed = dict(rounding=rounding, seed=int(seed), state_dtype=state_dtype)
+        super().__init__(params, backend, skip_nonfinite, lr=lr, betas=betas, eps=eps,
+                         weight_decay=weight_decay, amsgrad=amsgrad, maximize=maximize)
 
 
 class AdamW(Adam):
     """Adam with decoupled weight decay, as ``torch.optim.AdamW``; formula:
-    :func:`fastopt.functional.adamw`."""
+    :func:`fastopt.functional.adamw`. Mixed precision as :class:`Adam`."""
 
     algorithm = alg.ADAMW
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2,
-                 amsgrad=False, *, maximize=False, backend=None,
-                 skip_nonfinite=True):
+                 amsgrad=False, *, maximize=False, backend=None, skip_nonfinite=True,
+                 rounding="nearest", seed=0, state_dtype="float32"):
         super().__init__(params, lr, betas, eps, weight_decay, amsgrad, maximize=maximize,
-                         backend=backend, skip_nonfinite=skip_nonfinite)
+                         backend=backend, skip_nonfinite=skip_nonfinite, rounding=rounding,
+                         seed=seed, state_dtype=state_dtype)
 
 
 class Adamax(Optimizer):

@@ -5,6 +5,7 @@ import itertools
 import numpy as np
 import pytest
 
+import fastopt
 from fastopt import functional, lowp, mixed
 from conftest import AVAILABLE, to_backend, to_host
 
@@ -111,3 +112,56 @@ def test_bad_input_is_refused_before_writing(change, error, words):
         mixed.adam(**arrays, step=1, backend="numpy", **options)
     for k, v in arrays.items():
         assert np.array_equal(v, before[k])
+
+
+@pytest.mark.parametrize("backend", AVAILABLE)
+@pytest.mark.parametrize("model_fmt,state_dtype,rounding", [
+    ("float16", "float32", "nearest"), ("bfloat16", "bfloat16", "stochastic"),
+    ("float16", "bfloat16", "stochastic"), ("bfloat16", "float32", "nearest")])
+def test_optimizer_class_keeps_master_weights(backend, model_fmt, state_dtype, rounding):
+    """The class on float16/bfloat16 parameters equals the functional mixed step it wraps, bit for
+    bit, and a state dict resumes it bit for bit."""
+    rng = np.random.default_rng(3)
+    values = rng.standard_normal((4, 6)).astype(np.float32)
+    model0 = values.astype(np.float16) if model_fmt == "float16" else lowp.to_bfloat16(values)
+    grads = [GRAD[model_fmt]((rng.standard_normal((4, 6)) * 0.1).astype(np.float32))
+             for _ in range(4)]
+    # the reference: the functional step on the master copy, parameter stream 1
+    master = lowp.from_bits(model0, model_fmt)
+    state = [np.zeros((4, 6), STATE[state_dtype]) for _ in range(2)]
+    expected = model0.copy()
+    for t, g in enumerate(grads, start=1):
+        mixed.adamw(master, g, *state, expected, step=t, lr=0.01, rounding=rounding, seed=9,
+                    backend="numpy")  # stream 0; the class uses stream 1 for parameter 0
+    model = to_backend(backend, model0)
+    opt = fastopt.AdamW([model], lr=0.01, rounding=rounding, seed=9, state_dtype=state_dtype,
+                        backend=backend)
+    for g in grads[:2]:
+        opt.step([to_backend(backend, g)])
+    saved = opt.state_dict()
+    assert saved["state"][0]["master"].dtype == np.float32
+    again = to_backend(backend, to_host(model))
+    resumed = fastopt.AdamW([again], lr=0.01, rounding=rounding, seed=9,
+                            state_dtype=state_dtype, backend=backend)
+    resumed.load_state_dict(saved)
+    for g in grads[2:]:
+        opt.step([to_backend(backend, g)])
+        resumed.step([to_backend(backend, g)])
+    assert np.array_equal(to_host(model), to_host(again))
+    if rounding == "nearest":  # with nearest rounding the stream does not matter
+        assert np.array_equal(to_host(model).view(np.uint16), expected.view(np.uint16))
+    np.testing.assert_allclose(opt.state_dict()["state"][0]["master"], master, rtol=1e-6)
+
+
+def test_low_precision_parameters_need_master_weights_and_skip_nonfinite_steps():
+    with pytest.raises(TypeError, match=r"params\[0\]: float16 parameters need float32 master"):
+        fastopt.SGD([np.zeros(3, np.float16)])
+    model = np.ones(4, np.float16)
+    opt = fastopt.Adam([model], lr=0.1)
+    info = opt.step([np.array([1, np.inf, 1, 1], np.float16)])
+    assert info.skipped and np.array_equal(model, np.ones(4, np.float16))
+    info = opt.step([np.ones(4, np.float16)], max_norm=1.0)
+    assert info.grad_norm == pytest.approx(2.0) and info.clip_coef == pytest.approx(0.5, 1e-5)
+    assert np.all(model < 1) and opt.state[0]["step"] == 1
+    with pytest.raises(TypeError, match=r"grads\[0\]: expected dtype float32 or float16"):
+        opt.step([np.ones(4, np.float64)])

@@ -21,3 +21,9 @@ def adam(master, grad, grad_fmt, exp_avg, exp_avg_sq, max_exp_avg_sq, state_fmt,
                            ffi.from_buffer("uint16_t[]", model), model_fmt, lr, beta1, beta2,
                            eps, weight_decay, amsgrad, maximize, decoupled, step_size,
                            bias_correction2_sqrt, grad_scale, stochastic, key)
+
+
+def sum_of_squares(grad, grad_fmt):
+    """The squared norm of gradient bits stored in format ``grad_fmt`` (float64, deterministic)."""
+    return lib.fastopt_sum_of_squares_mixed(grad.size, _pointer(grad), grad_fmt) if grad.size \
+        else 0.0

@@ -7,8 +7,9 @@ from llvmlite import ir
 from numba import prange, types
 from numba.extending import intrinsic
 
+from . import _bits
 from ._mixed_element import make_adam_element
-from .cpu_optim import PARALLEL_THRESHOLD
+from .cpu_optim import PARALLEL_THRESHOLD, REDUCTION_CHUNK
 
 
 @intrinsic
@@ -68,3 +69,29 @@ def adam(master, grad, grad_fmt, exp_avg, exp_avg_sq, max_exp_avg_sq, state_fmt,
            exp_avg_sq.reshape(-1), max_exp_avg_sq.reshape(-1), state_fmt, model.reshape(-1),
            model_fmt, beta1, one - beta1, beta2, one - beta2, eps, l2, decay, amsgrad, step_size,
            bias_correction2_sqrt, scale, stochastic, key)
+
+
+def _sum_of_squares_body(grad, grad_fmt, chunk):
+    """sum(g_i^2) in float64 of decoded gradient bits, in fixed chunks summed in order"""
+    n_chunks = (grad.size + chunk - 1) // chunk
+    partial = np.empty(n_chunks, np.float64)
+    for c in prange(n_chunks):
+        s = 0.0
+        for i in range(c * chunk, min(grad.size, (c + 1) * chunk)):
+            x = np.float64(_f32_from_bits(_bits.decode(np.int64(grad[i]), grad_fmt)))
+            s += x * x
+        partial[c] = s
+    total = 0.0
+    for c in range(n_chunks):
+        total += partial[c]
+    return total
+
+
+_sum_serial = numba.njit(**_options)(_sum_of_squares_body)
+_sum_parallel = numba.njit(parallel=True, **_options)(_sum_of_squares_body)
+
+
+def sum_of_squares(grad, grad_fmt):
+    """The squared norm of gradient bits stored in format ``grad_fmt`` (float64, deterministic)."""
+    kernel = _sum_parallel if grad.size >= PARALLEL_THRESHOLD else _sum_serial
+    return float(kernel(grad.reshape(-1), grad_fmt, REDUCTION_CHUNK))

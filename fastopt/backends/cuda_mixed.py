@@ -4,6 +4,7 @@ float16/bfloat16 model copy written in the same pass (numba-cuda, grid-stride)."
 import numpy as np
 from numba import cuda
 
+from . import _bits, cuda_optim
 from ._mixed_element import make_adam_element
 from .cuda_optim import SIMULATOR, launch
 
@@ -59,3 +60,31 @@ def adam(master, grad, grad_fmt, exp_avg, exp_avg_sq, max_exp_avg_sq, state_fmt,
            _flat(exp_avg_sq), _flat(max_exp_avg_sq), state_fmt, _flat(model), model_fmt, beta1,
            one - beta1, beta2, one - beta2, eps, l2, decay, amsgrad, step_size,
            bias_correction2_sqrt, scale, stochastic, key)
+
+
+@cuda.jit
+def _decode_to_f32(grad, grad_fmt, out):
+    """out[i] = the float32 value of gradient bits grad[i] in format grad_fmt"""
+    i = cuda.grid(1)
+    stride = cuda.gridsize(1)
+    while i < grad.size:
+        out[i] = _f32_from_bits(_bits.decode(np.int64(grad[i]), grad_fmt))
+        i += stride
+
+
+_decoded = {}
+
+
+def sum_of_squares(grad, grad_fmt):
+    """The squared norm of gradient bits stored in format ``grad_fmt`` (float64, deterministic).
+
+    16-bit gradients are decoded into a cached float32 buffer first: one extra pass over the
+    gradient, which a fused decoding reduction would save."""
+    if grad_fmt == _bits.FLOAT32:
+        return cuda_optim.sum_of_squares(grad.view(np.float32))
+    if grad.size not in _decoded:
+        _decoded.clear()
+        _decoded[grad.size] = cuda.device_array(grad.size, np.float32)
+    out = _decoded[grad.size]
+    launch(_decode_to_f32, grad.size, _flat(grad), grad_fmt, out)
+    return cuda_optim.sum_of_squares(out)

@@ -43,3 +43,8 @@ def adam(master, grad, grad_fmt, exp_avg, exp_avg_sq, max_exp_avg_sq, state_fmt,
     if amsgrad:
         _store(max_exp_avg_sq, vmax, state_fmt)
     _store(model, p, model_fmt, "stochastic" if stochastic else "nearest", key)
+
+
+def sum_of_squares(grad, grad_fmt):
+    """:func:`fastopt.reference.sum_of_squares` of gradient bits stored in format ``grad_fmt``."""
+    return reference.sum_of_squares(_load(grad, grad_fmt))
