@@ -8,6 +8,7 @@ from . import functional, lowp, mixed, schedules
 from ._dispatch import BackendUnavailableError, available_backends, backend_status
 from .arena import FlatParams
 from .checkpoint import Checkpoint, from_torch_state_dict, load, save, to_torch_state_dict
+from .threads import get_num_threads, set_num_threads
 from .optimizers import (LAMB, SGD, Adadelta, Adagrad, Adam, Adamax, AdamW, Lion, NAdam, Optimizer,
                          RAdam, RMSprop, StepInfo)
 
@@ -16,4 +17,5 @@ __version__ = "0.1.0"
 __all__ = ["functional", "lowp", "mixed", "schedules", "available_backends", "backend_status",
            "BackendUnavailableError", "FlatParams", "Optimizer", "StepInfo", "SGD", "Adagrad", "RMSprop", "Adam", "AdamW",
            "Adamax", "NAdam", "RAdam", "Adadelta", "Lion", "LAMB",
-           "save", "load", "Checkpoint", "to_torch_state_dict", "from_torch_state_dict"]
+           "save", "load", "Checkpoint", "to_torch_state_dict", "from_torch_state_dict",
+           "set_num_threads", "get_num_threads"]

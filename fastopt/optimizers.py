@@ -34,7 +34,7 @@ from . import _algorithms as alg
 from . import _memory, lowp, mixed
 from ._dispatch import choose, is_device_array, kernels
 from ._step import check_hyper, launch
-from ._validate import check_arrays, check_number
+from ._validate import as_device_array, as_host_array, check_arrays, check_number
 from .arena import FlatParams
 
 #: Added to the norm before dividing, as ``torch.nn.utils.clip_grad_norm_`` does.
@@ -117,8 +117,10 @@ class Optimizer:
         on_device = backend == "cuda"
         views, masters = [], []
         for name, p in zip(names, params):
-            if np.dtype(_buffer(p).dtype) in _LOW_PRECISION:
-                view, master = self._low_precision(name, _buffer(p), on_device)
+            zero_copy = as_device_array(name, _buffer(p))[0] if on_device \
+                else as_host_array(name, _buffer(p))
+            if np.dtype(zero_copy.dtype) in _LOW_PRECISION:
+                view, master = self._low_precision(name, zero_copy, on_device)
             else:
                 view, master = check_arrays({name: _buffer(p)}, {name}, on_device)[0], None
             views.append(view)

@@ -9,6 +9,7 @@ from numba.extending import intrinsic
 
 from . import _bits
 from ._mixed_element import make_adam_element
+from ._numba_compile import serial_and_parallel
 from .cpu_optim import PARALLEL_THRESHOLD, REDUCTION_CHUNK
 
 
@@ -52,9 +53,7 @@ def _adam_body(master, grad, grad_fmt, exp_avg, exp_avg_sq, max_exp_avg_sq, stat
                       stochastic, key)
 
 
-_options = dict(cache=True, nogil=True, error_model="numpy")
-_adam_serial = numba.njit(**_options)(_adam_body)
-_adam_parallel = numba.njit(parallel=True, **_options)(_adam_body)
+_adam_serial, _adam_parallel = serial_and_parallel(_adam_body)
 
 
 def adam(master, grad, grad_fmt, exp_avg, exp_avg_sq, max_exp_avg_sq, state_fmt, model,
@@ -87,8 +86,7 @@ def _sum_of_squares_body(grad, grad_fmt, chunk):
     return total
 
 
-_sum_serial = numba.njit(**_options)(_sum_of_squares_body)
-_sum_parallel = numba.njit(parallel=True, **_options)(_sum_of_squares_body)
+_sum_serial, _sum_parallel = serial_and_parallel(_sum_of_squares_body)
 
 
 def sum_of_squares(grad, grad_fmt):

@@ -14,6 +14,8 @@ import numba
 import numpy as np
 from numba import prange
 
+from ._numba_compile import serial_and_parallel
+
 #: Below this many elements a step runs on one thread.
 PARALLEL_THRESHOLD = 1 << 15
 #: The reduction sums fixed chunks of this many elements in parallel, then the chunk sums in order:
@@ -25,11 +27,7 @@ LAMB_CHUNK = 1 << 14
 
 
 def _compile_serial_and_parallel(body):
-    # error_model="numpy": IEEE division (x/0 = inf, as in the reference) instead of a zero check
-    # per division, which would keep the loop from vectorizing.
-    options = dict(cache=True, nogil=True, error_model="numpy")
-    serial = numba.njit(**options)(body)
-    parallel = numba.njit(parallel=True, **options)(body)
+    serial, parallel = serial_and_parallel(body)
 
     def launch(n, *args):
         return (parallel if n >= PARALLEL_THRESHOLD else serial)(*args)
