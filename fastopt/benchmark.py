@@ -1,13 +1,41 @@
-"""Timing of optimizer steps: median of warmed-up repeats, reported as time, params/s and GB/s.
+"""Benchmarks of fastopt's steps against the machine's roofline and against peers.
 
-Bytes moved per step count each array once: every array the step reads (param, grad, used state)
-and every array it writes (param, used state), which is the traffic of one pass over memory.
+Every time is the median of repeated, warmed-up runs (:func:`median_time`). A step is reported as
+time, params/s and GB/s, where the bytes moved count each array once: every array the step reads
+(param, grad, used state) and every array it writes (param, used state), the traffic of one pass
+over memory (:func:`bytes_per_step`).
+
+The yardsticks, measured in the same run:
+
+- the **same-traffic kernel** of each step (:mod:`fastopt.backends.cpu_roofline`, ``csrc/roofline.c``):
+  it reads and writes exactly the arrays the step does, with one multiply-add per written element.
+  A step of the ``cpu`` or ``c`` backend is reported as a ratio to the same-traffic kernel of its own
+  backend (1.0 = at the memory roofline); other rows to the faster of the two;
+- STREAM copy and triad on both host backends, multi-threaded;
+- peers, when installed: numpy written as a user would (:func:`numpy_user_step`), ``torch.optim``
+  in its default CPU mode (a loop over tensors), with ``foreach=True`` and with ``fused=True``.
+
+Then the issue's other measurements: call overhead at 10^3 parameters and where its microseconds
+go (:func:`overhead`), 10,000 small tensors through the optimizer classes (:func:`many_tensors`),
+thread scaling (:func:`thread_scaling`), start-up with a warm and a cold numba cache
+(:func:`startup`), and the targets they are checked against (:func:`check_targets`). ``fastopt
+bench`` (:mod:`fastopt.cli`) runs them and prints :func:`format_report`.
 """
 
+import contextlib
+import cProfile
+import gc
 import itertools
+import json
+import os
+import platform
+import pstats
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
@@ -24,15 +52,91 @@ CONFIGS = [
     ("adamw", "adamw", {}),
 ]
 
+#: The sizes of the full run (``fastopt bench --full``): 10^3 ... 10^8 parameters.
+FULL_SIZES = [10 ** e for e in range(3, 9)]
+#: Peers, in table order; each is skipped, with its reason, when not installed or not supported.
+PEERS = ("numpy-user", "torch", "torch-foreach", "torch-fused")
+ROOFLINE_BACKENDS = ("cpu", "c")
+
+#: The issue's targets (float32), checked by :func:`check_targets`.
+TARGETS = {
+    "roofline_ratio": 0.95,     # N >= 1e7: every step on cpu and c vs its same-traffic kernel
+    "large_vs_fused": 1.0,      # N >= 1e7: Adam no slower than torch fused
+    "mid_vs_fused": 3.0,        # N = 1e5..1e6: Adam at least 3x faster than torch fused
+    "arena_vs_one": 1.2,        # 10,000 x 1,000 through the class within 1.2x of one 1e7 tensor
+    "arena_vs_fused": 10.0,     # ... and at least 10x faster than torch fused
+    "functional_us": 10.0,      # a 10^3 step through fastopt.functional
+    "class_us": 20.0,           # ... through an optimizer class
+    "startup_s": 1.5,           # import + first Adam step, warm numba cache
+}
+
+
+class Unsupported(Exception):
+    """A case that cannot run here (peer not installed, option not supported); says why."""
+
+
+# ---- timing -----------------------------------------------------------------------------------
+
+def median_time(fn, repeat=10, warmup=3, min_sample_s=2e-4, max_s=10.0):
+    """Median seconds per call of ``fn`` over ``repeat`` samples, after ``warmup`` calls."""
+    return statistics.median(time_samples(fn, repeat, warmup, min_sample_s, max_s))
+
+
+def time_samples(fn, repeat=10, warmup=3, min_sample_s=2e-4, max_s=10.0):
+    """Seconds per call of ``fn``, one value per sample, after ``warmup`` calls.
+
+    Short calls are batched so that a sample lasts at least ``min_sample_s`` (a sample is then the
+    batch's mean). Slow cases stop early after ``max_s`` seconds, with at least 3 samples.
+    """
+    start = time.perf_counter()
+    for _ in range(max(1, warmup)):
+        t0 = time.perf_counter()
+        fn()
+        once = time.perf_counter() - t0
+        if time.perf_counter() - start > max_s / 2:
+            break
+    inner = int(min(10_000, max(1, min_sample_s / max(once, 1e-9))))
+    samples = []
+    start = time.perf_counter()
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        for _ in range(inner):
+            fn()
+        samples.append((time.perf_counter() - t0) / inner)
+        if len(samples) >= 3 and time.perf_counter() - start > max_s:
+            break
+    return samples
+
+
+def _timed(fn, repeat, max_s):
+    """``(median, min)`` seconds per call: the median is the result; the minimum, printed beside
+    it, shows what the code does when the machine leaves it alone."""
+    samples = time_samples(fn, repeat, max_s=max_s)
+    return statistics.median(samples), min(samples)
+
+
+def _synchronize(backend):
+    if backend == "cuda":
+        from numba import cuda
+
+        cuda.synchronize()
+
+
+# ---- results ----------------------------------------------------------------------------------
 
 @dataclass
 class Result:
+    """One timed case. ``kind``: ``fastopt`` (a backend), ``peer``, ``roofline`` (same-traffic
+    kernel) or ``stream``; ``written``: how many arrays the step updates in place."""
     optimizer: str
     backend: str
     dtype: str
     n: int
     median_s: float
     bytes_per_step: int
+    kind: str = "fastopt"
+    written: int = 0
+    min_s: float = None  # the fastest sample, for reading a run on a busy machine
 
     @property
     def params_per_s(self):
@@ -46,30 +150,39 @@ class Result:
         return {**asdict(self), "params_per_s": self.params_per_s, "gb_per_s": self.gb_per_s}
 
 
-def bytes_per_step(name, options, n, dtype):
+def used_state(name, options):
+    """How many state arrays ``name`` with ``options`` reads and writes."""
     algorithm = _algorithms.ALGORITHMS[name]
-    used = sum(algorithm.uses(algorithm.check({**algorithm.defaults, **options})))
-    return (3 + 2 * used) * n * np.dtype(dtype).itemsize
+    return sum(algorithm.uses(algorithm.check({**algorithm.defaults, **options})))
 
 
-def _synchronize(backend):
-    if backend == "cuda":
-        from numba import cuda
-
-        cuda.synchronize()
+def written_arrays(name, options):
+    """How many arrays a step updates in place: param and its used state."""
+    return 1 + used_state(name, options)
 
 
-def make_step(name, options, backend, n, dtype=np.float32):
-    """A closure running one functional step (step count 1, 2, ...) on fresh arrays of size ``n``,
-    synchronized on CUDA so that timing it times the kernel."""
+def bytes_per_step(name, options, n, dtype):
+    """Bytes one step moves: reads param, grad and the used state, writes param and the state."""
+    return (3 + 2 * used_state(name, options)) * n * np.dtype(dtype).itemsize
+
+
+# ---- fastopt steps ----------------------------------------------------------------------------
+
+def _problem(name, options, n, dtype, on_device=False):
     algorithm = _algorithms.ALGORITHMS[name]
     hyper = algorithm.check({**algorithm.defaults, **options})
-    on_device = backend == "cuda"
     rng = np.random.default_rng(0)
     param = _memory.from_host(on_device, rng.standard_normal(n).astype(dtype))
     grad = _memory.from_host(on_device, (rng.standard_normal(n) * 1e-3).astype(dtype))
     state = [_memory.full(on_device, n, dtype, algorithm.initial_state(hyper, s))
              for s in algorithm.state]
+    return param, grad, state
+
+
+def make_step(name, options, backend, n, dtype=np.float32):
+    """A closure running one functional step (step count 1, 2, ...) on fresh arrays of size ``n``,
+    synchronized on CUDA so that timing it times the kernel."""
+    param, grad, state = _problem(name, options, n, dtype, on_device=backend == "cuda")
     step = getattr(functional, name)
     counter = itertools.count(1)
 
@@ -80,53 +193,979 @@ def make_step(name, options, backend, n, dtype=np.float32):
     return one_step
 
 
-def time_step(name, options, backend, n, dtype=np.float32, repeat=10, warmup=3, label=None):
+def make_class_step(name, options, backend, shapes, dtype=np.float32, **class_options):
+    """A closure running ``opt.step(grads)`` of the optimizer class of ``name`` over new arrays of
+    the given shapes (host backends); ``class_options`` go to the constructor (e.g.
+    ``skip_nonfinite=False``)."""
+    import fastopt
+
+    cls = {"sgd": fastopt.SGD, "adagrad": fastopt.Adagrad, "rmsprop": fastopt.RMSprop,
+           "adam": fastopt.Adam, "adamw": fastopt.AdamW}[name]
+    rng = np.random.default_rng(0)
+    params = [rng.standard_normal(s).astype(dtype) for s in shapes]
+    grads = [(rng.standard_normal(s) * 1e-3).astype(dtype) for s in shapes]
+    opt = cls(params, backend=backend, **options, **class_options)
+    return lambda: opt.step(grads)
+
+
+def time_step(name, options, backend, n, dtype=np.float32, repeat=10, warmup=3, label=None,
+              max_s=10.0):
     """Median wall time of one functional step of ``name`` over ``n`` parameters."""
     one_step = make_step(name, options, backend, n, dtype)
-    times = []
-    for _ in range(warmup + repeat):
-        start = time.perf_counter()
-        one_step()
-        times.append(time.perf_counter() - start)
-    return Result(label or name, backend, np.dtype(dtype).name, n,
-                  statistics.median(times[warmup:]), bytes_per_step(name, options, n, dtype))
+    samples = time_samples(one_step, repeat, warmup, max_s=max_s)
+    return Result(label or name, backend, np.dtype(dtype).name, n, statistics.median(samples),
+                  bytes_per_step(name, options, n, dtype),
+                  written=written_arrays(name, options), min_s=min(samples))
+
+
+# ---- roofline kernels -------------------------------------------------------------------------
+
+class _CRoofline:
+    """The C roofline kernels (``csrc/roofline.c``) with the signatures of
+    :mod:`fastopt.backends.cpu_roofline`."""
+
+    def __init__(self):
+        from ._fastopt_c import ffi, lib
+
+        self._ffi = ffi
+        self._kernels = {
+            np.dtype(np.float32): ("float[]", lib.fastopt_same_traffic_f32,
+                                   lib.fastopt_stream_copy_f32, lib.fastopt_stream_triad_f32),
+            np.dtype(np.float64): ("double[]", lib.fastopt_same_traffic_f64,
+                                   lib.fastopt_stream_copy_f64, lib.fastopt_stream_triad_f64),
+        }
+
+    def same_traffic(self, written, read, scale):
+        ctype, kernel, _, _ = self._kernels[read.dtype]
+        buf = self._ffi.from_buffer
+        pointers = [buf(ctype, w) for w in written] + [self._ffi.NULL] * (4 - len(written))
+        kernel(read.size, len(written), *pointers, buf(ctype, read), scale)
+
+    def stream_copy(self, dst, src):
+        ctype, _, kernel, _ = self._kernels[dst.dtype]
+        kernel(dst.size, self._ffi.from_buffer(ctype, dst), self._ffi.from_buffer(ctype, src))
+
+    def stream_triad(self, a, b, c, scalar):
+        ctype, _, _, kernel = self._kernels[a.dtype]
+        buf = self._ffi.from_buffer
+        kernel(a.size, buf(ctype, a), buf(ctype, b), buf(ctype, c), scalar)
+
+
+_roofline_modules = {}
+
+
+def roofline_kernels(backend):
+    """The roofline kernels of a host backend (``"cpu"`` or ``"c"``): an object with
+    ``same_traffic(written, read, scale)``, ``stream_copy(dst, src)``, ``stream_triad(a, b, c, s)``.
+    Raises :class:`Unsupported` if the backend cannot run here."""
+    if backend not in _roofline_modules:
+        if backend not in available_backends():
+            raise Unsupported(f"backend {backend!r} is not available")
+        if backend == "cpu":
+            from .backends import cpu_roofline as module
+        elif backend == "c":
+            module = _CRoofline()
+        else:
+            raise Unsupported(f"no roofline kernels for backend {backend!r}")
+        _roofline_modules[backend] = module
+    return _roofline_modules[backend]
+
+
+def make_same_traffic(written, backend, n, dtype=np.float32):
+    """A closure running the same-traffic kernel updating ``written`` arrays (1 to 4)."""
+    kernels = roofline_kernels(backend)
+    read = np.full(n, 1e-3, dtype)
+    arrays = [np.ones(n, dtype) for _ in range(written)]
+    return lambda: kernels.same_traffic(arrays, read, 1e-6)
+
+
+def time_same_traffic(written, backend, n, dtype=np.float32, repeat=10, max_s=10.0):
+    median, best = _timed(make_same_traffic(written, backend, n, dtype), repeat, max_s)
+    return Result(f"same-traffic w={written}", backend, np.dtype(dtype).name, n, median,
+                  (2 * written + 1) * n * np.dtype(dtype).itemsize, kind="roofline",
+                  written=written, min_s=best)
+
+
+def time_stream(kind, backend, n, dtype=np.float32, repeat=10, max_s=10.0):
+    """STREAM ``copy`` (2 arrays moved) or ``triad`` (3) on a host backend."""
+    kernels = roofline_kernels(backend)
+    a, b, c = np.zeros(n, dtype), np.ones(n, dtype), np.full(n, 2.0, dtype)
+    if kind == "copy":
+        fn, arrays = (lambda: kernels.stream_copy(a, b)), 2
+    else:
+        fn, arrays = (lambda: kernels.stream_triad(a, b, c, 3.0)), 3
+    median, best = _timed(fn, repeat, max_s)
+    return Result(f"stream {kind}", backend, np.dtype(dtype).name, n, median,
+                  arrays * n * np.dtype(dtype).itemsize, kind="stream", min_s=best)
+
+
+# ---- peers ------------------------------------------------------------------------------------
+
+def numpy_user_step(name, options, param, grad, state, step):
+    """One step of ``name`` in numpy as a user would write it: in place where it is easy, plain
+    expressions (with their temporaries) elsewhere, torch's defaults (only ``momentum`` may be
+    changed). Mutates its arrays."""
+    if set(options) - {"momentum"}:
+        raise Unsupported(f"numpy-user: options {sorted(options)} not written")
+    h = {**_algorithms.ALGORITHMS[name].defaults, **options}
+    lr = h["lr"]
+    if name == "sgd":
+        if h["momentum"]:
+            buf = state[0]
+            buf *= h["momentum"]
+            buf += grad
+            param -= lr * buf
+        else:
+            param -= lr * grad
+    elif name == "adagrad":
+        s = state[0]
+        s += grad * grad
+        param -= lr * grad / (np.sqrt(s) + h["eps"])
+    elif name == "rmsprop":
+        v, alpha = state[0], h["alpha"]
+        v *= alpha
+        v += (1 - alpha) * grad * grad
+        param -= lr * grad / (np.sqrt(v) + h["eps"])
+    elif name in ("adam", "adamw"):
+        (beta1, beta2), (m, v) = h["betas"], state[:2]
+        if name == "adamw":
+            param *= 1 - lr * h["weight_decay"]
+        m *= beta1
+        m += (1 - beta1) * grad
+        v *= beta2
+        v += (1 - beta2) * grad * grad
+        m_hat = m / (1 - beta1 ** step)
+        v_hat = v / (1 - beta2 ** step)
+        param -= lr * m_hat / (np.sqrt(v_hat) + h["eps"])
+    else:
+        raise Unsupported(f"numpy-user: {name} not written")
+
+
+_TORCH_CLASSES = {"sgd": "SGD", "adagrad": "Adagrad", "rmsprop": "RMSprop", "adam": "Adam",
+                  "adamw": "AdamW"}
+_TORCH_MODES = {"torch": {}, "torch-foreach": {"foreach": True}, "torch-fused": {"fused": True}}
+
+
+def _torch():
+    try:
+        import torch
+    except ImportError as exc:
+        raise Unsupported(f"torch not installed ({exc})") from None
+    return torch
+
+
+def make_torch_step(peer, name, options, shapes, dtype=np.float32):
+    """A closure running ``opt.step()`` of ``torch.optim`` (``peer`` names the mode) over new CPU
+    tensors of the given shapes, gradients set. Raises :class:`Unsupported` with torch's reason."""
+    torch = _torch()
+    cls = getattr(torch.optim, _TORCH_CLASSES[name])
+    tdtype = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}[
+        np.dtype(dtype)]
+    gen = torch.Generator().manual_seed(0)
+    params = []
+    for s in shapes:
+        p = torch.randn(s, generator=gen, dtype=tdtype)
+        p.grad = torch.randn(s, generator=gen, dtype=tdtype) * 1e-3
+        params.append(p)
+    try:
+        opt = cls(params, **options, **_TORCH_MODES[peer])
+        with torch.no_grad():
+            opt.step()
+    except (RuntimeError, TypeError, ValueError) as exc:
+        raise Unsupported(f"{peer}: {str(exc).splitlines()[0]}") from None
+
+    def one_step():
+        with torch.no_grad():
+            opt.step()
+
+    return one_step
+
+
+def make_peer(peer, name, options, n, dtype=np.float32):
+    """A closure running one step of ``peer`` (see :data:`PEERS`) over ``n`` parameters."""
+    if peer == "numpy-user":
+        param, grad, state = _problem(name, options, n, dtype)
+        counter = itertools.count(1)
+        numpy_user_step(name, options, param.copy(), grad, [s.copy() for s in state], 1)
+        return lambda: numpy_user_step(name, options, param, grad, state, next(counter))
+    return make_torch_step(peer, name, options, [(n,)], dtype)
+
+
+def time_peer(peer, label, name, options, n, dtype=np.float32, repeat=10, max_s=10.0):
+    median, best = _timed(make_peer(peer, name, options, n, dtype), repeat, max_s)
+    return Result(label, peer, np.dtype(dtype).name, n, median,
+                  bytes_per_step(name, options, n, dtype), kind="peer",
+                  written=written_arrays(name, options), min_s=best)
+
+
+@contextlib.contextmanager
+def _torch_threads(n):
+    """Runs torch on ``n`` threads (as many as fastopt's), then restores its setting."""
+    try:
+        import torch
+    except ImportError:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+# ---- the table --------------------------------------------------------------------------------
+
+def run(sizes, dtypes=(np.float32,), backends=None, repeat=10, peers=PEERS, roofline=True,
+        configs=CONFIGS, progress=None, skipped=None, max_s=10.0):
+    """Every configuration × backend (+ peers) × size × dtype, plus the roofline kernels and STREAM
+    of each size: a list of :class:`Result`. ``sizes`` may be one int. Skipped cases are appended
+    to ``skipped`` as ``(what, reason)``."""
+    from .threads import get_num_threads
+
+    sizes = [sizes] if isinstance(sizes, (int, np.integer)) else list(sizes)
+    backends = list(backends or available_backends())
+    skipped = [] if skipped is None else skipped
+    results = []
+
+    def record(result):
+        results.append(result)
+        if progress:
+            progress(result)
+
+    with _torch_threads(get_num_threads()):
+        for dtype, n in itertools.product(dtypes, sizes):
+            dtype = np.dtype(dtype)
+            if roofline:
+                written = sorted({written_arrays(name, o) for _, name, o in configs})
+                for backend in ROOFLINE_BACKENDS:
+                    if backend not in available_backends():
+                        continue
+                    for w in written:
+                        record(time_same_traffic(w, backend, n, dtype, repeat, max_s))
+                    for kind in ("copy", "triad"):
+                        record(time_stream(kind, backend, n, dtype, repeat, max_s))
+                    gc.collect()
+            for label, name, options in configs:
+                for backend in backends:
+                    record(time_step(name, options, backend, n, dtype, repeat, label=label,
+                                     max_s=max_s))
+                for peer in peers:
+                    try:
+                        record(time_peer(peer, label, name, options, n, dtype, repeat, max_s))
+                    except Unsupported as exc:
+                        skipped.append((f"{label} {peer} {dtype.name} n={n:,}", str(exc)))
+                gc.collect()
+    return results
+
+
+def roofline_for(result, results):
+    """The same-traffic result that ``result`` is compared with: its own backend's (cpu, c), else
+    the fastest host one (none for ``cuda``); ``None`` if not measured."""
+    if result.backend == "cuda":
+        return None
+    same = [r for r in results if r.kind == "roofline" and r.written == result.written
+            and r.n == result.n and r.dtype == result.dtype]
+    own = [r for r in same if r.backend == result.backend]
+    if own:
+        return own[0]
+    return min(same, key=lambda r: r.median_s) if same else None
+
+
+def roofline_ratio(result, results):
+    """Fraction of the roofline a result reaches: same-traffic time / its time (1.0 = at it)."""
+    roof = roofline_for(result, results)
+    return roof.median_s / result.median_s if roof else None
+
+
+def peer_speedup(result, peer, results):
+    """How many times faster ``result`` is than ``peer`` on the same case (``None`` if absent)."""
+    for r in results:
+        if (r.kind == "peer" and r.backend == peer and r.optimizer == result.optimizer
+                and r.n == result.n and r.dtype == result.dtype):
+            return r.median_s / result.median_s
+    return None
+
+
+def _fmt(x, spec, width):
+    return f"{x:>{width}{spec}}" if x is not None else f"{'-':>{width}}"
+
+
+def format_table(results, copy_gb_per_s=None):
+    """The table: one block per dtype and size, its roofline line, then one row per step."""
+    peers = [p for p in PEERS if any(r.backend == p for r in results)]
+    short = {"numpy-user": "xnumpy", "torch": "xtorch", "torch-foreach": "xforeach",
+             "torch-fused": "xfused"}
+    header = (f"{'optimizer':<14}{'backend':<15}{'median us':>12}{'(best)':>10}{'Mparams/s':>11}"
+              f"{'GB/s':>8}"
+              f"{'/roof':>7}" + "".join(f"{short[p]:>10}" for p in peers))
+    lines = []
+    blocks = sorted({(r.dtype, r.n) for r in results}, key=lambda b: (b[0], b[1]))
+    for dtype, n in blocks:
+        block = [r for r in results if r.dtype == dtype and r.n == n]
+        lines += ["", f"{dtype}, N = {n:,}"]
+        for backend in ROOFLINE_BACKENDS:
+            roof = sorted((r for r in block if r.kind == "roofline" and r.backend == backend),
+                          key=lambda r: r.written)
+            stream = {r.optimizer: r for r in block if r.kind == "stream" and r.backend == backend}
+            if roof or stream:
+                lines.append(
+                    f"  roofline {backend:<4} same-traffic GB/s "
+                    + " ".join(f"w={r.written}:{r.gb_per_s:.1f}" for r in roof)
+                    + "; STREAM GB/s "
+                    + " ".join(f"{k.split()[1]}:{r.gb_per_s:.1f}" for k, r in stream.items()))
+        lines += [header, "-" * len(header)]
+        previous = None
+        for r in block:
+            if r.kind not in ("fastopt", "peer"):
+                continue
+            ratio = roofline_ratio(r, results)
+            speedups = [peer_speedup(r, p, results) if r.kind == "fastopt" else None
+                        for p in peers]
+            label = r.optimizer if r.optimizer != previous else ""
+            previous = r.optimizer
+            best = r.min_s * 1e6 if r.min_s is not None else None
+            lines.append(f"{label:<14}{r.backend:<15}{r.median_s * 1e6:>12,.1f}"
+                         + _fmt(best, ",.1f", 10)
+                         + f"{r.params_per_s / 1e6:>11,.1f}{r.gb_per_s:>8.2f}"
+                         + _fmt(ratio, ".2f", 7)
+                         + "".join(_fmt(s, ".2f", 10) for s in speedups))
+    if copy_gb_per_s:
+        lines.append(f"numpy copy (read+write) on this machine: {copy_gb_per_s:.2f} GB/s")
+    lines.append("all from medians; (best): the fastest sample; /roof: same-traffic kernel time / "
+                 "step time (cpu, c: their own kernel; others: the faster one); xPEER: PEER's "
+                 "time / this time (> 1: fastopt is faster)")
+    return "\n".join(lines).lstrip("\n")
 
 
 def copy_bandwidth(n, dtype=np.float32, repeat=10):
     """GB/s of ``numpy.copyto`` over ``n`` elements (read + write), a bandwidth yardstick."""
     src = np.ones(n, dtype)
     dst = np.empty_like(src)
-    times = []
-    for _ in range(repeat + 2):
-        start = time.perf_counter()
-        np.copyto(dst, src)
-        times.append(time.perf_counter() - start)
-    return 2 * src.nbytes / statistics.median(times[2:]) / 1e9
+    return 2 * src.nbytes / median_time(lambda: np.copyto(dst, src), repeat, warmup=2) / 1e9
 
 
-def run(n, dtype=np.float32, backends=None, repeat=10, progress=None):
-    """Every configuration on every backend; returns the list of :class:`Result`."""
-    results = []
-    for backend in backends or available_backends():
-        for label, name, options in CONFIGS:
-            result = time_step(name, options, backend, n, dtype, repeat, label=label)
-            results.append(result)
-            if progress:
-                progress(result)
-    return results
+# ---- call overhead ----------------------------------------------------------------------------
+
+def _capture_kernel(module, algorithm, call):
+    """Runs ``call()`` once with the compiled kernel behind ``module``'s launcher wrapped, and
+    returns a closure calling that kernel alone with the same arguments (numba: the serial or
+    parallel dispatcher; C: the cffi function). Relies on the backends' private names (``_adam``
+    in cpu_optim, ``_ADAM`` in c_optim): raises :class:`Unsupported` if they changed."""
+    captured = []
+    if hasattr(module, "_" + algorithm.kernel):  # numba: a launcher picking serial or parallel
+        name = "_" + algorithm.kernel
+        launcher = getattr(module, name)
+
+        def recorder(n, *args):
+            captured.append((launcher.parallel if n >= module.PARALLEL_THRESHOLD
+                             else launcher.serial, args))
+            return launcher(n, *args)
+
+        setattr(module, name, recorder)
+        try:
+            call()
+        finally:
+            setattr(module, name, launcher)
+    elif hasattr(module, "_" + algorithm.kernel.upper()):  # C: dtype -> (cffi function, type)
+        table = getattr(module, "_" + algorithm.kernel.upper())
+        saved = dict(table)
+
+        def wrap(function):
+            def recorder(*args):
+                captured.append((function, args))
+                return function(*args)
+            return recorder
+
+        for dtype, (function, ctype) in saved.items():
+            table[dtype] = (wrap(function), ctype)
+        try:
+            call()
+        finally:
+            table.update(saved)
+    if not captured:
+        raise Unsupported("cannot find the compiled kernel behind the launcher")
+    kernel, args = captured[-1]
+    return lambda: kernel(*args)
 
 
-def format_table(results, copy_gb_per_s=None):
-    header = f"{'optimizer':<14}{'backend':<9}{'dtype':<9}{'N':>11}{'median ms':>11}" \
-             f"{'Mparams/s':>11}{'GB/s':>8}"
-    lines = [header, "-" * len(header)]
-    for r in results:
-        ratio = f"{r.gb_per_s / copy_gb_per_s:>8.2f}" if copy_gb_per_s else ""
-        lines.append(f"{r.optimizer:<14}{r.backend:<9}{r.dtype:<9}{r.n:>11,}"
-                     f"{r.median_s * 1e3:>11.3f}{r.params_per_s / 1e6:>11.1f}{r.gb_per_s:>8.2f}"
-                     + ratio)
-    if copy_gb_per_s:
-        lines[0] += f"{'/copy':>8}"
-        lines[1] += "-" * 8
-        lines.append(f"numpy copy (read+write) on this machine: {copy_gb_per_s:.2f} GB/s")
+def _captured_launch(backend, algorithm, call):
+    """The backend launcher of ``algorithm`` and the arguments ``call()`` passed to it."""
+    from ._dispatch import kernels
+
+    module = kernels(backend)
+    launcher = getattr(module, algorithm.kernel)
+    captured = []
+
+    def recorder(*args):
+        captured.append(args)
+        return launcher(*args)
+
+    setattr(module, algorithm.kernel, recorder)
+    try:
+        call()
+    finally:
+        setattr(module, algorithm.kernel, launcher)
+    return module, launcher, captured[-1]
+
+
+def _stage_times(name, backend, n, dtype, repeat):
+    """Microseconds of each stage of one functional step, each timed on its own (``None`` for a
+    stage whose internals changed shape)."""
+    import types
+
+    from . import _step, _validate
+    from ._dispatch import choose
+
+    algorithm = _algorithms.ALGORITHMS[name]
+    param, grad, state = _problem(name, {}, n, dtype)
+    hyper_in = dict(algorithm.defaults)
+    hyper = _step.check_hyper(algorithm, hyper_in)
+    uses = algorithm.uses(hyper)
+    named = {"param": param, "grad": grad,
+             **{s: (a if u else None) for s, u, a in zip(algorithm.state, uses, state)}}
+    written = {"param", *(s for s, u in zip(algorithm.state, uses) if u)}
+    module, launcher, args = _captured_launch(backend, algorithm, make_step(name, {}, backend, n,
+                                                                             dtype))
+    arrays = list(args[:len(named)])
+    scalars = algorithm.scalars(hyper, 2, False)
+    no_kernel = types.SimpleNamespace(**{algorithm.kernel: lambda *a: None})
+    stages = {
+        "check_hyper": lambda: _step.check_hyper(algorithm, hyper_in),
+        "check_step": lambda: _validate.check_step(2),
+        "resolve (dispatch + array checks)": lambda: _step.resolve(algorithm, hyper, param, grad,
+                                                                   state, backend),
+        "  of which choose (dispatch)": lambda: choose(named, backend),
+        "  of which check_arrays": lambda: _validate.check_arrays(named, written, False),
+        "scalars (host math)": lambda: algorithm.scalars(hyper, 2, False),
+        "launch without the kernel (casting)": lambda: _step.launch(no_kernel, algorithm, arrays,
+                                                                    scalars),
+        "backend launcher (wrapper + kernel)": lambda: launcher(*args),
+        "  of which compiled kernel alone": lambda: _capture_kernel(
+            module, algorithm, lambda: launcher(*args)),
+    }
+    out = {}
+    for label, fn in stages.items():
+        try:
+            if label == "  of which compiled kernel alone":
+                fn = fn()
+            fn()
+        except Exception:  # a private interface changed: report the stage as not measured
+            out[label] = None
+            continue
+        out[label] = median_time(fn, repeat, warmup=50, min_sample_s=2e-3) * 1e6
+    return out
+
+
+def _profile(fn, calls):
+    """cProfile of ``calls`` calls of ``fn``: the top functions by own time, per call of ``fn``
+    (microseconds inflated by the profiler; the shares and call counts are what matter)."""
+    profiler = cProfile.Profile()
+    profiler.enable()
+    for _ in range(calls):
+        fn()
+    profiler.disable()
+    stats = pstats.Stats(profiler).stats
+    total = sum(tt for _, _, tt, _, _ in stats.values())
+    rows = []
+    for (filename, line, function), (_, ncalls, tottime, _, _) in stats.items():
+        where = f"{os.path.basename(filename)}:{function}" if filename != "~" else function
+        rows.append({"function": where, "calls_per_step": ncalls / calls,
+                     "own_us_per_step": tottime / calls * 1e6, "share": tottime / total})
+    rows.sort(key=lambda r: -r["share"])
+    return rows
+
+
+def overhead(backends=None, name="adam", n=1000, dtype=np.float32, repeat=30):
+    """Per-call time of a small step (``n`` = 10^3) through :mod:`fastopt.functional` and through
+    an optimizer class, and where it goes: each stage timed alone, and a cProfile of both paths."""
+    backends = [b for b in (backends or ROOFLINE_BACKENDS) if b in available_backends()]
+    out = {}
+    for backend in backends:
+        functional_step = make_step(name, {}, backend, n, dtype)
+        class_step = make_class_step(name, {}, backend, [(n,)], dtype)
+        out[backend] = {
+            "n": n, "optimizer": name, "dtype": np.dtype(dtype).name,
+            "functional_us": median_time(functional_step, repeat, warmup=50,
+                                         min_sample_s=2e-3) * 1e6,
+            "class_us": median_time(class_step, repeat, warmup=50, min_sample_s=2e-3) * 1e6,
+            "class_no_check_us": median_time(
+                make_class_step(name, {}, backend, [(n,)], dtype, skip_nonfinite=False), repeat,
+                warmup=50, min_sample_s=2e-3) * 1e6,
+            "stages_us": _stage_times(name, backend, n, dtype, repeat),
+            "profile_functional": _profile(functional_step, 2000)[:10],
+            "profile_class": _profile(class_step, 2000)[:10],
+        }
+    return out
+
+
+# ---- many small tensors -----------------------------------------------------------------------
+
+def _count_launches(backend, algorithm, call):
+    """How many kernel launches ``call()`` makes (counted at the backend module's kernel)."""
+    from ._dispatch import kernels
+
+    module = kernels(backend)
+    launcher = getattr(module, algorithm.kernel)
+    count = [0]
+
+    def counting(*args):
+        count[0] += 1
+        return launcher(*args)
+
+    setattr(module, algorithm.kernel, counting)
+    try:
+        call()
+    finally:
+        setattr(module, algorithm.kernel, launcher)
+    return count[0]
+
+
+def make_arena_step(name, options, count, size, backend=None, dtype=np.float32,
+                    **class_options):
+    """A closure stepping an optimizer class built on a :class:`fastopt.arena.FlatParams` of
+    ``count`` tensors of ``size``, with gradients in an arena of the same layout. Raises
+    :class:`Unsupported` until the classes step an arena as one flat parameter (checked by
+    counting kernel launches on a 3-tensor arena)."""
+    import fastopt
+    from .arena import FlatParams
+
+    cls = getattr(fastopt, {"sgd": "SGD", "adagrad": "Adagrad", "rmsprop": "RMSprop",
+                            "adam": "Adam", "adamw": "AdamW"}[name])
+    algorithm = _algorithms.ALGORITHMS[name]
+
+    def build(count_, size_):
+        params = FlatParams.empty([(size_,)] * count_, dtype)
+        params.data[...] = np.random.default_rng(0).standard_normal(params.size)
+        grads = params.zeros_like()
+        grads.data[...] = 1e-3
+        try:
+            opt = cls(params, backend=backend, **options, **class_options)
+        except (TypeError, ValueError) as exc:
+            raise Unsupported(f"fastopt.{cls.__name__} does not accept a FlatParams yet: "
+                              f"{exc}") from None
+        return opt, grads
+
+    opt, grads = build(3, 5)
+    backend_used = opt.backend
+    errors = []
+    for form in (lambda g: g, lambda g: list(g)):  # step(arena), then step(list of views)
+        try:
+            launches = _count_launches(backend_used, algorithm, lambda: opt.step(form(grads)))
+            break
+        except (TypeError, ValueError) as exc:
+            errors.append(str(exc))
+    else:
+        raise Unsupported(f"fastopt.{cls.__name__}.step does not take the gradients of an arena: "
+                          + "; ".join(errors))
+    if launches != 1:
+        raise Unsupported(f"fastopt.{cls.__name__} does not step a FlatParams as one flat "
+                          f"parameter yet ({launches} kernel launches for a 3-tensor arena; the "
+                          "arena-aware optimizer classes are not in yet)")
+    opt, grads = build(count, size)
+    return lambda: opt.step(form(grads))
+
+
+def many_tensors(count=10_000, size=1_000, name="adam", backends=None, dtype=np.float32,
+                 repeat=5, peers=("torch", "torch-foreach", "torch-fused"), skipped=None,
+                 max_s=10.0):
+    """``count`` tensors of ``size`` parameters through the optimizer classes (a list of arrays,
+    and a flat arena when the classes accept one) against one tensor of ``count * size`` and
+    against torch. Results have ``kind="many"`` and describe the case in ``backend``."""
+    from .threads import get_num_threads
+
+    skipped = [] if skipped is None else skipped
+    options = {}
+    total = count * size
+    nbytes = bytes_per_step(name, options, total, dtype)
+    label = f"{name} {count:,}x{size:,}"
+    out = []
+
+    def add(case, fn):
+        median, best = _timed(fn, repeat, max_s)
+        out.append(Result(label, case, np.dtype(dtype).name, total, median, nbytes, kind="many",
+                          written=written_arrays(name, options), min_s=best))
+
+    no_check = {"skip_nonfinite": False}
+    for backend in [b for b in (backends or ROOFLINE_BACKENDS) if b in available_backends()]:
+        add(f"{backend} 1 tensor", make_class_step(name, options, backend, [(total,)], dtype))
+        add(f"{backend} 1 tensor, no check", make_class_step(name, options, backend, [(total,)],
+                                                             dtype, **no_check))
+        add(f"{backend} arrays", make_class_step(name, options, backend, [(size,)] * count,
+                                                 dtype))
+        for case, kwargs in ((f"{backend} arena", {}), (f"{backend} arena, no check", no_check)):
+            try:
+                add(case, make_arena_step(name, options, count, size, backend, dtype, **kwargs))
+            except Unsupported as exc:
+                skipped.append((f"{label} {case}", str(exc)))
+        gc.collect()
+    with _torch_threads(get_num_threads()):
+        for peer in peers:
+            for case, shapes in ((f"{peer} 1 tensor", [(total,)]),
+                                 (f"{peer} tensors", [(size,)] * count)):
+                try:
+                    add(case, make_torch_step(peer, name, options, shapes, dtype))
+                except Unsupported as exc:
+                    skipped.append((f"{label} {case}", str(exc)))
+            gc.collect()
+    return out
+
+
+# ---- threads ----------------------------------------------------------------------------------
+
+def thread_scaling(n=10_000_000, name="adam", dtype=np.float32, backends=None, repeat=10,
+                   max_s=10.0):
+    """GB/s of a step and of its same-traffic kernel on 1 .. max threads, per host backend."""
+    from .threads import get_num_threads, max_num_threads, set_num_threads
+
+    before = get_num_threads()
+    written = written_arrays(name, {})
+    out = []
+    try:
+        for threads in range(1, max_num_threads() + 1):
+            set_num_threads(threads)
+            for backend in [b for b in (backends or ROOFLINE_BACKENDS)
+                            if b in available_backends()]:
+                step = time_step(name, {}, backend, n, dtype, repeat, max_s=max_s)
+                roof = time_same_traffic(written, backend, n, dtype, repeat, max_s)
+                out.append({"backend": backend, "threads": threads, "n": n,
+                            "optimizer": name, "dtype": np.dtype(dtype).name,
+                            "step_gb_per_s": step.gb_per_s,
+                            "same_traffic_gb_per_s": roof.gb_per_s,
+                            "ratio": roof.median_s / step.median_s})
+                gc.collect()
+    finally:
+        set_num_threads(before)
+    return out
+
+
+# ---- start-up ---------------------------------------------------------------------------------
+
+_STARTUP_SCRIPT = r"""
+import json, time
+t0 = time.perf_counter()
+import numpy as np
+import fastopt
+t1 = time.perf_counter()
+# one small and one large tensor: the first step loads (or compiles) both kernel variants
+params = [np.zeros(1000, np.float32), np.zeros(1 << 16, np.float32)]
+opt = fastopt.Adam(params)
+opt.step([np.ones_like(p) for p in params])
+t2 = time.perf_counter()
+print(json.dumps({"import_s": t1 - t0, "first_step_s": t2 - t1, "backend": opt.backend}))
+"""
+
+
+def _run_startup(env):
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", _STARTUP_SCRIPT], env=env, capture_output=True,
+                          text=True, timeout=600)
+    wall = time.perf_counter() - start
+    if done.returncode != 0:
+        raise RuntimeError(f"start-up script failed: {done.stderr.strip()[-500:]}")
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result["process_s"] = wall
+    result["total_s"] = result["import_s"] + result["first_step_s"]
+    return result
+
+
+def startup(runs=3, cold=True):
+    """``import fastopt`` + the first Adam step in a new process: median of ``runs`` with the
+    on-disk numba cache warm (after one run that warms it), and once with an empty cache (the
+    first-ever compile, in a temporary ``NUMBA_CACHE_DIR``). ``total_s`` is import + first step
+    measured inside the process; ``process_s`` adds the interpreter's own start."""
+    env = dict(os.environ)
+    _run_startup(env)  # warms the cache
+    warm = [_run_startup(env) for _ in range(runs)]
+    out = {"warm": {k: statistics.median(r[k] for r in warm)
+                    for k in ("import_s", "first_step_s", "total_s", "process_s")},
+           "backend": warm[0]["backend"], "runs": runs}
+    if cold:
+        with tempfile.TemporaryDirectory() as cache:
+            out["cold"] = _run_startup({**env, "NUMBA_CACHE_DIR": cache})
+    return out
+
+
+# ---- the machine ------------------------------------------------------------------------------
+
+def _cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine():
+    """The facts a benchmark result needs: CPU, cores, threads, load, versions, C build."""
+    from . import __version__
+    from .threads import get_num_threads
+
+    facts = {"cpu": _cpu_model(), "cpu_count": os.cpu_count(),
+             "platform": platform.platform(), "python": platform.python_version(),
+             "numpy": np.__version__, "fastopt": __version__,
+             "env": {k: os.environ[k] for k in ("OMP_NUM_THREADS", "NUMBA_NUM_THREADS",
+                                                "OMP_PROC_BIND", "FASTOPT_BACKEND")
+                     if k in os.environ}}
+    if hasattr(os, "sched_getaffinity"):
+        facts["cpus_usable"] = len(os.sched_getaffinity(0))
+    if hasattr(os, "getloadavg"):
+        facts["load_average"] = os.getloadavg()
+    try:
+        with open("/proc/meminfo") as f:
+            facts["memory_gb"] = round(int(f.readline().split()[1]) / 2 ** 20, 1)
+    except (OSError, ValueError, IndexError):
+        pass
+    backends = available_backends()
+    facts["backends"] = backends
+    if "cpu" in backends:
+        import numba
+
+        facts["numba"] = numba.__version__
+        facts["threads_cpu"] = get_num_threads("cpu")
+        try:
+            facts["numba_threading_layer"] = numba.threading_layer()
+        except ValueError:
+            facts["numba_threading_layer"] = "not started yet"
+    if "c" in backends:
+        from .backends import c_optim
+
+        facts["threads_c"] = get_num_threads("c")
+        facts["c_build"] = c_optim.build_info()
+    try:
+        import cffi
+
+        facts["cffi"] = cffi.__version__
+    except ImportError:
+        pass
+    try:
+        import torch
+
+        facts["torch"] = torch.__version__
+        facts["threads_torch"] = torch.get_num_threads()
+    except ImportError:
+        pass
+    return facts
+
+
+# ---- the whole report -------------------------------------------------------------------------
+
+SECTIONS = ("table", "overhead", "many", "threads", "startup")
+
+
+@dataclass
+class Report:
+    machine: dict
+    settings: dict
+    results: list = field(default_factory=list)
+    skipped: list = field(default_factory=list)
+    overhead: dict = field(default_factory=dict)
+    many: list = field(default_factory=list)
+    threads: list = field(default_factory=list)
+    startup: dict = field(default_factory=dict)
+
+    def as_dict(self):
+        return {"machine": self.machine, "settings": self.settings,
+                "results": [r.as_dict() for r in self.results],
+                "ratios": [{"optimizer": r.optimizer, "backend": r.backend, "dtype": r.dtype,
+                            "n": r.n, "roofline": roofline_ratio(r, self.results),
+                            **{f"x_{p}": peer_speedup(r, p, self.results) for p in PEERS}}
+                           for r in self.results if r.kind == "fastopt"],
+                "skipped": [{"case": c, "reason": why} for c, why in self.skipped],
+                "overhead": self.overhead, "many_tensors": [r.as_dict() for r in self.many],
+                "thread_scaling": self.threads, "startup": self.startup,
+                "targets": [{"target": t, "status": s, "evidence": e}
+                            for t, s, e in check_targets(self)]}
+
+
+def run_all(sizes, dtypes=(np.float32,), backends=None, repeat=10, peers=PEERS,
+            sections=SECTIONS, many=(10_000, 1_000), thread_n=10_000_000, progress=None,
+            max_s=10.0):
+    """Runs the chosen ``sections`` of :data:`SECTIONS` and returns a :class:`Report`."""
+    sizes = [sizes] if isinstance(sizes, (int, np.integer)) else list(sizes)
+    report = Report(machine={}, settings={
+        "sizes": sizes, "dtypes": [np.dtype(d).name for d in dtypes],
+        "backends": list(backends or available_backends()), "repeat": repeat,
+        "peers": list(peers), "sections": list(sections), "timing": "median of repeated runs "
+        f"after warm-up; short calls batched to >= 0.2 ms per sample; at most ~{max_s:g} s per case"})
+
+    def say(what):
+        if progress:
+            progress(what)
+
+    if "table" in sections:
+        report.results = run(sizes, dtypes, backends, repeat, peers, progress=progress,
+                             skipped=report.skipped, max_s=max_s)
+    if "overhead" in sections:
+        say("overhead")
+        report.overhead = overhead(backends and [b for b in backends if b in ROOFLINE_BACKENDS])
+    if "many" in sections:
+        say("many tensors")
+        report.many = many_tensors(*many, backends=backends and [
+            b for b in backends if b in ROOFLINE_BACKENDS], skipped=report.skipped, max_s=max_s,
+            peers=[p for p in peers if p.startswith("torch")])
+    if "threads" in sections:
+        say("thread scaling")
+        report.threads = thread_scaling(thread_n, repeat=repeat, max_s=max_s)
+    if "startup" in sections:
+        say("start-up")
+        report.startup = startup()
+    report.machine = machine()  # last: the threading layer is known once a parallel step ran
+    return report
+
+
+# ---- targets ----------------------------------------------------------------------------------
+
+def _status(ok):
+    return "met" if ok else "MISSED"
+
+
+def check_targets(report):
+    """The issue's targets against what ``report`` measured: ``(target, status, evidence)``, with
+    status ``met``, ``MISSED`` or ``not measured``."""
+    out = []
+    t = TARGETS
+    results = report.results
+    f32 = [r for r in results if r.kind == "fastopt" and r.dtype == "float32"
+           and r.backend in ROOFLINE_BACKENDS]
+
+    large = [r for r in f32 if r.n >= 10 ** 7]
+    ratios = [(r, roofline_ratio(r, results)) for r in large]
+    ratios = [(r, x) for r, x in ratios if x is not None]
+    name = f"1a. N >= 1e7: every step on cpu and c >= {t['roofline_ratio']} of its same-traffic"
+    if ratios:
+        worst = min(ratios, key=lambda rx: rx[1])
+        low = [f"{r.optimizer}/{r.backend}/{r.n:.0e} {x:.2f}" for r, x in ratios
+               if x < t["roofline_ratio"]]
+        out.append((name, _status(not low), f"worst {worst[0].optimizer}/{worst[0].backend} "
+                    f"{worst[1]:.2f}" + (f"; below: {', '.join(low)}" if low else "")))
+    else:
+        out.append((name, "not measured", "no float32 size >= 1e7 in this run"))
+
+    def vs_fused(rows, goal, name):
+        pairs = [(r, peer_speedup(r, "torch-fused", results)) for r in rows]
+        pairs = [(r, x) for r, x in pairs if x is not None]
+        if not pairs:
+            out.append((name, "not measured", "no matching sizes or torch fused not run"))
+            return
+        out.append((name, _status(all(x >= goal for _, x in pairs)),
+                    ", ".join(f"{r.backend}/{r.n:.0e} x{x:.2f}" for r, x in pairs)))
+
+    vs_fused([r for r in large if r.optimizer == "adam"], t["large_vs_fused"],
+             "1b. N >= 1e7: Adam no slower than torch fused")
+    vs_fused([r for r in f32 if r.optimizer == "adam" and 10 ** 5 <= r.n <= 10 ** 6],
+             t["mid_vs_fused"], f"2. N = 1e5..1e6: Adam >= {t['mid_vs_fused']:g}x torch fused")
+
+    many = {r.backend: r for r in report.many if r.dtype == "float32"}
+    case = report.many[0].optimizer.split(" ", 1)[1] if report.many else "10,000x1,000"
+    name = (f"3. {case} tensors through the class within {t['arena_vs_one']}x of one tensor "
+            f"of all their parameters and >= {t['arena_vs_fused']:g}x torch fused")
+    arenas = [k for k in many if k.endswith(" arena")]
+    if arenas:
+        evidence, ok = [], True
+        for key in arenas:
+            backend = key.split()[0]
+            one = many.get(f"{backend} 1 tensor")
+            fused = many.get("torch-fused tensors")
+            vs_one = many[key].median_s / one.median_s if one else None
+            vs_fused_x = fused.median_s / many[key].median_s if fused else None
+            ok &= vs_one is not None and vs_one <= t["arena_vs_one"]
+            ok &= vs_fused_x is not None and vs_fused_x >= t["arena_vs_fused"]
+            evidence.append(f"{backend}: arena/one tensor {_fmt(vs_one, '.2f', 0)}, "
+                            f"x torch fused {_fmt(vs_fused_x, '.1f', 0)}")
+        out.append((name, _status(ok), "; ".join(evidence)))
+    elif many:
+        lists = [f"{k}: {many[k].median_s * 1e3:.1f} ms" for k in many if k.endswith(" arrays")]
+        out.append((name, "not measured", "the classes do not take a FlatParams yet; list of "
+                    "arrays instead: " + ", ".join(lists)))
+    else:
+        out.append((name, "not measured", "many-tensor section not run"))
+
+    if report.overhead:
+        for key, goal, label in (("functional_us", t["functional_us"], "fastopt.functional"),
+                                 ("class_us", t["class_us"], "an optimizer class")):
+            values = {b: o[key] for b, o in report.overhead.items()}
+            out.append((f"4. a 10^3 step through {label} <= {goal:g} us",
+                        _status(all(v <= goal for v in values.values())),
+                        ", ".join(f"{b} {v:.1f} us" for b, v in values.items())))
+    else:
+        out.append(("4. call overhead", "not measured", "overhead section not run"))
+
+    if report.startup:
+        warm = report.startup["warm"]["total_s"]
+        cold = report.startup.get("cold", {}).get("total_s")
+        out.append((f"5. import + first Adam step, warm cache <= {t['startup_s']} s",
+                    _status(warm <= t["startup_s"]),
+                    f"warm {warm:.2f} s (process {report.startup['warm']['process_s']:.2f} s)"
+                    + (f"; first-ever compile {cold:.1f} s" if cold is not None else "")))
+    else:
+        out.append(("5. start-up", "not measured", "start-up section not run"))
+
+    if report.threads:
+        scale = {}
+        for row in report.threads:
+            scale.setdefault(row["backend"], {})[row["threads"]] = row["step_gb_per_s"]
+        out.append(("6. threads follow set_num_threads (bit-identity: tests/test_threads.py)",
+                    "measured", "; ".join(
+                        f"{b}: " + ", ".join(f"{k} thr {v:.1f} GB/s" for k, v in s.items())
+                        for b, s in scale.items())))
+    return out
+
+
+def format_report(report):
+    """The whole report as text: machine, table, skipped cases, overhead, many tensors, threads,
+    start-up, targets."""
+    m = report.machine
+    lines = [f"machine: {m.get('cpu')}, {m.get('cpus_usable', m.get('cpu_count'))} CPUs usable, "
+             f"{m.get('memory_gb', '?')} GB; load average at the end "
+             f"{', '.join(f'{x:.2f}' for x in m.get('load_average', ()))}",
+             f"threads: cpu (numba, {m.get('numba_threading_layer', '-')}) "
+             f"{m.get('threads_cpu', '-')}, c (OpenMP) {m.get('threads_c', '-')}, torch "
+             f"{m.get('threads_torch', '-')}; versions: python {m.get('python')}, numpy "
+             f"{m.get('numpy')}, numba {m.get('numba', '-')}, cffi {m.get('cffi', '-')}, torch "
+             f"{m.get('torch', '-')}, fastopt {m.get('fastopt')}",
+             f"C build: {m.get('c_build', '-')}",
+             f"timing: {report.settings['timing']}"]
+    if report.results:
+        lines += ["", format_table(report.results)]
+    if report.skipped:
+        lines += ["", "not run:"] + [f"  {case}: {why}" for case, why in report.skipped]
+    if report.overhead:
+        lines += ["", "call overhead (median us per call, warm):"]
+        for backend, o in report.overhead.items():
+            lines.append(f"  {backend}: {o['optimizer']} n={o['n']} {o['dtype']}: functional "
+                         f"{o['functional_us']:.1f} us, class {o['class_us']:.1f} us "
+                         f"({o['class_no_check_us']:.1f} us with skip_nonfinite=False); stages "
+                         "of a functional step, each timed alone:")
+            lines += [f"    {k:<38}{_fmt(v, '.2f', 8)} us" for k, v in o["stages_us"].items()]
+            lines.append("    cProfile of the class step (own time, profiler-inflated):")
+            lines += [f"    {p['share']:>6.1%} {p['calls_per_step']:>5.1f}x  {p['function']}"
+                      for p in o["profile_class"][:8]]
+    if report.many:
+        lines += ["", f"many tensors: {report.many[0].optimizer} through optimizer classes "
+                  "(= torch.optim for peers)"]
+        lines += [f"  {r.backend:<24}{r.median_s * 1e3:>10.2f} ms (best {r.min_s * 1e3:.2f})"
+                  f"{r.gb_per_s:>8.2f} GB/s" for r in report.many]
+    if report.threads:
+        lines += ["", "thread scaling (GB/s of the step / of its same-traffic kernel):"]
+        lines += [f"  {r['backend']:<4} {r['optimizer']} n={r['n']:,} {r['threads']} threads: "
+                  f"{r['step_gb_per_s']:.1f} / {r['same_traffic_gb_per_s']:.1f} "
+                  f"({r['ratio']:.2f})" for r in report.threads]
+    if report.startup:
+        s = report.startup
+        lines += ["", f"start-up (import fastopt + first Adam step, new process, "
+                  f"{s['backend']} backend):",
+                  f"  warm cache (median of {s['runs']}): import {s['warm']['import_s']:.2f} s + "
+                  f"first step {s['warm']['first_step_s']:.2f} s = {s['warm']['total_s']:.2f} s "
+                  f"(process incl. interpreter {s['warm']['process_s']:.2f} s)"]
+        if "cold" in s:
+            c = s["cold"]
+            lines.append(f"  empty cache (first-ever compile): import {c['import_s']:.2f} s + "
+                         f"first step {c['first_step_s']:.2f} s = {c['total_s']:.2f} s")
+    targets = check_targets(report)
+    if targets:
+        lines += ["", "targets:"] + [f"  [{s}] {t}: {e}" for t, s, e in targets]
     return "\n".join(lines)

@@ -1,4 +1,5 @@
-"""The ``fastopt`` command: ``fastopt`` (self-check, then benchmark), ``selfcheck``, ``bench``."""
+"""The ``fastopt`` command: ``fastopt`` (self-check, benchmark, digits training table),
+``selfcheck``, ``bench``, ``train``."""
 
 import argparse
 import json
@@ -8,7 +9,7 @@ import sys
 import numpy as np
 
 from . import __version__, benchmark, selfcheck
-from ._dispatch import available_backends, backend_status
+from ._dispatch import backend_status
 
 
 def _print_backends():
@@ -28,44 +29,121 @@ def cmd_selfcheck(args):
     return 1 if failed else 0
 
 
+def _count(text):
+    """A parameter count such as ``4000000``, ``4_000_000`` or ``4e6``."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number such as 1e7, got {text!r}") from None
+    if value < 1 or value != int(value):
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
+    return int(value)
+
+
+def _many(text):
+    """``COUNTxSIZE``, e.g. ``10000x1000``."""
+    try:
+        count, size = (_count(x) for x in text.lower().split("x"))
+    except (ValueError, argparse.ArgumentTypeError):
+        raise argparse.ArgumentTypeError(f"expected COUNTxSIZE such as 10000x1000, got {text!r}")
+    return count, size
+
+
+def _progress(item):
+    if isinstance(item, str):
+        print(f"  ... {item}", file=sys.stderr, flush=True)
+    elif sys.stderr.isatty():
+        print(f"\r  ... {item.optimizer} {item.backend} {item.dtype} n={item.n:,}".ljust(70),
+              end="", file=sys.stderr, flush=True)
+
+
 def cmd_bench(args):
-    backends = args.backend or available_backends()
-    dtype = np.dtype(args.dtype)
-    print(f"\nbenchmark: one functional step, median of {args.repeat} after 3 warm-up steps")
-    copy = benchmark.copy_bandwidth(args.size, dtype)
-    results = benchmark.run(args.size, dtype, backends, args.repeat)
-    print(benchmark.format_table(results, copy))
+    sizes = args.size or (benchmark.FULL_SIZES if args.full else [4_000_000])
+    dtypes = args.dtype or (["float32", "float64"] if args.full else ["float32"])
+    sections = args.sections.split(",") if args.sections else benchmark.SECTIONS
+    unknown = set(sections) - set(benchmark.SECTIONS)
+    if unknown:
+        print(f"--sections: unknown {', '.join(sorted(unknown))}; choose from "
+              f"{','.join(benchmark.SECTIONS)}", file=sys.stderr)
+        return 2
+    print(f"\nbenchmark: sizes {', '.join(f'{n:,}' for n in sizes)}; {', '.join(dtypes)}; "
+          f"sections {','.join(sections)}; median of {args.repeat} warmed-up repeats per case")
+    report = benchmark.run_all(sizes, [np.dtype(d) for d in dtypes], args.backend, args.repeat,
+                               peers=() if args.no_peers else benchmark.PEERS,
+                               sections=sections, many=args.many, progress=_progress,
+                               max_s=args.max_time)
+    if sys.stderr.isatty():
+        print(file=sys.stderr)
+    print(benchmark.format_report(report))
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"copy_gb_per_s": copy, "results": [r.as_dict() for r in results]}, f,
-                      indent=2)
+            json.dump(report.as_dict(), f, indent=1)
+        print(f"\nwrote {args.json}")
+    return 0
+
+
+def cmd_train(args):
+    """``fastopt train``: trains an MLP (default: the embedded digits), per-epoch table."""
+    from .train import run_cli
+
+    return run_cli(args)
+
+
+def cmd_digits(args):
+    from .train import compare_optimizers
+
+    print("\ntraining the embedded digits model (64-64-10, 20 epochs of batch 32) with each "
+          "optimizer:")
+    print(f"{'optimizer':<10}{'backend':<9}{'final loss':>11}{'test acc':>10}{'steps/s':>10}")
+    for name, backend, loss, accuracy, rate in compare_optimizers():
+        print(f"{name:<10}{backend:<9}{loss:>11.4f}{accuracy:>10.2%}{rate:>10.0f}")
     return 0
 
 
 def cmd_all(args):
     status = cmd_selfcheck(args)
-    return cmd_bench(args) or status
+    status = cmd_bench(args) or status
+    return cmd_digits(args) or status
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="fastopt", description=__doc__)
     sub = parser.add_subparsers(dest="command")
     bench_args = argparse.ArgumentParser(add_help=False)
-    bench_args.add_argument("--size", type=int, default=4_000_000, help="parameters per step")
-    bench_args.add_argument("--dtype", choices=["float32", "float64"], default="float32")
-    bench_args.add_argument("--repeat", type=int, default=10, help="timed steps per case")
+    bench_args.add_argument("--size", type=_count, action="append",
+                            help="parameters per step, e.g. 1e7 (repeatable; default 4e6, "
+                                 "or 1e3 ... 1e8 with --full)")
+    bench_args.add_argument("--dtype", choices=["float32", "float64"], action="append",
+                            help="repeatable; default float32, or both with --full")
+    bench_args.add_argument("--repeat", type=int, default=10, help="timed samples per case")
     bench_args.add_argument("--backend", action="append", choices=["cuda", "cpu", "c", "numpy"],
                             help="backend to time (repeatable; default: every available one)")
-    bench_args.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    bench_args.add_argument("--no-peers", action="store_true",
+                            help="leave out numpy-as-a-user-writes-it and torch.optim")
+    bench_args.add_argument("--sections", metavar="LIST",
+                            help="comma-separated, from table,overhead,many,threads,startup "
+                                 "(default: all)")
+    bench_args.add_argument("--many", type=_many, default=(10_000, 1_000), metavar="COUNTxSIZE",
+                            help="the many-small-tensors case (default 10000x1000)")
+    bench_args.add_argument("--max-time", type=float, default=10.0, metavar="S",
+                            help="stop repeating a case after about S seconds (at least 3 "
+                                 "samples)")
+    bench_args.add_argument("--full", action="store_true",
+                            help="the full run: sizes 1e3 ... 1e8, float32 and float64")
+    bench_args.add_argument("--json", metavar="PATH", help="also write the report as JSON")
     sub.add_parser("selfcheck", help="compare every backend with the numpy reference")
     sub.add_parser("bench", parents=[bench_args], help="time every optimizer on every backend")
     sub.add_parser("all", parents=[bench_args], help="self-check, then benchmark (the default)")
+    from .train import add_cli_arguments
+
+    add_cli_arguments(sub.add_parser("train", help="train an MLP and report test accuracy"))
     argv = sys.argv[1:] if argv is None else list(argv)
-    if not argv or argv[0] not in ("selfcheck", "bench", "all", "-h", "--help"):
+    if not argv or argv[0] not in ("selfcheck", "bench", "all", "train", "-h", "--help"):
         argv = ["all", *argv]  # the default command
     args = parser.parse_args(argv)
     _print_backends()
-    return {"selfcheck": cmd_selfcheck, "bench": cmd_bench, "all": cmd_all}[args.command](args)
+    commands = {"selfcheck": cmd_selfcheck, "bench": cmd_bench, "all": cmd_all, "train": cmd_train}
+    return commands[args.command](args)
 
 
 if __name__ == "__main__":

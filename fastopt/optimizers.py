@@ -82,6 +82,7 @@ class Optimizer:
         self.param_groups = []
         self.state = {}  # parameter index (in param_groups order) -> {"step": int, arrays...}
         self._views = []  # (user's object, checked zero-copy view) per parameter
+        self._hyper_cache = {}  # group index -> (raw hyperparameters, validated ones)
         self._segments = {}  # LAMB: parameter index -> (user's object, segment_offsets array)
         self._requested_backend = backend
         groups = [params] if _single(params) else list(params)
@@ -166,10 +167,7 @@ class Optimizer:
         plan = []
         index = 0
         for g_index, group in enumerate(self.param_groups):
-            try:
-                hyper = check_hyper(self.algorithm, group)
-            except (TypeError, ValueError) as exc:
-                raise type(exc)(f"param_groups[{g_index}]: {exc}") from None
+            hyper = self._checked_hyper(g_index, group)
             for param in group["params"]:
                 if grads[index] is not None:
                     plan.append(self._prepare(index, param, grads[index], hyper))
@@ -190,6 +188,19 @@ class Optimizer:
             state["step"] = step
             run(factor)
         return info
+
+    def _checked_hyper(self, g_index, group):
+        """The group's validated hyperparameters, checked again only when one of them changed."""
+        raw = tuple(group[name] for name in self.algorithm.defaults)
+        cached = self._hyper_cache.get(g_index)
+        if cached is not None and cached[0] == raw:
+            return cached[1]
+        try:
+            hyper = check_hyper(self.algorithm, group)
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"param_groups[{g_index}]: {exc}") from None
+        self._hyper_cache[g_index] = (raw, hyper)
+        return hyper
 
     def _prepare(self, index, param, grad, hyper):
         """One parameter's step, checked: ``(index, new state, step count, reduce, run)``, where

@@ -1,0 +1,81 @@
+"""The roofline kernels move the bytes they claim: each reads and writes exactly the arrays it says.
+
+Every array gets distinct random values, so a result equal to ``w0 + s * r`` bit for bit shows that
+the kernel read ``w`` and ``r`` and wrote ``w`` (in the arrays' precision, no FMA), and untouched
+sentinels show it wrote nothing else. Sizes hit the vector tails (1, 257, 10_007) and the parallel
+path (40_009 >= 32768).
+"""
+
+import numpy as np
+import pytest
+from conftest import AVAILABLE
+
+from fastopt import benchmark
+from fastopt.benchmark import CONFIGS, ROOFLINE_BACKENDS
+
+BACKENDS = [b for b in ROOFLINE_BACKENDS if b in AVAILABLE]
+SIZES = [1, 257, 10_007, 40_009]
+DTYPES = [np.float32, np.float64]
+
+pytestmark = pytest.mark.skipif(not BACKENDS, reason="neither the cpu nor the c backend is here")
+
+
+def _random(n, dtype, count, seed):
+    rng = np.random.default_rng(seed)
+    return [rng.standard_normal(n).astype(dtype) for _ in range(count)]
+
+
+@pytest.mark.parametrize("n", SIZES)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("written", [1, 2, 3, 4])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_same_traffic_reads_and_writes_its_arrays(backend, written, dtype, n):
+    kernels = benchmark.roofline_kernels(backend)
+    read, sentinel, *arrays = _random(n, dtype, written + 2, seed=written)
+    before = [a.copy() for a in arrays]
+    read_before, sentinel_before = read.copy(), sentinel.copy()
+    scale = dtype(0.37)
+    kernels.same_traffic(arrays, read, scale)
+    for a, b in zip(arrays, before):
+        np.testing.assert_array_equal(a, b + scale * read_before)  # read b and r, wrote a
+    np.testing.assert_array_equal(read, read_before)                # only read
+    np.testing.assert_array_equal(sentinel, sentinel_before)        # nothing else written
+
+
+@pytest.mark.parametrize("n", SIZES)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_stream_copy_and_triad(backend, dtype, n):
+    kernels = benchmark.roofline_kernels(backend)
+    a, b, c = _random(n, dtype, 3, seed=1)
+    b0, c0 = b.copy(), c.copy()
+    kernels.stream_copy(a, b)
+    np.testing.assert_array_equal(a, b0)
+    kernels.stream_triad(a, b, c, dtype(3.0))
+    np.testing.assert_array_equal(a, b0 + dtype(3.0) * c0)
+    np.testing.assert_array_equal(b, b0)
+    np.testing.assert_array_equal(c, c0)
+
+
+@pytest.mark.parametrize("label,name,options", CONFIGS, ids=[c[0] for c in CONFIGS])
+def test_same_traffic_bytes_match_the_step(label, name, options):
+    """A step and its same-traffic kernel are credited with the same bytes: reads 1 + w arrays,
+    writes w, where w = param + the state the step uses."""
+    n, dtype = 1000, np.dtype(np.float32)
+    written = benchmark.written_arrays(name, options)
+    expected = {"sgd": 1, "sgd momentum": 2, "adagrad": 2, "rmsprop": 2, "adam": 3, "adamw": 3}
+    assert written == expected[label]
+    step_bytes = benchmark.bytes_per_step(name, options, n, dtype)
+    assert step_bytes == (2 * written + 1) * n * dtype.itemsize
+    result = benchmark.time_same_traffic(written, BACKENDS[0], n, dtype, repeat=1, max_s=0.1)
+    assert result.bytes_per_step == step_bytes
+
+
+def test_roofline_for_prefers_the_rows_own_backend():
+    R = benchmark.Result
+    roofs = [R("same-traffic w=3", b, "float32", 10, t, 280, kind="roofline", written=3)
+             for b, t in (("cpu", 2.0), ("c", 1.0))]
+    step = R("adam", "cpu", "float32", 10, 4.0, 280, written=3)
+    peer = R("adam", "torch-fused", "float32", 10, 4.0, 280, kind="peer", written=3)
+    assert benchmark.roofline_ratio(step, roofs) == 0.5      # cpu's own kernel
+    assert benchmark.roofline_ratio(peer, roofs) == 0.25     # the fastest host kernel
