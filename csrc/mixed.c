@@ -6,9 +6,8 @@
 #include <math.h>
 #include <string.h>
 
+#include "loop_template.h"
 #include "mixed.h"
-
-#define PARALLEL_THRESHOLD 32768
 
 static inline uint32_t bits_of(float x)
 {

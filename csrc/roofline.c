@@ -1,39 +1,14 @@
 /* roofline.c: same-traffic kernels and STREAM copy/triad; declared and documented in roofline.h.
  *
  * Built with the flags of optim.c (no -ffast-math, contraction off) and its loop structure, so
- * that a same-traffic kernel differs from an optimizer step only in its arithmetic: FOR_EACH_ELEMENT
- * below is optim.c's macro (keep the two in step). Each precision is written out by one macro,
+ * that a same-traffic kernel differs from an optimizer step only in its arithmetic: both use
+ * FOR_EACH_ELEMENT from loop_template.h. Each precision is written out by one macro,
  * DEFINE_ROOFLINE(REAL, SUFFIX).
  */
 #include <stdint.h>
 
+#include "loop_template.h"
 #include "roofline.h"
-
-/* The parallel threshold of optim.c: below it a loop runs on the calling thread. */
-#define PARALLEL_THRESHOLD 32768
-
-/* FOR_EACH_ELEMENT(i, update): as in optim.c, update for i in [0, n), vectorized, split statically
- * over the OpenMP threads when n >= PARALLEL_THRESHOLD, on the calling thread below. */
-#ifdef _OPENMP
-#define FOR_EACH_ELEMENT(i, update)                                                               \
-    do {                                                                                          \
-        if (n < PARALLEL_THRESHOLD) {                                                             \
-            _Pragma("omp simd")                                                                   \
-            for (int64_t i = 0; i < n; i++)                                                       \
-                update;                                                                           \
-        } else {                                                                                  \
-            _Pragma("omp parallel for simd schedule(static)")                                     \
-            for (int64_t i = 0; i < n; i++)                                                       \
-                update;                                                                           \
-        }                                                                                         \
-    } while (0)
-#else
-#define FOR_EACH_ELEMENT(i, update)                                                               \
-    do {                                                                                          \
-        for (int64_t i = 0; i < n; i++)                                                           \
-            update;                                                                               \
-    } while (0)
-#endif
 
 /* One multiply-add per written element: w[i] += scale * read[i], kept as in the steps (no FMA). */
 #define BUMP(w) w[i] = w[i] + scale * read[i]
