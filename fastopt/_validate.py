@@ -4,12 +4,10 @@ Errors name the argument and say what was expected: ``TypeError`` for a wrong ki
 dtype, ``ValueError`` for a wrong shape, layout, memory overlap or hyperparameter value.
 """
 
-import math
 import numbers
 
 import numpy as np
 
-from ._dispatch import is_device_array
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 

@@ -19,9 +19,7 @@ in ``csrc/roofline.c``; :mod:`fastopt.benchmark` runs both.
 """
 
 import functools
-import types
 
-import numba
 
 from ._numba_compile import serial_and_parallel
 from numba import prange
