@@ -21,12 +21,12 @@ work, ``--threads 1`` gives the steadiest comparison):
 - ``fused <backend>``: one epoch of 64 steps in one compiled call (the backend's ``train_epoch``:
   shuffled batch gather, forward, backward, gradient norm, Adam), time per step.
 
-Each figure is the best of several repeats of the mean over many calls (robust to a shared,
-noisy machine; it is not a median).
+Each figure is the median of several rounds, each the mean time of one call over many calls.
 """
 
 import argparse
 import json
+import statistics
 import os
 import sys
 import time
@@ -50,20 +50,20 @@ FUSED_STEPS = 64
 
 
 def measure(fn, seconds=0.3, repeat=5):
-    """Best over ``repeat`` rounds of the mean time of one call, each round about
+    """Median over ``repeat`` rounds of the mean time of one call, each round about
     ``seconds / repeat`` long (after one warm-up call)."""
     fn()
     start = time.perf_counter()
     fn()
     once = max(time.perf_counter() - start, 1e-7)
     number = max(1, int(seconds / repeat / once))
-    best = float("inf")
+    rounds = []
     for _ in range(repeat):
         start = time.perf_counter()
         for _ in range(number):
             fn()
-        best = min(best, (time.perf_counter() - start) / number)
-    return best
+        rounds.append((time.perf_counter() - start) / number)
+    return statistics.median(rounds)
 
 
 def host_mlp_backends():
