@@ -19,9 +19,13 @@ work, ``--threads 1`` gives the steadiest comparison):
   data checked once beforehand) then ``optimizer.step([model.grads])``, one Adam kernel over the
   flat parameter vector.
 - ``fused <backend>``: one epoch of 64 steps in one compiled call (the backend's ``train_epoch``:
-  shuffled batch gather, forward, backward, gradient norm, Adam), time per step.
+  shuffled batch gather, forward, backward, gradient norm, the Adam kernel of the backend's
+  optimizer family), time per step.
 
-Each figure is the median of several rounds, each the mean time of one call over many calls.
+Each figure is the median of several rounds (``--repeat``), each the mean time of one call over
+many calls; the callables of one row are measured in interleaved rounds (see
+:func:`measure_interleaved`), so the ratios within a row are the comparison to trust on a shared
+machine.
 """
 
 import argparse
@@ -52,18 +56,38 @@ FUSED_STEPS = 64
 def measure(fn, seconds=0.3, repeat=5):
     """Median over ``repeat`` rounds of the mean time of one call, each round about
     ``seconds / repeat`` long (after one warm-up call)."""
-    fn()
-    start = time.perf_counter()
-    fn()
-    once = max(time.perf_counter() - start, 1e-7)
-    number = max(1, int(seconds / repeat / once))
-    rounds = []
-    for _ in range(repeat):
+    return measure_interleaved({"fn": fn}, seconds, repeat)["fn"]
+
+
+#: Pause before each round of :func:`measure_interleaved`: the thread pools of the library measured
+#: just before (OpenBLAS's, torch's, OpenMP's) keep spinning for a while after their last call,
+#: and on a 2-CPU machine a spinning thread takes the core the next library's second thread needs.
+SETTLE_SECONDS = 0.2
+
+
+def measure_interleaved(fns, seconds=0.3, repeat=5, settle=SETTLE_SECONDS):
+    """``{name: median time of one call}`` of the callables ``fns``, measured in ``repeat``
+    rounds that each time every callable once (about ``seconds / repeat`` each, after a pause of
+    ``settle`` seconds) in turn: on a machine shared with other work, a slow spell then falls on
+    all of them alike instead of on whichever was being measured, so ratios within one run stay
+    comparable."""
+    numbers = {}
+    for name, fn in fns.items():  # warm up, then size a round
+        fn()
         start = time.perf_counter()
-        for _ in range(number):
-            fn()
-        rounds.append((time.perf_counter() - start) / number)
-    return statistics.median(rounds)
+        fn()
+        once = max(time.perf_counter() - start, 1e-7)
+        numbers[name] = max(1, int(seconds / repeat / once))
+    rounds = {name: [] for name in fns}
+    for _ in range(repeat):
+        for name, fn in fns.items():
+            time.sleep(settle)
+            fn()  # wakes this library's threads
+            start = time.perf_counter()
+            for _ in range(numbers[name]):
+                fn()
+            rounds[name].append((time.perf_counter() - start) / numbers[name])
+    return {name: statistics.median(r) for name, r in rounds.items()}
 
 
 def host_mlp_backends():
@@ -208,34 +232,37 @@ def make_fused_epoch(sizes, batch, backend="cpu", steps=FUSED_STEPS):
 
 # ------------------------------------------------------------------------------------ tables
 
-def dense_table(seconds):
+def dense_table(seconds, repeat=5):
     backends = host_mlp_backends()
     rows = []
     for shape in DENSE_SHAPES:
         flops = 2 * np.prod(shape)
-        row = {"shape": "x".join(map(str, shape))}
-        for name in ["numpy matmul", *backends]:
-            row[name] = flops / measure(make_dense(name, shape), seconds) / 1e9
-        rows.append(row)
+        times = measure_interleaved({name: make_dense(name, shape)
+                                     for name in ["numpy matmul", *backends]}, seconds, repeat)
+        rows.append({"shape": "x".join(map(str, shape)),
+                     **{name: flops / t / 1e9 for name, t in times.items()}})
     return rows
 
 
-def step_table(seconds):
+def step_table(seconds, repeat=5):
     backends = host_mlp_backends()
     rows = []
     for label, sizes, batch in NETWORKS:
         row = {"network": label, "batch": batch, "flops": step_flops(sizes, batch)}
+        fns = {}
         try:
-            row["torch eager"] = measure(make_torch_step(sizes, batch), seconds)
+            fns["torch eager"] = make_torch_step(sizes, batch)
         except ImportError:
             row["torch eager"] = float("nan")
-        row["numpy+BLAS"] = measure(make_numpy_step(sizes, batch), seconds)
+        fns["numpy+BLAS"] = make_numpy_step(sizes, batch)
         for b in backends:
-            row[f"fastopt {b}"] = measure(make_fastopt_step(sizes, batch, b), seconds)
-        for b in backends:
-            if hasattr(_dispatch.kernels(b, "mlp"), "train_epoch"):
-                row[f"fused {b}"] = measure(make_fused_epoch(sizes, batch, b),
-                                            seconds) / FUSED_STEPS
+            fns[f"fastopt {b}"] = make_fastopt_step(sizes, batch, b)
+        fused = [b for b in backends if hasattr(_dispatch.kernels(b, "mlp"), "train_epoch")]
+        for b in fused:
+            fns[f"fused {b}"] = make_fused_epoch(sizes, batch, b)
+        times = measure_interleaved(fns, seconds, repeat)
+        for name, t in times.items():
+            row[name] = t / FUSED_STEPS if name.startswith("fused") else t
         rows.append(row)
     return rows
 
@@ -270,6 +297,9 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="0.1 s per measurement")
     parser.add_argument("--seconds", type=float, default=0.5, help="time per measurement")
+    parser.add_argument("--repeat", type=int, default=5,
+                        help="rounds per measurement, interleaved across the callables compared "
+                             "(the figure is their median)")
     parser.add_argument("--json", metavar="PATH", help="also write the numbers as JSON")
     parser.add_argument("--only", choices=["dense", "steps"], help="one table only")
     parser.add_argument("--threads", type=int,
@@ -292,8 +322,8 @@ def main(argv=None):
         threads = None
     print(f"fastopt MLP benchmark; {os.cpu_count()} CPUs; torch threads: {threads}; "
           f"backends: {', '.join(host_mlp_backends())}", flush=True)
-    dense = dense_table(seconds) if args.only != "steps" else [{"shape": "-"}]
-    steps = step_table(seconds) if args.only != "dense" else None
+    dense = dense_table(seconds, args.repeat) if args.only != "steps" else [{"shape": "-"}]
+    steps = step_table(seconds, args.repeat) if args.only != "dense" else None
     if steps is None:
         print(format_tables(dense, [{"network": "-", "batch": 0, "flops": 0,
                                      "torch eager": 1.0}]).split("\n\n")[0])

@@ -363,9 +363,92 @@ void fastopt_set_num_threads(int num_threads);
 /* The sum of the squared elements of grad, accumulated in double: the squared global gradient norm
  * of a fused step's reduction pass (clipping, non-finite detection). Fixed chunks of
  * FASTOPT_REDUCTION_CHUNK elements are summed in parallel, then the chunk sums in order, so the
- * result does not depend on the number of threads.
+ * result does not depend on the number of threads. Within a chunk, element i is added to running
+ * sum (i - start) % 8 (the last size % 8 elements to the first), and the 8 sums pairwise:
+ * ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7)), as the cpu backend does.
  */
 double fastopt_sum_of_squares_f32(int64_t n, const float *grad);
 double fastopt_sum_of_squares_f64(int64_t n, const double *grad);
+
+/* The steps above, each also leaving in *norm_out the sum of the squares of grad (the raw
+ * gradient, before grad_scale) with the bits of fastopt_sum_of_squares (same chunks, same order,
+ * whatever the number of threads), computed in the same pass over memory as the update: each
+ * chunk is updated in blocks, and a block's gradient is summed right after its update, while it
+ * is in cache. The arguments before norm_out are those of the plain step. LAMB has no such variant.
+ */
+void fastopt_sgd_with_norm_f32(int64_t n, float *param, const float *grad, float *momentum_buffer,
+                               float lr, float weight_decay, float momentum, float dampening,
+                               int nesterov, int maximize, int first_step, float grad_scale,
+                               double *norm_out);
+void fastopt_sgd_with_norm_f64(int64_t n, double *param, const double *grad,
+                               double *momentum_buffer, double lr, double weight_decay,
+                               double momentum, double dampening, int nesterov, int maximize,
+                               int first_step, double grad_scale, double *norm_out);
+void fastopt_adagrad_with_norm_f32(int64_t n, float *param, const float *grad, float *state_sum,
+                                   float weight_decay, float eps, int maximize, float clr,
+                                   float grad_scale, double *norm_out);
+void fastopt_adagrad_with_norm_f64(int64_t n, double *param, const double *grad, double *state_sum,
+                                   double weight_decay, double eps, int maximize, double clr,
+                                   double grad_scale, double *norm_out);
+void fastopt_rmsprop_with_norm_f32(int64_t n, float *param, const float *grad, float *square_avg,
+                                   float *grad_avg, float *momentum_buffer, float lr, float alpha,
+                                   float eps, float weight_decay, float momentum, int centered,
+                                   int maximize, float grad_scale, double *norm_out);
+void fastopt_rmsprop_with_norm_f64(int64_t n, double *param, const double *grad, double *square_avg,
+                                   double *grad_avg, double *momentum_buffer, double lr,
+                                   double alpha, double eps, double weight_decay, double momentum,
+                                   int centered, int maximize, double grad_scale, double *norm_out);
+void fastopt_adam_with_norm_f32(int64_t n, float *param, const float *grad, float *exp_avg,
+                                float *exp_avg_sq, float *max_exp_avg_sq, float lr, float beta1,
+                                float beta2, float eps, float weight_decay, int amsgrad,
+                                int maximize, int decoupled, float step_size,
+                                float bias_correction2_sqrt, float grad_scale, double *norm_out);
+void fastopt_adam_with_norm_f64(int64_t n, double *param, const double *grad, double *exp_avg,
+                                double *exp_avg_sq, double *max_exp_avg_sq, double lr, double beta1,
+                                double beta2, double eps, double weight_decay, int amsgrad,
+                                int maximize, int decoupled, double step_size,
+                                double bias_correction2_sqrt, double grad_scale, double *norm_out);
+void fastopt_adamax_with_norm_f32(int64_t n, float *param, const float *grad, float *exp_avg,
+                                  float *exp_inf, float beta1, float beta2, float eps,
+                                  float weight_decay, int maximize, float clr, float grad_scale,
+                                  double *norm_out);
+void fastopt_adamax_with_norm_f64(int64_t n, double *param, const double *grad, double *exp_avg,
+                                  double *exp_inf, double beta1, double beta2, double eps,
+                                  double weight_decay, int maximize, double clr, double grad_scale,
+                                  double *norm_out);
+void fastopt_nadam_with_norm_f32(int64_t n, float *param, const float *grad, float *exp_avg,
+                                 float *exp_avg_sq, float lr, float beta1, float beta2, float eps,
+                                 float weight_decay, int maximize, int decoupled, float grad_coef,
+                                 float exp_avg_coef, float bias_correction2, float grad_scale,
+                                 double *norm_out);
+void fastopt_nadam_with_norm_f64(int64_t n, double *param, const double *grad, double *exp_avg,
+                                 double *exp_avg_sq, double lr, double beta1, double beta2,
+                                 double eps, double weight_decay, int maximize, int decoupled,
+                                 double grad_coef, double exp_avg_coef, double bias_correction2,
+                                 double grad_scale, double *norm_out);
+void fastopt_radam_with_norm_f32(int64_t n, float *param, const float *grad, float *exp_avg,
+                                 float *exp_avg_sq, float lr, float beta1, float beta2, float eps,
+                                 float weight_decay, int maximize, int decoupled, int rectify,
+                                 float step_size, float bias_correction2_sqrt, float grad_scale,
+                                 double *norm_out);
+void fastopt_radam_with_norm_f64(int64_t n, double *param, const double *grad, double *exp_avg,
+                                 double *exp_avg_sq, double lr, double beta1, double beta2,
+                                 double eps, double weight_decay, int maximize, int decoupled,
+                                 int rectify, double step_size, double bias_correction2_sqrt,
+                                 double grad_scale, double *norm_out);
+void fastopt_adadelta_with_norm_f32(int64_t n, float *param, const float *grad, float *square_avg,
+                                    float *acc_delta, float lr, float rho, float eps,
+                                    float weight_decay, int maximize, float grad_scale,
+                                    double *norm_out);
+void fastopt_adadelta_with_norm_f64(int64_t n, double *param, const double *grad,
+                                    double *square_avg, double *acc_delta, double lr, double rho,
+                                    double eps, double weight_decay, int maximize,
+                                    double grad_scale, double *norm_out);
+void fastopt_lion_with_norm_f32(int64_t n, float *param, const float *grad, float *exp_avg,
+                                float lr, float beta1, float beta2, float weight_decay,
+                                int maximize, float grad_scale, double *norm_out);
+void fastopt_lion_with_norm_f64(int64_t n, double *param, const double *grad, double *exp_avg,
+                                double lr, double beta1, double beta2, double weight_decay,
+                                int maximize, double grad_scale, double *norm_out);
 
 #endif /* FASTOPT_H */

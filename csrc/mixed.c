@@ -1,13 +1,20 @@
 /* mixed.c: mixed-precision optimizer steps; declared and documented in mixed.h.
  *
- * The rounding and random-stream functions are those of fastopt/backends/_bits.py, in uint32
- * arithmetic (wrapping multiplication is exactly the int64-safe mul32 there).
+ * No optimizer math here: each step decodes a block of elements into float32 buffers, runs the
+ * float32 step of optim_template.h (through its public fastopt_<algo>_f32 function) on the block,
+ * and encodes the state and the model copy back. The rounding and random-stream functions are
+ * those of fastopt/backends/_bits.py, in uint32 arithmetic (wrapping multiplication is exactly the
+ * int64-safe mul32 there).
  */
-#include <math.h>
 #include <string.h>
 
+#include "fastopt.h"
 #include "loop_template.h"
 #include "mixed.h"
+
+/* Elements per block: the decoded buffers (up to four of MIXED_BLOCK floats) live on the stack and
+ * in L1. Below PARALLEL_THRESHOLD, so the float32 step runs a block on the calling thread. */
+#define MIXED_BLOCK 512
 
 static inline uint32_t bits_of(float x)
 {
@@ -39,12 +46,17 @@ static inline uint32_t random32(uint32_t key, int64_t index)
     return fmix32(key ^ fmix32((uint32_t)i) ^ (uint32_t)(i >> 32));
 }
 
-static inline uint32_t bf16_round(uint32_t u, int stochastic, uint32_t rnd)
+/* bfloat16 bits of u, rounded up in magnitude when the dropped bits plus increment carry: ties to
+ * even with 0x7FFF + lsb, stochastic with 16 random bits. A select, so loops of it vectorize. */
+static inline uint32_t bf16_round(uint32_t u, uint32_t increment)
 {
-    if ((u & 0x7FFFFFFFu) > 0x7F800000u)
-        return (u >> 16) | 0x40u;                             /* NaN stays NaN, made quiet */
-    const uint32_t increment = stochastic ? rnd >> 16 : 0x7FFFu + ((u >> 16) & 1u);
-    return (u + increment) >> 16;
+    const uint32_t nan = (u & 0x7FFFFFFFu) > 0x7F800000u;
+    return nan ? (u >> 16) | 0x40u : (u + increment) >> 16;   /* NaN stays NaN, made quiet */
+}
+
+static inline uint32_t bf16_nearest(uint32_t u)
+{
+    return bf16_round(u, 0x7FFFu + ((u >> 16) & 1u));
 }
 
 static inline uint32_t f16_nearest(uint32_t u)
@@ -118,16 +130,129 @@ static inline float load(const void *array, int fmt, int64_t i)
     return float_of(fmt == 1 ? f16_to_f32(h) : h << 16);
 }
 
-static inline void store(void *array, int fmt, int64_t i, float x, int stochastic, uint32_t rnd)
+/* The block helpers below run one loop per format, so that the bfloat16 ones vectorize. */
+
+/* Elements [lo, lo + len) of a gradient or state array as float32: the array's own memory when it
+ * is float32 (updated in place by the step), else decoded into buf. NULL stays NULL. */
+static float *load_block(float *buf, const void *array, int fmt, int64_t lo, int64_t len)
 {
-    if (fmt == 0) {
-        ((float *)array)[i] = x;
+    if (array == NULL || fmt == 0)
+        return array == NULL ? NULL : (float *)array + lo;
+    const uint16_t *h = (const uint16_t *)array + lo;
+    if (fmt == 2)
+        for (int64_t j = 0; j < len; j++)
+            buf[j] = float_of((uint32_t)h[j] << 16);
+    else
+        for (int64_t j = 0; j < len; j++)
+            buf[j] = float_of(f16_to_f32(h[j]));
+    return buf;
+}
+
+/* Stores a block of updated state, rounded to nearest (nothing to do for float32: in place). */
+static void store_block(void *array, int fmt, int64_t lo, int64_t len, const float *values)
+{
+    if (array == NULL || fmt == 0)
         return;
-    }
-    const uint32_t u = bits_of(x);
-    ((uint16_t *)array)[i] = (uint16_t)(fmt == 1 ? (stochastic ? f16_stochastic(u, rnd)
-                                                               : f16_nearest(u))
-                                                 : bf16_round(u, stochastic, rnd));
+    uint16_t *out = (uint16_t *)array + lo;
+    if (fmt == 2)
+        for (int64_t j = 0; j < len; j++)
+            out[j] = (uint16_t)bf16_nearest(bits_of(values[j]));
+    else
+        for (int64_t j = 0; j < len; j++)
+            out[j] = (uint16_t)f16_nearest(bits_of(values[j]));
+}
+
+/* model[lo + j] = round(master[lo + j]); element i's random bits are random32(key, i). */
+static void store_model(uint16_t *model, int fmt, int64_t lo, int64_t len, const float *master,
+                        int stochastic, uint32_t key)
+{
+    uint16_t *out = model + lo;
+    const float *x = master + lo;
+    if (fmt == 2 && stochastic)
+        for (int64_t j = 0; j < len; j++)
+            out[j] = (uint16_t)bf16_round(bits_of(x[j]), random32(key, lo + j) >> 16);
+    else if (fmt == 2)
+        for (int64_t j = 0; j < len; j++)
+            out[j] = (uint16_t)bf16_nearest(bits_of(x[j]));
+    else if (stochastic)
+        for (int64_t j = 0; j < len; j++)
+            out[j] = (uint16_t)f16_stochastic(bits_of(x[j]), random32(key, lo + j));
+    else
+        for (int64_t j = 0; j < len; j++)
+            out[j] = (uint16_t)f16_nearest(bits_of(x[j]));
+}
+
+/* FOR_EACH_BLOCK(lo, len, body): runs body for the blocks [lo, lo + len) of MIXED_BLOCK elements
+ * (the last one shorter) that cover [0, n) in the enclosing step, split statically over the OpenMP
+ * threads when n >= PARALLEL_THRESHOLD. */
+#ifdef _OPENMP
+#define PARALLEL_BLOCKS _Pragma("omp parallel for schedule(static) if (n >= PARALLEL_THRESHOLD)")
+#else
+#define PARALLEL_BLOCKS
+#endif
+#define FOR_EACH_BLOCK(lo, len, ...)                                                              \
+    do {                                                                                          \
+        const int64_t blocks = (n + MIXED_BLOCK - 1) / MIXED_BLOCK;                               \
+        PARALLEL_BLOCKS                                                                           \
+        for (int64_t block = 0; block < blocks; block++) {                                        \
+            const int64_t lo = block * MIXED_BLOCK;                                               \
+            const int64_t len = n - lo < MIXED_BLOCK ? n - lo : MIXED_BLOCK;                      \
+            __VA_ARGS__                                                                           \
+        }                                                                                         \
+    } while (0)
+
+void fastopt_sgd_mixed(int64_t n, float *master, const void *grad, int grad_fmt,
+                       void *momentum_buffer, int state_fmt, uint16_t *model, int model_fmt,
+                       float lr, float weight_decay, float momentum, float dampening,
+                       int nesterov, int maximize, int first_step, float grad_scale,
+                       int stochastic, int64_t key)
+{
+    FOR_EACH_BLOCK(lo, len, {
+        float gb[MIXED_BLOCK], bb[MIXED_BLOCK];
+        const float *g = load_block(gb, grad, grad_fmt, lo, len);
+        float *b = load_block(bb, momentum != 0 ? momentum_buffer : NULL, state_fmt, lo, len);
+        fastopt_sgd_f32(len, master + lo, g, b, lr, weight_decay, momentum, dampening, nesterov,
+                        maximize, first_step, grad_scale);
+        store_block(momentum != 0 ? momentum_buffer : NULL, state_fmt, lo, len, b);
+        store_model(model, model_fmt, lo, len, master, stochastic, (uint32_t)key);
+    });
+}
+
+void fastopt_adagrad_mixed(int64_t n, float *master, const void *grad, int grad_fmt,
+                           void *state_sum, int state_fmt, uint16_t *model, int model_fmt,
+                           float weight_decay, float eps, int maximize, float clr,
+                           float grad_scale, int stochastic, int64_t key)
+{
+    FOR_EACH_BLOCK(lo, len, {
+        float gb[MIXED_BLOCK], sb[MIXED_BLOCK];
+        const float *g = load_block(gb, grad, grad_fmt, lo, len);
+        float *s = load_block(sb, state_sum, state_fmt, lo, len);
+        fastopt_adagrad_f32(len, master + lo, g, s, weight_decay, eps, maximize, clr, grad_scale);
+        store_block(state_sum, state_fmt, lo, len, s);
+        store_model(model, model_fmt, lo, len, master, stochastic, (uint32_t)key);
+    });
+}
+
+void fastopt_rmsprop_mixed(int64_t n, float *master, const void *grad, int grad_fmt,
+                           void *square_avg, void *grad_avg, void *momentum_buffer, int state_fmt,
+                           uint16_t *model, int model_fmt, float lr, float alpha, float eps,
+                           float weight_decay, float momentum, int centered, int maximize,
+                           float grad_scale, int stochastic, int64_t key)
+{
+    void *avg = centered ? grad_avg : NULL, *buf = momentum > 0 ? momentum_buffer : NULL;
+    FOR_EACH_BLOCK(lo, len, {
+        float gb[MIXED_BLOCK], vb[MIXED_BLOCK], ab[MIXED_BLOCK], bb[MIXED_BLOCK];
+        const float *g = load_block(gb, grad, grad_fmt, lo, len);
+        float *v = load_block(vb, square_avg, state_fmt, lo, len);
+        float *a = load_block(ab, avg, state_fmt, lo, len);
+        float *b = load_block(bb, buf, state_fmt, lo, len);
+        fastopt_rmsprop_f32(len, master + lo, g, v, a, b, lr, alpha, eps, weight_decay, momentum,
+                            centered, maximize, grad_scale);
+        store_block(square_avg, state_fmt, lo, len, v);
+        store_block(avg, state_fmt, lo, len, a);
+        store_block(buf, state_fmt, lo, len, b);
+        store_model(model, model_fmt, lo, len, master, stochastic, (uint32_t)key);
+    });
 }
 
 void fastopt_adam_mixed(int64_t n, float *master, const void *grad, int grad_fmt, void *exp_avg,
@@ -137,49 +262,133 @@ void fastopt_adam_mixed(int64_t n, float *master, const void *grad, int grad_fmt
                         float step_size, float bias_correction2_sqrt, float grad_scale,
                         int stochastic, int64_t key)
 {
-    const float scale = maximize ? -grad_scale : grad_scale;
-    const float decay = decoupled ? 1 - lr * weight_decay : 1;
-    const float l2 = decoupled ? 0 : weight_decay;
-    const float one_minus_beta1 = 1 - beta1, one_minus_beta2 = 1 - beta2;
-    const uint32_t key32 = (uint32_t)key;
-#ifdef _OPENMP
-#pragma omp parallel for schedule(static) if (n >= PARALLEL_THRESHOLD)
-#endif
-    for (int64_t i = 0; i < n; i++) {
-        float g = load(grad, grad_fmt, i) * scale;
-        const float x = master[i] * decay;
-        if (l2 != 0)
-            g = g + l2 * x;
-        const float m = beta1 * load(exp_avg, state_fmt, i) + one_minus_beta1 * g;
-        float v = beta2 * load(exp_avg_sq, state_fmt, i) + one_minus_beta2 * g * g;
-        store(exp_avg, state_fmt, i, m, 0, 0);
-        store(exp_avg_sq, state_fmt, i, v, 0, 0);
-        if (amsgrad) {
-            const float stored = load(max_exp_avg_sq, state_fmt, i);
-            v = stored > v ? stored : v;
-            store(max_exp_avg_sq, state_fmt, i, v, 0, 0);
-        }
-        const float p = x - step_size * m / (sqrtf(v) / bias_correction2_sqrt + eps);
-        master[i] = p;
-        store(model, model_fmt, i, p, stochastic, stochastic ? random32(key32, i) : 0);
-    }
+    void *vmax = amsgrad ? max_exp_avg_sq : NULL;
+    FOR_EACH_BLOCK(lo, len, {
+        float gb[MIXED_BLOCK], mb[MIXED_BLOCK], vb[MIXED_BLOCK], xb[MIXED_BLOCK];
+        const float *g = load_block(gb, grad, grad_fmt, lo, len);
+        float *m = load_block(mb, exp_avg, state_fmt, lo, len);
+        float *v = load_block(vb, exp_avg_sq, state_fmt, lo, len);
+        float *x = load_block(xb, vmax, state_fmt, lo, len);
+        fastopt_adam_f32(len, master + lo, g, m, v, x, lr, beta1, beta2, eps, weight_decay,
+                         amsgrad, maximize, decoupled, step_size, bias_correction2_sqrt,
+                         grad_scale);
+        store_block(exp_avg, state_fmt, lo, len, m);
+        store_block(exp_avg_sq, state_fmt, lo, len, v);
+        store_block(vmax, state_fmt, lo, len, x);
+        store_model(model, model_fmt, lo, len, master, stochastic, (uint32_t)key);
+    });
 }
 
-#define REDUCTION_CHUNK 16384
+void fastopt_adamax_mixed(int64_t n, float *master, const void *grad, int grad_fmt,
+                          void *exp_avg, void *exp_inf, int state_fmt, uint16_t *model,
+                          int model_fmt, float beta1, float beta2, float eps, float weight_decay,
+                          int maximize, float clr, float grad_scale, int stochastic, int64_t key)
+{
+    FOR_EACH_BLOCK(lo, len, {
+        float gb[MIXED_BLOCK], mb[MIXED_BLOCK], ub[MIXED_BLOCK];
+        const float *g = load_block(gb, grad, grad_fmt, lo, len);
+        float *m = load_block(mb, exp_avg, state_fmt, lo, len);
+        float *u = load_block(ub, exp_inf, state_fmt, lo, len);
+        fastopt_adamax_f32(len, master + lo, g, m, u, beta1, beta2, eps, weight_decay, maximize,
+                           clr, grad_scale);
+        store_block(exp_avg, state_fmt, lo, len, m);
+        store_block(exp_inf, state_fmt, lo, len, u);
+        store_model(model, model_fmt, lo, len, master, stochastic, (uint32_t)key);
+    });
+}
+
+void fastopt_nadam_mixed(int64_t n, float *master, const void *grad, int grad_fmt, void *exp_avg,
+                         void *exp_avg_sq, int state_fmt, uint16_t *model, int model_fmt,
+                         float lr, float beta1, float beta2, float eps, float weight_decay,
+                         int maximize, int decoupled, float grad_coef, float exp_avg_coef,
+                         float bias_correction2, float grad_scale, int stochastic, int64_t key)
+{
+    FOR_EACH_BLOCK(lo, len, {
+        float gb[MIXED_BLOCK], mb[MIXED_BLOCK], vb[MIXED_BLOCK];
+        const float *g = load_block(gb, grad, grad_fmt, lo, len);
+        float *m = load_block(mb, exp_avg, state_fmt, lo, len);
+        float *v = load_block(vb, exp_avg_sq, state_fmt, lo, len);
+        fastopt_nadam_f32(len, master + lo, g, m, v, lr, beta1, beta2, eps, weight_decay,
+                          maximize, decoupled, grad_coef, exp_avg_coef, bias_correction2,
+                          grad_scale);
+        store_block(exp_avg, state_fmt, lo, len, m);
+        store_block(exp_avg_sq, state_fmt, lo, len, v);
+        store_model(model, model_fmt, lo, len, master, stochastic, (uint32_t)key);
+    });
+}
+
+void fastopt_radam_mixed(int64_t n, float *master, const void *grad, int grad_fmt, void *exp_avg,
+                         void *exp_avg_sq, int state_fmt, uint16_t *model, int model_fmt,
+                         float lr, float beta1, float beta2, float eps, float weight_decay,
+                         int maximize, int decoupled, int rectify, float step_size,
+                         float bias_correction2_sqrt, float grad_scale, int stochastic,
+                         int64_t key)
+{
+    FOR_EACH_BLOCK(lo, len, {
+        float gb[MIXED_BLOCK], mb[MIXED_BLOCK], vb[MIXED_BLOCK];
+        const float *g = load_block(gb, grad, grad_fmt, lo, len);
+        float *m = load_block(mb, exp_avg, state_fmt, lo, len);
+        float *v = load_block(vb, exp_avg_sq, state_fmt, lo, len);
+        fastopt_radam_f32(len, master + lo, g, m, v, lr, beta1, beta2, eps, weight_decay,
+                          maximize, decoupled, rectify, step_size, bias_correction2_sqrt,
+                          grad_scale);
+        store_block(exp_avg, state_fmt, lo, len, m);
+        store_block(exp_avg_sq, state_fmt, lo, len, v);
+        store_model(model, model_fmt, lo, len, master, stochastic, (uint32_t)key);
+    });
+}
+
+void fastopt_adadelta_mixed(int64_t n, float *master, const void *grad, int grad_fmt,
+                            void *square_avg, void *acc_delta, int state_fmt, uint16_t *model,
+                            int model_fmt, float lr, float rho, float eps, float weight_decay,
+                            int maximize, float grad_scale, int stochastic, int64_t key)
+{
+    FOR_EACH_BLOCK(lo, len, {
+        float gb[MIXED_BLOCK], vb[MIXED_BLOCK], ab[MIXED_BLOCK];
+        const float *g = load_block(gb, grad, grad_fmt, lo, len);
+        float *v = load_block(vb, square_avg, state_fmt, lo, len);
+        float *a = load_block(ab, acc_delta, state_fmt, lo, len);
+        fastopt_adadelta_f32(len, master + lo, g, v, a, lr, rho, eps, weight_decay, maximize,
+                             grad_scale);
+        store_block(square_avg, state_fmt, lo, len, v);
+        store_block(acc_delta, state_fmt, lo, len, a);
+        store_model(model, model_fmt, lo, len, master, stochastic, (uint32_t)key);
+    });
+}
+
+void fastopt_lion_mixed(int64_t n, float *master, const void *grad, int grad_fmt, void *exp_avg,
+                        int state_fmt, uint16_t *model, int model_fmt, float lr, float beta1,
+                        float beta2, float weight_decay, int maximize, float grad_scale,
+                        int stochastic, int64_t key)
+{
+    FOR_EACH_BLOCK(lo, len, {
+        float gb[MIXED_BLOCK], mb[MIXED_BLOCK];
+        const float *g = load_block(gb, grad, grad_fmt, lo, len);
+        float *m = load_block(mb, exp_avg, state_fmt, lo, len);
+        fastopt_lion_f32(len, master + lo, g, m, lr, beta1, beta2, weight_decay, maximize,
+                         grad_scale);
+        store_block(exp_avg, state_fmt, lo, len, m);
+        store_model(model, model_fmt, lo, len, master, stochastic, (uint32_t)key);
+    });
+}
+
+#undef FOR_EACH_BLOCK
+#undef PARALLEL_BLOCKS
 
 double fastopt_sum_of_squares_mixed(int64_t n, const void *grad, int grad_fmt)
 {
-    const int64_t chunks = (n + REDUCTION_CHUNK - 1) / REDUCTION_CHUNK;
+    const int64_t chunks = (n + FASTOPT_REDUCTION_CHUNK - 1) / FASTOPT_REDUCTION_CHUNK;
     double total = 0;
-    for (int64_t first = 0; first < chunks; first += 1024) {
-        double partial[1024];
-        const int64_t count = chunks - first < 1024 ? chunks - first : 1024;
+    for (int64_t first = 0; first < chunks; first += FASTOPT_REDUCTION_BATCH) {
+        double partial[FASTOPT_REDUCTION_BATCH];
+        const int64_t count = chunks - first < FASTOPT_REDUCTION_BATCH ? chunks - first
+                                                                      : FASTOPT_REDUCTION_BATCH;
 #ifdef _OPENMP
 #pragma omp parallel for schedule(static) if (n >= PARALLEL_THRESHOLD)
 #endif
         for (int64_t c = 0; c < count; c++) {
-            const int64_t lo = (first + c) * REDUCTION_CHUNK;
-            const int64_t hi = lo + REDUCTION_CHUNK < n ? lo + REDUCTION_CHUNK : n;
+            const int64_t lo = (first + c) * FASTOPT_REDUCTION_CHUNK;
+            const int64_t hi = lo + FASTOPT_REDUCTION_CHUNK < n ? lo + FASTOPT_REDUCTION_CHUNK : n;
             double s = 0;
             for (int64_t i = lo; i < hi; i++) {
                 const double x = load(grad, grad_fmt, i);

@@ -4,15 +4,17 @@
  * through row and column strides (so x, x^T, dZ and w^T need no transposed copies), and a fused
  * epilogue (bias, pre-activation, activation) applied to each tile as it is stored:
  *
- *   1. pack op(A) into blocks of MR rows and op(B) into panels of NR columns, each p-major
- *      (A block: ap[p][MR], B panel: bp[p][NR], zero-padded at the edges), in parallel;
- *   2. for every (panel, block) tile: an MR x NR micro-kernel keeps the tile in registers for the
- *      whole reduction (AVX2+FMA: 12 accumulators of 8 floats or 4 doubles, per step two loads of
- *      the panel and MR broadcasts of the block), then stores it through the epilogue.
+ *   1. op(B) is taken in panels of NR columns, read in place or packed p-major (bp[p][NR],
+ *      zero-padded at the edge) right before the tiles that read it; op(A) is read in place;
+ *   2. for every (panel, block of MR rows) tile: an MR x NR micro-kernel keeps the tile in
+ *      registers for the whole reduction (AVX2+FMA: 12 accumulators of 8 floats or 4 doubles, per
+ *      step two loads of the panel and MR broadcasts of the block), then stores it through the
+ *      epilogue.
  *
- * Tiles are distributed over OpenMP threads panel by panel, so a thread's panel stays in its L2
- * cache while it sweeps the blocks. Each element of C is summed by one thread in one order: results
- * do not depend on the thread count. The AVX2+FMA micro-kernel is compiled with a target attribute
+ * In parallel, tasks (a panel and a run of its row blocks, so a thread's panel stays in its L2
+ * cache while it sweeps the rows) are handed to the OpenMP threads dynamically. Each element of C
+ * is summed by one thread in one order: results do not depend on the thread count. The AVX2+FMA
+ * micro-kernel is compiled with a target attribute
  * and chosen at run time (the rest of the file keeps the portable flags of _c_build.py); the
  * portable micro-kernel is plain C.
  *
@@ -26,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fastopt.h"
 #include "mlp.h"
 
 #if defined(__GNUC__) && defined(__x86_64__)
@@ -43,6 +46,9 @@
 #endif
 
 enum { IDENTITY = 0, RELU = 1, TANH = 2, SIGMOID = 3, GELU = 4 };
+/* The optimizer functions of fastopt.h that an epoch runs (EPOCH_OPTIMIZERS of reference_mlp.py) */
+enum { OPT_SGD, OPT_ADAGRAD, OPT_RMSPROP, OPT_ADAM, OPT_ADAMAX, OPT_NADAM, OPT_RADAM, OPT_ADADELTA,
+       OPT_LION, OPT_LAMB };
 
 /* Rows of a micro-kernel tile (its columns, NR, are two vectors of the element type). */
 #define MR 6
@@ -53,21 +59,19 @@ enum { IDENTITY = 0, RELU = 1, TANH = 2, SIGMOID = 3, GELU = 4 };
 /* Elementwise passes (dZ) with fewer elements run on the calling thread. */
 #define PARALLEL_ELEMENTS 32768
 
+/* A parallel product hands out at least this many tasks per thread (see gemm). */
+#define TASKS_PER_THREAD 4
+
 #define MLP_MIN(a, b) ((a) < (b) ? (a) : (b))
 
-/* MLP_FOR(i, n, body): the loop, split over the OpenMP threads from PARALLEL_ELEMENTS elements;
- * a separate serial loop below, since even an inactive OpenMP region costs about a microsecond. */
-#define MLP_FOR(i, n, ...)                                                                        \
-    do {                                                                                          \
-        if ((n) < PARALLEL_ELEMENTS) {                                                            \
-            for (int64_t i = 0; i < (n); i++)                                                     \
-                __VA_ARGS__                                                                       \
-        } else {                                                                                  \
-            _Pragma("omp parallel for schedule(static)")                                          \
-            for (int64_t i = 0; i < (n); i++)                                                     \
-                __VA_ARGS__                                                                       \
-        }                                                                                         \
-    } while (0)
+#ifdef _OPENMP
+#include <omp.h>
+static int64_t max_threads(void) { return omp_get_max_threads(); }
+static int64_t thread_number(void) { return omp_get_thread_num(); }
+#else
+static int64_t max_threads(void) { return 1; }
+static int64_t thread_number(void) { return 0; }
+#endif
 
 static int simd_setting = -1; /* -1: not decided yet */
 
@@ -339,7 +343,15 @@ static void NAME(panel_tile)(NAME(micro_t) micro, int64_t ib, int64_t jb, int64_
  * op(A) is read in place, one tile of MR rows at a time. op(B) is read in place where a panel of
  * NR columns is contiguous in each row (b_cs == 1, a full panel) and small (PANEL_IN_PLACE_BYTES);
  * the others (a transposed or deep B, the last partial panel) are first packed, zero-padded, into
- * bp[p][NR]. Tiles go to the threads panel by panel. Returns -1 when out of memory (nothing
+ * bp[p][NR], one panel at a time, right before the tiles that read it.
+ *
+ * In parallel the work is a list of tasks, each a panel and a run of its row blocks: the task
+ * packs its panel into its thread's slot of the packing space and sweeps the rows, so a thread
+ * needs no barrier between packing and computing. Tasks are handed out dynamically: on a machine
+ * shared with other work, a thread that the OS preempts delays the product by one task, not by
+ * half the product as with a static split. There are at least TASKS_PER_THREAD tasks per thread:
+ * a product with few panels (a narrow C, say 10 columns) splits its rows instead, packing its
+ * panel once per task (small next to the task's rows). Returns -1 when out of memory (nothing
  * written), else 0. */
 static int NAME(gemm)(int64_t m, int64_t n, int64_t depth, const T *a, int64_t a_rs,
                       int64_t a_ps, const T *b, int64_t b_ps, int64_t b_cs, T *c, const T *bias,
@@ -350,9 +362,11 @@ static int NAME(gemm)(int64_t m, int64_t n, int64_t depth, const T *a, int64_t a
      * panels then stream better than rows far apart), else only a last partial one */
     const int in_place = b_cs == 1 && depth * NR * (int64_t)sizeof(T) <= PANEL_IN_PLACE_BYTES;
     const int64_t first_packed = in_place ? n / NR : 0;
+    const int parallel = (double)m * (double)n * (double)depth >= PARALLEL_MACS;
+    const int64_t slots = parallel ? max_threads() : 1;
     T *bp = NULL;
     if (first_packed < nblocks) {
-        bp = scratch((size_t)((nblocks - first_packed) * NR * depth) * sizeof(T));
+        bp = scratch((size_t)(slots * NR * depth) * sizeof(T));
         if (!bp)
             return -1;
     }
@@ -361,30 +375,35 @@ static int NAME(gemm)(int64_t m, int64_t n, int64_t depth, const T *a, int64_t a
     if (fastopt_mlp_simd())
         micro = NAME(micro_avx2);
 #endif
-#define PACKED(jb) (jb >= first_packed ? bp + (jb - first_packed) * NR * depth : NULL)
-    if ((double)m * (double)n * (double)depth < PARALLEL_MACS) {
-        /* no OpenMP region at all: even an inactive one costs about a microsecond */
-        for (int64_t jb = first_packed; jb < nblocks; jb++)
-            NAME(pack_b)(n, depth, b, b_ps, b_cs, jb * NR, PACKED(jb));
-        for (int64_t jb = 0; jb < nblocks; jb++)
+    if (!parallel) { /* no OpenMP region at all: even an inactive one costs about a microsecond */
+        for (int64_t jb = 0; jb < nblocks; jb++) {
+            const T *packed = NULL;
+            if (jb >= first_packed) {
+                NAME(pack_b)(n, depth, b, b_ps, b_cs, jb * NR, bp);
+                packed = bp;
+            }
             for (int64_t ib = 0; ib < mblocks; ib++)
-                NAME(panel_tile)(micro, ib, jb, m, n, depth, a, a_rs, a_ps, b, b_ps, PACKED(jb),
-                                 c, bias, pre, activation);
+                NAME(panel_tile)(micro, ib, jb, m, n, depth, a, a_rs, a_ps, b, b_ps, packed, c,
+                                 bias, pre, activation);
+        }
         return 0;
     }
-#pragma omp parallel
-    {
-#pragma omp for schedule(static)
-        for (int64_t jb = first_packed; jb < nblocks; jb++)
-            NAME(pack_b)(n, depth, b, b_ps, b_cs, jb * NR, PACKED(jb));
-#pragma omp for schedule(static)
-        for (int64_t t = 0; t < nblocks * mblocks; t++) {
-            const int64_t jb = t / mblocks, ib = t % mblocks;
-            NAME(panel_tile)(micro, ib, jb, m, n, depth, a, a_rs, a_ps, b, b_ps, PACKED(jb), c,
-                             bias, pre, activation);
+    /* runs of row blocks per panel, so that there are TASKS_PER_THREAD tasks per thread */
+    const int64_t runs = MLP_MIN(mblocks, (TASKS_PER_THREAD * slots + nblocks - 1) / nblocks);
+    const int64_t run_blocks = (mblocks + runs - 1) / runs;
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int64_t task = 0; task < nblocks * runs; task++) {
+        const int64_t jb = task / runs, ib0 = task % runs * run_blocks;
+        const T *packed = NULL;
+        if (jb >= first_packed) {
+            T *slot = bp + thread_number() * NR * depth;
+            NAME(pack_b)(n, depth, b, b_ps, b_cs, jb * NR, slot);
+            packed = slot;
         }
+        for (int64_t ib = ib0; ib < MLP_MIN(mblocks, ib0 + run_blocks); ib++)
+            NAME(panel_tile)(micro, ib, jb, m, n, depth, a, a_rs, a_ps, b, b_ps, packed, c, bias,
+                             pre, activation);
     }
-#undef PACKED
     return 0;
 }
 
@@ -494,110 +513,84 @@ void NAME(fastopt_scale)(int64_t n, T *x, T s)
         x[i] *= s;
 }
 
-/* One optimizer step over the n parameters (fastopt.reference's formulas, torch.optim semantics):
- * kind 0 SGD, hyper (weight_decay, momentum, dampening), s1 the momentum buffer;
- * kind 1 Adagrad, hyper (weight_decay, eps), s1 the sum, step_scalar = clr;
- * kind 2 RMSprop, hyper (alpha, eps, weight_decay, momentum), s1 square_avg, s2 grad_avg,
- *        s3 momentum buffer;
- * kind 3 Adam/AdamW, hyper (beta1, beta2, eps, weight_decay), s1 exp_avg, s2 exp_avg_sq,
- *        s3 max_exp_avg_sq, step_scalar = lr / (1 - beta1^t).
- * flags: nesterov, maximize, centered, amsgrad, decoupled. */
-static void NAME(optimizer_update)(int kind, int64_t n, T *p, const T *g, T *s1, T *s2, T *s3,
-                                   const T *hyper, const int *flags, T lr, T step_scalar,
-                                   T bias_correction2_sqrt, int first_step)
+/* One step of the optimizer function of fastopt.h numbered `optimizer` (mlp.h) over the n
+ * parameters, grad_scale 1, its scalar arguments read from r (flags as 0 or 1). Returns 0, or -1
+ * when LAMB could not allocate its scratch. */
+static int NAME(optimizer_step)(int optimizer, int64_t n, T *p, const T *g, T *s1, T *s2, T *s3,
+                                const T *r)
 {
-    const int nesterov = flags[0], maximize = flags[1], centered = flags[2], amsgrad = flags[3];
-    const int decoupled = flags[4];
-    if (kind == 0) {
-        const T weight_decay = hyper[0], momentum = hyper[1], one_minus_dampening = 1 - hyper[2];
-        MLP_FOR(i, n, {
-            T d = maximize ? -g[i] : g[i];
-            if (weight_decay != 0)
-                d += weight_decay * p[i];
-            if (momentum != 0) {
-                const T b = first_step ? d : momentum * s1[i] + one_minus_dampening * d;
-                s1[i] = b;
-                d = nesterov ? d + momentum * b : b;
-            }
-            p[i] -= lr * d;
-        });
-    } else if (kind == 1) {
-        const T weight_decay = hyper[0], eps = hyper[1];
-        MLP_FOR(i, n, {
-            T d = maximize ? -g[i] : g[i];
-            if (weight_decay != 0)
-                d += weight_decay * p[i];
-            const T sum = s1[i] + d * d;
-            s1[i] = sum;
-            p[i] -= step_scalar * d / (SQRT_(sum) + eps);
-        });
-    } else if (kind == 2) {
-        const T alpha = hyper[0], eps = hyper[1], weight_decay = hyper[2], momentum = hyper[3];
-        const T one_minus_alpha = 1 - alpha;
-        MLP_FOR(i, n, {
-            T d = maximize ? -g[i] : g[i];
-            if (weight_decay != 0)
-                d += weight_decay * p[i];
-            T v = alpha * s1[i] + one_minus_alpha * d * d;
-            s1[i] = v;
-            if (centered) {
-                const T a = alpha * s2[i] + one_minus_alpha * d;
-                s2[i] = a;
-                v = v - a * a;
-            }
-            const T denom = SQRT_(v) + eps;
-            if (momentum > 0) {
-                const T b = momentum * s3[i] + d / denom;
-                s3[i] = b;
-                p[i] -= lr * b;
-            } else {
-                p[i] -= lr * d / denom;
-            }
-        });
-    } else {
-        const T beta1 = hyper[0], beta2 = hyper[1], eps = hyper[2], weight_decay = hyper[3];
-        const T one_minus_beta1 = 1 - beta1, one_minus_beta2 = 1 - beta2;
-        const T decay = decoupled ? 1 - lr * weight_decay : 1;
-        const T l2 = decoupled ? 0 : weight_decay;
-        MLP_FOR(i, n, {
-            T d = maximize ? -g[i] : g[i];
-            const T x = p[i] * decay;
-            if (l2 != 0)
-                d += l2 * x;
-            const T m = beta1 * s1[i] + one_minus_beta1 * d;
-            T v = beta2 * s2[i] + one_minus_beta2 * d * d;
-            s1[i] = m;
-            s2[i] = v;
-            if (amsgrad) {
-                v = s3[i] > v ? s3[i] : v;
-                s3[i] = v;
-            }
-            p[i] = x - step_scalar * m / (SQRT_(v) / bias_correction2_sqrt + eps);
-        });
+    const T one = 1;
+    switch (optimizer) {
+    case OPT_SGD: /* lr, weight_decay, momentum, dampening, nesterov, maximize, first_step */
+        NAME(fastopt_sgd)(n, p, g, s1, r[0], r[1], r[2], r[3], r[4] != 0, r[5] != 0, r[6] != 0,
+                          one);
+        return 0;
+    case OPT_ADAGRAD: /* weight_decay, eps, maximize, clr */
+        NAME(fastopt_adagrad)(n, p, g, s1, r[0], r[1], r[2] != 0, r[3], one);
+        return 0;
+    case OPT_RMSPROP: /* lr, alpha, eps, weight_decay, momentum, centered, maximize */
+        NAME(fastopt_rmsprop)(n, p, g, s1, s2, s3, r[0], r[1], r[2], r[3], r[4], r[5] != 0,
+                              r[6] != 0, one);
+        return 0;
+    case OPT_ADAM: /* lr, beta1, beta2, eps, weight_decay, amsgrad, maximize, decoupled,
+                      step_size, bias_correction2_sqrt */
+        NAME(fastopt_adam)(n, p, g, s1, s2, s3, r[0], r[1], r[2], r[3], r[4], r[5] != 0,
+                           r[6] != 0, r[7] != 0, r[8], r[9], one);
+        return 0;
+    case OPT_ADAMAX: /* beta1, beta2, eps, weight_decay, maximize, clr */
+        NAME(fastopt_adamax)(n, p, g, s1, s2, r[0], r[1], r[2], r[3], r[4] != 0, r[5], one);
+        return 0;
+    case OPT_NADAM: /* lr, beta1, beta2, eps, weight_decay, maximize, decoupled, grad_coef,
+                       exp_avg_coef, bias_correction2 */
+        NAME(fastopt_nadam)(n, p, g, s1, s2, r[0], r[1], r[2], r[3], r[4], r[5] != 0, r[6] != 0,
+                            r[7], r[8], r[9], one);
+        return 0;
+    case OPT_RADAM: /* lr, beta1, beta2, eps, weight_decay, maximize, decoupled, rectify,
+                       step_size, bias_correction2_sqrt */
+        NAME(fastopt_radam)(n, p, g, s1, s2, r[0], r[1], r[2], r[3], r[4], r[5] != 0, r[6] != 0,
+                            r[7] != 0, r[8], r[9], one);
+        return 0;
+    case OPT_ADADELTA: /* lr, rho, eps, weight_decay, maximize */
+        NAME(fastopt_adadelta)(n, p, g, s1, s2, r[0], r[1], r[2], r[3], r[4] != 0, one);
+        return 0;
+    case OPT_LION: /* lr, beta1, beta2, weight_decay, maximize */
+        NAME(fastopt_lion)(n, p, g, s1, r[0], r[1], r[2], r[3], r[4] != 0, one);
+        return 0;
+    default: { /* LAMB, one segment: lr, beta1, beta2, eps, weight_decay, maximize,
+                  bias_correction1, bias_correction2 */
+        const int64_t segment_offsets[2] = {0, n};
+        return NAME(fastopt_lamb)(n, p, g, s1, s2, 1, segment_offsets, r[0], r[1], r[2], r[3],
+                                  r[4], r[5] != 0, r[6], r[7], one);
+    }
     }
 }
 
-int NAME(fastopt_mlp_train_epoch)(int64_t n_rows, int64_t features, const T *X, const int64_t *y,
-                                  const int64_t *order, int64_t batch_size, int64_t layers,
-                                  const int64_t *layout, const int64_t *codes, int64_t n_params,
-                                  T *params, T *grads, T *work, int64_t *yb, int kind,
-                                  const T *hyper, const int *flags, T *s1, T *s2, T *s3,
-                                  const T *lrs, const T *step_scalars,
-                                  const T *bias_corrections, int first_step, double max_norm,
-                                  double *losses, double *wrongs, double *norms)
+int NAME(fastopt_mlp_train_epoch)(int64_t n_rows, int64_t features, const T *X, int loss,
+                                  const int64_t *labels, const T *targets, const int64_t *order,
+                                  int64_t batch_size, int64_t layers, const int64_t *layout,
+                                  const int64_t *codes, int64_t n_params, T *params, T *grads,
+                                  T *work, int64_t *yb, int optimizer, T *s1, T *s2, T *s3,
+                                  int64_t n_scalars, const T *scalars, double max_norm,
+                                  int skip_nonfinite, double *losses, double *wrongs,
+                                  double *norms)
 {
     int64_t total = 0;
     for (int64_t l = 0; l < layers; l++)
         total += batch_size * layout[4 * l + 2];
+    const int64_t classes = layout[4 * (layers - 1) + 2];
     T *outs = work, *deltas = work + total, *pres = work + 2 * total, *xb = work + 3 * total;
+    T *tb = xb + batch_size * features;
     const int64_t steps = (n_rows + batch_size - 1) / batch_size;
     double stats[2];
     for (int64_t step = 0; step < steps; step++) {
         const int64_t start = step * batch_size, rows = MLP_MIN(batch_size, n_rows - start);
         for (int64_t r = 0; r < rows; r++) { /* gather the shuffled batch */
-            memcpy(xb + r * features, X + order[start + r] * features,
-                   (size_t)features * sizeof(T));
-            yb[r] = y[order[start + r]];
+            const int64_t row = order[start + r];
+            memcpy(xb + r * features, X + row * features, (size_t)features * sizeof(T));
+            if (loss == 0)
+                yb[r] = labels[row];
+            else
+                memcpy(tb + r * classes, targets + row * classes, (size_t)classes * sizeof(T));
         }
         int64_t offset = 0;
         const T *x = xb;
@@ -611,11 +604,16 @@ int NAME(fastopt_mlp_train_epoch)(int64_t n_rows, int64_t features, const T *X, 
             x = out;
             offset += batch_size * at[2];
         }
-        const int64_t classes = layout[4 * (layers - 1) + 2];
         offset -= batch_size * classes;
-        NAME(fastopt_softmax_xent)(rows, classes, outs + offset, yb, deltas + offset, stats,
-                                   (T)(1.0 / (double)rows));
-        losses[step] = stats[0] / (double)rows;
+        if (loss == 0) { /* the mean as fastopt.MLP takes it: the sum times 1 / count */
+            NAME(fastopt_softmax_xent)(rows, classes, outs + offset, yb, deltas + offset, stats,
+                                       (T)(1.0 / (double)rows));
+            losses[step] = stats[0] * (1.0 / (double)rows);
+        } else {
+            NAME(fastopt_mse)(rows, classes, outs + offset, tb, deltas + offset, stats,
+                              (T)(1.0 / (double)(rows * classes)));
+            losses[step] = stats[0] * (1.0 / (double)(rows * classes));
+        }
         wrongs[step] = stats[1];
         for (int64_t l = layers - 1; l >= 0; l--) { /* backward */
             const int64_t *at = layout + 4 * l;
@@ -630,13 +628,15 @@ int NAME(fastopt_mlp_train_epoch)(int64_t n_rows, int64_t features, const T *X, 
         }
         const double norm = sqrt(NAME(fastopt_sum_squares)(n_params, grads));
         norms[step] = norm;
+        if (skip_nonfinite && !isfinite(norm))
+            return (int)(step + 1);
         if (max_norm > 0 && norm > max_norm)
             NAME(fastopt_scale)(n_params, grads, (T)(max_norm / (norm + 1e-6)));
-        NAME(optimizer_update)(kind, n_params, params, grads, s1, s2, s3, hyper, flags, lrs[step],
-                               step_scalars[step], bias_corrections[step],
-                               first_step && step == 0);
+        if (NAME(optimizer_step)(optimizer, n_params, params, grads, s1, s2, s3,
+                                 scalars + step * n_scalars))
+            return -1;
     }
-    return 0;
+    return (int)steps;
 }
 
 #undef NR

@@ -7,11 +7,11 @@
  * 3 sigmoid, 4 gelu (exact, erf).
  *
  * The kernels trust their inputs (fastopt/mlp.py checks them): sizes >= 1, arrays of the stated
- * sizes, written arrays not overlapping the others. Matrix products are cache-blocked (packed
- * 6-row and 16-column panels, float; 8 columns, double) with an AVX2+FMA micro-kernel chosen at
- * run time when the CPU has it, a portable C one otherwise; products of at least 2^20
- * multiply-adds run on all OpenMP threads. Every output element is summed by one thread in a
- * fixed order: results do not depend on the thread count.
+ * sizes, written arrays not overlapping the others. Matrix products are cache-blocked (6-row
+ * tiles against 16-column panels, float; 8 columns, double) with an AVX2+FMA micro-kernel chosen
+ * at run time when the CPU has it, a portable C one otherwise; products of at least 2^20
+ * multiply-adds run on all OpenMP threads, which take their tasks dynamically. Every output
+ * element is summed by one thread in a fixed order: results do not depend on the thread count.
  *
  * This file is fed to cffi's cdef by fastopt/_c_build.py, which drops the preprocessor lines:
  * keep the rest plain declarations.
@@ -64,43 +64,43 @@ double fastopt_sum_squares_f64(int64_t n, const double *x);
 void fastopt_scale_f32(int64_t n, float *x, float s);
 void fastopt_scale_f64(int64_t n, double *x, double s);
 
-/* A whole epoch of minibatch training with softmax cross-entropy, in one call: for each batch of
- * batch_size rows of X (n_rows x features) taken in the given order (the last batch may be
- * smaller): gather, forward, loss, backward, gradient norm, clipping to max_norm (if > 0: the
- * gradient is scaled by max_norm / (norm + 1e-6) when its norm exceeds max_norm), then one
- * optimizer step over all n_params parameters.
+/* A whole epoch of minibatch training in one call (the contract of train_epoch in
+ * fastopt/reference_mlp.py): for each batch of batch_size rows of X (n_rows x features) taken in
+ * the given order (the last batch may be smaller): gather, forward, the loss, backward, gradient
+ * norm, clipping to max_norm (if > 0: the gradient is scaled by max_norm / (norm + 1e-6) when its
+ * norm exceeds max_norm), then one step of an optimizer function of fastopt.h over all n_params
+ * parameters, with grad_scale 1.
  *
+ * loss: 0 softmax cross-entropy against labels (targets unused, may be NULL), 1 MSE against the
+ * rows of targets (n_rows x classes; labels unused, may be NULL). losses[step] is the loss sum
+ * times 1.0 / rows (cross-entropy) or 1.0 / (rows * classes) (MSE).
  * layout: layers x 4 int64 (weight offset, fan_in, fan_out, bias offset into params and grads);
  * codes: the activation of each layer. work: 3 * batch_size * (sum of fan_outs) + batch_size *
- * features scratch elements; yb: batch_size int64.
- * kind: 0 SGD, hyper (weight_decay, momentum, dampening), s1 momentum buffer;
- *       1 Adagrad, hyper (weight_decay, eps), s1 sum;
- *       2 RMSprop, hyper (alpha, eps, weight_decay, momentum), s1 square_avg, s2 grad_avg,
- *         s3 momentum buffer;
- *       3 Adam/AdamW, hyper (beta1, beta2, eps, weight_decay), s1 exp_avg, s2 exp_avg_sq,
- *         s3 max_exp_avg_sq. Unused state may be NULL.
- * flags: 5 ints, nesterov, maximize, centered, amsgrad, decoupled (AdamW).
- * Per step: lrs, step_scalars (Adagrad: lr / (1 + (t - 1) lr_decay); Adam: lr / (1 - beta1^t)),
- * bias_corrections (Adam: sqrt(1 - beta2^t)); first_step: the SGD momentum buffer starts at this
- * epoch's first gradient. Writes per step: losses (mean), wrongs (0-1 error count), norms (before
- * clipping). Returns 0, or -1 when out of memory. */
-int fastopt_mlp_train_epoch_f32(int64_t n_rows, int64_t features, const float *X,
-                                const int64_t *y, const int64_t *order, int64_t batch_size,
-                                int64_t layers, const int64_t *layout, const int64_t *codes,
-                                int64_t n_params, float *params, float *grads, float *work,
-                                int64_t *yb, int kind, const float *hyper, const int *flags,
-                                float *s1, float *s2, float *s3, const float *lrs,
-                                const float *step_scalars, const float *bias_corrections,
-                                int first_step, double max_norm, double *losses, double *wrongs,
-                                double *norms);
-int fastopt_mlp_train_epoch_f64(int64_t n_rows, int64_t features, const double *X,
-                                const int64_t *y, const int64_t *order, int64_t batch_size,
-                                int64_t layers, const int64_t *layout, const int64_t *codes,
-                                int64_t n_params, double *params, double *grads, double *work,
-                                int64_t *yb, int kind, const double *hyper, const int *flags,
-                                double *s1, double *s2, double *s3, const double *lrs,
-                                const double *step_scalars, const double *bias_corrections,
-                                int first_step, double max_norm, double *losses, double *wrongs,
+ * (features + classes) scratch elements; yb: batch_size int64.
+ * optimizer: 0 sgd, 1 adagrad, 2 rmsprop, 3 adam (and AdamW), 4 adamax, 5 nadam, 6 radam,
+ * 7 adadelta, 8 lion, 9 lamb (one segment); s1, s2, s3 its state arrays in fastopt.h's order
+ * (unused ones may be NULL). scalars: steps x n_scalars, each row the function's scalar
+ * arguments in fastopt.h's order from lr (or its first) to the last before grad_scale, flags as
+ * 0 or 1.
+ * skip_nonfinite: a step whose gradient norm is not finite updates nothing and ends the call.
+ * Writes per step run: losses (mean), wrongs (0-1 error count), norms (before clipping). Returns
+ * the number of steps run, or -1 when out of memory. */
+int fastopt_mlp_train_epoch_f32(int64_t n_rows, int64_t features, const float *X, int loss,
+                                const int64_t *labels, const float *targets, const int64_t *order,
+                                int64_t batch_size, int64_t layers, const int64_t *layout,
+                                const int64_t *codes, int64_t n_params, float *params,
+                                float *grads, float *work, int64_t *yb, int optimizer, float *s1,
+                                float *s2, float *s3, int64_t n_scalars, const float *scalars,
+                                double max_norm, int skip_nonfinite, double *losses,
+                                double *wrongs, double *norms);
+int fastopt_mlp_train_epoch_f64(int64_t n_rows, int64_t features, const double *X, int loss,
+                                const int64_t *labels, const double *targets,
+                                const int64_t *order, int64_t batch_size, int64_t layers,
+                                const int64_t *layout, const int64_t *codes, int64_t n_params,
+                                double *params, double *grads, double *work, int64_t *yb,
+                                int optimizer, double *s1, double *s2, double *s3,
+                                int64_t n_scalars, const double *scalars, double max_norm,
+                                int skip_nonfinite, double *losses, double *wrongs,
                                 double *norms);
 
 /* Whether matrix products use the AVX2+FMA micro-kernel (1), the portable one (0); setting 1 on a

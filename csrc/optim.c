@@ -40,6 +40,69 @@ static int64_t segment_holding(const int64_t *offsets, int64_t num_segments, int
     return lo - 1;
 }
 
+/* The sum of a chunk's 8 running sums (see add_squares in optim_template.h), added pairwise. */
+static inline double sum_of_8(const double sums[8])
+{
+    return ((sums[0] + sums[1]) + (sums[2] + sums[3]))
+           + ((sums[4] + sums[5]) + (sums[6] + sums[7]));
+}
+
+#ifdef _OPENMP
+#define REDUCTION_PARALLEL _Pragma("omp parallel for schedule(static) if (n >= PARALLEL_THRESHOLD)")
+#define SIMD _Pragma("omp simd")
+#else
+#define REDUCTION_PARALLEL
+#define SIMD
+#endif
+
+/* A fused step updates blocks of this many elements (a multiple of 8 dividing the chunk), each
+ * followed by the sum of its gradient's squares while the block is in cache. */
+#define FASTOPT_NORM_BLOCK 1024
+
+/* FOR_EACH_ELEMENT_WITH_NORM(i, update): runs update for i in [0, n) of the enclosing step and sets
+ * *norm_out to the sum of the squares of grad[0, n), in the pass over memory of the update and with
+ * the bits of fastopt_sum_of_squares: the same chunks, each summed by add_squares in blocks of
+ * FASTOPT_NORM_BLOCK elements (8 running sums do not care where a block ends, since a block is a
+ * multiple of 8 long), the chunk sums taken in order. */
+#define FOR_EACH_ELEMENT_WITH_NORM(i, update)                                                      \
+    do {                                                                                           \
+        const int64_t chunks_ = (n + FASTOPT_REDUCTION_CHUNK - 1) / FASTOPT_REDUCTION_CHUNK;       \
+        double total_ = 0;                                                                         \
+        for (int64_t first_ = 0; first_ < chunks_; first_ += FASTOPT_REDUCTION_BATCH) {            \
+            double partial_[FASTOPT_REDUCTION_BATCH];                                              \
+            const int64_t count_ = chunks_ - first_ < FASTOPT_REDUCTION_BATCH                      \
+                                       ? chunks_ - first_ : FASTOPT_REDUCTION_BATCH;               \
+            REDUCTION_PARALLEL                                                                     \
+            for (int64_t c_ = 0; c_ < count_; c_++) {                                              \
+                const int64_t lo_ = (first_ + c_) * FASTOPT_REDUCTION_CHUNK;                       \
+                const int64_t hi_ = lo_ + FASTOPT_REDUCTION_CHUNK < n                              \
+                                        ? lo_ + FASTOPT_REDUCTION_CHUNK : n;                       \
+                double sums_[8] = {0};                                                             \
+                for (int64_t a_ = lo_; a_ < hi_; a_ += FASTOPT_NORM_BLOCK) {                       \
+                    const int64_t b_ = a_ + FASTOPT_NORM_BLOCK < hi_ ? a_ + FASTOPT_NORM_BLOCK     \
+                                                                     : hi_;                        \
+                    SIMD                                                                           \
+                    for (int64_t i = a_; i < b_; i++)                                              \
+                        update;                                                                    \
+                    NAME(add_squares)(grad, a_, b_, sums_);                                        \
+                }                                                                                  \
+                partial_[c_] = sum_of_8(sums_);                                                    \
+            }                                                                                      \
+            for (int64_t c_ = 0; c_ < count_; c_++)                                                \
+                total_ += partial_[c_];                                                            \
+        }                                                                                          \
+        *norm_out = total_;                                                                        \
+    } while (0)
+
+/* STEP_LOOP(i, update): a step's loop: FOR_EACH_ELEMENT, or the fused one given a norm_out. */
+#define STEP_LOOP(i, update)                                                                       \
+    do {                                                                                           \
+        if (norm_out != NULL)                                                                      \
+            FOR_EACH_ELEMENT_WITH_NORM(i, update);                                                 \
+        else                                                                                       \
+            FOR_EACH_ELEMENT(i, update);                                                           \
+    } while (0)
+
 #define NAME_(base, suffix) base##_##suffix
 #define NAME_WITH(base, suffix) NAME_(base, suffix)
 #define NAME(base) NAME_WITH(base, SUFFIX)

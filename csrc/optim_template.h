@@ -10,7 +10,67 @@
  * own because an exact multiplication does them: maximize (g = sign * grad, sign = -1 or 1) and
  * Adam's decoupled weight decay (param * decay, decay = 1 for plain Adam). Constants such as
  * 1 - beta1 are computed once per step, in REAL, exactly as the reference computes them.
+ *
+ * The step itself is an inline NAME(<algo>_step) taking a norm_out pointer: fastopt_<algo> calls
+ * it with NULL (the fused loops then fold away), fastopt_<algo>_with_norm with the caller's, so
+ * that its loops (STEP_LOOP, optim.c) also leave the gradient's sum of squares there.
  */
+
+/* ---- Reduction ------------------------------------------------------------------------------- */
+
+/* sums[k] += the squares of grad[lo, hi) in double: grad[i] to sums[(i - lo) % 8], the last
+ * (hi - lo) % 8 to sums[0]. Eight running sums let the additions pipeline (and vectorize) without
+ * reordering any of them: the result is set by this order alone, so a fused step that adds the
+ * blocks of a chunk one after the other (FOR_EACH_ELEMENT_WITH_NORM) gets the same bits. */
+FASTOPT_INLINE void NAME(add_squares)(const REAL *restrict grad, int64_t lo, int64_t hi,
+                                      double sums[8])
+{
+    double s0 = sums[0], s1 = sums[1], s2 = sums[2], s3 = sums[3];
+    double s4 = sums[4], s5 = sums[5], s6 = sums[6], s7 = sums[7];
+    const int64_t stop = lo + (hi - lo) / 8 * 8;
+    for (int64_t i = lo; i < stop; i += 8) {
+        const double x0 = grad[i], x1 = grad[i + 1], x2 = grad[i + 2], x3 = grad[i + 3];
+        const double x4 = grad[i + 4], x5 = grad[i + 5], x6 = grad[i + 6], x7 = grad[i + 7];
+        s0 += x0 * x0;
+        s1 += x1 * x1;
+        s2 += x2 * x2;
+        s3 += x3 * x3;
+        s4 += x4 * x4;
+        s5 += x5 * x5;
+        s6 += x6 * x6;
+        s7 += x7 * x7;
+    }
+    for (int64_t i = stop; i < hi; i++) {
+        const double x = grad[i];
+        s0 += x * x;
+    }
+    sums[0] = s0, sums[1] = s1, sums[2] = s2, sums[3] = s3;
+    sums[4] = s4, sums[5] = s5, sums[6] = s6, sums[7] = s7;
+}
+
+double NAME(fastopt_sum_of_squares)(int64_t n, const REAL *restrict grad)
+{
+    const int64_t chunks = (n + FASTOPT_REDUCTION_CHUNK - 1) / FASTOPT_REDUCTION_CHUNK;
+    double total = 0;
+    /* Chunk sums in a fixed order; each chunk's own sum is the same whichever thread runs it, so
+     * the result does not depend on the thread count. */
+    for (int64_t first = 0; first < chunks; first += FASTOPT_REDUCTION_BATCH) {
+        double partial[FASTOPT_REDUCTION_BATCH];
+        const int64_t count = chunks - first < FASTOPT_REDUCTION_BATCH ? chunks - first
+                                                                      : FASTOPT_REDUCTION_BATCH;
+        REDUCTION_PARALLEL
+        for (int64_t c = 0; c < count; c++) {
+            const int64_t lo = (first + c) * FASTOPT_REDUCTION_CHUNK;
+            const int64_t hi = lo + FASTOPT_REDUCTION_CHUNK < n ? lo + FASTOPT_REDUCTION_CHUNK : n;
+            double sums[8] = {0};
+            NAME(add_squares)(grad, lo, hi, sums);
+            partial[c] = sum_of_8(sums);
+        }
+        for (int64_t c = 0; c < count; c++)
+            total += partial[c];
+    }
+    return total;
+}
 
 /* ---- SGD ------------------------------------------------------------------------------------- */
 
@@ -31,19 +91,20 @@ FASTOPT_INLINE void NAME(sgd_element)(int64_t i, REAL *restrict param, const REA
     param[i] = param[i] - lr * g;
 }
 
-void NAME(fastopt_sgd)(int64_t n, REAL *restrict param, const REAL *restrict grad,
-                       REAL *restrict momentum_buffer, REAL lr, REAL weight_decay, REAL momentum,
-                       REAL dampening, int nesterov, int maximize, int first_step,
-                       REAL grad_scale)
+/* The step; with norm_out, also *norm_out = fastopt_sum_of_squares(n, grad), from the same pass. */
+FASTOPT_INLINE void NAME(sgd_step)(int64_t n, REAL *restrict param, const REAL *restrict grad,
+                                   REAL *restrict momentum_buffer, REAL lr, REAL weight_decay,
+                                   REAL momentum, REAL dampening, int nesterov, int maximize,
+                                   int first_step, REAL grad_scale, double *norm_out)
 {
     const REAL sign = maximize ? -grad_scale : grad_scale;  /* -(g*s) == (-s)*g exactly */
     const REAL one_minus_dampening = 1 - dampening;
     const int l2 = weight_decay != 0;
 
 #define SGD_LOOP(L2, MOMENTUM, FIRST_STEP, NESTEROV)                                              \
-    FOR_EACH_ELEMENT(i, NAME(sgd_element)(i, param, grad, momentum_buffer, lr, weight_decay,      \
-                                          momentum, one_minus_dampening, sign,                    \
-                                          L2, MOMENTUM, FIRST_STEP, NESTEROV))
+    STEP_LOOP(i, NAME(sgd_element)(i, param, grad, momentum_buffer, lr, weight_decay,             \
+                                   momentum, one_minus_dampening, sign,                           \
+                                   L2, MOMENTUM, FIRST_STEP, NESTEROV))
     if (momentum == 0) {
         if (l2) SGD_LOOP(1, 0, 0, 0); else SGD_LOOP(0, 0, 0, 0);
     } else if (first_step && nesterov) {
@@ -56,6 +117,23 @@ void NAME(fastopt_sgd)(int64_t n, REAL *restrict param, const REAL *restrict gra
         if (l2) SGD_LOOP(1, 1, 0, 0); else SGD_LOOP(0, 1, 0, 0);
     }
 #undef SGD_LOOP
+}
+
+void NAME(fastopt_sgd)(int64_t n, REAL *restrict param, const REAL *restrict grad,
+                       REAL *restrict momentum_buffer, REAL lr, REAL weight_decay, REAL momentum,
+                       REAL dampening, int nesterov, int maximize, int first_step, REAL grad_scale)
+{
+    NAME(sgd_step)(n, param, grad, momentum_buffer, lr, weight_decay, momentum, dampening, nesterov,
+                   maximize, first_step, grad_scale, NULL);
+}
+
+void NAME(fastopt_sgd_with_norm)(int64_t n, REAL *restrict param, const REAL *restrict grad,
+                                 REAL *restrict momentum_buffer, REAL lr, REAL weight_decay,
+                                 REAL momentum, REAL dampening, int nesterov, int maximize,
+                                 int first_step, REAL grad_scale, double *norm_out)
+{
+    NAME(sgd_step)(n, param, grad, momentum_buffer, lr, weight_decay, momentum, dampening, nesterov,
+                   maximize, first_step, grad_scale, norm_out);
 }
 
 /* ---- Adagrad --------------------------------------------------------------------------------- */
@@ -72,17 +150,34 @@ FASTOPT_INLINE void NAME(adagrad_element)(int64_t i, REAL *restrict param,
     param[i] = param[i] - clr * g / (SQRT(s) + eps);
 }
 
-void NAME(fastopt_adagrad)(int64_t n, REAL *restrict param, const REAL *restrict grad,
-                           REAL *restrict state_sum, REAL weight_decay, REAL eps, int maximize,
-                           REAL clr, REAL grad_scale)
+/* The step; with norm_out, also *norm_out = fastopt_sum_of_squares(n, grad), from the same pass. */
+FASTOPT_INLINE void NAME(adagrad_step)(int64_t n, REAL *restrict param, const REAL *restrict grad,
+                                       REAL *restrict state_sum, REAL weight_decay, REAL eps,
+                                       int maximize, REAL clr, REAL grad_scale, double *norm_out)
 {
     const REAL sign = maximize ? -grad_scale : grad_scale;  /* -(g*s) == (-s)*g exactly */
 
 #define ADAGRAD_LOOP(L2)                                                                          \
-    FOR_EACH_ELEMENT(i, NAME(adagrad_element)(i, param, grad, state_sum, weight_decay, eps, clr,  \
-                                              sign, L2))
+    STEP_LOOP(i, NAME(adagrad_element)(i, param, grad, state_sum, weight_decay, eps, clr,         \
+                                       sign, L2))
     if (weight_decay != 0) ADAGRAD_LOOP(1); else ADAGRAD_LOOP(0);
 #undef ADAGRAD_LOOP
+}
+
+void NAME(fastopt_adagrad)(int64_t n, REAL *restrict param, const REAL *restrict grad,
+                           REAL *restrict state_sum, REAL weight_decay, REAL eps, int maximize,
+                           REAL clr, REAL grad_scale)
+{
+    NAME(adagrad_step)(n, param, grad, state_sum, weight_decay, eps, maximize, clr, grad_scale,
+                       NULL);
+}
+
+void NAME(fastopt_adagrad_with_norm)(int64_t n, REAL *restrict param, const REAL *restrict grad,
+                                     REAL *restrict state_sum, REAL weight_decay, REAL eps,
+                                     int maximize, REAL clr, REAL grad_scale, double *norm_out)
+{
+    NAME(adagrad_step)(n, param, grad, state_sum, weight_decay, eps, maximize, clr, grad_scale,
+                       norm_out);
 }
 
 /* ---- RMSprop --------------------------------------------------------------------------------- */
@@ -116,21 +211,22 @@ FASTOPT_INLINE void NAME(rmsprop_element)(int64_t i, REAL *restrict param,
     }
 }
 
-void NAME(fastopt_rmsprop)(int64_t n, REAL *restrict param, const REAL *restrict grad,
-                           REAL *restrict square_avg, REAL *restrict grad_avg,
-                           REAL *restrict momentum_buffer, REAL lr, REAL alpha, REAL eps,
-                           REAL weight_decay, REAL momentum, int centered, int maximize,
-                           REAL grad_scale)
+/* The step; with norm_out, also *norm_out = fastopt_sum_of_squares(n, grad), from the same pass. */
+FASTOPT_INLINE void NAME(rmsprop_step)(int64_t n, REAL *restrict param, const REAL *restrict grad,
+                                       REAL *restrict square_avg, REAL *restrict grad_avg,
+                                       REAL *restrict momentum_buffer, REAL lr, REAL alpha,
+                                       REAL eps, REAL weight_decay, REAL momentum, int centered,
+                                       int maximize, REAL grad_scale, double *norm_out)
 {
     const REAL sign = maximize ? -grad_scale : grad_scale;  /* -(g*s) == (-s)*g exactly */
     const REAL one_minus_alpha = 1 - alpha;
     const int l2 = weight_decay != 0;
 
 #define RMSPROP_LOOP(L2, CENTERED, MOMENTUM)                                                      \
-    FOR_EACH_ELEMENT(i, NAME(rmsprop_element)(i, param, grad, square_avg, grad_avg,               \
-                                              momentum_buffer, lr, alpha, one_minus_alpha, eps,   \
-                                              weight_decay, momentum, sign,                       \
-                                              L2, CENTERED, MOMENTUM))
+    STEP_LOOP(i, NAME(rmsprop_element)(i, param, grad, square_avg, grad_avg,                      \
+                                       momentum_buffer, lr, alpha, one_minus_alpha, eps,          \
+                                       weight_decay, momentum, sign,                              \
+                                       L2, CENTERED, MOMENTUM))
     if (centered && momentum > 0) {
         if (l2) RMSPROP_LOOP(1, 1, 1); else RMSPROP_LOOP(0, 1, 1);
     } else if (centered) {
@@ -141,6 +237,26 @@ void NAME(fastopt_rmsprop)(int64_t n, REAL *restrict param, const REAL *restrict
         if (l2) RMSPROP_LOOP(1, 0, 0); else RMSPROP_LOOP(0, 0, 0);
     }
 #undef RMSPROP_LOOP
+}
+
+void NAME(fastopt_rmsprop)(int64_t n, REAL *restrict param, const REAL *restrict grad,
+                           REAL *restrict square_avg, REAL *restrict grad_avg,
+                           REAL *restrict momentum_buffer, REAL lr, REAL alpha, REAL eps,
+                           REAL weight_decay, REAL momentum, int centered, int maximize,
+                           REAL grad_scale)
+{
+    NAME(rmsprop_step)(n, param, grad, square_avg, grad_avg, momentum_buffer, lr, alpha, eps,
+                       weight_decay, momentum, centered, maximize, grad_scale, NULL);
+}
+
+void NAME(fastopt_rmsprop_with_norm)(int64_t n, REAL *restrict param, const REAL *restrict grad,
+                                     REAL *restrict square_avg, REAL *restrict grad_avg,
+                                     REAL *restrict momentum_buffer, REAL lr, REAL alpha, REAL eps,
+                                     REAL weight_decay, REAL momentum, int centered, int maximize,
+                                     REAL grad_scale, double *norm_out)
+{
+    NAME(rmsprop_step)(n, param, grad, square_avg, grad_avg, momentum_buffer, lr, alpha, eps,
+                       weight_decay, momentum, centered, maximize, grad_scale, norm_out);
 }
 
 /* ---- Adam / AdamW ---------------------------------------------------------------------------- */
@@ -172,11 +288,13 @@ FASTOPT_INLINE void NAME(adam_element)(int64_t i, REAL *restrict param, const RE
     param[i] = p - step_size * m / (SQRT(v_hat) / bias_correction2_sqrt + eps);
 }
 
-void NAME(fastopt_adam)(int64_t n, REAL *restrict param, const REAL *restrict grad,
-                        REAL *restrict exp_avg, REAL *restrict exp_avg_sq,
-                        REAL *restrict max_exp_avg_sq, REAL lr, REAL beta1, REAL beta2, REAL eps,
-                        REAL weight_decay, int amsgrad, int maximize, int decoupled,
-                        REAL step_size, REAL bias_correction2_sqrt, REAL grad_scale)
+/* The step; with norm_out, also *norm_out = fastopt_sum_of_squares(n, grad), from the same pass. */
+FASTOPT_INLINE void NAME(adam_step)(int64_t n, REAL *restrict param, const REAL *restrict grad,
+                                    REAL *restrict exp_avg, REAL *restrict exp_avg_sq,
+                                    REAL *restrict max_exp_avg_sq, REAL lr, REAL beta1, REAL beta2,
+                                    REAL eps, REAL weight_decay, int amsgrad, int maximize,
+                                    int decoupled, REAL step_size, REAL bias_correction2_sqrt,
+                                    REAL grad_scale, double *norm_out)
 {
     const REAL sign = maximize ? -grad_scale : grad_scale;  /* -(g*s) == (-s)*g exactly */
     const REAL decay = decoupled ? 1 - lr * weight_decay : 1;  /* x * 1 == x exactly */
@@ -184,16 +302,39 @@ void NAME(fastopt_adam)(int64_t n, REAL *restrict param, const REAL *restrict gr
     const int l2 = !decoupled && weight_decay != 0;
 
 #define ADAM_LOOP(L2, AMSGRAD)                                                                    \
-    FOR_EACH_ELEMENT(i, NAME(adam_element)(i, param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq,   \
-                                           beta1, one_minus_beta1, beta2, one_minus_beta2, eps,   \
-                                           weight_decay, step_size, bias_correction2_sqrt, sign,  \
-                                           decay, L2, AMSGRAD))
+    STEP_LOOP(i, NAME(adam_element)(i, param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq,          \
+                                    beta1, one_minus_beta1, beta2, one_minus_beta2, eps,          \
+                                    weight_decay, step_size, bias_correction2_sqrt, sign,         \
+                                    decay, L2, AMSGRAD))
     if (amsgrad) {
         if (l2) ADAM_LOOP(1, 1); else ADAM_LOOP(0, 1);
     } else {
         if (l2) ADAM_LOOP(1, 0); else ADAM_LOOP(0, 0);
     }
 #undef ADAM_LOOP
+}
+
+void NAME(fastopt_adam)(int64_t n, REAL *restrict param, const REAL *restrict grad,
+                        REAL *restrict exp_avg, REAL *restrict exp_avg_sq,
+                        REAL *restrict max_exp_avg_sq, REAL lr, REAL beta1, REAL beta2, REAL eps,
+                        REAL weight_decay, int amsgrad, int maximize, int decoupled, REAL step_size,
+                        REAL bias_correction2_sqrt, REAL grad_scale)
+{
+    NAME(adam_step)(n, param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, lr, beta1, beta2, eps,
+                    weight_decay, amsgrad, maximize, decoupled, step_size, bias_correction2_sqrt,
+                    grad_scale, NULL);
+}
+
+void NAME(fastopt_adam_with_norm)(int64_t n, REAL *restrict param, const REAL *restrict grad,
+                                  REAL *restrict exp_avg, REAL *restrict exp_avg_sq,
+                                  REAL *restrict max_exp_avg_sq, REAL lr, REAL beta1, REAL beta2,
+                                  REAL eps, REAL weight_decay, int amsgrad, int maximize,
+                                  int decoupled, REAL step_size, REAL bias_correction2_sqrt,
+                                  REAL grad_scale, double *norm_out)
+{
+    NAME(adam_step)(n, param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, lr, beta1, beta2, eps,
+                    weight_decay, amsgrad, maximize, decoupled, step_size, bias_correction2_sqrt,
+                    grad_scale, norm_out);
 }
 
 /* ---- Adamax ---------------------------------------------------------------------------------- */
@@ -217,19 +358,38 @@ FASTOPT_INLINE void NAME(adamax_element)(int64_t i, REAL *restrict param,
     param[i] = param[i] - clr * m / u;
 }
 
-void NAME(fastopt_adamax)(int64_t n, REAL *restrict param, const REAL *restrict grad,
-                          REAL *restrict exp_avg, REAL *restrict exp_inf, REAL beta1, REAL beta2,
-                          REAL eps, REAL weight_decay, int maximize, REAL clr, REAL grad_scale)
+/* The step; with norm_out, also *norm_out = fastopt_sum_of_squares(n, grad), from the same pass. */
+FASTOPT_INLINE void NAME(adamax_step)(int64_t n, REAL *restrict param, const REAL *restrict grad,
+                                      REAL *restrict exp_avg, REAL *restrict exp_inf, REAL beta1,
+                                      REAL beta2, REAL eps, REAL weight_decay, int maximize,
+                                      REAL clr, REAL grad_scale, double *norm_out)
 {
     const REAL sign = maximize ? -grad_scale : grad_scale;  /* -(g*s) == (-s)*g exactly */
     const REAL one_minus_beta1 = 1 - beta1;
 
 #define ADAMAX_LOOP(L2)                                                                           \
-    FOR_EACH_ELEMENT(i, NAME(adamax_element)(i, param, grad, exp_avg, exp_inf, beta1,             \
-                                             one_minus_beta1, beta2, eps, weight_decay, clr,      \
-                                             sign, L2))
+    STEP_LOOP(i, NAME(adamax_element)(i, param, grad, exp_avg, exp_inf, beta1,                    \
+                                      one_minus_beta1, beta2, eps, weight_decay, clr,             \
+                                      sign, L2))
     if (weight_decay != 0) ADAMAX_LOOP(1); else ADAMAX_LOOP(0);
 #undef ADAMAX_LOOP
+}
+
+void NAME(fastopt_adamax)(int64_t n, REAL *restrict param, const REAL *restrict grad,
+                          REAL *restrict exp_avg, REAL *restrict exp_inf, REAL beta1, REAL beta2,
+                          REAL eps, REAL weight_decay, int maximize, REAL clr, REAL grad_scale)
+{
+    NAME(adamax_step)(n, param, grad, exp_avg, exp_inf, beta1, beta2, eps, weight_decay, maximize,
+                      clr, grad_scale, NULL);
+}
+
+void NAME(fastopt_adamax_with_norm)(int64_t n, REAL *restrict param, const REAL *restrict grad,
+                                    REAL *restrict exp_avg, REAL *restrict exp_inf, REAL beta1,
+                                    REAL beta2, REAL eps, REAL weight_decay, int maximize, REAL clr,
+                                    REAL grad_scale, double *norm_out)
+{
+    NAME(adamax_step)(n, param, grad, exp_avg, exp_inf, beta1, beta2, eps, weight_decay, maximize,
+                      clr, grad_scale, norm_out);
 }
 
 /* ---- NAdam ----------------------------------------------------------------------------------- */
@@ -254,23 +414,45 @@ FASTOPT_INLINE void NAME(nadam_element)(int64_t i, REAL *restrict param, const R
     param[i] = p - grad_coef * g / denom - exp_avg_coef * m / denom;
 }
 
-void NAME(fastopt_nadam)(int64_t n, REAL *restrict param, const REAL *restrict grad,
-                         REAL *restrict exp_avg, REAL *restrict exp_avg_sq, REAL lr, REAL beta1,
-                         REAL beta2, REAL eps, REAL weight_decay, int maximize, int decoupled,
-                         REAL grad_coef, REAL exp_avg_coef, REAL bias_correction2,
-                         REAL grad_scale)
+/* The step; with norm_out, also *norm_out = fastopt_sum_of_squares(n, grad), from the same pass. */
+FASTOPT_INLINE void NAME(nadam_step)(int64_t n, REAL *restrict param, const REAL *restrict grad,
+                                     REAL *restrict exp_avg, REAL *restrict exp_avg_sq, REAL lr,
+                                     REAL beta1, REAL beta2, REAL eps, REAL weight_decay,
+                                     int maximize, int decoupled, REAL grad_coef, REAL exp_avg_coef,
+                                     REAL bias_correction2, REAL grad_scale, double *norm_out)
 {
     const REAL sign = maximize ? -grad_scale : grad_scale;  /* -(g*s) == (-s)*g exactly */
     const REAL decay = decoupled ? 1 - lr * weight_decay : 1;  /* x * 1 == x exactly */
     const REAL one_minus_beta1 = 1 - beta1, one_minus_beta2 = 1 - beta2;
 
 #define NADAM_LOOP(L2)                                                                            \
-    FOR_EACH_ELEMENT(i, NAME(nadam_element)(i, param, grad, exp_avg, exp_avg_sq, beta1,           \
-                                            one_minus_beta1, beta2, one_minus_beta2, eps,         \
-                                            weight_decay, grad_coef, exp_avg_coef,                \
-                                            bias_correction2, sign, decay, L2))
+    STEP_LOOP(i, NAME(nadam_element)(i, param, grad, exp_avg, exp_avg_sq, beta1,                  \
+                                     one_minus_beta1, beta2, one_minus_beta2, eps,                \
+                                     weight_decay, grad_coef, exp_avg_coef,                       \
+                                     bias_correction2, sign, decay, L2))
     if (!decoupled && weight_decay != 0) NADAM_LOOP(1); else NADAM_LOOP(0);
 #undef NADAM_LOOP
+}
+
+void NAME(fastopt_nadam)(int64_t n, REAL *restrict param, const REAL *restrict grad,
+                         REAL *restrict exp_avg, REAL *restrict exp_avg_sq, REAL lr, REAL beta1,
+                         REAL beta2, REAL eps, REAL weight_decay, int maximize, int decoupled,
+                         REAL grad_coef, REAL exp_avg_coef, REAL bias_correction2, REAL grad_scale)
+{
+    NAME(nadam_step)(n, param, grad, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, weight_decay,
+                     maximize, decoupled, grad_coef, exp_avg_coef, bias_correction2, grad_scale,
+                     NULL);
+}
+
+void NAME(fastopt_nadam_with_norm)(int64_t n, REAL *restrict param, const REAL *restrict grad,
+                                   REAL *restrict exp_avg, REAL *restrict exp_avg_sq, REAL lr,
+                                   REAL beta1, REAL beta2, REAL eps, REAL weight_decay,
+                                   int maximize, int decoupled, REAL grad_coef, REAL exp_avg_coef,
+                                   REAL bias_correction2, REAL grad_scale, double *norm_out)
+{
+    NAME(nadam_step)(n, param, grad, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, weight_decay,
+                     maximize, decoupled, grad_coef, exp_avg_coef, bias_correction2, grad_scale,
+                     norm_out);
 }
 
 /* ---- RAdam ----------------------------------------------------------------------------------- */
@@ -296,11 +478,12 @@ FASTOPT_INLINE void NAME(radam_element)(int64_t i, REAL *restrict param, const R
         param[i] = p - step_size * m;
 }
 
-void NAME(fastopt_radam)(int64_t n, REAL *restrict param, const REAL *restrict grad,
-                         REAL *restrict exp_avg, REAL *restrict exp_avg_sq, REAL lr, REAL beta1,
-                         REAL beta2, REAL eps, REAL weight_decay, int maximize, int decoupled,
-                         int rectify, REAL step_size, REAL bias_correction2_sqrt,
-                         REAL grad_scale)
+/* The step; with norm_out, also *norm_out = fastopt_sum_of_squares(n, grad), from the same pass. */
+FASTOPT_INLINE void NAME(radam_step)(int64_t n, REAL *restrict param, const REAL *restrict grad,
+                                     REAL *restrict exp_avg, REAL *restrict exp_avg_sq, REAL lr,
+                                     REAL beta1, REAL beta2, REAL eps, REAL weight_decay,
+                                     int maximize, int decoupled, int rectify, REAL step_size,
+                                     REAL bias_correction2_sqrt, REAL grad_scale, double *norm_out)
 {
     const REAL sign = maximize ? -grad_scale : grad_scale;  /* -(g*s) == (-s)*g exactly */
     const REAL decay = decoupled ? 1 - lr * weight_decay : 1;  /* x * 1 == x exactly */
@@ -308,16 +491,37 @@ void NAME(fastopt_radam)(int64_t n, REAL *restrict param, const REAL *restrict g
     const int l2 = !decoupled && weight_decay != 0;
 
 #define RADAM_LOOP(L2, RECTIFY)                                                                   \
-    FOR_EACH_ELEMENT(i, NAME(radam_element)(i, param, grad, exp_avg, exp_avg_sq, beta1,           \
-                                            one_minus_beta1, beta2, one_minus_beta2, eps,         \
-                                            weight_decay, step_size, bias_correction2_sqrt, sign, \
-                                            decay, L2, RECTIFY))
+    STEP_LOOP(i, NAME(radam_element)(i, param, grad, exp_avg, exp_avg_sq, beta1,                  \
+                                     one_minus_beta1, beta2, one_minus_beta2, eps,                \
+                                     weight_decay, step_size, bias_correction2_sqrt, sign,        \
+                                     decay, L2, RECTIFY))
     if (rectify) {
         if (l2) RADAM_LOOP(1, 1); else RADAM_LOOP(0, 1);
     } else {
         if (l2) RADAM_LOOP(1, 0); else RADAM_LOOP(0, 0);
     }
 #undef RADAM_LOOP
+}
+
+void NAME(fastopt_radam)(int64_t n, REAL *restrict param, const REAL *restrict grad,
+                         REAL *restrict exp_avg, REAL *restrict exp_avg_sq, REAL lr, REAL beta1,
+                         REAL beta2, REAL eps, REAL weight_decay, int maximize, int decoupled,
+                         int rectify, REAL step_size, REAL bias_correction2_sqrt, REAL grad_scale)
+{
+    NAME(radam_step)(n, param, grad, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, weight_decay,
+                     maximize, decoupled, rectify, step_size, bias_correction2_sqrt, grad_scale,
+                     NULL);
+}
+
+void NAME(fastopt_radam_with_norm)(int64_t n, REAL *restrict param, const REAL *restrict grad,
+                                   REAL *restrict exp_avg, REAL *restrict exp_avg_sq, REAL lr,
+                                   REAL beta1, REAL beta2, REAL eps, REAL weight_decay,
+                                   int maximize, int decoupled, int rectify, REAL step_size,
+                                   REAL bias_correction2_sqrt, REAL grad_scale, double *norm_out)
+{
+    NAME(radam_step)(n, param, grad, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, weight_decay,
+                     maximize, decoupled, rectify, step_size, bias_correction2_sqrt, grad_scale,
+                     norm_out);
 }
 
 /* ---- Adadelta -------------------------------------------------------------------------------- */
@@ -339,18 +543,37 @@ FASTOPT_INLINE void NAME(adadelta_element)(int64_t i, REAL *restrict param,
     param[i] = param[i] - lr * delta;
 }
 
-void NAME(fastopt_adadelta)(int64_t n, REAL *restrict param, const REAL *restrict grad,
-                            REAL *restrict square_avg, REAL *restrict acc_delta, REAL lr,
-                            REAL rho, REAL eps, REAL weight_decay, int maximize, REAL grad_scale)
+/* The step; with norm_out, also *norm_out = fastopt_sum_of_squares(n, grad), from the same pass. */
+FASTOPT_INLINE void NAME(adadelta_step)(int64_t n, REAL *restrict param, const REAL *restrict grad,
+                                        REAL *restrict square_avg, REAL *restrict acc_delta,
+                                        REAL lr, REAL rho, REAL eps, REAL weight_decay,
+                                        int maximize, REAL grad_scale, double *norm_out)
 {
     const REAL sign = maximize ? -grad_scale : grad_scale;  /* -(g*s) == (-s)*g exactly */
     const REAL one_minus_rho = 1 - rho;
 
 #define ADADELTA_LOOP(L2)                                                                         \
-    FOR_EACH_ELEMENT(i, NAME(adadelta_element)(i, param, grad, square_avg, acc_delta, lr, rho,    \
-                                               one_minus_rho, eps, weight_decay, sign, L2))
+    STEP_LOOP(i, NAME(adadelta_element)(i, param, grad, square_avg, acc_delta, lr, rho,           \
+                                        one_minus_rho, eps, weight_decay, sign, L2))
     if (weight_decay != 0) ADADELTA_LOOP(1); else ADADELTA_LOOP(0);
 #undef ADADELTA_LOOP
+}
+
+void NAME(fastopt_adadelta)(int64_t n, REAL *restrict param, const REAL *restrict grad,
+                            REAL *restrict square_avg, REAL *restrict acc_delta, REAL lr, REAL rho,
+                            REAL eps, REAL weight_decay, int maximize, REAL grad_scale)
+{
+    NAME(adadelta_step)(n, param, grad, square_avg, acc_delta, lr, rho, eps, weight_decay, maximize,
+                        grad_scale, NULL);
+}
+
+void NAME(fastopt_adadelta_with_norm)(int64_t n, REAL *restrict param, const REAL *restrict grad,
+                                      REAL *restrict square_avg, REAL *restrict acc_delta, REAL lr,
+                                      REAL rho, REAL eps, REAL weight_decay, int maximize,
+                                      REAL grad_scale, double *norm_out)
+{
+    NAME(adadelta_step)(n, param, grad, square_avg, acc_delta, lr, rho, eps, weight_decay, maximize,
+                        grad_scale, norm_out);
 }
 
 /* ---- Lion ------------------------------------------------------------------------------------ */
@@ -368,16 +591,35 @@ FASTOPT_INLINE void NAME(lion_element)(int64_t i, REAL *restrict param, const RE
     exp_avg[i] = beta2 * m + one_minus_beta2 * g;
 }
 
-void NAME(fastopt_lion)(int64_t n, REAL *restrict param, const REAL *restrict grad,
-                        REAL *restrict exp_avg, REAL lr, REAL beta1, REAL beta2,
-                        REAL weight_decay, int maximize, REAL grad_scale)
+/* The step; with norm_out, also *norm_out = fastopt_sum_of_squares(n, grad), from the same pass. */
+FASTOPT_INLINE void NAME(lion_step)(int64_t n, REAL *restrict param, const REAL *restrict grad,
+                                    REAL *restrict exp_avg, REAL lr, REAL beta1, REAL beta2,
+                                    REAL weight_decay, int maximize, REAL grad_scale,
+                                    double *norm_out)
 {
     const REAL sign = maximize ? -grad_scale : grad_scale;  /* -(g*s) == (-s)*g exactly */
     const REAL decay = 1 - lr * weight_decay;
     const REAL one_minus_beta1 = 1 - beta1, one_minus_beta2 = 1 - beta2;
 
-    FOR_EACH_ELEMENT(i, NAME(lion_element)(i, param, grad, exp_avg, lr, beta1, one_minus_beta1,
-                                           beta2, one_minus_beta2, decay, sign));
+    STEP_LOOP(i, NAME(lion_element)(i, param, grad, exp_avg, lr, beta1, one_minus_beta1,
+                                    beta2, one_minus_beta2, decay, sign));
+}
+
+void NAME(fastopt_lion)(int64_t n, REAL *restrict param, const REAL *restrict grad,
+                        REAL *restrict exp_avg, REAL lr, REAL beta1, REAL beta2, REAL weight_decay,
+                        int maximize, REAL grad_scale)
+{
+    NAME(lion_step)(n, param, grad, exp_avg, lr, beta1, beta2, weight_decay, maximize, grad_scale,
+                    NULL);
+}
+
+void NAME(fastopt_lion_with_norm)(int64_t n, REAL *restrict param, const REAL *restrict grad,
+                                  REAL *restrict exp_avg, REAL lr, REAL beta1, REAL beta2,
+                                  REAL weight_decay, int maximize, REAL grad_scale,
+                                  double *norm_out)
+{
+    NAME(lion_step)(n, param, grad, exp_avg, lr, beta1, beta2, weight_decay, maximize, grad_scale,
+                    norm_out);
 }
 
 /* ---- LAMB ------------------------------------------------------------------------------------ */
@@ -523,35 +765,3 @@ int NAME(fastopt_lamb)(int64_t n, REAL *restrict param, const REAL *restrict gra
 
 #undef FOR_EACH_PIECE
 #undef LAMB_PARALLEL
-
-/* ---- Reduction ------------------------------------------------------------------------------- */
-
-double NAME(fastopt_sum_of_squares)(int64_t n, const REAL *restrict grad)
-{
-    const int64_t chunks = (n + FASTOPT_REDUCTION_CHUNK - 1) / FASTOPT_REDUCTION_CHUNK;
-    double total = 0;
-    /* Chunk sums in a fixed order; each chunk's own sum is one vectorized loop, the same whichever
-     * thread runs it, so the result does not depend on the thread count. */
-    for (int64_t first = 0; first < chunks; first += FASTOPT_REDUCTION_BATCH) {
-        double partial[FASTOPT_REDUCTION_BATCH];
-        const int64_t count = chunks - first < FASTOPT_REDUCTION_BATCH ? chunks - first
-                                                                      : FASTOPT_REDUCTION_BATCH;
-#ifdef _OPENMP
-#pragma omp parallel for schedule(static) if (n >= PARALLEL_THRESHOLD)
-#endif
-        for (int64_t c = 0; c < count; c++) {
-            const int64_t lo = (first + c) * FASTOPT_REDUCTION_CHUNK;
-            const int64_t hi = lo + FASTOPT_REDUCTION_CHUNK < n ? lo + FASTOPT_REDUCTION_CHUNK : n;
-            double s = 0;
-#ifdef _OPENMP
-#pragma omp simd reduction(+ : s)
-#endif
-            for (int64_t i = lo; i < hi; i++)
-                s += (double)grad[i] * (double)grad[i];
-            partial[c] = s;
-        }
-        for (int64_t c = 0; c < count; c++)
-            total += partial[c];
-    }
-    return total;
-}

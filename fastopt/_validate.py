@@ -5,6 +5,8 @@ dtype, ``ValueError`` for a wrong shape, layout, memory overlap or hyperparamete
 """
 
 import numbers
+import weakref
+from operator import is_ as _is
 
 import numpy as np
 
@@ -91,6 +93,57 @@ def check_arrays(named, written, on_device):
     _check_no_overlap([(n, a) for (n, _), a in zip(items, out) if a is not None and a.size],
                       written)
     return out
+
+
+def _NONE_REF():  # stands for the weak reference of a None argument
+    return None
+
+
+class CheckMemo:
+    """Remembers host arrays that passed :func:`check_arrays`, so that a step repeating a call on
+    the same arrays skips the checks (they cost more than a small step itself).
+
+    An entry holds weak references, never the arrays: it matches only while each array is alive and
+    is the same object, with the same shape, strides, dtype and writeability as when it was checked.
+    Those are everything the checks read, except the data pointer and the overlap between the
+    arrays, which a live numpy array cannot change without changing its shape. Only plain
+    ``np.ndarray`` objects are remembered: a DLPack producer (a torch tensor) can be resized or
+    re-pointed under the same object, so its view is checked afresh at every call.
+    """
+
+    LIMIT = 512  # entries; the memo is cleared when it grows past this
+
+    def __init__(self):
+        self._entries = {}
+
+    @staticmethod
+    def _fingerprint(arrays):
+        return tuple(None if a is None else (a.shape, a.strides, a.dtype, a.flags.writeable)
+                     for a in arrays)
+
+    def seen(self, context, arrays):
+        """What :meth:`remember` stored with ``arrays`` (plain numpy arrays or ``None``) under
+        ``context`` (any hashable that fixes what was checked), if they have not changed since;
+        else ``None``."""
+        entry = self._entries.get((context, *map(id, arrays)))
+        if entry is None:
+            return None
+        refs, fingerprint, payload = entry
+        # An entry's ids are those of arrays; each weak reference confirms that the array it was
+        # made for is still alive (so its id was not reused by another object).
+        if all(map(_is, [r() for r in refs], arrays)) and self._fingerprint(arrays) == fingerprint:
+            return payload
+        return None
+
+    def remember(self, context, arrays, payload):
+        """Records that ``arrays`` passed the checks of ``context``, with what the checks
+        produced (``payload``, not ``None``); ignores anything but plain numpy arrays and ``None``."""
+        if not all(a is None or type(a) is np.ndarray for a in arrays):
+            return
+        if len(self._entries) >= self.LIMIT:
+            self._entries.clear()
+        refs = tuple(_NONE_REF if a is None else weakref.ref(a) for a in arrays)
+        self._entries[(context, *map(id, arrays))] = (refs, self._fingerprint(arrays), payload)
 
 
 def _check_no_overlap(pairs, written):

@@ -22,7 +22,9 @@ allow_pickle=False)`` reads it. Entries (``numpy.load`` names them without ``.np
 =======================  ==========================================================================
 ``__fastopt__``          uint8 array: the metadata, UTF-8 JSON (below)
 ``param.<i>``            parameter ``i`` (``param_groups`` order); absent with ``params=False``
-``state.<i>.<name>``     state array ``<name>`` of parameter ``i``: torch's names (``exp_avg``, ...)
+``state.<i>.<name>``     state array ``<name>`` of parameter ``i``: torch's names (``exp_avg``,
+                         ...), ``master`` for the float32 master weights of a float16/bfloat16
+                         parameter, and NAdam's ``mu_product`` as a 0-d float64 array
 ``__checksum__``         uint8 array: ASCII ``"sha256:"`` followed by 64 hex digits
 =======================  ==========================================================================
 
@@ -57,11 +59,13 @@ Torch converters
 ----------------
 :func:`to_torch_state_dict` and :func:`from_torch_state_dict` translate between fastopt's state dict
 and the one of the ``torch.optim`` class of the same algorithm and hyperparameters (``SGD``,
-``Adagrad``, ``RMSprop``, ``Adam``, ``AdamW``; ``foreach=False`` semantics). The state names are
-the same; torch keeps ``step`` as a scalar float tensor and fastopt as an int. Torch's ``SGD`` keeps
-no step count: converting from it gives ``step`` 0 (SGD's update does not depend on it), and a
-``momentum_buffer`` of ``None`` (momentum not started) becomes an absent one, which fastopt also
-starts from the next gradient.
+``Adagrad``, ``RMSprop``, ``Adam``, ``AdamW``, ``Adamax``, ``NAdam``, ``RAdam``, ``Adadelta``;
+``foreach=False`` semantics). The state names are the same; torch keeps ``step`` as a scalar float
+tensor and fastopt as an int, and NAdam's ``mu_product`` as a scalar tensor where fastopt keeps a
+Python float. Torch's ``SGD`` keeps no step count: converting from it gives ``step`` 0 (SGD's update
+does not depend on it), and a ``momentum_buffer`` of ``None`` (momentum not started) becomes an
+absent one, which fastopt also starts from the next gradient. Lion and LAMB have no ``torch.optim``
+class, and torch keeps no float32 master weights: their state is refused.
 """
 
 import hashlib
@@ -86,7 +90,8 @@ FORMAT_VERSION = 1  # the newest version this module writes and reads
 _META = "__fastopt__"
 _CHECKSUM = "__checksum__"
 _TORCH_CLASSES = {"sgd": "SGD", "adagrad": "Adagrad", "rmsprop": "RMSprop", "adam": "Adam",
-                  "adamw": "AdamW"}
+                  "adamw": "AdamW", "adamax": "Adamax", "nadam": "NAdam", "radam": "RAdam",
+                  "adadelta": "Adadelta"}
 # Keys of torch's param groups that choose how torch runs a step, not what it computes.
 _TORCH_EXECUTION_KEYS = ("foreach", "fused", "capturable", "differentiable", "param_names")
 
@@ -97,9 +102,9 @@ class Checkpoint:
 
     Attributes:
         path: the file.
-        algorithm: ``"sgd"``, ``"adagrad"``, ``"rmsprop"``, ``"adam"`` or ``"adamw"``.
-        state_dict: ``{"state": {index: {"step": int, name: ndarray}}, "param_groups": [...]}``,
-            ready for ``optimizer.load_state_dict``.
+        algorithm: the optimizer's algorithm (``"sgd"``, ``"adam"``, ... ``"lamb"``).
+        state_dict: ``{"state": {index: {"step": int, name: ndarray}}, "param_groups": [...]}``
+            (NAdam's ``mu_product`` a float), ready for ``optimizer.load_state_dict``.
         params: the parameters as numpy arrays in ``param_groups`` order, or ``None`` if the file
             was saved without them.
         extra: the caller's dict given to :func:`save`, or ``None``.
@@ -406,12 +411,21 @@ def _checkpoint(path, meta, entries):
         listed.add(entry)
         return array
 
+    # Host scalars (NAdam's mu_product) are stored as 0-d float64 entries and read back as floats.
+    spec = ALGORITHMS.get(meta["algorithm"])
+    host_state = spec.host_state if spec is not None else {}
+
+    def value(name, description):
+        array = take(description)
+        return float(array) if name in host_state and array.shape == () else array
+
     state = {}
     for record in meta["state"]:
         index, step = record["index"], record["step"]
         if not isinstance(index, int) or not isinstance(step, int) or index in state:
             raise ValueError(f"bad state record {record!r}")
-        state[index] = {"step": step, **{name: take(d) for name, d in record["arrays"].items()}}
+        state[index] = {"step": step, **{name: value(name, d)
+                                         for name, d in record["arrays"].items()}}
     groups = [{**_from_json({k: v for k, v in g.items() if k != "params"}),
                "params": list(g["params"])} for g in meta["param_groups"]]
     params = None if meta["params"] is None else [take(d) for d in meta["params"]]
@@ -474,30 +488,35 @@ def to_torch_state_dict(source, algorithm=None):
     """A ``torch.optim`` state dict equivalent to a fastopt optimizer's state.
 
     The result loads into the ``torch.optim`` class of the same algorithm (``SGD``, ``Adagrad``,
-    ``RMSprop``, ``Adam``, ``AdamW``) built over the same parameters, in the same groups::
+    ``RMSprop``, ``Adam``, ``AdamW``, ``Adamax``, ``NAdam``, ``RAdam``, ``Adadelta``) built over
+    the same parameters, in the same groups::
 
         topt = torch.optim.Adam(model.parameters(), lr=1e-3)
         topt.load_state_dict(fastopt.to_torch_state_dict(opt))
 
     State arrays become CPU tensors of their dtype (``load_state_dict`` moves them to each
-    parameter's device and dtype), ``step`` becomes torch's scalar float tensor, and every param
-    group carries all the keys that torch's class itself writes (``foreach``, ``fused``,
-    ``capturable``, ``differentiable``, ``decoupled_weight_decay``, ... at torch's defaults, from a
-    throwaway instance of the class), so torch's step behaves as fastopt's. Torch's ``SGD`` keeps
-    no step count, so it is dropped there.
+    parameter's device and dtype), ``step`` becomes torch's scalar float tensor, NAdam's
+    ``mu_product`` a float64 scalar tensor (which ``load_state_dict`` also casts to the parameter's
+    dtype), and every param group carries all the keys that torch's class itself writes
+    (``foreach``, ``fused``, ``capturable``, ``differentiable``, ``decoupled_weight_decay``, ... at
+    torch's defaults, from a throwaway instance of the class), so torch's step behaves as
+    fastopt's. Torch's ``SGD`` keeps no step count, so it is dropped there.
 
     Args:
         source: a fastopt optimizer, a :class:`Checkpoint`, or a fastopt state dict (then
             ``algorithm`` is required).
-        algorithm: ``"sgd"``, ``"adagrad"``, ``"rmsprop"``, ``"adam"`` or ``"adamw"`` (or a
-            fastopt optimizer class or instance); checked against ``source`` when both say.
+        algorithm: ``"sgd"``, ``"adagrad"``, ``"rmsprop"``, ``"adam"``, ``"adamw"``,
+            ``"adamax"``, ``"nadam"``, ``"radam"`` or ``"adadelta"`` (or a fastopt optimizer class
+            or instance); checked against ``source`` when both say.
 
     Returns:
         ``{"state": {index: {...tensors}}, "param_groups": [{..., "params": [indices]}]}``.
 
     Raises:
         ImportError: torch is not installed.
-        ValueError: unknown algorithm, or one that disagrees with ``source``'s.
+        ValueError: unknown algorithm, one that disagrees with ``source``'s, one that
+            ``torch.optim`` lacks (Lion, LAMB), or mixed-precision state (float32 master weights,
+            which torch's optimizers do not keep).
     """
     import torch
 
@@ -514,6 +533,7 @@ def to_torch_state_dict(source, algorithm=None):
         name = wanted
     if name is None:
         raise ValueError("algorithm: required when converting a plain state dict")
+    _check_torch_has(name)
     spec = ALGORITHMS[name]
     torch_class = getattr(torch.optim, _TORCH_CLASSES[name])
     scalar_dtype = torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
@@ -525,11 +545,17 @@ def to_torch_state_dict(source, algorithm=None):
                        "params": [int(i) for i in group["params"]]})
     state = {}
     for index, saved in state_dict["state"].items():
+        if "master" in saved:
+            raise ValueError(f"state[{index}]: holds float32 master weights of a float16/bfloat16 "
+                             "parameter (mixed precision), which torch.optim does not keep; "
+                             "convert the state of a float32 run instead")
         out = {}
         for key, value in saved.items():
             if key == "step":
                 if name != "sgd":
                     out["step"] = torch.tensor(float(value), dtype=scalar_dtype)
+            elif key in spec.host_state:  # NAdam's mu_product: a scalar tensor in torch
+                out[key] = torch.tensor(float(value), dtype=torch.float64)
             else:
                 out[key] = torch.from_numpy(_host_copy(key, value))
         if out:
@@ -546,16 +572,17 @@ def from_torch_state_dict(torch_state_dict, algorithm):
         opt.load_state_dict(fastopt.from_torch_state_dict(topt.state_dict(), "adam"))
 
     Parameters are numbered by their position in the groups (torch's own numbering), tensors become
-    numpy copies (from any device), ``step`` an int. Torch's execution options (``foreach``,
-    ``fused``, ``capturable``, ``differentiable``) and ``param_names`` are dropped; other keys,
-    such as a scheduler's ``initial_lr``, are kept. Torch's ``SGD`` has no step count: ``step``
-    is 0, and a ``momentum_buffer`` of ``None`` is left out (fastopt then starts it from the next
-    gradient, as torch does).
+    numpy copies (from any device), ``step`` an int and NAdam's ``mu_product`` a Python float
+    (torch keeps it in its default dtype, float32 unless set). Torch's execution options
+    (``foreach``, ``fused``, ``capturable``, ``differentiable``) and ``param_names`` are dropped;
+    other keys, such as a scheduler's ``initial_lr``, are kept. Torch's ``SGD`` has no step count:
+    ``step`` is 0, and a ``momentum_buffer`` of ``None`` is left out (fastopt then starts it from
+    the next gradient, as torch does).
 
     Args:
         torch_state_dict: ``torch.optim.<Class>.state_dict()`` of the same algorithm.
-        algorithm: ``"sgd"``, ``"adagrad"``, ``"rmsprop"``, ``"adam"`` or ``"adamw"``, or a fastopt
-            optimizer class or instance.
+        algorithm: ``"sgd"``, ``"adagrad"``, ``"rmsprop"``, ``"adam"``, ``"adamw"``, ``"adamax"``,
+            ``"nadam"``, ``"radam"`` or ``"adadelta"``, or a fastopt optimizer class or instance.
 
     Returns:
         ``{"state": {index: {"step": int, name: ndarray}}, "param_groups": [...]}``.
@@ -563,9 +590,11 @@ def from_torch_state_dict(torch_state_dict, algorithm):
     Raises:
         ValueError: the state dict is not of ``algorithm`` (e.g. ``AdamW`` state, with
             ``decoupled_weight_decay=True``, for ``"adam"``), has a state name the algorithm does
-            not use, a missing or non-integral ``step``, or state for an unknown parameter.
+            not use, a missing or non-integral ``step``, or state for an unknown parameter; or
+            ``algorithm`` is one that ``torch.optim`` lacks (Lion, LAMB).
     """
     name = _algorithm_name(algorithm)
+    _check_torch_has(name)
     spec = ALGORITHMS[name]
     positions, groups = {}, []
     for g_index, group in enumerate(torch_state_dict["param_groups"]):
@@ -579,8 +608,12 @@ def from_torch_state_dict(torch_state_dict, algorithm):
         for i, param_id in enumerate(group["params"]):
             positions[param_id] = start + i
         hyper = {**spec.defaults}
-        hyper.update((k, _torch_plain(v)) for k, v in group.items()
-                     if k not in ("params", "decoupled_weight_decay", *_TORCH_EXECUTION_KEYS))
+        # Adam and AdamW tell decoupled_weight_decay by their class (checked above); NAdam and
+        # RAdam take it as a hyperparameter.
+        dropped = {"params", *_TORCH_EXECUTION_KEYS}
+        if "decoupled_weight_decay" not in spec.defaults:
+            dropped.add("decoupled_weight_decay")
+        hyper.update((k, _torch_plain(v)) for k, v in group.items() if k not in dropped)
         if "betas" in hyper:
             hyper["betas"] = tuple(hyper["betas"])
         groups.append({**hyper, "params": list(range(start, len(positions)))})
@@ -593,12 +626,22 @@ def from_torch_state_dict(torch_state_dict, algorithm):
         for key, value in saved.items():
             if key == "step" or value is None:
                 continue
+            if key in spec.host_state:  # NAdam's mu_product: a Python float in fastopt
+                out[key] = float(_torch_plain(value))
+                continue
             if key not in spec.state:
                 raise ValueError(f"{where}: unknown state {key!r} for {name} (expected "
                                  f"{', '.join(spec.state)})")
             out[key] = _torch_array(value)
         state[positions[param_id]] = out
     return {"state": state, "param_groups": groups}
+
+
+def _check_torch_has(name):
+    if name not in _TORCH_CLASSES:
+        raise ValueError(f"algorithm: torch.optim has no {name} optimizer (fastopt follows its "
+                         f"paper), so there is no torch state dict to convert; the converters "
+                         f"know {', '.join(_TORCH_CLASSES)}")
 
 
 def _algorithm_name(algorithm):

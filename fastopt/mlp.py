@@ -34,8 +34,9 @@ def _is_device(backend):
 
 
 #: Host backends for the MLP kernels, fastest first: the matrix products are compute-bound and the
-#: C kernels' explicit AVX2+FMA micro-kernel runs them 2-4x faster than numba's auto-vectorized
-#: loops (bench/mlp_table.py), so ``c`` leads here, unlike for the memory-bound optimizer steps.
+#: C kernels' explicit AVX2+FMA register tiles run them 1.3-2x faster than numba's dot-product
+#: tiles, which need packed copies (bench/mlp_table.py), so ``c`` leads here, unlike for the
+#: memory-bound optimizer steps.
 MLP_HOST_PREFERENCE = ("c", "cpu", "numpy")
 
 

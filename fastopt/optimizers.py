@@ -26,6 +26,7 @@ zero-copy views. State lives beside the parameters (host or device).
 
 import copy
 import math
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,8 +34,8 @@ import numpy as np
 from . import _algorithms as alg
 from . import _memory, lowp, mixed
 from ._dispatch import choose, is_device_array, kernels
-from ._step import check_hyper, launch
-from ._validate import as_device_array, as_host_array, check_arrays, check_number
+from ._step import check_hyper, launch, launch_with_norm
+from ._validate import CheckMemo, as_device_array, as_host_array, check_arrays, check_number
 from .arena import FlatParams
 
 #: Added to the norm before dividing, as ``torch.nn.utils.clip_grad_norm_`` does.
@@ -53,9 +54,20 @@ class StepInfo:
     clip_coef: float = 1.0
 
 
+# Parameter views and gradients that passed a step's checks, keyed by backend.
+_GRAD_CHECKS = CheckMemo()
+
 #: Parameter dtypes that get float32 master weights: float16, and uint16 holding bfloat16 bits.
 _LOW_PRECISION = (np.dtype(np.float16), np.dtype(np.uint16))
 _STATE_DTYPES = {"float32": np.float32, "bfloat16": np.uint16}
+
+
+def _mixed_options(rounding, seed, state_dtype):
+    """The checked mixed-precision options of a class (see :class:`Optimizer`)."""
+    rounding, seed = mixed.check_options(rounding, seed)
+    if state_dtype not in _STATE_DTYPES:
+        raise ValueError(f"state_dtype: expected 'float32' or 'bfloat16', got {state_dtype!r}")
+    return dict(rounding=rounding, seed=seed, state_dtype=state_dtype)
 
 
 def _single(x):
@@ -68,11 +80,21 @@ def _buffer(x):
 
 
 class Optimizer:
-    """Base class: parameter groups, lazily created per-parameter state, ``step``, state dicts."""
+    """Base class: parameter groups, lazily created per-parameter state, ``step``, state dicts.
+
+    Mixed precision (every class but :class:`LAMB`): float16 parameters, and uint16 arrays holding
+    bfloat16 parameters, get float32 master weights (``state["master"]``, from the parameters'
+    values at construction). Each step updates the master weights exactly as the float32 step
+    would and writes them back rounded in the same pass (:mod:`fastopt.mixed`), to nearest even
+    or, with ``rounding="stochastic"``, from a random stream keyed on ``(seed, step, parameter,
+    element)``. Their gradients may be float32 or of the parameter's format, and
+    ``state_dtype="bfloat16"`` stores their optimizer state as bfloat16 (rounded to nearest).
+    """
 
     algorithm = None  # an :class:`fastopt._algorithms.Algorithm`, set by each subclass
-    #: Mixed-precision options (rounding, seed, state_dtype) of the optimizers that keep float32
-    #: master weights for float16/bfloat16 parameters; None where float32/float64 is required.
+    #: Mixed-precision options (rounding, seed, state_dtype), set by the constructor of every class
+    #: but LAMB's, which keep float32 master weights for float16/bfloat16 parameters; None where
+    #: float32/float64 is required.
     _mixed = None
 
     def __init__(self, params, backend=None, skip_nonfinite=True, **defaults):
@@ -84,6 +106,8 @@ class Optimizer:
         self._views = []  # (user's object, checked zero-copy view) per parameter
         self._hyper_cache = {}  # group index -> (raw hyperparameters, validated ones)
         self._segments = {}  # LAMB: parameter index -> (user's object, segment_offsets array)
+        self._layouts = {}  # arena parameter index -> weak reference to a checked arena gradient
+        self._empties = {}  # dtype -> an empty array standing for unused state
         self._requested_backend = backend
         groups = [params] if _single(params) else list(params)
         if not groups:
@@ -137,7 +161,8 @@ class Optimizer:
         """A float16/bfloat16 parameter, checked, and its float32 master copy."""
         if self._mixed is None:
             raise TypeError(f"{name}: {param.dtype} parameters need float32 master weights, which "
-                            f"Adam and AdamW keep; {type(self).__name__} takes float32 or float64")
+                            f"{type(self).__name__} does not keep (its second pass re-reads the "
+                            "stored moments); it takes float32 or float64 parameters")
         (view,) = mixed._checked({name: param}, {name}, on_device, {name: _LOW_PRECISION})
         fmt = "float16" if np.dtype(view.dtype) == np.float16 else "bfloat16"
         master = lowp.from_bits(_memory.to_host(view), fmt)
@@ -149,8 +174,10 @@ class Optimizer:
         ``grad_scale``: the loss scale the gradients carry (they are divided by it, inside the
         update). ``max_norm``: clip the gradients by their global L2 norm, as
         ``torch.nn.utils.clip_grad_norm_`` (coefficient ``max_norm / (norm + 1e-6)``, at most 1).
-        ``return_norm``: compute the global norm even when nothing else needs it. Returns a
-        :class:`StepInfo`.
+        ``return_norm``: compute the global norm even when nothing else needs it; when nothing
+        else does (and ``skip_nonfinite=False``), each update pass sums its own gradient: no
+        reduction pass, and a non-finite norm is reported (``found_inf``) but not skipped.
+        Returns a :class:`StepInfo`.
         """
         inv_scale = 1.0
         if grad_scale is not None:
@@ -173,6 +200,11 @@ class Optimizer:
                     plan.append(self._prepare(index, param, grads[index], hyper))
                 index += 1
         info = StepInfo()
+        in_pass = (return_norm and grad_scale is None and max_norm is None
+                   and not self.skip_nonfinite
+                   and not any("master" in self.state.get(i, ()) for i, *_ in plan))
+        if in_pass:  # nothing needs the norm first: each update pass also sums its gradient
+            return self._step_with_norm(plan)
         if grad_scale is not None or max_norm is not None or return_norm or self.skip_nonfinite:
             # The reduction pass: one read of every gradient.
             total = sum(reduce() for *_, reduce, _ in plan)
@@ -188,6 +220,19 @@ class Optimizer:
             state["step"] = step
             run(factor)
         return info
+
+    def _step_with_norm(self, plan):
+        """The update of every planned parameter, each pass also summing its gradient's squares
+        into a slot of its own (added in parameter order afterwards, so the norm is the reduction
+        pass's, bit for bit). Nothing is skipped: a non-finite norm is reported as ``found_inf``."""
+        norms = _memory.full(self._backend == "cuda", (max(len(plan), 1),), np.float64, 0.0)
+        for k, (index, new_state, step, _, run) in enumerate(plan):
+            state = self.state.setdefault(index, {})
+            state.update(new_state)
+            state["step"] = step
+            run(1.0, norms[k:k + 1])
+        norm = math.sqrt(sum(_memory.to_host(norms)[:len(plan)].tolist()))
+        return StepInfo(grad_norm=norm, found_inf=not math.isfinite(norm))
 
     def _checked_hyper(self, g_index, group):
         """The group's validated hyperparameters, checked again only when one of them changed."""
@@ -207,30 +252,20 @@ class Optimizer:
         ``reduce()`` is the gradient's squared norm and ``run(grad_scale)`` launches the update.
         Missing state is created but not yet stored."""
         on_device = self._backend == "cuda"
-        if "master" in self.state.get(index, {}):
+        if "master" in self.state.get(index, ()):
             return self._prepare_mixed(index, grad, hyper, on_device)
         user_param, view = self._views[index]
         if param is not user_param:  # the user replaced it in param_groups
             view = check_arrays({f"params[{index}]": _buffer(param)}, {f"params[{index}]"},
                                 on_device)[0]
             self._views[index] = (param, view)
-        pname, gname = f"params[{index}]", f"grads[{index}]"
-        if isinstance(param, FlatParams):
-            if not isinstance(grad, FlatParams) and not (hasattr(grad, "shape")
-                                                       and tuple(grad.shape) == view.shape):
-                raise ValueError(f"{gname}: expected a FlatParams of the same layout as "
-                                 f"{pname} (or a flat array of {view.size} elements)")
-            if isinstance(grad, FlatParams) and grad.shapes != param.shapes:
-                raise ValueError(f"{gname}: arena layout does not match {pname}'s")
-        grad = _buffer(grad)
-        choose({pname: view, gname: grad}, self._backend)
-        arrays = check_arrays({pname: view, gname: grad}, {pname}, on_device)
+        arrays = self._checked_grad(index, param, view, grad, on_device)
         state = self.state.get(index, {})
         new_state = {}
         fresh = False
         for name, used in zip(self.algorithm.state, self.algorithm.uses(hyper)):
             if not used:
-                arrays.append(_memory.empty(on_device, view.dtype))
+                arrays.append(self._empty(view.dtype, on_device))
                 continue
             if name not in state:
                 fill = self.algorithm.initial_state(hyper, name)
@@ -238,16 +273,57 @@ class Optimizer:
                 fresh = True
             arrays.append(new_state.get(name, state.get(name)))
         step = state.get("step", 0) + 1
-        # Host scalars (NAdam's mu_product) advance with the step and are stored with it.
-        host = self.algorithm.advance(hyper, step, {name: state.get(name, initial) for name, initial
-                                                    in self.algorithm.host_state.items()})
-        new_state.update(host)
+        host_state = self.algorithm.host_state
+        if host_state:  # host scalars (NAdam's mu_product) advance with the step, stored with it
+            host = self.algorithm.advance(hyper, step, {name: state.get(name, initial)
+                                                        for name, initial in host_state.items()})
+            new_state.update(host)
+        else:
+            host = {}
         if self.algorithm.segmented:
             arrays.append(self._segment_offsets(index, param, view.size, on_device))
         scalars = self.algorithm.scalars(hyper, step, fresh, **host)
         module = kernels(self._backend)
-        return (index, new_state, step, lambda: module.sum_of_squares(arrays[1]),
-                lambda factor: launch(module, self.algorithm, arrays, scalars, factor))
+        algorithm = self.algorithm
+
+        def run(factor, norm_out=None):
+            if norm_out is None:
+                launch(module, algorithm, arrays, scalars, factor)
+            else:
+                launch_with_norm(module, algorithm, arrays, scalars, factor, norm_out)
+
+        return (index, new_state, step, lambda: module.sum_of_squares(arrays[1]), run)
+
+    def _checked_grad(self, index, param, view, grad, on_device):
+        """``[parameter view, gradient buffer]`` after the checks of a step. The checks of a
+        gradient array passed unchanged at an earlier step are not repeated (see
+        :class:`fastopt._validate.CheckMemo`); nor is an arena gradient's layout check."""
+        pname, gname = f"params[{index}]", f"grads[{index}]"
+        if isinstance(param, FlatParams):
+            checked = self._layouts.get(index)
+            if checked is None or checked() is not grad:
+                if not isinstance(grad, FlatParams) and not (hasattr(grad, "shape")
+                                                           and tuple(grad.shape) == view.shape):
+                    raise ValueError(f"{gname}: expected a FlatParams of the same layout as "
+                                     f"{pname} (or a flat array of {view.size} elements)")
+                if isinstance(grad, FlatParams):
+                    if grad.shapes != param.shapes:
+                        raise ValueError(f"{gname}: arena layout does not match {pname}'s")
+                    self._layouts[index] = weakref.ref(grad)  # an arena's layout is fixed
+        buffer = _buffer(grad)
+        if _GRAD_CHECKS.seen(self._backend, (view, buffer)) is not None:
+            return [view, buffer]
+        choose({pname: view, gname: buffer}, self._backend)
+        arrays = check_arrays({pname: view, gname: buffer}, {pname}, on_device)
+        _GRAD_CHECKS.remember(self._backend, (view, buffer), True)
+        return arrays
+
+    def _empty(self, dtype, on_device):
+        """An empty array standing for state the step does not use, made once per dtype."""
+        empty = self._empties.get(dtype)
+        if empty is None:
+            empty = self._empties[dtype] = _memory.empty(on_device, dtype)
+        return empty
 
     def _prepare_mixed(self, index, grad, hyper, on_device):
         """:meth:`_prepare` for a float16/bfloat16 parameter with float32 master weights."""
@@ -259,20 +335,26 @@ class Optimizer:
         state = self.state[index]
         state_dtype = _STATE_DTYPES[self._mixed["state_dtype"]]
         new_state, states = {}, []
+        fresh = False
         for name, used in zip(self.algorithm.state, self.algorithm.uses(hyper)):
             if used and name not in state:
-                new_state[name] = _memory.full(on_device, view.shape, state_dtype, 0.0)
+                fill = mixed.state_fill(self.algorithm.initial_state(hyper, name), state_dtype)
+                new_state[name] = _memory.full(on_device, view.shape, state_dtype, fill)
+                fresh = True
             states.append(new_state.get(name, state.get(name)) if used
                           else _memory.empty(on_device, state_dtype))
         step = state.get("step", 0) + 1
-        scalars = self.algorithm.scalars(hyper, step, False)
+        host = self.algorithm.advance(hyper, step, {name: state.get(name, initial) for name, initial
+                                                    in self.algorithm.host_state.items()})
+        new_state.update(host)
+        scalars = self.algorithm.scalars(hyper, step, fresh, **host)
         stochastic = self._mixed["rounding"] == "stochastic"
         key = lowp.stream_key(self._mixed["seed"], step, stream=index + 1)
         module = kernels(self._backend, "mixed")
-        master = state["master"]
+        master, algorithm = state["master"], self.algorithm
         return (index, new_state, step, lambda: mixed.grad_sum_of_squares(module, grad),
-                lambda factor: mixed.launch_adam(module, master, grad, *states, view, scalars,
-                                                 factor, stochastic, key))
+                lambda factor: mixed.launch(module, algorithm, master, grad, states, view,
+                                            scalars, factor, stochastic, key))
 
     def _segment_offsets(self, index, param, size, on_device):
         """LAMB's per-tensor segments of one parameter, made once on the step's side: an arena's
@@ -384,8 +466,9 @@ class SGD(Optimizer):
     algorithm = alg.SGD
 
     def __init__(self, params, lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0,
-                 nesterov=False, *, maximize=False, backend=None,
-                 skip_nonfinite=True):
+                 nesterov=False, *, maximize=False, backend=None, skip_nonfinite=True,
+                 rounding="nearest", seed=0, state_dtype="float32"):
+        self._mixed = _mixed_options(rounding, seed, state_dtype)
         super().__init__(params, backend, skip_nonfinite,
                          lr=lr, momentum=momentum, dampening=dampening,
                          weight_decay=weight_decay, nesterov=nesterov, maximize=maximize)
@@ -398,7 +481,8 @@ class Adagrad(Optimizer):
 
     def __init__(self, params, lr=1e-2, lr_decay=0.0, weight_decay=0.0,
                  initial_accumulator_value=0.0, eps=1e-10, *, maximize=False, backend=None,
-                 skip_nonfinite=True):
+                 skip_nonfinite=True, rounding="nearest", seed=0, state_dtype="float32"):
+        self._mixed = _mixed_options(rounding, seed, state_dtype)
         super().__init__(params, backend, skip_nonfinite,
                          lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
                          initial_accumulator_value=initial_accumulator_value, eps=eps,
@@ -412,8 +496,9 @@ class RMSprop(Optimizer):
     algorithm = alg.RMSPROP
 
     def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0,
-                 centered=False, *, maximize=False, backend=None,
-                 skip_nonfinite=True):
+                 centered=False, *, maximize=False, backend=None, skip_nonfinite=True,
+                 rounding="nearest", seed=0, state_dtype="float32"):
+        self._mixed = _mixed_options(rounding, seed, state_dtype)
         super().__init__(params, backend, skip_nonfinite,
                          lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay,
                          momentum=momentum, centered=centered, maximize=maximize)
@@ -421,14 +506,8 @@ class RMSprop(Optimizer):
 
 class Adam(Optimizer):
     """Adam with L2 weight decay, optionally AMSGrad, as ``torch.optim.Adam``; formula:
-    :func:`fastopt.functional.adam`.
-
-    float16 parameters, and uint16 arrays holding bfloat16 parameters, get float32 master weights
-    (``state["master"]``, from the parameters' values at construction): each step updates the
-    master weights and writes them back rounded in the same pass, to nearest even or, with
-    ``rounding="stochastic"``, from a random stream keyed on ``(seed, step, parameter, element)``
-    (see :mod:`fastopt.mixed`). Their gradients may be float32 or of the parameter's format, and
-    ``state_dtype="bfloat16"`` stores their optimizer state as bfloat16.
+    :func:`fastopt.functional.adam`. Mixed precision (``rounding``, ``seed``, ``state_dtype``):
+    see :class:`Optimizer`.
     """
 
     algorithm = alg.ADAM
@@ -436,13 +515,7 @@ class Adam(Optimizer):
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
                  amsgrad=False, *, maximize=False, backend=None, skip_nonfinite=True,
                  rounding="nearest", seed=0, state_dtype="float32"):
-        if rounding not in lowp.ROUNDINGS:
-            raise ValueError(f"rounding: expected 'nearest' or 'stochastic', got {rounding!r}")
-        if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)):
-            raise TypeError(f"seed: expected an int, got {seed!r}")
-        if state_dtype not in _STATE_DTYPES:
-            raise ValueError(f"state_dtype: expected 'float32' or 'bfloat16', got {state_dtype!r}")
-        self._mixed = dict(rounding=rounding, seed=int(seed), state_dtype=state_dtype)
+        self._mixed = _mixed_options(rounding, seed, state_dtype)
         super().__init__(params, backend, skip_nonfinite, lr=lr, betas=betas, eps=eps,
                          weight_decay=weight_decay, amsgrad=amsgrad, maximize=maximize)
 
@@ -468,7 +541,9 @@ class Adamax(Optimizer):
     algorithm = alg.ADAMAX
 
     def __init__(self, params, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, *,
-                 maximize=False, backend=None, skip_nonfinite=True):
+                 maximize=False, backend=None, skip_nonfinite=True, rounding="nearest", seed=0,
+                 state_dtype="float32"):
+        self._mixed = _mixed_options(rounding, seed, state_dtype)
         super().__init__(params, backend, skip_nonfinite, lr=lr, betas=betas, eps=eps,
                          weight_decay=weight_decay, maximize=maximize)
 
@@ -482,7 +557,9 @@ class NAdam(Optimizer):
 
     def __init__(self, params, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
                  momentum_decay=4e-3, decoupled_weight_decay=False, *, maximize=False,
-                 backend=None, skip_nonfinite=True):
+                 backend=None, skip_nonfinite=True, rounding="nearest", seed=0,
+                 state_dtype="float32"):
+        self._mixed = _mixed_options(rounding, seed, state_dtype)
         super().__init__(params, backend, skip_nonfinite, lr=lr, betas=betas, eps=eps,
                          weight_decay=weight_decay, momentum_decay=momentum_decay,
                          decoupled_weight_decay=decoupled_weight_decay, maximize=maximize)
@@ -496,7 +573,8 @@ class RAdam(Optimizer):
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
                  decoupled_weight_decay=False, *, maximize=False, backend=None,
-                 skip_nonfinite=True):
+                 skip_nonfinite=True, rounding="nearest", seed=0, state_dtype="float32"):
+        self._mixed = _mixed_options(rounding, seed, state_dtype)
         super().__init__(params, backend, skip_nonfinite, lr=lr, betas=betas, eps=eps,
                          weight_decay=weight_decay, decoupled_weight_decay=decoupled_weight_decay,
                          maximize=maximize)
@@ -508,7 +586,9 @@ class Adadelta(Optimizer):
     algorithm = alg.ADADELTA
 
     def __init__(self, params, lr=1.0, rho=0.9, eps=1e-6, weight_decay=0.0, *, maximize=False,
-                 backend=None, skip_nonfinite=True):
+                 backend=None, skip_nonfinite=True, rounding="nearest", seed=0,
+                 state_dtype="float32"):
+        self._mixed = _mixed_options(rounding, seed, state_dtype)
         super().__init__(params, backend, skip_nonfinite, lr=lr, rho=rho, eps=eps,
                          weight_decay=weight_decay, maximize=maximize)
 
@@ -521,7 +601,9 @@ class Lion(Optimizer):
     algorithm = alg.LION
 
     def __init__(self, params, lr=1e-4, betas=(0.9, 0.99), weight_decay=0.0, *, maximize=False,
-                 backend=None, skip_nonfinite=True):
+                 backend=None, skip_nonfinite=True, rounding="nearest", seed=0,
+                 state_dtype="float32"):
+        self._mixed = _mixed_options(rounding, seed, state_dtype)
         super().__init__(params, backend, skip_nonfinite, lr=lr, betas=betas,
                          weight_decay=weight_decay, maximize=maximize)
 
@@ -534,6 +616,10 @@ class LAMB(Optimizer):
     An array is one tensor. An arena (or arena segment) is stepped with two launches over its
     whole buffer, a segmented reduction and the update, with one trust ratio per tensor of the
     arena: the same result as stepping its tensors one by one, whatever their number.
+
+    LAMB takes float32 or float64 parameters only: it keeps no float32 master weights for
+    float16/bfloat16 ones (its second pass recomputes the update from the moments the first pass
+    stored, which in bfloat16 would no longer be the float32 step's).
     """
 
     algorithm = alg.LAMB

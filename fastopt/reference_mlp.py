@@ -37,6 +37,26 @@ every backend, arrays first, C-contiguous, one float dtype; the kernels trust th
 array of length 2; ``scale`` and ``s`` are scalars of the arrays' dtype. The derivative of relu,
 tanh and sigmoid is taken from ``out`` (``out > 0``, ``1 - out^2``, ``out (1 - out)``); gelu's
 needs ``pre``.
+
+The ``cpu`` and ``c`` backends also run a whole epoch of minibatch training in one call (what
+:func:`fastopt.train` does per step, with no Python between the steps)::
+
+    train_epoch(X, labels, targets, order, batch_size, layout, codes, loss, params, grads,
+                optimizer, states, scalars, max_norm, skip_nonfinite)
+        -> (losses, wrongs, norms), one entry per step run
+
+For each batch of ``batch_size`` rows of ``X`` in the order ``order`` (the last may be smaller):
+gather; forward; the loss ``LOSSES[loss]`` against ``labels`` (int64, cross-entropy) or ``targets``
+(rows of the dtype, MSE; the unused one is empty), whose mean is ``losses[step]`` (the sum times
+``1.0 / rows``, or ``1.0 / (rows * classes)``); backward; the gradient norm (``sum_squares``), and
+``grads *= max_norm / (norm + 1e-6)`` when ``max_norm > 0`` and the norm exceeds it; then one step
+of the optimizer kernel ``EPOCH_OPTIMIZERS[optimizer]`` of the backend's optimizer family over the
+whole vector, with ``grad_scale`` 1, its state arrays ``states`` (``fastopt._algorithms`` order,
+``None`` where unused) and the step's row of ``scalars`` (steps x k, the dtype): the kernel's
+scalars as ``Algorithm.scalars`` gives them, flags as 0 or 1. With ``skip_nonfinite``, a step whose
+norm is not finite updates nothing and ends the call (the caller recomputes the scalars of the
+following steps, whose step count is one lower). ``layout`` is int64, one row per layer: weight
+offset, fan_in, fan_out, bias offset into ``params``/``grads``; ``codes`` the layer activations.
 """
 
 import math
@@ -50,6 +70,12 @@ IDENTITY, RELU, TANH, SIGMOID, GELU = range(len(ACTIVATIONS))
 NEEDS_PRE = tuple(name == "gelu" for name in ACTIVATIONS)
 
 LOSSES = ("cross_entropy", "mse")
+CROSS_ENTROPY, MSE = range(len(LOSSES))
+
+#: The optimizer kernels (``Algorithm.kernel``) a compiled epoch runs; it receives the index.
+#: Every optimizer class maps to one (Adam and AdamW share ``adam``).
+EPOCH_OPTIMIZERS = ("sgd", "adagrad", "rmsprop", "adam", "adamax", "nadam", "radam", "adadelta",
+                    "lion", "lamb")
 
 _erf = np.vectorize(math.erf, otypes=[np.float64])
 

@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import _memory
+from . import reference_mlp as ref
+from ._step import check_hyper
 from ._validate import check_number
 from .mlp import check_batch
 
@@ -84,78 +86,99 @@ def _progress_bar(total, enabled):
     return tqdm(total=total, unit="step", leave=False, dynamic_ncols=True)
 
 
-_FUSED_KINDS = {"sgd": 0, "adagrad": 1, "rmsprop": 2, "adam": 3, "adamw": 3}
-
-
 class _FusedEpochs:
-    """Runs whole epochs in one compiled call (the backend's ``train_epoch``), reading and
-    updating the optimizer's own state arrays and step count, so the optimizer can go on stepping
-    (or be saved with ``state_dict``) afterwards exactly as after per-step training."""
+    """Runs whole epochs in one compiled call (the backend's ``train_epoch``, contract in
+    :mod:`fastopt.reference_mlp`), through the optimizer's own kernel on the model's backend and
+    on the optimizer's own state arrays and step count, so that histories, parameters and state
+    are bit for bit those of per-step training, and the optimizer can go on stepping (or be saved
+    with ``state_dict``) afterwards.
+
+    The host computes each step's kernel scalars as :meth:`fastopt.Optimizer.step` does
+    (``Algorithm.scalars``, cast to the dtype). A step whose gradient is not finite is skipped as
+    the optimizer skips it (``skip_nonfinite``): the call ends there and the rest of the epoch
+    runs in a new call, with the step counts one lower."""
 
     def __init__(self, model, optimizer, batch_size):
-        from ._step import check_hyper
-
         self.model, self.optimizer, self.batch_size = model, optimizer, batch_size
         self.kernel = model._kernels.train_epoch
-        algorithm = optimizer.algorithm
-        self.algorithm = algorithm
-        self.kind = _FUSED_KINDS[algorithm.name]
+        self.algorithm = optimizer.algorithm
+        self.optimizer_code = ref.EPOCH_OPTIMIZERS.index(self.algorithm.kernel)
+        self.loss = ref.LOSSES.index(model.loss_name)
         layout, offsets = [], model.param_arena.offsets
         for layer in range(model.n_layers):
             layout.append((offsets[2 * layer], model.sizes[layer], model.sizes[layer + 1],
                            offsets[2 * layer + 1]))
         self.layout = np.array(layout, np.int64)
         self.codes = np.array(model._codes, np.int64)
-        self._check_hyper = check_hyper
+
+    def _labels_and_targets(self, y):
+        """``(labels, targets)`` of the kernel: one of them empty; MSE labels become one-hot."""
+        model = self.model
+        no_labels = np.empty(0, np.int64)
+        if self.loss == ref.CROSS_ENTROPY:
+            return y, np.empty((0, model.sizes[-1]), model.dtype)
+        if y.ndim == 1:
+            return no_labels, ref.one_hot(y, model.sizes[-1], model.dtype)
+        return no_labels, y
+
+    def _states(self, hyper, state):
+        """The state arrays of the kernel (the existing ones, new ones created but not stored),
+        the new ones, and whether any is new (the optimizer's ``fresh``)."""
+        alg, model = self.algorithm, self.model
+        arrays, new = [], {}
+        for name, used in zip(alg.state, alg.uses(hyper)):
+            if used and name not in state:
+                new[name] = np.full(model.params.shape, alg.initial_state(hyper, name),
+                                    model.dtype)
+            arrays.append(new.get(name, state.get(name)) if used else None)
+        return arrays, new, bool(new)
 
     def run(self, X, y, order, schedule, first_global_step, max_grad_norm):
+        """One epoch over the rows ``order`` of the checked ``(X, y)``; returns the per-step
+        ``(losses, wrongs, norms, lrs)``."""
         model, opt, alg = self.model, self.optimizer, self.algorithm
         group = opt.param_groups[0]
-        steps = -(-len(order) // self.batch_size)
-        h = self._check_hyper(alg, group)
+        batch = self.batch_size
+        order = np.ascontiguousarray(order, np.int64)
+        steps = -(-len(order) // batch)
+        hyper = check_hyper(alg, group)
         if schedule is None:
-            lrs = [h["lr"]] * steps
+            lrs = [hyper["lr"]] * steps
         else:  # the whole epoch's learning rates, checked as the optimizer checks lr
             lrs = [check_number("lr", float(schedule(first_global_step + s)), 0.0)
                    for s in range(steps)]
             group["lr"] = lrs[-1]
-        state = opt.state.setdefault(0, {})
-        fresh = False
-        states = []
-        for name, used in zip(alg.state, alg.uses(h)):
-            if used and name not in state:
-                state[name] = np.full(model.params.shape, alg.initial_state(h, name), model.dtype)
-                fresh = True
-            states.append(state[name] if used else None)
-        t = state.get("step", 0) + 1 + np.arange(steps)
-        lrs = np.array(lrs)
-        step_scalars = np.zeros(steps)
-        bias_corrections = np.ones(steps)
-        flags = np.zeros(5, np.bool_)
-        flags[1] = h["maximize"]
-        if self.kind == 0:
-            hyper = [h["weight_decay"], h["momentum"], h["dampening"]]
-            flags[0] = h["nesterov"]
-        elif self.kind == 1:
-            hyper = [h["weight_decay"], h["eps"]]
-            step_scalars = lrs / (1 + (t - 1) * h["lr_decay"])
-        elif self.kind == 2:
-            hyper = [h["alpha"], h["eps"], h["weight_decay"], h["momentum"]]
-            flags[2] = h["centered"]
-        else:
-            beta1, beta2 = h["betas"]
-            hyper = [beta1, beta2, h["eps"], h["weight_decay"]]
-            flags[3], flags[4] = h["amsgrad"], alg.name == "adamw"
-            step_scalars = lrs / (1 - beta1 ** t)
-            bias_corrections = np.sqrt(1 - beta2 ** t)
-        dtype = model.dtype
-        losses, wrongs, norms = self.kernel(
-            X, y, order, self.batch_size, self.layout, self.codes, model.params, model.grads,
-            self.kind, np.array(hyper, dtype), flags, states, lrs.astype(dtype),
-            step_scalars.astype(dtype), bias_corrections.astype(dtype), fresh,
-            float(max_grad_norm or 0.0))
-        state["step"] = int(t[-1])
-        return losses, wrongs, norms, lrs
+        labels, targets = self._labels_and_targets(y)
+        parts = []
+        done = 0
+        while done < steps:
+            state = opt.state.get(0, {})
+            states, new, fresh = self._states(hyper, state)
+            step = state.get("step", 0)
+            host = {name: state.get(name, value) for name, value in alg.host_state.items()}
+            rows, hosts = [], []
+            for s in range(done, steps):  # Optimizer.step's scalars for each step
+                h = hyper if schedule is None else {**hyper, "lr": lrs[s]}
+                t = step + 1 + s - done
+                host = alg.advance(h, t, host)
+                rows.append(alg.scalars(h, t, fresh and s == done, **host))
+                hosts.append(host)
+            scalars = np.array(rows, np.float64).astype(model.dtype)  # flags become 0 or 1
+            losses, wrongs, norms = self.kernel(
+                X, labels, targets, order[done * batch:], batch, self.layout, self.codes,
+                self.loss, model.params, model.grads, self.optimizer_code, states, scalars,
+                float(max_grad_norm or 0.0), opt.skip_nonfinite)
+            ran = len(losses)
+            applied = ran - (opt.skip_nonfinite and not math.isfinite(norms[-1]))
+            if applied:
+                state = opt.state.setdefault(0, state)
+                state.update(new)
+                state.update(hosts[applied - 1])
+                state["step"] = step + applied
+            parts.append((losses, wrongs, norms))
+            done += ran
+        losses, wrongs, norms = (np.concatenate(a) for a in zip(*parts))
+        return losses, wrongs, norms, np.array(lrs)
 
 
 def _fused_epochs(model, optimizer, batch_size, fused):
@@ -165,15 +188,13 @@ def _fused_epochs(model, optimizer, batch_size, fused):
     kernels = model._kernels
     if not hasattr(kernels, "train_epoch"):
         reasons.append(f"the {model.backend!r} backend has no compiled epoch ('cpu' and 'c' have)")
-    if model.loss_name != "cross_entropy":
-        reasons.append("only the cross-entropy loss is fused")
-    if getattr(optimizer.algorithm, "name", None) not in _FUSED_KINDS:
-        reasons.append(f"optimizer {type(optimizer).__name__} is not fused (SGD, Adagrad, "
-                       "RMSprop, Adam, AdamW are)")
-    if not reasons and fused is None and not getattr(kernels, "FUSE_ANY_SIZE", False):
-        limit = kernels.PARALLEL_MACS
-        if max(a * b for a, b in zip(model.sizes[:-1], model.sizes[1:])) * batch_size >= limit:
-            reasons.append("layers this large run faster on the parallel per-step kernels")
+    if getattr(optimizer.algorithm, "kernel", None) not in ref.EPOCH_OPTIMIZERS:
+        reasons.append(f"optimizer {type(optimizer).__name__} has no kernel that a compiled "
+                       "epoch runs")
+    if getattr(optimizer.algorithm, "segmented", False) and optimizer.backend != model.backend:
+        reasons.append(f"{type(optimizer).__name__}'s reduction rounds differently on the "
+                       f"model's {model.backend!r} backend than on the optimizer's "
+                       f"{optimizer.backend!r} (create it with backend={model.backend!r})")
     if reasons:
         if fused:
             raise ValueError("fused: cannot run whole epochs in one call: " + "; ".join(reasons))
@@ -210,12 +231,16 @@ def train(model, optimizer, X, y, epochs=10, batch_size=32, shuffle=True, schedu
         eval_data: ``(X_test, y_test)`` evaluated after every epoch.
         progress: show a tqdm progress bar; ``None``: only when stderr is a terminal.
         callback: called as ``callback(epoch, history)`` after every epoch (epoch from 0).
-        fused: run each epoch as one compiled call (``cpu`` or ``c`` backend, cross-entropy,
-            SGD, Adagrad, RMSprop, Adam or AdamW): the same batches, the same updates, no Python
-            per step. ``None`` (default) fuses when possible (on ``cpu`` only while the layers are
-            small enough for its serial kernels, the ones its compiled epoch uses); ``True``
-            insists (error if impossible); ``False`` never fuses. The schedule is then called for
-            all of an epoch's steps at the epoch's start.
+        fused: run each epoch as one compiled call (``cpu`` or ``c`` backend; either loss; every
+            optimizer class): the same batches through the same kernels, the optimizer's own
+            update kernel (on the model's backend: the host backends' elementwise optimizer
+            kernels agree bit for bit; LAMB, whose trust ratio is a reduction, fuses only when
+            the optimizer runs on the model's backend), the same skipping of non-finite steps:
+            the history, parameters and optimizer state are bit for bit those of per-step
+            training, without Python per step.
+            ``None`` (default) fuses when possible; ``True`` insists (error if impossible);
+            ``False`` never fuses. The schedule is then called for all of an epoch's steps at
+            the epoch's start.
     """
     _check_optimizer(model, optimizer)
     epochs = _check_positive_int("epochs", epochs)

@@ -14,7 +14,9 @@ from fastopt import checkpoint
 from fastopt.checkpoint import from_torch_state_dict, load, save, to_torch_state_dict
 
 CLASSES = {"sgd": fastopt.SGD, "adagrad": fastopt.Adagrad, "rmsprop": fastopt.RMSprop,
-           "adam": fastopt.Adam, "adamw": fastopt.AdamW}
+           "adam": fastopt.Adam, "adamw": fastopt.AdamW, "adamax": fastopt.Adamax,
+           "nadam": fastopt.NAdam, "radam": fastopt.RAdam, "adadelta": fastopt.Adadelta,
+           "lion": fastopt.Lion, "lamb": fastopt.LAMB}
 RICHEST = {name: max(OPTIONS[name], key=lambda o: sum(bool(v) for v in o.values()))
            for name in OPTIONS}  # the option set that uses the most state
 SHAPES = [(33,), (4, 3)]
@@ -51,6 +53,8 @@ def assert_same_state(a, b):
         for key, value in a["state"][i].items():
             if key == "step":
                 assert value == b["state"][i][key] and type(b["state"][i][key]) is int
+            elif key == "mu_product":  # NAdam's host scalar
+                assert value == b["state"][i][key] and type(b["state"][i][key]) is float
             else:
                 assert value.dtype == b["state"][i][key].dtype, (i, key)
                 assert np.array_equal(value, b["state"][i][key]), (i, key)
@@ -169,6 +173,73 @@ def test_save_without_params_restores_state_only(tmp_path):
     load(tmp_path / "state.npz", other)
     assert_same_state(other.state_dict(), opt.state_dict())
     assert all((p == 9.0).all() for p in mine)
+
+
+# --- mixed precision: float16/bfloat16 parameters with float32 master weights -----------------
+
+MIXED = [("nadam", np.float16, "bfloat16", "stochastic"), ("sgd", np.uint16, "float32", "nearest"),
+         ("adagrad", np.float16, "float32", "stochastic"), ("adamw", np.uint16, "bfloat16",
+                                                            "stochastic")]
+
+
+def mixed_trajectory(dtype, steps):
+    """16-bit parameters (uint16: bfloat16 bits) and float32 gradients, parameter 1 without a
+    gradient at step 1."""
+    params0, grads = trajectory(np.float32, steps)
+    to16 = (lambda a: a.astype(np.float16)) if dtype == np.float16 else fastopt.lowp.to_bfloat16
+    return [to16(p) for p in params0], grads
+
+
+def make_mixed(name, backend, params, rounding, state_dtype, lr=None):
+    lr = LR[name] if lr is None else lr
+    return CLASSES[name]([{"params": [params[0]]}, {"params": [params[1]], "lr": lr / 2}], lr=lr,
+                         backend=backend, rounding=rounding, seed=5, state_dtype=state_dtype,
+                         **RICHEST[name])
+
+
+@pytest.mark.parametrize("backend", AVAILABLE)
+@pytest.mark.parametrize("name,dtype,state_dtype,rounding", MIXED)
+def test_mixed_precision_checkpoint_resumes_bit_identically(tmp_path, backend, name, dtype,
+                                                            state_dtype, rounding):
+    """Master weights, 16-bit state and the random stream of stochastic rounding survive a
+    checkpoint: the resumed run is the uninterrupted one, bit for bit, on every backend; and a
+    file saved on numpy continues there too (mixed-precision steps give the same bits on every
+    backend)."""
+    params0, grads = mixed_trajectory(dtype, 6)
+    uninterrupted = [to_backend(backend, p) for p in params0]
+    a = make_mixed(name, backend, uninterrupted, rounding, state_dtype)
+    run(a, backend, grads)
+
+    on_numpy = [p.copy() for p in params0]
+    b = make_mixed(name, "numpy", on_numpy, rounding, state_dtype)
+    run(b, "numpy", grads[:3])
+    save(tmp_path / "mixed.npz", b)
+    ck = load(tmp_path / "mixed.npz")
+    assert ck.state_dict["state"][0]["master"].dtype == np.float32
+    assert ck.params[0].dtype == dtype
+
+    resumed = [to_backend(backend, np.zeros_like(p)) for p in params0]
+    c = make_mixed(name, backend, resumed, rounding, state_dtype, lr=123.0)
+    load(tmp_path / "mixed.npz", c)
+    run(c, backend, grads[3:])
+    for pa, pc in zip(uninterrupted, resumed):
+        assert to_host(pa).tobytes() == to_host(pc).tobytes()
+    assert_same_state(a.state_dict(), c.state_dict())
+
+
+def test_mixed_precision_checkpoint_needs_the_same_state_dtype(tmp_path):
+    params0, grads = mixed_trajectory(np.float16, 2)
+    opt = make_mixed("nadam", "numpy", [p.copy() for p in params0], "nearest", "bfloat16")
+    run(opt, "numpy", grads)
+    save(tmp_path / "bf16.npz", opt)
+    target = make_mixed("nadam", "numpy", [p.copy() for p in params0], "nearest", "float32")
+    run(target, "numpy", grads[:1])
+    before = snapshot(target)
+    with pytest.raises(ValueError, match=r"bf16\.npz: does not fit this optimizer: "
+                                         r".*\['exp_avg'\]: expected shape \(33,\) and dtype "
+                                         r"float32, got \(33,\) uint16"):
+        load(tmp_path / "bf16.npz", target)
+    assert_unchanged(target, before)
 
 
 # --- refusals: the file and the optimizer are checked before anything changes -------------------
@@ -381,11 +452,38 @@ TORCH_CASES = [
     ("rmsprop", dict(centered=True, momentum=0.9, weight_decay=0.1)),
     ("rmsprop", dict(alpha=0.9)),
     ("adagrad", dict(lr_decay=0.1, initial_accumulator_value=0.5, weight_decay=0.1)),
+    ("adamax", dict(weight_decay=0.1, betas=(0.8, 0.99))),
+    ("adamax", dict(maximize=True)),
+    ("nadam", dict(weight_decay=0.1, momentum_decay=0.01)),
+    ("nadam", dict(decoupled_weight_decay=True, weight_decay=0.1)),
+    ("radam", dict(weight_decay=0.1)),  # 3 + 3 steps: rectified from step 6
+    ("radam", dict(decoupled_weight_decay=True, weight_decay=0.1, maximize=True)),
+    ("adadelta", dict(weight_decay=0.1, rho=0.8)),
+    ("adadelta", dict(eps=1e-4)),
 ]
 TORCH_NAMES = {"sgd": "SGD", "adagrad": "Adagrad", "rmsprop": "RMSprop", "adam": "Adam",
-               "adamw": "AdamW"}
+               "adamw": "AdamW", "adamax": "Adamax", "nadam": "NAdam", "radam": "RAdam",
+               "adadelta": "Adadelta"}
 #: float64 throughout; torch and the numpy reference differ only in rounding (test_torch_oracle).
+#: Torch keeps NAdam's mu_product in its default dtype, float32 unless set, which would alone
+#: move the parameters by ~1e-9: the NAdam cases run with torch's default dtype float64.
 RTOL, ATOL = 1e-12, 1e-14
+
+
+@pytest.fixture(autouse=True)
+def torch_default_dtype(request):
+    """float64 as torch's default dtype for the NAdam converter tests (see RTOL)."""
+    name = getattr(request.node, "callspec", None) and request.node.callspec.params.get("name")
+    if name != "nadam":
+        yield
+        return
+    torch = pytest.importorskip("torch")
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(before)
 
 
 def torch_pair(name, options, params0, lr):
@@ -443,9 +541,14 @@ def test_fastopt_state_continues_in_torch(name, options):
     assert topt.param_groups[1]["lr"] == LR[name] / 2
     if name in ("adam", "adamw"):
         assert topt.param_groups[0]["decoupled_weight_decay"] is (name == "adamw")
+    if name in ("nadam", "radam"):
+        assert topt.param_groups[0]["decoupled_weight_decay"] is options.get(
+            "decoupled_weight_decay", False)
     if name != "sgd":
-        assert topt.state[theirs[0]]["step"].dtype == __import__("torch").float32
+        assert topt.state[theirs[0]]["step"].dtype == __import__("torch").get_default_dtype()
         assert float(topt.state[theirs[0]]["step"]) == 3
+    if name == "nadam":  # a tensor in torch, a float in fastopt
+        assert float(topt.state[theirs[0]]["mu_product"]) == opt.state[0]["mu_product"]
     step_both(opt, topt, theirs, grads[3:])
     assert_close(ours, theirs, opt, topt, name)
 
@@ -465,6 +568,10 @@ def test_torch_state_continues_in_fastopt(name, options):
     opt.load_state_dict(from_torch_state_dict(topt.state_dict(), name))
     assert opt.param_groups[1]["lr"] == LR[name] / 2
     assert opt.state[0]["step"] == (0 if name == "sgd" else 3)
+    if name == "nadam":
+        mu_product = opt.state[0]["mu_product"]
+        assert type(mu_product) is float
+        assert mu_product == float(topt.state[theirs[0]]["mu_product"])
     step_both(opt, topt, theirs, grads[3:])
     assert_close(ours, theirs, opt, topt, name)
 
@@ -517,3 +624,39 @@ def test_converters_refuse_the_wrong_algorithm():
         to_torch_state_dict(opt, algorithm="sgd")
     with pytest.raises(ValueError, match="algorithm: required"):
         to_torch_state_dict(opt.state_dict())
+
+
+@pytest.mark.parametrize("name", ["lion", "lamb"])
+def test_converters_refuse_optimizers_torch_lacks(name):
+    pytest.importorskip("torch")
+    opt = CLASSES[name]([np.ones(3, np.float32)], lr=0.1)
+    opt.step([np.ones(3, np.float32)])
+    with pytest.raises(ValueError, match=f"algorithm: torch.optim has no {name} optimizer"):
+        to_torch_state_dict(opt)
+    with pytest.raises(ValueError, match=f"algorithm: torch.optim has no {name} optimizer"):
+        from_torch_state_dict(opt.state_dict(), name)
+
+
+def test_mixed_precision_state_does_not_convert_to_torch():
+    pytest.importorskip("torch")
+    opt = fastopt.AdamW([np.ones(3, np.float16)], lr=0.1)
+    opt.step([np.ones(3, np.float16)])
+    with pytest.raises(ValueError, match=r"state\[0\]: holds float32 master weights"):
+        to_torch_state_dict(opt)
+
+
+def test_torch_nadam_mu_product_in_float32_converts_to_its_value():
+    torch = pytest.importorskip("torch")
+    t = torch.zeros(3, dtype=torch.float64, requires_grad=True)
+    topt = torch.optim.NAdam([t], lr=0.1)
+    for _ in range(2):
+        t.grad = torch.ones(3, dtype=torch.float64)
+        topt.step()
+    assert topt.state[t]["mu_product"].dtype == torch.float32  # the default dtype
+    converted = from_torch_state_dict(topt.state_dict(), "nadam")
+    assert converted["state"][0]["mu_product"] == float(topt.state[t]["mu_product"])
+    assert converted["param_groups"][0]["decoupled_weight_decay"] is False
+    opt = fastopt.NAdam([np.zeros(3)], backend="numpy")
+    opt.load_state_dict(converted)  # loads, and continues from torch's value
+    opt.step([np.ones(3)])
+    assert opt.state[0]["step"] == 3

@@ -36,6 +36,11 @@ formulas are those of :mod:`fastopt.reference`. ``sum_of_squares`` is the reduct
 step (global norm, clipping, non-finite detection): a float64 sum, deterministic for a given backend
 and size whatever the thread count.
 
+Every step also has ``<name>_with_norm(<the same arguments>, norm_out)``: the same update, which in
+the same pass over memory sets ``norm_out[0]`` (a one-element float64 array on the arrays' side) to
+``sum_of_squares(grad)``, bit for bit (``lamb_with_norm`` runs that sum as a pass of its own). The
+optimizer classes use it when the norm is wanted but nothing needs it before the update.
+
 ``lamb`` is the one step with a per-tensor reduction: ``segment_offsets`` splits the flat ``param``
 into tensors (one segment ``[0, n]`` for an array, an arena's offsets for many tensors), and the
 step is two launches whatever the number of segments: a segmented reduction that updates the moments
@@ -58,3 +63,8 @@ The contract, established by :mod:`fastopt._validate` before any kernel runs, so
 - host backends get numpy arrays; ``cuda`` gets numba device arrays (zero-copy views of any
   ``__cuda_array_interface__`` object).
 """
+
+try:  # kernels' disk cache keyed on all of this package's kernel sources (see _numba_cache)
+    from . import _numba_cache  # noqa: F401
+except ImportError:  # no numba: the c and numpy backends still work
+    pass

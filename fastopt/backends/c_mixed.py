@@ -1,26 +1,49 @@
-"""The ``c`` backend's mixed-precision steps (csrc/mixed.c through cffi)."""
+"""The ``c`` backend's mixed-precision steps (csrc/mixed.c through cffi).
 
+Signatures as in :mod:`fastopt.backends.numpy_mixed`. Each C step decodes blocks of elements into
+float32 buffers, runs the float32 step of ``csrc/optim_template.h`` on them and encodes the state
+and the model copy back: one pass over memory, and the float32 step's bits.
+"""
+
+from .. import _algorithms
 from .._fastopt_c import ffi, lib
 
 _NULL = ffi.NULL
 
 
 def _pointer(array):
+    """The array's memory, or NULL for an empty array (a state the mode does not use)."""
     return ffi.from_buffer(array) if array.size else _NULL
 
 
-def adam(master, grad, grad_fmt, exp_avg, exp_avg_sq, max_exp_avg_sq, state_fmt, model,
-         model_fmt, lr, beta1, beta2, eps, weight_decay, amsgrad, maximize, decoupled, step_size,
-         bias_correction2_sqrt, grad_scale, stochastic, key):
-    """Mixed-precision Adam/AdamW in place; formula in :func:`fastopt.backends.numpy_mixed.adam`."""
-    if master.size == 0:
-        return
-    lib.fastopt_adam_mixed(master.size, ffi.from_buffer("float[]", master), _pointer(grad),
-                           grad_fmt, _pointer(exp_avg), _pointer(exp_avg_sq),
-                           _pointer(max_exp_avg_sq) if amsgrad else _NULL, state_fmt,
-                           ffi.from_buffer("uint16_t[]", model), model_fmt, lr, beta1, beta2,
-                           eps, weight_decay, amsgrad, maximize, decoupled, step_size,
-                           bias_correction2_sqrt, grad_scale, stochastic, key)
+def _mixed(algorithm):
+    c_step = getattr(lib, f"fastopt_{algorithm.kernel}_mixed")
+    count = len(algorithm.state)
+
+    def step(master, grad, grad_fmt, *args):
+        if master.size == 0:
+            return
+        states, (state_fmt, model, model_fmt), rest = args[:count], args[count:count + 3], \
+            args[count + 3:]
+        c_step(master.size, ffi.from_buffer("float[]", master), _pointer(grad), grad_fmt,
+               *map(_pointer, states), state_fmt, ffi.from_buffer("uint16_t[]", model), model_fmt,
+               *rest)
+
+    step.__name__ = step.__qualname__ = algorithm.kernel
+    step.__doc__ = (f"Mixed-precision {algorithm.kernel} in place (fastopt_{algorithm.kernel}"
+                    f"_mixed); formula in :func:`fastopt.backends.numpy_mixed.{algorithm.kernel}`.")
+    return step
+
+
+sgd = _mixed(_algorithms.SGD)
+adagrad = _mixed(_algorithms.ADAGRAD)
+rmsprop = _mixed(_algorithms.RMSPROP)
+adam = _mixed(_algorithms.ADAM)
+adamax = _mixed(_algorithms.ADAMAX)
+nadam = _mixed(_algorithms.NADAM)
+radam = _mixed(_algorithms.RADAM)
+adadelta = _mixed(_algorithms.ADADELTA)
+lion = _mixed(_algorithms.LION)
 
 
 def sum_of_squares(grad, grad_fmt):

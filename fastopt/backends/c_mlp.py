@@ -91,34 +91,35 @@ def set_simd(enabled):
     return bool(lib.fastopt_mlp_set_simd(int(bool(enabled))))
 
 
-#: The compiled epoch runs its products on OpenMP threads itself: worth fusing at any size.
-FUSE_ANY_SIZE = True
 _EPOCH = {_F32: lib.fastopt_mlp_train_epoch_f32, _F64: lib.fastopt_mlp_train_epoch_f64}
-_INT = ffi.typeof("int[]")
 
 
-def train_epoch(X, y, order, batch_size, layout, codes, params, grads, kind, hyper, flags,
-                states, lrs, step_scalars, bias_corrections, first_step, max_norm):
-    """One epoch in one C call; arguments and result as
-    :func:`fastopt.backends.cpu_mlp.train_epoch`."""
+def train_epoch(X, labels, targets, order, batch_size, layout, codes, loss, params, grads,
+                optimizer, states, scalars, max_norm, skip_nonfinite):
+    """One epoch in one C call: the contract of :mod:`fastopt.reference_mlp`, the optimizer step
+    being the function of ``csrc/fastopt.h`` that the ``c`` optimizer backend runs. Returns
+    ``(losses, wrongs, norms)`` of the steps run."""
     dtype = params.dtype
     ctype = _CTYPE[dtype]
     steps = -(-order.size // batch_size)
+    classes = int(layout[-1, 2])
     total = int(batch_size * layout[:, 2].sum())
-    work = np.empty(3 * total + batch_size * X.shape[1], dtype)
+    work = np.empty(3 * total + batch_size * (X.shape[1] + classes), dtype)
     yb = np.empty(batch_size, np.int64)
     losses, wrongs, norms = np.empty(steps), np.empty(steps), np.empty(steps)
-    states = [*states, None, None][:3]
-    s1, s2, s3 = [_buffer(ctype, s) if s is not None and s.size else _NULL for s in states]
+    s1, s2, s3 = [_NULL if s is None or not s.size else _buffer(ctype, s)
+                  for s in (*states, None, None, None)[:3]]
     layout = np.ascontiguousarray(layout, np.int64)
     codes = np.ascontiguousarray(codes, np.int64)
-    flags = np.ascontiguousarray(flags, np.intc)
-    _check(_EPOCH[dtype](
-        order.size, X.shape[1], _buffer(ctype, X), _buffer(_INT64, y), _buffer(_INT64, order),
-        batch_size, layout.shape[0], _buffer(_INT64, layout), _buffer(_INT64, codes), params.size,
+    ran = _EPOCH[dtype](
+        order.size, X.shape[1], _buffer(ctype, X), int(loss),
+        _buffer(_INT64, labels) if labels.size else _NULL,
+        _buffer(ctype, targets) if targets.size else _NULL, _buffer(_INT64, order), batch_size,
+        layout.shape[0], _buffer(_INT64, layout), _buffer(_INT64, codes), params.size,
         _buffer(ctype, params), _buffer(ctype, grads), _buffer(ctype, work), _buffer(_INT64, yb),
-        kind, _buffer(ctype, hyper), _buffer(_INT, flags), s1, s2, s3, _buffer(ctype, lrs),
-        _buffer(ctype, step_scalars), _buffer(ctype, bias_corrections), int(first_step),
-        float(max_norm), _buffer(_DOUBLE, losses), _buffer(_DOUBLE, wrongs),
-        _buffer(_DOUBLE, norms)))
-    return losses, wrongs, norms
+        int(optimizer), s1, s2, s3, scalars.shape[1], _buffer(ctype, scalars), float(max_norm),
+        int(bool(skip_nonfinite)), _buffer(_DOUBLE, losses), _buffer(_DOUBLE, wrongs),
+        _buffer(_DOUBLE, norms))
+    if ran < 0:
+        _check(ran)
+    return losses[:ran], wrongs[:ran], norms[:ran]

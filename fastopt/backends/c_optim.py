@@ -42,6 +42,23 @@ _SUM_OF_SQUARES = {_F32: (lib.fastopt_sum_of_squares_f32, _FLOAT),
                    _F64: (lib.fastopt_sum_of_squares_f64, _DOUBLE)}
 
 
+def _with_norm(name):
+    """dtype -> (C function, cdata type) of the step ``name`` that also writes the norm"""
+    return {_F32: (getattr(lib, f"fastopt_{name}_with_norm_f32"), _FLOAT),
+            _F64: (getattr(lib, f"fastopt_{name}_with_norm_f64"), _DOUBLE)}
+
+
+_SGD_NORM = _with_norm("sgd")
+_ADAGRAD_NORM = _with_norm("adagrad")
+_RMSPROP_NORM = _with_norm("rmsprop")
+_ADAM_NORM = _with_norm("adam")
+_ADAMAX_NORM = _with_norm("adamax")
+_NADAM_NORM = _with_norm("nadam")
+_RADAM_NORM = _with_norm("radam")
+_ADADELTA_NORM = _with_norm("adadelta")
+_LION_NORM = _with_norm("lion")
+
+
 def sgd(param, grad, momentum_buffer, lr, weight_decay, momentum, dampening, nesterov, maximize,
         first_step, grad_scale):
     """In place: :func:`fastopt.reference.sgd`."""
@@ -168,6 +185,138 @@ def sum_of_squares(grad):
     kernel, ctype = _SUM_OF_SQUARES[grad.dtype]
     return kernel(grad.size, _buffer(ctype, grad)) if grad.size else 0.0
 
+
+# ---- Steps that also compute the gradient's sum of squares --------------------------------------
+
+def sgd_with_norm(param, grad, momentum_buffer, lr, weight_decay, momentum, dampening, nesterov,
+                  maximize, first_step, grad_scale, norm_out):
+    """:func:`sgd`, also setting ``norm_out[0] = sum_of_squares(grad)`` (bit for bit, a float64
+    array) from the same pass over memory."""
+    n = param.size
+    if n == 0:
+        norm_out[0] = 0.0
+        return
+    kernel, ctype = _SGD_NORM[param.dtype]
+    buf = _buffer(ctype, momentum_buffer) if momentum != 0 else _NULL
+    kernel(n, _buffer(ctype, param), _buffer(ctype, grad), buf, lr, weight_decay, momentum,
+           dampening, nesterov, maximize, first_step, grad_scale, _buffer(_DOUBLE, norm_out))
+
+
+def adagrad_with_norm(param, grad, state_sum, weight_decay, eps, maximize, clr, grad_scale,
+                      norm_out):
+    """:func:`adagrad` and ``norm_out[0] = sum_of_squares(grad)``, as :func:`sgd_with_norm`."""
+    n = param.size
+    if n == 0:
+        norm_out[0] = 0.0
+        return
+    kernel, ctype = _ADAGRAD_NORM[param.dtype]
+    kernel(n, _buffer(ctype, param), _buffer(ctype, grad), _buffer(ctype, state_sum), weight_decay,
+           eps, maximize, clr, grad_scale, _buffer(_DOUBLE, norm_out))
+
+
+def rmsprop_with_norm(param, grad, square_avg, grad_avg, momentum_buffer, lr, alpha, eps,
+                      weight_decay, momentum, centered, maximize, grad_scale, norm_out):
+    """:func:`rmsprop` and ``norm_out[0] = sum_of_squares(grad)``, as :func:`sgd_with_norm`."""
+    n = param.size
+    if n == 0:
+        norm_out[0] = 0.0
+        return
+    kernel, ctype = _RMSPROP_NORM[param.dtype]
+    avg = _buffer(ctype, grad_avg) if centered else _NULL
+    buf = _buffer(ctype, momentum_buffer) if momentum > 0 else _NULL
+    kernel(n, _buffer(ctype, param), _buffer(ctype, grad), _buffer(ctype, square_avg), avg, buf, lr,
+           alpha, eps, weight_decay, momentum, centered, maximize, grad_scale,
+           _buffer(_DOUBLE, norm_out))
+
+
+def adam_with_norm(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, lr, beta1, beta2, eps,
+                   weight_decay, amsgrad, maximize, decoupled, step_size, bias_correction2_sqrt,
+                   grad_scale, norm_out):
+    """:func:`adam` and ``norm_out[0] = sum_of_squares(grad)``, as :func:`sgd_with_norm`."""
+    n = param.size
+    if n == 0:
+        norm_out[0] = 0.0
+        return
+    kernel, ctype = _ADAM_NORM[param.dtype]
+    vmax = _buffer(ctype, max_exp_avg_sq) if amsgrad else _NULL
+    kernel(n, _buffer(ctype, param), _buffer(ctype, grad), _buffer(ctype, exp_avg),
+           _buffer(ctype, exp_avg_sq), vmax, lr, beta1, beta2, eps, weight_decay, amsgrad, maximize,
+           decoupled, step_size, bias_correction2_sqrt, grad_scale, _buffer(_DOUBLE, norm_out))
+
+
+def adamax_with_norm(param, grad, exp_avg, exp_inf, beta1, beta2, eps, weight_decay, maximize, clr,
+                     grad_scale, norm_out):
+    """:func:`adamax` and ``norm_out[0] = sum_of_squares(grad)``, as :func:`sgd_with_norm`."""
+    n = param.size
+    if n == 0:
+        norm_out[0] = 0.0
+        return
+    kernel, ctype = _ADAMAX_NORM[param.dtype]
+    kernel(n, _buffer(ctype, param), _buffer(ctype, grad), _buffer(ctype, exp_avg),
+           _buffer(ctype, exp_inf), beta1, beta2, eps, weight_decay, maximize, clr, grad_scale,
+           _buffer(_DOUBLE, norm_out))
+
+
+def nadam_with_norm(param, grad, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, weight_decay, maximize,
+                    decoupled, grad_coef, exp_avg_coef, bias_correction2, grad_scale, norm_out):
+    """:func:`nadam` and ``norm_out[0] = sum_of_squares(grad)``, as :func:`sgd_with_norm`."""
+    n = param.size
+    if n == 0:
+        norm_out[0] = 0.0
+        return
+    kernel, ctype = _NADAM_NORM[param.dtype]
+    kernel(n, _buffer(ctype, param), _buffer(ctype, grad), _buffer(ctype, exp_avg),
+           _buffer(ctype, exp_avg_sq), lr, beta1, beta2, eps, weight_decay, maximize, decoupled,
+           grad_coef, exp_avg_coef, bias_correction2, grad_scale, _buffer(_DOUBLE, norm_out))
+
+
+def radam_with_norm(param, grad, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, weight_decay, maximize,
+                    decoupled, rectify, step_size, bias_correction2_sqrt, grad_scale, norm_out):
+    """:func:`radam` and ``norm_out[0] = sum_of_squares(grad)``, as :func:`sgd_with_norm`."""
+    n = param.size
+    if n == 0:
+        norm_out[0] = 0.0
+        return
+    kernel, ctype = _RADAM_NORM[param.dtype]
+    kernel(n, _buffer(ctype, param), _buffer(ctype, grad), _buffer(ctype, exp_avg),
+           _buffer(ctype, exp_avg_sq), lr, beta1, beta2, eps, weight_decay, maximize, decoupled,
+           rectify, step_size, bias_correction2_sqrt, grad_scale, _buffer(_DOUBLE, norm_out))
+
+
+def adadelta_with_norm(param, grad, square_avg, acc_delta, lr, rho, eps, weight_decay, maximize,
+                       grad_scale, norm_out):
+    """:func:`adadelta` and ``norm_out[0] = sum_of_squares(grad)``, as :func:`sgd_with_norm`."""
+    n = param.size
+    if n == 0:
+        norm_out[0] = 0.0
+        return
+    kernel, ctype = _ADADELTA_NORM[param.dtype]
+    kernel(n, _buffer(ctype, param), _buffer(ctype, grad), _buffer(ctype, square_avg),
+           _buffer(ctype, acc_delta), lr, rho, eps, weight_decay, maximize, grad_scale,
+           _buffer(_DOUBLE, norm_out))
+
+
+def lion_with_norm(param, grad, exp_avg, lr, beta1, beta2, weight_decay, maximize, grad_scale,
+                   norm_out):
+    """:func:`lion` and ``norm_out[0] = sum_of_squares(grad)``, as :func:`sgd_with_norm`."""
+    n = param.size
+    if n == 0:
+        norm_out[0] = 0.0
+        return
+    kernel, ctype = _LION_NORM[param.dtype]
+    kernel(n, _buffer(ctype, param), _buffer(ctype, grad), _buffer(ctype, exp_avg), lr, beta1,
+           beta2, weight_decay, maximize, grad_scale, _buffer(_DOUBLE, norm_out))
+
+
+
+def lamb_with_norm(param, grad, exp_avg, exp_avg_sq, segment_offsets, lr, beta1, beta2, eps,
+                   weight_decay, maximize, bias_correction1, bias_correction2, grad_scale,
+                   norm_out):
+    """:func:`lamb` and ``norm_out[0] = sum_of_squares(grad)``; not fused: the sum is a pass of its
+    own before LAMB's two."""
+    norm_out[0] = sum_of_squares(grad)
+    lamb(param, grad, exp_avg, exp_avg_sq, segment_offsets, lr, beta1, beta2, eps, weight_decay,
+         maximize, bias_correction1, bias_correction2, grad_scale)
 
 def build_info():
     """How the extension was built: compiler, OpenMP version or off, parallel threshold, flags."""

@@ -1,5 +1,10 @@
 """The ``cpu`` backend's mixed-precision steps: float32 master weights updated in place and the
-float16/bfloat16 model copy written in the same pass (numba ``njit(parallel=True)``)."""
+float16/bfloat16 model copy written in the same pass (numba ``njit(parallel=True)``).
+
+Signatures as in :mod:`fastopt.backends.numpy_mixed`; each loop runs the mixed-precision array step
+of :mod:`fastopt.backends._mixed_element` around the float32 element of
+:mod:`fastopt.backends._optim_element`.
+"""
 
 import numba
 import numpy as np
@@ -7,10 +12,11 @@ from llvmlite import ir
 from numba import prange, types
 from numba.extending import intrinsic
 
+from .._algorithms import ALGORITHMS
 from . import _bits
-from ._mixed_element import make_adam_element
+from ._mixed_element import CONSTANTS, make_mixed_elements
 from ._numba_compile import serial_and_parallel
-from .cpu_optim import PARALLEL_THRESHOLD, REDUCTION_CHUNK
+from .cpu_optim import PARALLEL_THRESHOLD, REDUCTION_CHUNK, E
 
 
 @intrinsic
@@ -38,36 +44,114 @@ def _bits_from_f32(typingctx, x):
     return types.int64(x), codegen
 
 
-_adam_element = make_adam_element(numba.njit(inline="always", error_model="numpy"),
-                                  _f32_from_bits, _bits_from_f32)
+#: The mixed-precision array steps around the float32 elements E of the float kernels.
+M = make_mixed_elements(numba.njit(inline="always", error_model="numpy"), _f32_from_bits,
+                        _bits_from_f32, E)
+
+# One loop per algorithm over M.<algo>_at; arguments as in _mixed_element (the element constants).
 
 
-def _adam_body(master, grad, grad_fmt, exp_avg, exp_avg_sq, max_exp_avg_sq, state_fmt, model,
-               model_fmt, beta1, one_minus_beta1, beta2, one_minus_beta2, eps, weight_decay,
-               decay, amsgrad, step_size, bias_correction2_sqrt, scale, stochastic, key):
-    """The mixed-precision Adam step over every element (see _mixed_element.adam_element)"""
+def _sgd(master, grad, grad_fmt, buf, state_fmt, model, model_fmt, lr, weight_decay, momentum,
+         one_minus_dampening, nesterov, first_step, scale, stochastic, key):
     for i in prange(master.size):
-        _adam_element(i, master, grad, grad_fmt, exp_avg, exp_avg_sq, max_exp_avg_sq, state_fmt,
-                      model, model_fmt, beta1, one_minus_beta1, beta2, one_minus_beta2, eps,
-                      weight_decay, decay, amsgrad, step_size, bias_correction2_sqrt, scale,
-                      stochastic, key)
+        M.sgd_at(i, master, grad, grad_fmt, buf, state_fmt, model, model_fmt, lr, weight_decay,
+                 momentum, one_minus_dampening, nesterov, first_step, scale, stochastic, key)
 
 
-_adam_serial, _adam_parallel = serial_and_parallel(_adam_body)
+def _adagrad(master, grad, grad_fmt, state_sum, state_fmt, model, model_fmt, weight_decay, eps,
+             clr, scale, stochastic, key):
+    for i in prange(master.size):
+        M.adagrad_at(i, master, grad, grad_fmt, state_sum, state_fmt, model, model_fmt,
+                     weight_decay, eps, clr, scale, stochastic, key)
 
 
-def adam(master, grad, grad_fmt, exp_avg, exp_avg_sq, max_exp_avg_sq, state_fmt, model,
-         model_fmt, lr, beta1, beta2, eps, weight_decay, amsgrad, maximize, decoupled, step_size,
-         bias_correction2_sqrt, grad_scale, stochastic, key):
-    """Mixed-precision Adam/AdamW in place; formula in :func:`fastopt.backends.numpy_mixed.adam`."""
-    one, zero = np.float32(1), np.float32(0)
-    decay, l2 = (one - lr * weight_decay, zero) if decoupled else (one, weight_decay)
-    scale = -grad_scale if maximize else grad_scale
-    kernel = _adam_parallel if master.size >= PARALLEL_THRESHOLD else _adam_serial
-    kernel(master.reshape(-1), grad.reshape(-1), grad_fmt, exp_avg.reshape(-1),
-           exp_avg_sq.reshape(-1), max_exp_avg_sq.reshape(-1), state_fmt, model.reshape(-1),
-           model_fmt, beta1, one - beta1, beta2, one - beta2, eps, l2, decay, amsgrad, step_size,
-           bias_correction2_sqrt, scale, stochastic, key)
+def _rmsprop(master, grad, grad_fmt, square_avg, grad_avg, buf, state_fmt, model, model_fmt, lr,
+             alpha, one_minus_alpha, eps, weight_decay, momentum, centered, scale, stochastic,
+             key):
+    for i in prange(master.size):
+        M.rmsprop_at(i, master, grad, grad_fmt, square_avg, grad_avg, buf, state_fmt, model,
+                     model_fmt, lr, alpha, one_minus_alpha, eps, weight_decay, momentum,
+                     centered, scale, stochastic, key)
+
+
+def _adam(master, grad, grad_fmt, exp_avg, exp_avg_sq, max_exp_avg_sq, state_fmt, model,
+          model_fmt, beta1, one_minus_beta1, beta2, one_minus_beta2, eps, weight_decay, decay,
+          amsgrad, step_size, bias_correction2_sqrt, scale, stochastic, key):
+    for i in prange(master.size):
+        M.adam_at(i, master, grad, grad_fmt, exp_avg, exp_avg_sq, max_exp_avg_sq, state_fmt,
+                  model, model_fmt, beta1, one_minus_beta1, beta2, one_minus_beta2, eps,
+                  weight_decay, decay, amsgrad, step_size, bias_correction2_sqrt, scale,
+                  stochastic, key)
+
+
+def _adamax(master, grad, grad_fmt, exp_avg, exp_inf, state_fmt, model, model_fmt, beta1,
+            one_minus_beta1, beta2, eps, weight_decay, clr, scale, stochastic, key):
+    for i in prange(master.size):
+        M.adamax_at(i, master, grad, grad_fmt, exp_avg, exp_inf, state_fmt, model, model_fmt,
+                    beta1, one_minus_beta1, beta2, eps, weight_decay, clr, scale, stochastic, key)
+
+
+def _nadam(master, grad, grad_fmt, exp_avg, exp_avg_sq, state_fmt, model, model_fmt, beta1,
+           one_minus_beta1, beta2, one_minus_beta2, eps, weight_decay, decay, grad_coef,
+           exp_avg_coef, bias_correction2, scale, stochastic, key):
+    for i in prange(master.size):
+        M.nadam_at(i, master, grad, grad_fmt, exp_avg, exp_avg_sq, state_fmt, model, model_fmt,
+                   beta1, one_minus_beta1, beta2, one_minus_beta2, eps, weight_decay, decay,
+                   grad_coef, exp_avg_coef, bias_correction2, scale, stochastic, key)
+
+
+def _radam(master, grad, grad_fmt, exp_avg, exp_avg_sq, state_fmt, model, model_fmt, beta1,
+           one_minus_beta1, beta2, one_minus_beta2, eps, weight_decay, decay, rectify, step_size,
+           bias_correction2_sqrt, scale, stochastic, key):
+    for i in prange(master.size):
+        M.radam_at(i, master, grad, grad_fmt, exp_avg, exp_avg_sq, state_fmt, model, model_fmt,
+                   beta1, one_minus_beta1, beta2, one_minus_beta2, eps, weight_decay, decay,
+                   rectify, step_size, bias_correction2_sqrt, scale, stochastic, key)
+
+
+def _adadelta(master, grad, grad_fmt, square_avg, acc_delta, state_fmt, model, model_fmt, lr, rho,
+              one_minus_rho, eps, weight_decay, scale, stochastic, key):
+    for i in prange(master.size):
+        M.adadelta_at(i, master, grad, grad_fmt, square_avg, acc_delta, state_fmt, model,
+                      model_fmt, lr, rho, one_minus_rho, eps, weight_decay, scale, stochastic, key)
+
+
+def _lion(master, grad, grad_fmt, exp_avg, state_fmt, model, model_fmt, lr, beta1,
+          one_minus_beta1, beta2, one_minus_beta2, decay, scale, stochastic, key):
+    for i in prange(master.size):
+        M.lion_at(i, master, grad, grad_fmt, exp_avg, state_fmt, model, model_fmt, lr, beta1,
+                  one_minus_beta1, beta2, one_minus_beta2, decay, scale, stochastic, key)
+
+
+def _launcher(kernel, body):
+    """The backend step ``kernel`` (signature of :mod:`fastopt.backends.numpy_mixed`): the
+    element constants on the host, then the serial or parallel loop over flat views."""
+    serial, parallel = serial_and_parallel(body)
+    constants = CONSTANTS[kernel]
+    count = len(ALGORITHMS[kernel].state)
+
+    def step(master, grad, grad_fmt, *args):
+        states, (state_fmt, model, model_fmt) = args[:count], args[count:count + 3]
+        scalars, (stochastic, key) = args[count + 3:-2], args[-2:]
+        loop = parallel if master.size >= PARALLEL_THRESHOLD else serial
+        loop(master.reshape(-1), grad.reshape(-1), grad_fmt, *(s.reshape(-1) for s in states),
+             state_fmt, model.reshape(-1), model_fmt, *constants(*scalars), stochastic, key)
+
+    step.__name__ = step.__qualname__ = kernel
+    step.__doc__ = (f"Mixed-precision {kernel} in place; formula in "
+                    f":func:`fastopt.backends.numpy_mixed.{kernel}`.")
+    return step
+
+
+sgd = _launcher("sgd", _sgd)
+adagrad = _launcher("adagrad", _adagrad)
+rmsprop = _launcher("rmsprop", _rmsprop)
+adam = _launcher("adam", _adam)
+adamax = _launcher("adamax", _adamax)
+nadam = _launcher("nadam", _nadam)
+radam = _launcher("radam", _radam)
+adadelta = _launcher("adadelta", _adadelta)
+lion = _launcher("lion", _lion)
 
 
 def _sum_of_squares_body(grad, grad_fmt, chunk):

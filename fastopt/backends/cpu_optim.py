@@ -5,6 +5,11 @@ below :data:`PARALLEL_THRESHOLD`, where starting the thread pool costs more than
 launchers flatten the arrays (a view for C-contiguous arrays) and precompute ``1 - beta`` style
 constants in the array dtype: in numba, ``1 - beta1`` with an integer literal would promote float32
 to float64 and halve the vector width.
+
+The math of each step is its element in :mod:`fastopt.backends._optim_element`, shared with the
+``cuda`` backend. A kernel runs it over blocks of :data:`BLOCK` elements, one vectorized loop per
+block. ``<algo>_with_norm`` runs the same update and returns the gradient's sum of squares with the
+bits of :func:`sum_of_squares`, from the same pass over memory; those kernels compile on first use.
 """
 
 import functools
@@ -15,6 +20,13 @@ import numpy as np
 from numba import prange
 
 from ._numba_compile import serial_and_parallel
+from ._optim_element import make_elements
+
+#: Inlined into its callers in numba's IR: a kernel's loops then see its mode flags as constants.
+_inline = numba.njit(inline="always", error_model="numpy")
+#: The element updates (see :mod:`fastopt.backends._optim_element`), left for LLVM to inline
+#: (inlining them in numba's IR too gives the same machine code, compiled about 1.5 times slower).
+E = make_elements(numba.njit(error_model="numpy"))
 
 #: Below this many elements a step runs on one thread.
 PARALLEL_THRESHOLD = 1 << 15
@@ -36,90 +48,192 @@ def _compile_serial_and_parallel(body):
     return functools.update_wrapper(launch, body)
 
 
+#: The kernels work on blocks of this many elements (a multiple of 8 that divides REDUCTION_CHUNK):
+#: a block is one vectorized loop, and the fused kernels add the squares of a block's gradient
+#: right after updating it, while it is in cache.
+BLOCK = 1 << 10
+
+# ---- One algorithm over elements [lo, hi) -------------------------------------------------------
+#
+# Each runs the array step of _optim_element over [lo, hi) in one loop per use of the optional
+# state arrays, with the flags that choose them as constants: each loop is then free of branches
+# around loads and stores, and vectorizes (a runtime flag would need LLVM to unswitch the loop,
+# which it does not reliably do). The indices are unsigned: numba then drops the negative-index
+# wraparound, whose select on every access keeps a loop over [lo, hi) from vectorizing.
+
+
+@_inline
+def _sgd_range(lo, hi, p, g, buf, lr, weight_decay, momentum, one_minus_dampening, nesterov,
+               first_step, scale):
+    """E.sgd_at over [lo, hi); buf is used when momentum != 0"""
+    lo, hi = np.uint64(lo), np.uint64(hi)
+    if momentum == 0:
+        for i in range(lo, hi):
+            E.sgd_at(i, p, g, buf, lr, weight_decay, momentum, one_minus_dampening, nesterov,
+                     first_step, scale, False)
+    else:
+        for i in range(lo, hi):
+            E.sgd_at(i, p, g, buf, lr, weight_decay, momentum, one_minus_dampening, nesterov,
+                     first_step, scale, True)
+
+
+@_inline
+def _adagrad_range(lo, hi, p, g, state_sum, weight_decay, eps, clr, scale):
+    """E.adagrad_at over [lo, hi)"""
+    lo, hi = np.uint64(lo), np.uint64(hi)
+    for i in range(lo, hi):
+        E.adagrad_at(i, p, g, state_sum, weight_decay, eps, clr, scale)
+
+
+@_inline
+def _rmsprop_range(lo, hi, p, g, square_avg, grad_avg, buf, lr, alpha, one_minus_alpha, eps,
+                   weight_decay, momentum, centered, scale):
+    """E.rmsprop_at over [lo, hi); grad_avg is used when centered, buf when momentum > 0"""
+    lo, hi = np.uint64(lo), np.uint64(hi)
+    if centered and momentum > 0:
+        for i in range(lo, hi):
+            E.rmsprop_at(i, p, g, square_avg, grad_avg, buf, lr, alpha, one_minus_alpha, eps,
+                         weight_decay, momentum, True, scale, True)
+    elif centered:
+        for i in range(lo, hi):
+            E.rmsprop_at(i, p, g, square_avg, grad_avg, buf, lr, alpha, one_minus_alpha, eps,
+                         weight_decay, momentum, True, scale, False)
+    elif momentum > 0:
+        for i in range(lo, hi):
+            E.rmsprop_at(i, p, g, square_avg, grad_avg, buf, lr, alpha, one_minus_alpha, eps,
+                         weight_decay, momentum, False, scale, True)
+    else:
+        for i in range(lo, hi):
+            E.rmsprop_at(i, p, g, square_avg, grad_avg, buf, lr, alpha, one_minus_alpha, eps,
+                         weight_decay, momentum, False, scale, False)
+
+
+@_inline
+def _adam_range(lo, hi, p, g, exp_avg, exp_avg_sq, max_exp_avg_sq, beta1, one_minus_beta1,
+                beta2, one_minus_beta2, eps, weight_decay, decay, amsgrad, step_size,
+                bias_correction2_sqrt, scale):
+    """E.adam_at over [lo, hi); max_exp_avg_sq is used with amsgrad"""
+    lo, hi = np.uint64(lo), np.uint64(hi)
+    if amsgrad:
+        for i in range(lo, hi):
+            E.adam_at(i, p, g, exp_avg, exp_avg_sq, max_exp_avg_sq, beta1, one_minus_beta1,
+                      beta2, one_minus_beta2, eps, weight_decay, decay, True, step_size,
+                      bias_correction2_sqrt, scale)
+    else:
+        for i in range(lo, hi):
+            E.adam_at(i, p, g, exp_avg, exp_avg_sq, max_exp_avg_sq, beta1, one_minus_beta1,
+                      beta2, one_minus_beta2, eps, weight_decay, decay, False, step_size,
+                      bias_correction2_sqrt, scale)
+
+
+@_inline
+def _adamax_range(lo, hi, p, g, exp_avg, exp_inf, beta1, one_minus_beta1, beta2, eps,
+                  weight_decay, clr, scale):
+    """E.adamax_at over [lo, hi)"""
+    lo, hi = np.uint64(lo), np.uint64(hi)
+    for i in range(lo, hi):
+        E.adamax_at(i, p, g, exp_avg, exp_inf, beta1, one_minus_beta1, beta2, eps, weight_decay,
+                    clr, scale)
+
+
+@_inline
+def _nadam_range(lo, hi, p, g, exp_avg, exp_avg_sq, beta1, one_minus_beta1, beta2,
+                 one_minus_beta2, eps, weight_decay, decay, grad_coef, exp_avg_coef,
+                 bias_correction2, scale):
+    """E.nadam_at over [lo, hi)"""
+    lo, hi = np.uint64(lo), np.uint64(hi)
+    for i in range(lo, hi):
+        E.nadam_at(i, p, g, exp_avg, exp_avg_sq, beta1, one_minus_beta1, beta2, one_minus_beta2,
+                   eps, weight_decay, decay, grad_coef, exp_avg_coef, bias_correction2, scale)
+
+
+@_inline
+def _radam_range(lo, hi, p, g, exp_avg, exp_avg_sq, beta1, one_minus_beta1, beta2,
+                 one_minus_beta2, eps, weight_decay, decay, rectify, step_size,
+                 bias_correction2_sqrt, scale):
+    """E.radam_at over [lo, hi); a loop per rectify, so the unrectified one has no square root"""
+    lo, hi = np.uint64(lo), np.uint64(hi)
+    if rectify:
+        for i in range(lo, hi):
+            E.radam_at(i, p, g, exp_avg, exp_avg_sq, beta1, one_minus_beta1, beta2,
+                       one_minus_beta2, eps, weight_decay, decay, True, step_size,
+                       bias_correction2_sqrt, scale)
+    else:
+        for i in range(lo, hi):
+            E.radam_at(i, p, g, exp_avg, exp_avg_sq, beta1, one_minus_beta1, beta2,
+                       one_minus_beta2, eps, weight_decay, decay, False, step_size,
+                       bias_correction2_sqrt, scale)
+
+
+@_inline
+def _adadelta_range(lo, hi, p, g, square_avg, acc_delta, lr, rho, one_minus_rho, eps,
+                    weight_decay, scale):
+    """E.adadelta_at over [lo, hi)"""
+    lo, hi = np.uint64(lo), np.uint64(hi)
+    for i in range(lo, hi):
+        E.adadelta_at(i, p, g, square_avg, acc_delta, lr, rho, one_minus_rho, eps, weight_decay,
+                      scale)
+
+
+@_inline
+def _lion_range(lo, hi, p, g, exp_avg, lr, beta1, one_minus_beta1, beta2, one_minus_beta2,
+                decay, scale):
+    """E.lion_at over [lo, hi)"""
+    lo, hi = np.uint64(lo), np.uint64(hi)
+    for i in range(lo, hi):
+        E.lion_at(i, p, g, exp_avg, lr, beta1, one_minus_beta1, beta2, one_minus_beta2, decay,
+                  scale)
+
+
+# ---- The steps: every block of the arrays, in parallel above PARALLEL_THRESHOLD -----------------
+
 @_compile_serial_and_parallel
-def _sgd(p, g, buf, lr, weight_decay, momentum, one_minus_dampening, nesterov, first_step,
-         scale):
+def _sgd(p, g, buf, lr, weight_decay, momentum, one_minus_dampening, nesterov, first_step, scale):
     """d = s*g + wd*p; b = d (first step) or mu*b + (1-tau)*d; d = d + mu*b (Nesterov) or b; p -= lr*d"""
-    for i in prange(p.size):
-        d = g[i] * scale
-        if weight_decay != 0:
-            d += weight_decay * p[i]
-        if momentum != 0:
-            b = d if first_step else momentum * buf[i] + one_minus_dampening * d
-            buf[i] = b
-            d = d + momentum * b if nesterov else b
-        p[i] -= lr * d
+    for c in prange((p.size + BLOCK - 1) // BLOCK):
+        lo = c * BLOCK
+        _sgd_range(lo, min(p.size, lo + BLOCK), p, g, buf, lr, weight_decay, momentum,
+                   one_minus_dampening, nesterov, first_step, scale)
 
 
 @_compile_serial_and_parallel
 def _adagrad(p, g, state_sum, weight_decay, eps, clr, scale):
     """d = s*g + wd*p; v += d^2; p -= clr * d / (sqrt(v) + eps)"""
-    for i in prange(p.size):
-        d = g[i] * scale
-        if weight_decay != 0:
-            d += weight_decay * p[i]
-        s = state_sum[i] + d * d
-        state_sum[i] = s
-        p[i] -= clr * d / (math.sqrt(s) + eps)
+    for c in prange((p.size + BLOCK - 1) // BLOCK):
+        lo = c * BLOCK
+        _adagrad_range(lo, min(p.size, lo + BLOCK), p, g, state_sum, weight_decay, eps, clr, scale)
 
 
 @_compile_serial_and_parallel
 def _rmsprop(p, g, square_avg, grad_avg, buf, lr, alpha, one_minus_alpha, eps, weight_decay,
              momentum, centered, scale):
-    """v = a*v + (1-a)*d^2; gbar = a*gbar + (1-a)*d; den = sqrt(v - gbar^2 or v) + eps;
+    """d = s*g + wd*p; v = a*v + (1-a)*d^2; gbar = a*gbar + (1-a)*d; den = sqrt(v - gbar^2 or v) + eps;
     b = mu*b + d/den, p -= lr*b  (mu > 0)  or  p -= lr*d/den"""
-    for i in prange(p.size):
-        d = g[i] * scale
-        if weight_decay != 0:
-            d += weight_decay * p[i]
-        v = alpha * square_avg[i] + one_minus_alpha * d * d
-        square_avg[i] = v
-        if centered:
-            a = alpha * grad_avg[i] + one_minus_alpha * d
-            grad_avg[i] = a
-            v = v - a * a
-        denom = math.sqrt(v) + eps
-        if momentum > 0:
-            b = momentum * buf[i] + d / denom
-            buf[i] = b
-            p[i] -= lr * b
-        else:
-            p[i] -= lr * d / denom
+    for c in prange((p.size + BLOCK - 1) // BLOCK):
+        lo = c * BLOCK
+        _rmsprop_range(lo, min(p.size, lo + BLOCK), p, g, square_avg, grad_avg, buf, lr, alpha,
+                       one_minus_alpha, eps, weight_decay, momentum, centered, scale)
 
 
 @_compile_serial_and_parallel
-def _adam(p, g, exp_avg, exp_avg_sq, max_exp_avg_sq, beta1, one_minus_beta1, beta2,
-          one_minus_beta2, eps, weight_decay, decay, amsgrad, step_size, bias_correction2_sqrt,
-          scale):
+def _adam(p, g, exp_avg, exp_avg_sq, max_exp_avg_sq, beta1, one_minus_beta1, beta2, one_minus_beta2,
+          eps, weight_decay, decay, amsgrad, step_size, bias_correction2_sqrt, scale):
     """p *= decay (AdamW) or d = s*g + wd*p (Adam); m = b1*m + (1-b1)*d; v = b2*v + (1-b2)*d^2;
     vhat = max(vhat, v) (AMSGrad); p -= step_size * m / (sqrt(vhat)/sqrt(1-b2^t) + eps)"""
-    for i in prange(p.size):
-        d = g[i] * scale
-        x = p[i] * decay
-        if weight_decay != 0:
-            d += weight_decay * x
-        m = beta1 * exp_avg[i] + one_minus_beta1 * d
-        v = beta2 * exp_avg_sq[i] + one_minus_beta2 * d * d
-        exp_avg[i] = m
-        exp_avg_sq[i] = v
-        if amsgrad:
-            v = max(max_exp_avg_sq[i], v)
-            max_exp_avg_sq[i] = v
-        p[i] = x - step_size * m / (math.sqrt(v) / bias_correction2_sqrt + eps)
+    for c in prange((p.size + BLOCK - 1) // BLOCK):
+        lo = c * BLOCK
+        _adam_range(lo, min(p.size, lo + BLOCK), p, g, exp_avg, exp_avg_sq, max_exp_avg_sq, beta1,
+                    one_minus_beta1, beta2, one_minus_beta2, eps, weight_decay, decay, amsgrad,
+                    step_size, bias_correction2_sqrt, scale)
 
 
 @_compile_serial_and_parallel
 def _adamax(p, g, exp_avg, exp_inf, beta1, one_minus_beta1, beta2, eps, weight_decay, clr, scale):
     """d = s*g + wd*p; m = b1*m + (1-b1)*d; u = max(b2*u, |d| + eps); p -= clr * m / u"""
-    for i in prange(p.size):
-        d = g[i] * scale
-        if weight_decay != 0:
-            d += weight_decay * p[i]
-        m = beta1 * exp_avg[i] + one_minus_beta1 * d
-        u = max(beta2 * exp_inf[i], abs(d) + eps)
-        exp_avg[i] = m
-        exp_inf[i] = u
-        p[i] -= clr * m / u
+    for c in prange((p.size + BLOCK - 1) // BLOCK):
+        lo = c * BLOCK
+        _adamax_range(lo, min(p.size, lo + BLOCK), p, g, exp_avg, exp_inf, beta1, one_minus_beta1,
+                      beta2, eps, weight_decay, clr, scale)
 
 
 @_compile_serial_and_parallel
@@ -127,17 +241,11 @@ def _nadam(p, g, exp_avg, exp_avg_sq, beta1, one_minus_beta1, beta2, one_minus_b
            weight_decay, decay, grad_coef, exp_avg_coef, bias_correction2, scale):
     """p *= decay (decoupled) or d = s*g + wd*p; m = b1*m + (1-b1)*d; v = b2*v + (1-b2)*d^2;
     den = sqrt(v / (1-b2^t)) + eps; p -= grad_coef * d / den + exp_avg_coef * m / den"""
-    for i in prange(p.size):
-        d = g[i] * scale
-        x = p[i] * decay
-        if weight_decay != 0:
-            d += weight_decay * x
-        m = beta1 * exp_avg[i] + one_minus_beta1 * d
-        v = beta2 * exp_avg_sq[i] + one_minus_beta2 * d * d
-        exp_avg[i] = m
-        exp_avg_sq[i] = v
-        denom = math.sqrt(v / bias_correction2) + eps
-        p[i] = x - grad_coef * d / denom - exp_avg_coef * m / denom
+    for c in prange((p.size + BLOCK - 1) // BLOCK):
+        lo = c * BLOCK
+        _nadam_range(lo, min(p.size, lo + BLOCK), p, g, exp_avg, exp_avg_sq, beta1, one_minus_beta1,
+                     beta2, one_minus_beta2, eps, weight_decay, decay, grad_coef, exp_avg_coef,
+                     bias_correction2, scale)
 
 
 @_compile_serial_and_parallel
@@ -145,46 +253,30 @@ def _radam(p, g, exp_avg, exp_avg_sq, beta1, one_minus_beta1, beta2, one_minus_b
            weight_decay, decay, rectify, step_size, bias_correction2_sqrt, scale):
     """p *= decay (decoupled) or d = s*g + wd*p; m = b1*m + (1-b1)*d; v = b2*v + (1-b2)*d^2;
     p -= step_size * m * sqrt(1-b2^t) / (sqrt(v) + eps)  (rectified)  or  step_size * m"""
-    for i in prange(p.size):
-        d = g[i] * scale
-        x = p[i] * decay
-        if weight_decay != 0:
-            d += weight_decay * x
-        m = beta1 * exp_avg[i] + one_minus_beta1 * d
-        v = beta2 * exp_avg_sq[i] + one_minus_beta2 * d * d
-        exp_avg[i] = m
-        exp_avg_sq[i] = v
-        if rectify:
-            p[i] = x - step_size * m * (bias_correction2_sqrt / (math.sqrt(v) + eps))
-        else:
-            p[i] = x - step_size * m
+    for c in prange((p.size + BLOCK - 1) // BLOCK):
+        lo = c * BLOCK
+        _radam_range(lo, min(p.size, lo + BLOCK), p, g, exp_avg, exp_avg_sq, beta1, one_minus_beta1,
+                     beta2, one_minus_beta2, eps, weight_decay, decay, rectify, step_size,
+                     bias_correction2_sqrt, scale)
 
 
 @_compile_serial_and_parallel
 def _adadelta(p, g, square_avg, acc_delta, lr, rho, one_minus_rho, eps, weight_decay, scale):
     """d = s*g + wd*p; v = rho*v + (1-rho)*d^2; delta = sqrt(a + eps) / sqrt(v + eps) * d;
     a = rho*a + (1-rho)*delta^2; p -= lr * delta"""
-    for i in prange(p.size):
-        d = g[i] * scale
-        if weight_decay != 0:
-            d += weight_decay * p[i]
-        v = rho * square_avg[i] + one_minus_rho * d * d
-        a = acc_delta[i]
-        delta = math.sqrt(a + eps) / math.sqrt(v + eps) * d
-        square_avg[i] = v
-        acc_delta[i] = rho * a + one_minus_rho * delta * delta
-        p[i] -= lr * delta
+    for c in prange((p.size + BLOCK - 1) // BLOCK):
+        lo = c * BLOCK
+        _adadelta_range(lo, min(p.size, lo + BLOCK), p, g, square_avg, acc_delta, lr, rho,
+                        one_minus_rho, eps, weight_decay, scale)
 
 
 @_compile_serial_and_parallel
 def _lion(p, g, exp_avg, lr, beta1, one_minus_beta1, beta2, one_minus_beta2, decay, scale):
     """c = b1*m + (1-b1)*d; p = p*(1 - lr*wd) - lr*sign(c); m = b2*m + (1-b2)*d"""
-    for i in prange(p.size):
-        d = g[i] * scale
-        m = exp_avg[i]
-        c = beta1 * m + one_minus_beta1 * d
-        p[i] = p[i] * decay - lr * np.sign(c)
-        exp_avg[i] = beta2 * m + one_minus_beta2 * d
+    for c in prange((p.size + BLOCK - 1) // BLOCK):
+        lo = c * BLOCK
+        _lion_range(lo, min(p.size, lo + BLOCK), p, g, exp_avg, lr, beta1, one_minus_beta1, beta2,
+                    one_minus_beta2, decay, scale)
 
 
 @_compile_serial_and_parallel
@@ -204,15 +296,13 @@ def _lamb_moments(p, g, exp_avg, exp_avg_sq, offsets, partial, chunk, beta1, one
             pp = 0.0
             uu = 0.0
             for i in range(max(offsets[s], first), min(offsets[s + 1], stop)):
-                d = g[i] * scale
-                m = beta1 * exp_avg[i] + one_minus_beta1 * d
-                v = beta2 * exp_avg_sq[i] + one_minus_beta2 * d * d
+                m, v = E.lamb_moments(g[i], exp_avg[i], exp_avg_sq[i], beta1, one_minus_beta1,
+                                      beta2, one_minus_beta2, scale)
                 exp_avg[i] = m
                 exp_avg_sq[i] = v
                 x = p[i]
-                u = (m / bias_correction1) / (math.sqrt(v / bias_correction2) + eps)
-                if weight_decay != 0:
-                    u += weight_decay * x
+                u = E.lamb_direction(x, m, v, eps, weight_decay, bias_correction1,
+                                     bias_correction2)
                 pp += np.float64(x) * np.float64(x)
                 uu += np.float64(u) * np.float64(u)
             partial[c + s, 0] = pp
@@ -248,12 +338,231 @@ def _lamb_update(p, exp_avg, exp_avg_sq, offsets, ratio, chunk, eps, weight_deca
             step = ratio[s]
             for i in range(max(offsets[s], first), min(offsets[s + 1], stop)):
                 x = p[i]
-                u = (exp_avg[i] / bias_correction1) / (math.sqrt(exp_avg_sq[i] / bias_correction2)
-                                                       + eps)
-                if weight_decay != 0:
-                    u += weight_decay * x
-                p[i] = x - step * u
+                p[i] = x - step * E.lamb_direction(x, exp_avg[i], exp_avg_sq[i], eps,
+                                                   weight_decay, bias_correction1,
+                                                   bias_correction2)
             s += 1
+
+
+# ---- The global gradient norm: alone, or computed in the update pass ---------------------------
+#
+# Both sum fixed chunks of REDUCTION_CHUNK elements (in parallel), then the chunk sums in order, so
+# the result does not depend on the number of threads. A chunk keeps 8 running sums (element i goes
+# to sum (i - start) % 8, the chunk's last (size % 8) elements to the first), added pairwise at the
+# end, so that the additions pipeline instead of waiting on one another. The sums are set by this
+# order alone (no fastmath), so a fused kernel, which adds each BLOCK of elements right
+# after updating it (the gradient still in cache), gets the same bits as _chunked_sum_of_squares.
+
+_NO_SUMS = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+
+
+@_inline
+def _add_squares(g, lo, hi, sums):
+    """sums + the squares of g[lo:hi] in float64: g[i] to sums[(i - lo) % 8], the (hi - lo) % 8
+    last ones to sums[0]"""
+    s0, s1, s2, s3, s4, s5, s6, s7 = sums
+    g = g[lo:hi]  # indices from 0: numba's negative-index wraparound folds away
+    stop = g.size // 8 * 8
+    for i in range(0, stop, 8):
+        x0, x1, x2, x3 = np.float64(g[i]), np.float64(g[i + 1]), np.float64(g[i + 2]), \
+            np.float64(g[i + 3])
+        x4, x5, x6, x7 = np.float64(g[i + 4]), np.float64(g[i + 5]), np.float64(g[i + 6]), \
+            np.float64(g[i + 7])
+        s0 += x0 * x0
+        s1 += x1 * x1
+        s2 += x2 * x2
+        s3 += x3 * x3
+        s4 += x4 * x4
+        s5 += x5 * x5
+        s6 += x6 * x6
+        s7 += x7 * x7
+    for i in range(stop, g.size):
+        x = np.float64(g[i])
+        s0 += x * x
+    return s0, s1, s2, s3, s4, s5, s6, s7
+
+
+@_inline
+def _total(sums):
+    """The 8 running sums of a chunk, added pairwise"""
+    s0, s1, s2, s3, s4, s5, s6, s7 = sums
+    return ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
+
+
+@_inline
+def _sum_in_order(partial):
+    """partial[0] + partial[1] + ... in order"""
+    total = 0.0
+    for c in range(partial.size):
+        total += partial[c]
+    return total
+
+
+@_compile_serial_and_parallel
+def _chunked_sum_of_squares(g, chunk):
+    """sum(g_i^2) in float64: per chunk, 8 running sums added pairwise; the chunk sums in order"""
+    n_chunks = (g.size + chunk - 1) // chunk
+    partial = np.empty(n_chunks, np.float64)
+    for c in prange(n_chunks):
+        lo = c * chunk
+        partial[c] = _total(_add_squares(g, lo, min(g.size, lo + chunk), _NO_SUMS))
+    return _sum_in_order(partial)
+
+
+def _with_norm_of(kernel):
+    """Compiles the body of ``kernel``'s fused variant: the same update over chunks of ``chunk``
+    elements, returning the gradient's sum of squares as :func:`_chunked_sum_of_squares` does."""
+    def compile_fused(body):
+        body.__doc__ = (kernel.__doc__ + "\n\n    and, in the same pass, returns sum(g_i^2) in "
+                        "float64 as _chunked_sum_of_squares(g, chunk)")
+        return _compile_serial_and_parallel(body)
+    return compile_fused
+
+
+@_with_norm_of(_sgd)
+def _sgd_norm(p, g, buf, lr, weight_decay, momentum, one_minus_dampening, nesterov, first_step,
+              scale, chunk):
+    partial = np.empty((p.size + chunk - 1) // chunk, np.float64)
+    for c in prange(partial.size):
+        lo, hi = c * chunk, min(p.size, (c + 1) * chunk)
+        sums = _NO_SUMS
+        for a in range(lo, hi, BLOCK):
+            b = min(a + BLOCK, hi)
+            _sgd_range(a, b, p, g, buf, lr, weight_decay, momentum, one_minus_dampening, nesterov,
+                       first_step, scale)
+            sums = _add_squares(g, a, b, sums)
+        partial[c] = _total(sums)
+    return _sum_in_order(partial)
+
+
+@_with_norm_of(_adagrad)
+def _adagrad_norm(p, g, state_sum, weight_decay, eps, clr, scale, chunk):
+    partial = np.empty((p.size + chunk - 1) // chunk, np.float64)
+    for c in prange(partial.size):
+        lo, hi = c * chunk, min(p.size, (c + 1) * chunk)
+        sums = _NO_SUMS
+        for a in range(lo, hi, BLOCK):
+            b = min(a + BLOCK, hi)
+            _adagrad_range(a, b, p, g, state_sum, weight_decay, eps, clr, scale)
+            sums = _add_squares(g, a, b, sums)
+        partial[c] = _total(sums)
+    return _sum_in_order(partial)
+
+
+@_with_norm_of(_rmsprop)
+def _rmsprop_norm(p, g, square_avg, grad_avg, buf, lr, alpha, one_minus_alpha, eps, weight_decay,
+                  momentum, centered, scale, chunk):
+    partial = np.empty((p.size + chunk - 1) // chunk, np.float64)
+    for c in prange(partial.size):
+        lo, hi = c * chunk, min(p.size, (c + 1) * chunk)
+        sums = _NO_SUMS
+        for a in range(lo, hi, BLOCK):
+            b = min(a + BLOCK, hi)
+            _rmsprop_range(a, b, p, g, square_avg, grad_avg, buf, lr, alpha, one_minus_alpha, eps,
+                           weight_decay, momentum, centered, scale)
+            sums = _add_squares(g, a, b, sums)
+        partial[c] = _total(sums)
+    return _sum_in_order(partial)
+
+
+@_with_norm_of(_adam)
+def _adam_norm(p, g, exp_avg, exp_avg_sq, max_exp_avg_sq, beta1, one_minus_beta1, beta2,
+               one_minus_beta2, eps, weight_decay, decay, amsgrad, step_size, bias_correction2_sqrt,
+               scale, chunk):
+    partial = np.empty((p.size + chunk - 1) // chunk, np.float64)
+    for c in prange(partial.size):
+        lo, hi = c * chunk, min(p.size, (c + 1) * chunk)
+        sums = _NO_SUMS
+        for a in range(lo, hi, BLOCK):
+            b = min(a + BLOCK, hi)
+            _adam_range(a, b, p, g, exp_avg, exp_avg_sq, max_exp_avg_sq, beta1, one_minus_beta1,
+                        beta2, one_minus_beta2, eps, weight_decay, decay, amsgrad, step_size,
+                        bias_correction2_sqrt, scale)
+            sums = _add_squares(g, a, b, sums)
+        partial[c] = _total(sums)
+    return _sum_in_order(partial)
+
+
+@_with_norm_of(_adamax)
+def _adamax_norm(p, g, exp_avg, exp_inf, beta1, one_minus_beta1, beta2, eps, weight_decay, clr,
+                 scale, chunk):
+    partial = np.empty((p.size + chunk - 1) // chunk, np.float64)
+    for c in prange(partial.size):
+        lo, hi = c * chunk, min(p.size, (c + 1) * chunk)
+        sums = _NO_SUMS
+        for a in range(lo, hi, BLOCK):
+            b = min(a + BLOCK, hi)
+            _adamax_range(a, b, p, g, exp_avg, exp_inf, beta1, one_minus_beta1, beta2, eps,
+                          weight_decay, clr, scale)
+            sums = _add_squares(g, a, b, sums)
+        partial[c] = _total(sums)
+    return _sum_in_order(partial)
+
+
+@_with_norm_of(_nadam)
+def _nadam_norm(p, g, exp_avg, exp_avg_sq, beta1, one_minus_beta1, beta2, one_minus_beta2, eps,
+                weight_decay, decay, grad_coef, exp_avg_coef, bias_correction2, scale, chunk):
+    partial = np.empty((p.size + chunk - 1) // chunk, np.float64)
+    for c in prange(partial.size):
+        lo, hi = c * chunk, min(p.size, (c + 1) * chunk)
+        sums = _NO_SUMS
+        for a in range(lo, hi, BLOCK):
+            b = min(a + BLOCK, hi)
+            _nadam_range(a, b, p, g, exp_avg, exp_avg_sq, beta1, one_minus_beta1, beta2,
+                         one_minus_beta2, eps, weight_decay, decay, grad_coef, exp_avg_coef,
+                         bias_correction2, scale)
+            sums = _add_squares(g, a, b, sums)
+        partial[c] = _total(sums)
+    return _sum_in_order(partial)
+
+
+@_with_norm_of(_radam)
+def _radam_norm(p, g, exp_avg, exp_avg_sq, beta1, one_minus_beta1, beta2, one_minus_beta2, eps,
+                weight_decay, decay, rectify, step_size, bias_correction2_sqrt, scale, chunk):
+    partial = np.empty((p.size + chunk - 1) // chunk, np.float64)
+    for c in prange(partial.size):
+        lo, hi = c * chunk, min(p.size, (c + 1) * chunk)
+        sums = _NO_SUMS
+        for a in range(lo, hi, BLOCK):
+            b = min(a + BLOCK, hi)
+            _radam_range(a, b, p, g, exp_avg, exp_avg_sq, beta1, one_minus_beta1, beta2,
+                         one_minus_beta2, eps, weight_decay, decay, rectify, step_size,
+                         bias_correction2_sqrt, scale)
+            sums = _add_squares(g, a, b, sums)
+        partial[c] = _total(sums)
+    return _sum_in_order(partial)
+
+
+@_with_norm_of(_adadelta)
+def _adadelta_norm(p, g, square_avg, acc_delta, lr, rho, one_minus_rho, eps, weight_decay, scale,
+                   chunk):
+    partial = np.empty((p.size + chunk - 1) // chunk, np.float64)
+    for c in prange(partial.size):
+        lo, hi = c * chunk, min(p.size, (c + 1) * chunk)
+        sums = _NO_SUMS
+        for a in range(lo, hi, BLOCK):
+            b = min(a + BLOCK, hi)
+            _adadelta_range(a, b, p, g, square_avg, acc_delta, lr, rho, one_minus_rho, eps,
+                            weight_decay, scale)
+            sums = _add_squares(g, a, b, sums)
+        partial[c] = _total(sums)
+    return _sum_in_order(partial)
+
+
+@_with_norm_of(_lion)
+def _lion_norm(p, g, exp_avg, lr, beta1, one_minus_beta1, beta2, one_minus_beta2, decay, scale,
+               chunk):
+    partial = np.empty((p.size + chunk - 1) // chunk, np.float64)
+    for c in prange(partial.size):
+        lo, hi = c * chunk, min(p.size, (c + 1) * chunk)
+        sums = _NO_SUMS
+        for a in range(lo, hi, BLOCK):
+            b = min(a + BLOCK, hi)
+            _lion_range(a, b, p, g, exp_avg, lr, beta1, one_minus_beta1, beta2, one_minus_beta2,
+                        decay, scale)
+            sums = _add_squares(g, a, b, sums)
+        partial[c] = _total(sums)
+    return _sum_in_order(partial)
 
 
 def _flat(a):
@@ -367,41 +676,110 @@ def lamb(param, grad, exp_avg, exp_avg_sq, segment_offsets, lr, beta1, beta2, ep
                  bias_correction2)
 
 
-@_compile_serial_and_parallel
-def _chunked_sum_of_squares(g, chunk):
-    """sum(g_i^2) in float64, as fixed chunks summed in parallel, then the chunk sums in order;
-    each chunk keeps 8 running sums (element i goes to sum (i - start) % 8, the tail to the first),
-    added pairwise at the end, so the additions pipeline instead of waiting on one another."""
-    n_chunks = (g.size + chunk - 1) // chunk
-    partial = np.empty(n_chunks, np.float64)
-    for c in prange(n_chunks):
-        lo = c * chunk
-        hi = min(g.size, lo + chunk)
-        s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = 0.0
-        stop = lo + (hi - lo) // 8 * 8
-        for i in range(lo, stop, 8):
-            x0, x1, x2, x3 = np.float64(g[i]), np.float64(g[i + 1]), np.float64(g[i + 2]), \
-                np.float64(g[i + 3])
-            x4, x5, x6, x7 = np.float64(g[i + 4]), np.float64(g[i + 5]), np.float64(g[i + 6]), \
-                np.float64(g[i + 7])
-            s0 += x0 * x0
-            s1 += x1 * x1
-            s2 += x2 * x2
-            s3 += x3 * x3
-            s4 += x4 * x4
-            s5 += x5 * x5
-            s6 += x6 * x6
-            s7 += x7 * x7
-        for i in range(stop, hi):
-            x = np.float64(g[i])
-            s0 += x * x
-        partial[c] = ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
-    total = 0.0
-    for c in range(n_chunks):
-        total += partial[c]
-    return total
-
-
 def sum_of_squares(grad):
     """The squared global norm in float64; formula in :func:`fastopt.reference.sum_of_squares`."""
     return float(_chunked_sum_of_squares(grad.size, _flat(grad), REDUCTION_CHUNK))
+
+
+# ---- Steps that also compute the gradient's sum of squares --------------------------------------
+
+def sgd_with_norm(param, grad, momentum_buffer, lr, weight_decay, momentum, dampening, nesterov,
+                  maximize, first_step, grad_scale, norm_out):
+    """:func:`sgd`, also setting ``norm_out[0] = sum_of_squares(grad)`` (bit for bit) from the
+    same pass over memory."""
+    one = param.dtype.type(1)
+    norm_out[0] = _sgd_norm(param.size, _flat(param), _flat(grad), _flat(momentum_buffer), lr,
+                            weight_decay, momentum, one - dampening, nesterov, first_step,
+                            _signed(grad_scale, maximize), REDUCTION_CHUNK)
+
+
+def adagrad_with_norm(param, grad, state_sum, weight_decay, eps, maximize, clr, grad_scale,
+                      norm_out):
+    """:func:`adagrad` and ``norm_out[0] = sum_of_squares(grad)``, as :func:`sgd_with_norm`."""
+    norm_out[0] = _adagrad_norm(param.size, _flat(param), _flat(grad), _flat(state_sum),
+                                weight_decay, eps, clr, _signed(grad_scale, maximize),
+                                REDUCTION_CHUNK)
+
+
+def rmsprop_with_norm(param, grad, square_avg, grad_avg, momentum_buffer, lr, alpha, eps,
+                      weight_decay, momentum, centered, maximize, grad_scale, norm_out):
+    """:func:`rmsprop` and ``norm_out[0] = sum_of_squares(grad)``, as :func:`sgd_with_norm`."""
+    one = param.dtype.type(1)
+    norm_out[0] = _rmsprop_norm(param.size, _flat(param), _flat(grad), _flat(square_avg),
+                                _flat(grad_avg), _flat(momentum_buffer), lr, alpha, one - alpha,
+                                eps, weight_decay, momentum, centered,
+                                _signed(grad_scale, maximize), REDUCTION_CHUNK)
+
+
+def adam_with_norm(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, lr, beta1, beta2, eps,
+                   weight_decay, amsgrad, maximize, decoupled, step_size, bias_correction2_sqrt,
+                   grad_scale, norm_out):
+    """:func:`adam` and ``norm_out[0] = sum_of_squares(grad)``, as :func:`sgd_with_norm`."""
+    one = param.dtype.type(1)
+    decay, l2 = _decay_and_l2(param, lr, weight_decay, decoupled)
+    norm_out[0] = _adam_norm(param.size, _flat(param), _flat(grad), _flat(exp_avg),
+                             _flat(exp_avg_sq), _flat(max_exp_avg_sq), beta1, one - beta1, beta2,
+                             one - beta2, eps, l2, decay, amsgrad, step_size,
+                             bias_correction2_sqrt, _signed(grad_scale, maximize),
+                             REDUCTION_CHUNK)
+
+
+def adamax_with_norm(param, grad, exp_avg, exp_inf, beta1, beta2, eps, weight_decay, maximize,
+                     clr, grad_scale, norm_out):
+    """:func:`adamax` and ``norm_out[0] = sum_of_squares(grad)``, as :func:`sgd_with_norm`."""
+    one = param.dtype.type(1)
+    norm_out[0] = _adamax_norm(param.size, _flat(param), _flat(grad), _flat(exp_avg),
+                               _flat(exp_inf), beta1, one - beta1, beta2, eps, weight_decay, clr,
+                               _signed(grad_scale, maximize), REDUCTION_CHUNK)
+
+
+def nadam_with_norm(param, grad, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, weight_decay,
+                    maximize, decoupled, grad_coef, exp_avg_coef, bias_correction2, grad_scale,
+                    norm_out):
+    """:func:`nadam` and ``norm_out[0] = sum_of_squares(grad)``, as :func:`sgd_with_norm`."""
+    one = param.dtype.type(1)
+    decay, l2 = _decay_and_l2(param, lr, weight_decay, decoupled)
+    norm_out[0] = _nadam_norm(param.size, _flat(param), _flat(grad), _flat(exp_avg),
+                              _flat(exp_avg_sq), beta1, one - beta1, beta2, one - beta2, eps, l2,
+                              decay, grad_coef, exp_avg_coef, bias_correction2,
+                              _signed(grad_scale, maximize), REDUCTION_CHUNK)
+
+
+def radam_with_norm(param, grad, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, weight_decay,
+                    maximize, decoupled, rectify, step_size, bias_correction2_sqrt, grad_scale,
+                    norm_out):
+    """:func:`radam` and ``norm_out[0] = sum_of_squares(grad)``, as :func:`sgd_with_norm`."""
+    one = param.dtype.type(1)
+    decay, l2 = _decay_and_l2(param, lr, weight_decay, decoupled)
+    norm_out[0] = _radam_norm(param.size, _flat(param), _flat(grad), _flat(exp_avg),
+                              _flat(exp_avg_sq), beta1, one - beta1, beta2, one - beta2, eps, l2,
+                              decay, rectify, step_size, bias_correction2_sqrt,
+                              _signed(grad_scale, maximize), REDUCTION_CHUNK)
+
+
+def adadelta_with_norm(param, grad, square_avg, acc_delta, lr, rho, eps, weight_decay, maximize,
+                       grad_scale, norm_out):
+    """:func:`adadelta` and ``norm_out[0] = sum_of_squares(grad)``, as :func:`sgd_with_norm`."""
+    one = param.dtype.type(1)
+    norm_out[0] = _adadelta_norm(param.size, _flat(param), _flat(grad), _flat(square_avg),
+                                 _flat(acc_delta), lr, rho, one - rho, eps, weight_decay,
+                                 _signed(grad_scale, maximize), REDUCTION_CHUNK)
+
+
+def lion_with_norm(param, grad, exp_avg, lr, beta1, beta2, weight_decay, maximize, grad_scale,
+                   norm_out):
+    """:func:`lion` and ``norm_out[0] = sum_of_squares(grad)``, as :func:`sgd_with_norm`."""
+    one = param.dtype.type(1)
+    norm_out[0] = _lion_norm(param.size, _flat(param), _flat(grad), _flat(exp_avg), lr, beta1,
+                             one - beta1, beta2, one - beta2, one - lr * weight_decay,
+                             _signed(grad_scale, maximize), REDUCTION_CHUNK)
+
+
+def lamb_with_norm(param, grad, exp_avg, exp_avg_sq, segment_offsets, lr, beta1, beta2, eps,
+                   weight_decay, maximize, bias_correction1, bias_correction2, grad_scale,
+                   norm_out):
+    """:func:`lamb` and ``norm_out[0] = sum_of_squares(grad)``; not fused: the sum is a pass of its
+    own before LAMB's two."""
+    norm_out[0] = sum_of_squares(grad)
+    lamb(param, grad, exp_avg, exp_avg_sq, segment_offsets, lr, beta1, beta2, eps, weight_decay,
+         maximize, bias_correction1, bias_correction2, grad_scale)

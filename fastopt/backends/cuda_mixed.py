@@ -1,11 +1,18 @@
 """The ``cuda`` backend's mixed-precision steps: float32 master weights updated in place and the
-float16/bfloat16 model copy written in the same pass (numba-cuda, grid-stride)."""
+float16/bfloat16 model copy written in the same pass (numba-cuda, grid-stride).
+
+Signatures as in :mod:`fastopt.backends.numpy_mixed`; each kernel runs the mixed-precision array
+step of :mod:`fastopt.backends._mixed_element` around the float32 element of
+:mod:`fastopt.backends._optim_element`.
+"""
 
 import numpy as np
 from numba import cuda
 
+from .._algorithms import ALGORITHMS
 from . import _bits, cuda_optim
-from ._mixed_element import make_adam_element
+from ._mixed_element import CONSTANTS, make_mixed_elements
+from ._optim_element import make_elements
 from .cuda_optim import SIMULATOR, launch
 
 if SIMULATOR:  # the simulator runs device functions as Python, without libdevice
@@ -25,41 +32,128 @@ else:
     def _bits_from_f32(x):
         return np.int64(libdevice.float_as_int(x)) & 0xFFFFFFFF
 
-_adam_element = make_adam_element(cuda.jit(device=True), _f32_from_bits, _bits_from_f32)
+M = make_mixed_elements(cuda.jit(device=True), _f32_from_bits, _bits_from_f32,
+                        make_elements(cuda.jit(device=True)))
+
+# One grid-stride kernel per algorithm over M.<algo>_at; arguments as in _mixed_element (the
+# element constants).
+
+
+@cuda.jit
+def _sgd(master, grad, grad_fmt, buf, state_fmt, model, model_fmt, lr, weight_decay, momentum,
+         one_minus_dampening, nesterov, first_step, scale, stochastic, key):
+    for i in range(cuda.grid(1), master.size, cuda.gridsize(1)):
+        M.sgd_at(i, master, grad, grad_fmt, buf, state_fmt, model, model_fmt, lr, weight_decay,
+                 momentum, one_minus_dampening, nesterov, first_step, scale, stochastic, key)
+
+
+@cuda.jit
+def _adagrad(master, grad, grad_fmt, state_sum, state_fmt, model, model_fmt, weight_decay, eps,
+             clr, scale, stochastic, key):
+    for i in range(cuda.grid(1), master.size, cuda.gridsize(1)):
+        M.adagrad_at(i, master, grad, grad_fmt, state_sum, state_fmt, model, model_fmt,
+                     weight_decay, eps, clr, scale, stochastic, key)
+
+
+@cuda.jit
+def _rmsprop(master, grad, grad_fmt, square_avg, grad_avg, buf, state_fmt, model, model_fmt, lr,
+             alpha, one_minus_alpha, eps, weight_decay, momentum, centered, scale, stochastic,
+             key):
+    for i in range(cuda.grid(1), master.size, cuda.gridsize(1)):
+        M.rmsprop_at(i, master, grad, grad_fmt, square_avg, grad_avg, buf, state_fmt, model,
+                     model_fmt, lr, alpha, one_minus_alpha, eps, weight_decay, momentum,
+                     centered, scale, stochastic, key)
 
 
 @cuda.jit
 def _adam(master, grad, grad_fmt, exp_avg, exp_avg_sq, max_exp_avg_sq, state_fmt, model,
           model_fmt, beta1, one_minus_beta1, beta2, one_minus_beta2, eps, weight_decay, decay,
           amsgrad, step_size, bias_correction2_sqrt, scale, stochastic, key):
-    """The mixed-precision Adam step, one element per thread (see _mixed_element.adam_element)"""
-    i = cuda.grid(1)
-    stride = cuda.gridsize(1)
-    while i < master.size:
-        _adam_element(i, master, grad, grad_fmt, exp_avg, exp_avg_sq, max_exp_avg_sq, state_fmt,
-                      model, model_fmt, beta1, one_minus_beta1, beta2, one_minus_beta2, eps,
-                      weight_decay, decay, amsgrad, step_size, bias_correction2_sqrt, scale,
-                      stochastic, key)
-        i += stride
+    for i in range(cuda.grid(1), master.size, cuda.gridsize(1)):
+        M.adam_at(i, master, grad, grad_fmt, exp_avg, exp_avg_sq, max_exp_avg_sq, state_fmt,
+                  model, model_fmt, beta1, one_minus_beta1, beta2, one_minus_beta2, eps,
+                  weight_decay, decay, amsgrad, step_size, bias_correction2_sqrt, scale,
+                  stochastic, key)
+
+
+@cuda.jit
+def _adamax(master, grad, grad_fmt, exp_avg, exp_inf, state_fmt, model, model_fmt, beta1,
+            one_minus_beta1, beta2, eps, weight_decay, clr, scale, stochastic, key):
+    for i in range(cuda.grid(1), master.size, cuda.gridsize(1)):
+        M.adamax_at(i, master, grad, grad_fmt, exp_avg, exp_inf, state_fmt, model, model_fmt,
+                    beta1, one_minus_beta1, beta2, eps, weight_decay, clr, scale, stochastic, key)
+
+
+@cuda.jit
+def _nadam(master, grad, grad_fmt, exp_avg, exp_avg_sq, state_fmt, model, model_fmt, beta1,
+           one_minus_beta1, beta2, one_minus_beta2, eps, weight_decay, decay, grad_coef,
+           exp_avg_coef, bias_correction2, scale, stochastic, key):
+    for i in range(cuda.grid(1), master.size, cuda.gridsize(1)):
+        M.nadam_at(i, master, grad, grad_fmt, exp_avg, exp_avg_sq, state_fmt, model, model_fmt,
+                   beta1, one_minus_beta1, beta2, one_minus_beta2, eps, weight_decay, decay,
+                   grad_coef, exp_avg_coef, bias_correction2, scale, stochastic, key)
+
+
+@cuda.jit
+def _radam(master, grad, grad_fmt, exp_avg, exp_avg_sq, state_fmt, model, model_fmt, beta1,
+           one_minus_beta1, beta2, one_minus_beta2, eps, weight_decay, decay, rectify, step_size,
+           bias_correction2_sqrt, scale, stochastic, key):
+    for i in range(cuda.grid(1), master.size, cuda.gridsize(1)):
+        M.radam_at(i, master, grad, grad_fmt, exp_avg, exp_avg_sq, state_fmt, model, model_fmt,
+                   beta1, one_minus_beta1, beta2, one_minus_beta2, eps, weight_decay, decay,
+                   rectify, step_size, bias_correction2_sqrt, scale, stochastic, key)
+
+
+@cuda.jit
+def _adadelta(master, grad, grad_fmt, square_avg, acc_delta, state_fmt, model, model_fmt, lr, rho,
+              one_minus_rho, eps, weight_decay, scale, stochastic, key):
+    for i in range(cuda.grid(1), master.size, cuda.gridsize(1)):
+        M.adadelta_at(i, master, grad, grad_fmt, square_avg, acc_delta, state_fmt, model,
+                      model_fmt, lr, rho, one_minus_rho, eps, weight_decay, scale, stochastic, key)
+
+
+@cuda.jit
+def _lion(master, grad, grad_fmt, exp_avg, state_fmt, model, model_fmt, lr, beta1,
+          one_minus_beta1, beta2, one_minus_beta2, decay, scale, stochastic, key):
+    for i in range(cuda.grid(1), master.size, cuda.gridsize(1)):
+        M.lion_at(i, master, grad, grad_fmt, exp_avg, state_fmt, model, model_fmt, lr, beta1,
+                  one_minus_beta1, beta2, one_minus_beta2, decay, scale, stochastic, key)
 
 
 def _flat(a):
     return a if a.ndim == 1 else a.reshape(a.size)
 
 
-def adam(master, grad, grad_fmt, exp_avg, exp_avg_sq, max_exp_avg_sq, state_fmt, model,
-         model_fmt, lr, beta1, beta2, eps, weight_decay, amsgrad, maximize, decoupled, step_size,
-         bias_correction2_sqrt, grad_scale, stochastic, key):
-    """Mixed-precision Adam/AdamW in place; formula in :func:`fastopt.backends.numpy_mixed.adam`."""
-    if master.size == 0:
-        return
-    one, zero = np.float32(1), np.float32(0)
-    decay, l2 = (one - lr * weight_decay, zero) if decoupled else (one, weight_decay)
-    scale = -grad_scale if maximize else grad_scale
-    launch(_adam, master.size, _flat(master), _flat(grad), grad_fmt, _flat(exp_avg),
-           _flat(exp_avg_sq), _flat(max_exp_avg_sq), state_fmt, _flat(model), model_fmt, beta1,
-           one - beta1, beta2, one - beta2, eps, l2, decay, amsgrad, step_size,
-           bias_correction2_sqrt, scale, stochastic, key)
+def _launcher(kernel, cuda_kernel):
+    """The backend step ``kernel`` (signature of :mod:`fastopt.backends.numpy_mixed`): the
+    element constants on the host, then one launch over flat views."""
+    constants = CONSTANTS[kernel]
+    count = len(ALGORITHMS[kernel].state)
+
+    def step(master, grad, grad_fmt, *args):
+        if master.size == 0:
+            return
+        states, (state_fmt, model, model_fmt) = args[:count], args[count:count + 3]
+        scalars, (stochastic, key) = args[count + 3:-2], args[-2:]
+        launch(cuda_kernel, master.size, _flat(master), _flat(grad), grad_fmt,
+               *(_flat(s) for s in states), state_fmt, _flat(model), model_fmt,
+               *constants(*scalars), stochastic, key)
+
+    step.__name__ = step.__qualname__ = kernel
+    step.__doc__ = (f"Mixed-precision {kernel} in place; formula in "
+                    f":func:`fastopt.backends.numpy_mixed.{kernel}`.")
+    return step
+
+
+sgd = _launcher("sgd", _sgd)
+adagrad = _launcher("adagrad", _adagrad)
+rmsprop = _launcher("rmsprop", _rmsprop)
+adam = _launcher("adam", _adam)
+adamax = _launcher("adamax", _adamax)
+nadam = _launcher("nadam", _nadam)
+radam = _launcher("radam", _radam)
+adadelta = _launcher("adadelta", _adadelta)
+lion = _launcher("lion", _lion)
 
 
 @cuda.jit

@@ -8,6 +8,11 @@ array dtype, so a float32 kernel never promotes to float64. A step launches on t
 and neither allocates, copies nor synchronizes (LAMB allocates its scratch sums on its first step
 for each layout, then reuses them).
 
+The math of each step is its element in :mod:`fastopt.backends._optim_element`, shared with the
+``cpu`` backend. ``<algo>_with_norm`` runs the same update and, in the same grid-stride pass, the
+per-block sums of :func:`sum_of_squares`; their ordered sum lands in a device array (no copy back,
+no synchronization), with the bits :func:`sum_of_squares` returns.
+
 Launch configuration lives in :func:`launch_config`: :data:`THREADS_PER_BLOCK` threads per block and
 enough blocks to cover the array, capped at :data:`BLOCKS_PER_SM` per SM (a few waves; the
 grid-stride loop covers the rest). Under the CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``) blocks are
@@ -21,6 +26,11 @@ import warnings
 import numba
 import numpy as np
 from numba import cuda
+
+from ._optim_element import make_elements
+
+#: The element updates (see :mod:`fastopt.backends._optim_element`), as device functions.
+E = make_elements(cuda.jit(device=True))
 
 #: True under the CUDA simulator, where each thread runs in Python.
 SIMULATOR = bool(numba.config.ENABLE_CUDASIM)
@@ -78,24 +88,18 @@ def device_summary():
 
 
 @cuda.jit
-def _sgd(p, g, buf, lr, weight_decay, momentum, one_minus_dampening, nesterov, first_step,
-         scale):
+def _sgd(p, g, buf, lr, weight_decay, momentum, one_minus_dampening, nesterov, first_step, scale):
     """d = s*g + wd*p; b = d (first step) or mu*b + (1-tau)*d;
     d = d + mu*b (Nesterov) or b (heavy ball); p -= lr*d
 
     See :func:`fastopt.reference.sgd`.
     """
+    buffered = momentum != 0
     i = cuda.grid(1)
     stride = cuda.gridsize(1)
     while i < p.size:
-        d = g[i] * scale
-        if weight_decay != 0:
-            d += weight_decay * p[i]
-        if momentum != 0:
-            b = d if first_step else momentum * buf[i] + one_minus_dampening * d
-            buf[i] = b
-            d = d + momentum * b if nesterov else b
-        p[i] -= lr * d
+        E.sgd_at(i, p, g, buf, lr, weight_decay, momentum, one_minus_dampening, nesterov,
+                 first_step, scale, buffered)
         i += stride
 
 
@@ -108,12 +112,7 @@ def _adagrad(p, g, state_sum, weight_decay, eps, clr, scale):
     i = cuda.grid(1)
     stride = cuda.gridsize(1)
     while i < p.size:
-        d = g[i] * scale
-        if weight_decay != 0:
-            d += weight_decay * p[i]
-        s = state_sum[i] + d * d
-        state_sum[i] = s
-        p[i] -= clr * d / (math.sqrt(s) + eps)
+        E.adagrad_at(i, p, g, state_sum, weight_decay, eps, clr, scale)
         i += stride
 
 
@@ -125,32 +124,18 @@ def _rmsprop(p, g, square_avg, grad_avg, buf, lr, alpha, one_minus_alpha, eps, w
 
     See :func:`fastopt.reference.rmsprop`.
     """
+    buffered = momentum > 0
     i = cuda.grid(1)
     stride = cuda.gridsize(1)
     while i < p.size:
-        d = g[i] * scale
-        if weight_decay != 0:
-            d += weight_decay * p[i]
-        v = alpha * square_avg[i] + one_minus_alpha * d * d
-        square_avg[i] = v
-        if centered:
-            a = alpha * grad_avg[i] + one_minus_alpha * d
-            grad_avg[i] = a
-            v = v - a * a
-        denom = math.sqrt(v) + eps
-        if momentum > 0:
-            b = momentum * buf[i] + d / denom
-            buf[i] = b
-            p[i] -= lr * b
-        else:
-            p[i] -= lr * d / denom
+        E.rmsprop_at(i, p, g, square_avg, grad_avg, buf, lr, alpha, one_minus_alpha, eps,
+                     weight_decay, momentum, centered, scale, buffered)
         i += stride
 
 
 @cuda.jit
-def _adam(p, g, exp_avg, exp_avg_sq, max_exp_avg_sq, beta1, one_minus_beta1, beta2,
-          one_minus_beta2, eps, weight_decay, decay, amsgrad, step_size, bias_correction2_sqrt,
-          scale):
+def _adam(p, g, exp_avg, exp_avg_sq, max_exp_avg_sq, beta1, one_minus_beta1, beta2, one_minus_beta2,
+          eps, weight_decay, decay, amsgrad, step_size, bias_correction2_sqrt, scale):
     """p *= decay (AdamW) or d = s*g + wd*p (Adam); m = b1*m + (1-b1)*d; v = b2*v + (1-b2)*d^2;
     vhat = max(vhat, v) (AMSGrad); p -= step_size * m / (sqrt(vhat)/sqrt(1-b2^t) + eps)
 
@@ -159,18 +144,9 @@ def _adam(p, g, exp_avg, exp_avg_sq, max_exp_avg_sq, beta1, one_minus_beta1, bet
     i = cuda.grid(1)
     stride = cuda.gridsize(1)
     while i < p.size:
-        d = g[i] * scale
-        x = p[i] * decay
-        if weight_decay != 0:
-            d += weight_decay * x
-        m = beta1 * exp_avg[i] + one_minus_beta1 * d
-        v = beta2 * exp_avg_sq[i] + one_minus_beta2 * d * d
-        exp_avg[i] = m
-        exp_avg_sq[i] = v
-        if amsgrad:
-            v = max(max_exp_avg_sq[i], v)
-            max_exp_avg_sq[i] = v
-        p[i] = x - step_size * m / (math.sqrt(v) / bias_correction2_sqrt + eps)
+        E.adam_at(i, p, g, exp_avg, exp_avg_sq, max_exp_avg_sq, beta1, one_minus_beta1, beta2,
+                  one_minus_beta2, eps, weight_decay, decay, amsgrad, step_size,
+                  bias_correction2_sqrt, scale)
         i += stride
 
 
@@ -183,14 +159,8 @@ def _adamax(p, g, exp_avg, exp_inf, beta1, one_minus_beta1, beta2, eps, weight_d
     i = cuda.grid(1)
     stride = cuda.gridsize(1)
     while i < p.size:
-        d = g[i] * scale
-        if weight_decay != 0:
-            d += weight_decay * p[i]
-        m = beta1 * exp_avg[i] + one_minus_beta1 * d
-        u = max(beta2 * exp_inf[i], abs(d) + eps)
-        exp_avg[i] = m
-        exp_inf[i] = u
-        p[i] -= clr * m / u
+        E.adamax_at(i, p, g, exp_avg, exp_inf, beta1, one_minus_beta1, beta2, eps, weight_decay,
+                    clr, scale)
         i += stride
 
 
@@ -205,16 +175,8 @@ def _nadam(p, g, exp_avg, exp_avg_sq, beta1, one_minus_beta1, beta2, one_minus_b
     i = cuda.grid(1)
     stride = cuda.gridsize(1)
     while i < p.size:
-        d = g[i] * scale
-        x = p[i] * decay
-        if weight_decay != 0:
-            d += weight_decay * x
-        m = beta1 * exp_avg[i] + one_minus_beta1 * d
-        v = beta2 * exp_avg_sq[i] + one_minus_beta2 * d * d
-        exp_avg[i] = m
-        exp_avg_sq[i] = v
-        denom = math.sqrt(v / bias_correction2) + eps
-        p[i] = x - grad_coef * d / denom - exp_avg_coef * m / denom
+        E.nadam_at(i, p, g, exp_avg, exp_avg_sq, beta1, one_minus_beta1, beta2, one_minus_beta2,
+                   eps, weight_decay, decay, grad_coef, exp_avg_coef, bias_correction2, scale)
         i += stride
 
 
@@ -229,18 +191,8 @@ def _radam(p, g, exp_avg, exp_avg_sq, beta1, one_minus_beta1, beta2, one_minus_b
     i = cuda.grid(1)
     stride = cuda.gridsize(1)
     while i < p.size:
-        d = g[i] * scale
-        x = p[i] * decay
-        if weight_decay != 0:
-            d += weight_decay * x
-        m = beta1 * exp_avg[i] + one_minus_beta1 * d
-        v = beta2 * exp_avg_sq[i] + one_minus_beta2 * d * d
-        exp_avg[i] = m
-        exp_avg_sq[i] = v
-        if rectify:
-            p[i] = x - step_size * m * (bias_correction2_sqrt / (math.sqrt(v) + eps))
-        else:
-            p[i] = x - step_size * m
+        E.radam_at(i, p, g, exp_avg, exp_avg_sq, beta1, one_minus_beta1, beta2, one_minus_beta2,
+                   eps, weight_decay, decay, rectify, step_size, bias_correction2_sqrt, scale)
         i += stride
 
 
@@ -254,20 +206,13 @@ def _adadelta(p, g, square_avg, acc_delta, lr, rho, one_minus_rho, eps, weight_d
     i = cuda.grid(1)
     stride = cuda.gridsize(1)
     while i < p.size:
-        d = g[i] * scale
-        if weight_decay != 0:
-            d += weight_decay * p[i]
-        v = rho * square_avg[i] + one_minus_rho * d * d
-        a = acc_delta[i]
-        delta = math.sqrt(a + eps) / math.sqrt(v + eps) * d
-        square_avg[i] = v
-        acc_delta[i] = rho * a + one_minus_rho * delta * delta
-        p[i] -= lr * delta
+        E.adadelta_at(i, p, g, square_avg, acc_delta, lr, rho, one_minus_rho, eps, weight_decay,
+                      scale)
         i += stride
 
 
 @cuda.jit
-def _lion(p, g, exp_avg, lr, beta1, one_minus_beta1, beta2, one_minus_beta2, decay, one, scale):
+def _lion(p, g, exp_avg, lr, beta1, one_minus_beta1, beta2, one_minus_beta2, decay, scale):
     """c = b1*m + (1-b1)*d; p = p*(1 - lr*wd) - lr*sign(c); m = b2*m + (1-b2)*d
 
     See :func:`fastopt.reference.lion`.
@@ -275,12 +220,8 @@ def _lion(p, g, exp_avg, lr, beta1, one_minus_beta1, beta2, one_minus_beta2, dec
     i = cuda.grid(1)
     stride = cuda.gridsize(1)
     while i < p.size:
-        d = g[i] * scale
-        m = exp_avg[i]
-        c = beta1 * m + one_minus_beta1 * d
-        direction = one if c > 0 else (-one if c < 0 else c)  # sign(c): 0 and NaN stay
-        p[i] = p[i] * decay - lr * direction
-        exp_avg[i] = beta2 * m + one_minus_beta2 * d
+        E.lion_at(i, p, g, exp_avg, lr, beta1, one_minus_beta1, beta2, one_minus_beta2, decay,
+                  scale)
         i += stride
 
 
@@ -333,15 +274,13 @@ def _lamb_moments(p, g, exp_avg, exp_avg_sq, offsets, partial, beta1, one_minus_
             uu = 0.0
             i = max(offsets[s], first) + t
             while i < min(offsets[s + 1], stop):
-                d = g[i] * scale
-                m = beta1 * exp_avg[i] + one_minus_beta1 * d
-                v = beta2 * exp_avg_sq[i] + one_minus_beta2 * d * d
+                m, v = E.lamb_moments(g[i], exp_avg[i], exp_avg_sq[i], beta1, one_minus_beta1,
+                                      beta2, one_minus_beta2, scale)
                 exp_avg[i] = m
                 exp_avg_sq[i] = v
                 x = p[i]
-                u = (m / bias_correction1) / (math.sqrt(v / bias_correction2) + eps)
-                if weight_decay != 0:
-                    u += weight_decay * x
+                u = E.lamb_direction(x, m, v, eps, weight_decay, bias_correction1,
+                                     bias_correction2)
                 pp += numba.float64(x) * numba.float64(x)
                 uu += numba.float64(u) * numba.float64(u)
                 i += THREADS_PER_BLOCK
@@ -394,11 +333,9 @@ def _lamb_update(p, exp_avg, exp_avg_sq, offsets, ratio, eps, weight_decay, bias
             i = max(offsets[s], first) + t
             while i < min(offsets[s + 1], stop):
                 x = p[i]
-                u = (exp_avg[i] / bias_correction1) / (math.sqrt(exp_avg_sq[i] / bias_correction2)
-                                                       + eps)
-                if weight_decay != 0:
-                    u += weight_decay * x
-                p[i] = x - step * u
+                p[i] = x - step * E.lamb_direction(x, exp_avg[i], exp_avg_sq[i], eps,
+                                                   weight_decay, bias_correction1,
+                                                   bias_correction2)
                 i += THREADS_PER_BLOCK
             s += 1
         c += cuda.gridDim.x
@@ -512,7 +449,7 @@ def lion(param, grad, exp_avg, lr, beta1, beta2, weight_decay, maximize, grad_sc
         return
     one = param.dtype.type(1)
     launch(_lion, param.size, _flat(param), _flat(grad), _flat(exp_avg), lr, beta1, one - beta1,
-           beta2, one - beta2, one - lr * weight_decay, one, _signed(grad_scale, maximize))
+           beta2, one - beta2, one - lr * weight_decay, _signed(grad_scale, maximize))
 
 
 _lamb_buffers = {}  # (pieces, segments, dtype) -> (partial sums, per-segment steps)
@@ -544,6 +481,17 @@ def lamb(param, grad, exp_avg, exp_avg_sq, segment_offsets, lr, beta1, beta2, ep
            bias_correction1, bias_correction2)
 
 
+@cuda.jit(device=True)
+def _store_block_sum(cache, s, partial):
+    """partial[block] = the sum of every thread's s, by the fixed tree of _block_sum; every
+    thread calls it"""
+    t = cuda.threadIdx.x
+    cache[t] = s
+    _block_sum(cache, t)
+    if t == 0:
+        partial[cuda.blockIdx.x] = cache[0]
+
+
 @cuda.jit
 def _partial_sums_of_squares(g, partial):
     """partial[block] = sum of g_i^2 (float64) over this block's grid-stride share"""
@@ -555,17 +503,7 @@ def _partial_sums_of_squares(g, partial):
         x = numba.float64(g[i])
         s += x * x
         i += stride
-    t = cuda.threadIdx.x
-    cache[t] = s
-    cuda.syncthreads()
-    width = THREADS_PER_BLOCK // 2
-    while width > 0:  # a fixed tree: the same order every run
-        if t < width:
-            cache[t] += cache[t + width]
-        cuda.syncthreads()
-        width //= 2
-    if t == 0:
-        partial[cuda.blockIdx.x] = cache[0]
+    _store_block_sum(cache, s, partial)
 
 
 @cuda.jit
@@ -578,7 +516,180 @@ def _sum_in_order(partial, out):
         out[0] = s
 
 
-_reduction_buffers = {}
+def _with_norm_of(kernel):
+    """Compiles the fused variant of ``kernel``: the same update in the same grid-stride loop,
+    also summing the gradient's squares as :func:`_partial_sums_of_squares` does."""
+    def compile_fused(body):
+        body.__doc__ = (kernel.__doc__.rstrip() + "\n\n    and, in the same pass, partial[block] = "
+                        "sum(g_i^2) over the block's share, as _partial_sums_of_squares\n    ")
+        return cuda.jit(body)
+    return compile_fused
+
+
+@_with_norm_of(_sgd)
+def _sgd_norm(p, g, buf, lr, weight_decay, momentum, one_minus_dampening, nesterov, first_step,
+              scale, partial):
+    cache = cuda.shared.array(THREADS_PER_BLOCK, numba.float64)
+    buffered = momentum != 0
+    i = cuda.grid(1)
+    stride = cuda.gridsize(1)
+    s = 0.0
+    while i < p.size:
+        x = numba.float64(g[i])
+        s += x * x
+        E.sgd_at(i, p, g, buf, lr, weight_decay, momentum, one_minus_dampening, nesterov,
+                 first_step, scale, buffered)
+        i += stride
+    _store_block_sum(cache, s, partial)
+
+
+@_with_norm_of(_adagrad)
+def _adagrad_norm(p, g, state_sum, weight_decay, eps, clr, scale, partial):
+    cache = cuda.shared.array(THREADS_PER_BLOCK, numba.float64)
+    i = cuda.grid(1)
+    stride = cuda.gridsize(1)
+    s = 0.0
+    while i < p.size:
+        x = numba.float64(g[i])
+        s += x * x
+        E.adagrad_at(i, p, g, state_sum, weight_decay, eps, clr, scale)
+        i += stride
+    _store_block_sum(cache, s, partial)
+
+
+@_with_norm_of(_rmsprop)
+def _rmsprop_norm(p, g, square_avg, grad_avg, buf, lr, alpha, one_minus_alpha, eps, weight_decay,
+                  momentum, centered, scale, partial):
+    cache = cuda.shared.array(THREADS_PER_BLOCK, numba.float64)
+    buffered = momentum > 0
+    i = cuda.grid(1)
+    stride = cuda.gridsize(1)
+    s = 0.0
+    while i < p.size:
+        x = numba.float64(g[i])
+        s += x * x
+        E.rmsprop_at(i, p, g, square_avg, grad_avg, buf, lr, alpha, one_minus_alpha, eps,
+                     weight_decay, momentum, centered, scale, buffered)
+        i += stride
+    _store_block_sum(cache, s, partial)
+
+
+@_with_norm_of(_adam)
+def _adam_norm(p, g, exp_avg, exp_avg_sq, max_exp_avg_sq, beta1, one_minus_beta1, beta2,
+               one_minus_beta2, eps, weight_decay, decay, amsgrad, step_size, bias_correction2_sqrt,
+               scale, partial):
+    cache = cuda.shared.array(THREADS_PER_BLOCK, numba.float64)
+    i = cuda.grid(1)
+    stride = cuda.gridsize(1)
+    s = 0.0
+    while i < p.size:
+        x = numba.float64(g[i])
+        s += x * x
+        E.adam_at(i, p, g, exp_avg, exp_avg_sq, max_exp_avg_sq, beta1, one_minus_beta1, beta2,
+                  one_minus_beta2, eps, weight_decay, decay, amsgrad, step_size,
+                  bias_correction2_sqrt, scale)
+        i += stride
+    _store_block_sum(cache, s, partial)
+
+
+@_with_norm_of(_adamax)
+def _adamax_norm(p, g, exp_avg, exp_inf, beta1, one_minus_beta1, beta2, eps, weight_decay, clr,
+                 scale, partial):
+    cache = cuda.shared.array(THREADS_PER_BLOCK, numba.float64)
+    i = cuda.grid(1)
+    stride = cuda.gridsize(1)
+    s = 0.0
+    while i < p.size:
+        x = numba.float64(g[i])
+        s += x * x
+        E.adamax_at(i, p, g, exp_avg, exp_inf, beta1, one_minus_beta1, beta2, eps, weight_decay,
+                    clr, scale)
+        i += stride
+    _store_block_sum(cache, s, partial)
+
+
+@_with_norm_of(_nadam)
+def _nadam_norm(p, g, exp_avg, exp_avg_sq, beta1, one_minus_beta1, beta2, one_minus_beta2, eps,
+                weight_decay, decay, grad_coef, exp_avg_coef, bias_correction2, scale, partial):
+    cache = cuda.shared.array(THREADS_PER_BLOCK, numba.float64)
+    i = cuda.grid(1)
+    stride = cuda.gridsize(1)
+    s = 0.0
+    while i < p.size:
+        x = numba.float64(g[i])
+        s += x * x
+        E.nadam_at(i, p, g, exp_avg, exp_avg_sq, beta1, one_minus_beta1, beta2, one_minus_beta2,
+                   eps, weight_decay, decay, grad_coef, exp_avg_coef, bias_correction2, scale)
+        i += stride
+    _store_block_sum(cache, s, partial)
+
+
+@_with_norm_of(_radam)
+def _radam_norm(p, g, exp_avg, exp_avg_sq, beta1, one_minus_beta1, beta2, one_minus_beta2, eps,
+                weight_decay, decay, rectify, step_size, bias_correction2_sqrt, scale, partial):
+    cache = cuda.shared.array(THREADS_PER_BLOCK, numba.float64)
+    i = cuda.grid(1)
+    stride = cuda.gridsize(1)
+    s = 0.0
+    while i < p.size:
+        x = numba.float64(g[i])
+        s += x * x
+        E.radam_at(i, p, g, exp_avg, exp_avg_sq, beta1, one_minus_beta1, beta2, one_minus_beta2,
+                   eps, weight_decay, decay, rectify, step_size, bias_correction2_sqrt, scale)
+        i += stride
+    _store_block_sum(cache, s, partial)
+
+
+@_with_norm_of(_adadelta)
+def _adadelta_norm(p, g, square_avg, acc_delta, lr, rho, one_minus_rho, eps, weight_decay, scale,
+                   partial):
+    cache = cuda.shared.array(THREADS_PER_BLOCK, numba.float64)
+    i = cuda.grid(1)
+    stride = cuda.gridsize(1)
+    s = 0.0
+    while i < p.size:
+        x = numba.float64(g[i])
+        s += x * x
+        E.adadelta_at(i, p, g, square_avg, acc_delta, lr, rho, one_minus_rho, eps, weight_decay,
+                      scale)
+        i += stride
+    _store_block_sum(cache, s, partial)
+
+
+@_with_norm_of(_lion)
+def _lion_norm(p, g, exp_avg, lr, beta1, one_minus_beta1, beta2, one_minus_beta2, decay, scale,
+               partial):
+    cache = cuda.shared.array(THREADS_PER_BLOCK, numba.float64)
+    i = cuda.grid(1)
+    stride = cuda.gridsize(1)
+    s = 0.0
+    while i < p.size:
+        x = numba.float64(g[i])
+        s += x * x
+        E.lion_at(i, p, g, exp_avg, lr, beta1, one_minus_beta1, beta2, one_minus_beta2, decay,
+                  scale)
+        i += stride
+    _store_block_sum(cache, s, partial)
+
+
+_reduction_buffers = {}  # blocks -> (per-block sums, one-element result)
+
+
+def _reduction_buffers_for(n):
+    """The scratch of a reduction over ``n`` elements with :func:`launch_config`'s grid."""
+    blocks, _ = launch_config(n)
+    if blocks not in _reduction_buffers:
+        _reduction_buffers[blocks] = (cuda.device_array(blocks, np.float64),
+                                      cuda.device_array(1, np.float64))
+    return _reduction_buffers[blocks]
+
+
+def _sum_of_squares_into(grad, out):
+    """out[0] = the squared norm of grad, on the device: per-block sums, then their sum in order."""
+    partial, _ = _reduction_buffers_for(grad.size)  # no blocks for an empty grad: the sum is 0
+    if grad.size:
+        launch(_partial_sums_of_squares, grad.size, _flat(grad), partial)
+    launch(_sum_in_order, 1, partial, out)
 
 
 def sum_of_squares(grad):
@@ -586,11 +697,114 @@ def sum_of_squares(grad):
     one number back to the host. Formula in :func:`fastopt.reference.sum_of_squares`."""
     if grad.size == 0:
         return 0.0
-    blocks, threads = launch_config(grad.size)
-    if blocks not in _reduction_buffers:
-        _reduction_buffers[blocks] = (cuda.device_array(blocks, np.float64),
-                                      cuda.device_array(1, np.float64))
-    partial, out = _reduction_buffers[blocks]
-    launch(_partial_sums_of_squares, grad.size, _flat(grad), partial)
-    launch(_sum_in_order, 1, partial, out)
+    out = _reduction_buffers_for(grad.size)[1]
+    _sum_of_squares_into(grad, out)
     return float(out.copy_to_host()[0])
+
+
+def _launch_with_norm(kernel, n, norm_out, *args):
+    """Runs the fused ``kernel`` over ``n`` elements, then ``norm_out[0]`` = the sum of its block
+    sums in order: :func:`sum_of_squares`'s reduction, left on the device (no synchronization)."""
+    partial, _ = _reduction_buffers_for(n)  # no blocks for n == 0: the sum is 0
+    if n:
+        launch(kernel, n, *args, partial)
+    launch(_sum_in_order, 1, partial, norm_out)
+
+
+# ---- Steps that also compute the gradient's sum of squares --------------------------------------
+
+def sgd_with_norm(param, grad, momentum_buffer, lr, weight_decay, momentum, dampening, nesterov,
+                  maximize, first_step, grad_scale, norm_out):
+    """:func:`sgd`, also setting ``norm_out[0] = sum_of_squares(grad)`` (bit for bit) from the
+    same pass over memory; ``norm_out`` is a float64 device array, written by a kernel: nothing
+    is copied to the host and nothing waits."""
+    one = param.dtype.type(1)
+    _launch_with_norm(_sgd_norm, param.size, norm_out, _flat(param), _flat(grad),
+                      _flat(momentum_buffer), lr, weight_decay, momentum, one - dampening, nesterov,
+                      first_step, _signed(grad_scale, maximize))
+
+
+def adagrad_with_norm(param, grad, state_sum, weight_decay, eps, maximize, clr, grad_scale,
+                      norm_out):
+    """:func:`adagrad` and ``norm_out[0] = sum_of_squares(grad)``, as :func:`sgd_with_norm`."""
+    _launch_with_norm(_adagrad_norm, param.size, norm_out, _flat(param), _flat(grad),
+                      _flat(state_sum), weight_decay, eps, clr, _signed(grad_scale, maximize))
+
+
+def rmsprop_with_norm(param, grad, square_avg, grad_avg, momentum_buffer, lr, alpha, eps,
+                      weight_decay, momentum, centered, maximize, grad_scale, norm_out):
+    """:func:`rmsprop` and ``norm_out[0] = sum_of_squares(grad)``, as :func:`sgd_with_norm`."""
+    one = param.dtype.type(1)
+    _launch_with_norm(_rmsprop_norm, param.size, norm_out, _flat(param), _flat(grad),
+                      _flat(square_avg), _flat(grad_avg), _flat(momentum_buffer), lr, alpha,
+                      one - alpha, eps, weight_decay, momentum, centered,
+                      _signed(grad_scale, maximize))
+
+
+def adam_with_norm(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, lr, beta1, beta2, eps,
+                   weight_decay, amsgrad, maximize, decoupled, step_size, bias_correction2_sqrt,
+                   grad_scale, norm_out):
+    """:func:`adam` and ``norm_out[0] = sum_of_squares(grad)``, as :func:`sgd_with_norm`."""
+    one = param.dtype.type(1)
+    decay, l2 = _decay_and_l2(param, lr, weight_decay, decoupled)
+    _launch_with_norm(_adam_norm, param.size, norm_out, _flat(param), _flat(grad), _flat(exp_avg),
+                      _flat(exp_avg_sq), _flat(max_exp_avg_sq), beta1, one - beta1, beta2,
+                      one - beta2, eps, l2, decay, amsgrad, step_size, bias_correction2_sqrt,
+                      _signed(grad_scale, maximize))
+
+
+def adamax_with_norm(param, grad, exp_avg, exp_inf, beta1, beta2, eps, weight_decay, maximize, clr,
+                     grad_scale, norm_out):
+    """:func:`adamax` and ``norm_out[0] = sum_of_squares(grad)``, as :func:`sgd_with_norm`."""
+    one = param.dtype.type(1)
+    _launch_with_norm(_adamax_norm, param.size, norm_out, _flat(param), _flat(grad), _flat(exp_avg),
+                      _flat(exp_inf), beta1, one - beta1, beta2, eps, weight_decay, clr,
+                      _signed(grad_scale, maximize))
+
+
+def nadam_with_norm(param, grad, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, weight_decay, maximize,
+                    decoupled, grad_coef, exp_avg_coef, bias_correction2, grad_scale, norm_out):
+    """:func:`nadam` and ``norm_out[0] = sum_of_squares(grad)``, as :func:`sgd_with_norm`."""
+    one = param.dtype.type(1)
+    decay, l2 = _decay_and_l2(param, lr, weight_decay, decoupled)
+    _launch_with_norm(_nadam_norm, param.size, norm_out, _flat(param), _flat(grad), _flat(exp_avg),
+                      _flat(exp_avg_sq), beta1, one - beta1, beta2, one - beta2, eps, l2, decay,
+                      grad_coef, exp_avg_coef, bias_correction2, _signed(grad_scale, maximize))
+
+
+def radam_with_norm(param, grad, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, weight_decay, maximize,
+                    decoupled, rectify, step_size, bias_correction2_sqrt, grad_scale, norm_out):
+    """:func:`radam` and ``norm_out[0] = sum_of_squares(grad)``, as :func:`sgd_with_norm`."""
+    one = param.dtype.type(1)
+    decay, l2 = _decay_and_l2(param, lr, weight_decay, decoupled)
+    _launch_with_norm(_radam_norm, param.size, norm_out, _flat(param), _flat(grad), _flat(exp_avg),
+                      _flat(exp_avg_sq), beta1, one - beta1, beta2, one - beta2, eps, l2, decay,
+                      rectify, step_size, bias_correction2_sqrt, _signed(grad_scale, maximize))
+
+
+def adadelta_with_norm(param, grad, square_avg, acc_delta, lr, rho, eps, weight_decay, maximize,
+                       grad_scale, norm_out):
+    """:func:`adadelta` and ``norm_out[0] = sum_of_squares(grad)``, as :func:`sgd_with_norm`."""
+    one = param.dtype.type(1)
+    _launch_with_norm(_adadelta_norm, param.size, norm_out, _flat(param), _flat(grad),
+                      _flat(square_avg), _flat(acc_delta), lr, rho, one - rho, eps, weight_decay,
+                      _signed(grad_scale, maximize))
+
+
+def lion_with_norm(param, grad, exp_avg, lr, beta1, beta2, weight_decay, maximize, grad_scale,
+                   norm_out):
+    """:func:`lion` and ``norm_out[0] = sum_of_squares(grad)``, as :func:`sgd_with_norm`."""
+    one = param.dtype.type(1)
+    _launch_with_norm(_lion_norm, param.size, norm_out, _flat(param), _flat(grad), _flat(exp_avg),
+                      lr, beta1, one - beta1, beta2, one - beta2, one - lr * weight_decay,
+                      _signed(grad_scale, maximize))
+
+
+def lamb_with_norm(param, grad, exp_avg, exp_avg_sq, segment_offsets, lr, beta1, beta2, eps,
+                   weight_decay, maximize, bias_correction1, bias_correction2, grad_scale,
+                   norm_out):
+    """:func:`lamb` and ``norm_out[0] = sum_of_squares(grad)`` on the device; not fused: the sum
+    is a pass of its own before LAMB's two."""
+    _sum_of_squares_into(grad, norm_out)
+    lamb(param, grad, exp_avg, exp_avg_sq, segment_offsets, lr, beta1, beta2, eps, weight_decay,
+         maximize, bias_correction1, bias_correction2, grad_scale)

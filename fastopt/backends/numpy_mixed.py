@@ -1,12 +1,33 @@
 """The ``numpy`` backend's mixed-precision steps: the float32 reference, then rounding.
 
-Stored values are bit patterns in integer arrays (``uint32`` views of float32, ``uint16`` float16 or
-bfloat16), with format codes as in :mod:`fastopt.backends._bits`; the master weights are float32.
+Every optimizer step of :mod:`fastopt.backends` but LAMB has a mixed-precision twin of the same
+name here and in ``cpu_mixed``, ``c_mixed`` and ``cuda_mixed``, with its arguments in the same
+order and these additions::
+
+    <step>(master, grad, grad_fmt, <state arrays...>, state_fmt, model, model_fmt,
+           <hyperparameters and host values...>, grad_scale, stochastic, key)
+
+e.g. ``sgd(master, grad, grad_fmt, momentum_buffer, state_fmt, model, model_fmt, lr,
+weight_decay, momentum, dampening, nesterov, maximize, first_step, grad_scale, stochastic, key)``.
+
+- ``master``: the float32 master weights (the float32 step's ``param``), updated in place.
+- ``grad``, ``grad_fmt``: the gradient's bits and format (:mod:`fastopt.backends._bits` codes:
+  0 float32 as a ``uint32`` view, 1 float16 and 2 bfloat16 as ``uint16``).
+- the state arrays and ``state_fmt`` (0 float32 or 2 bfloat16, one format for all of them),
+  updated in place and stored rounded to nearest; a state array the mode does not use is empty
+  and never touched, as in the float kernels.
+- ``model``, ``model_fmt``: the model copy (``uint16`` bits, 1 float16 or 2 bfloat16), written as
+  the new master weights rounded to nearest even or, with ``stochastic``, stochastically with
+  element ``i``'s random bits ``random32(key, i)``; ``key`` is the step's stream key.
+- float hyperparameters are ``numpy.float32``, flags ``bool``, ``key`` an int in ``[0, 2**32)``.
+
+The step computes in float32 exactly as the float32 step of :mod:`fastopt.reference`: every backend
+gives the same bits as this one.
 """
 
 import numpy as np
 
-from .. import lowp, reference
+from .. import _algorithms, lowp, reference
 
 _NAMES = {code: name for name, code in lowp.FORMATS.items()}
 
@@ -24,25 +45,40 @@ def _store(target, values, fmt, rounding="nearest", key=0):
         target[...] = lowp.round_bits(values, _NAMES[fmt], rounding, key)
 
 
-def adam(master, grad, grad_fmt, exp_avg, exp_avg_sq, max_exp_avg_sq, state_fmt, model,
-         model_fmt, lr, beta1, beta2, eps, weight_decay, amsgrad, maximize, decoupled, step_size,
-         bias_correction2_sqrt, grad_scale, stochastic, key):
-    r"""Mixed-precision Adam/AdamW: :func:`fastopt.reference.adam` in float32 on the master
-    weights, with gradients and state decoded from their stored formats; then the new state is
-    stored rounded to nearest, and the model copy as the new master weights rounded to
-    ``model_fmt`` (nearest even, or stochastically from ``random32(key, i)``)."""
-    g = _load(grad, grad_fmt)
-    m, v, vmax = (_load(a, state_fmt) if a.size else a for a in (exp_avg, exp_avg_sq,
-                                                                 max_exp_avg_sq))
-    p, m, v, vmax = reference.adam(master, g, m, v, vmax, lr, beta1, beta2, eps, weight_decay,
-                                   amsgrad, maximize, decoupled, step_size,
-                                   bias_correction2_sqrt, grad_scale)
-    master[...] = p
-    _store(exp_avg, m, state_fmt)
-    _store(exp_avg_sq, v, state_fmt)
-    if amsgrad:
-        _store(max_exp_avg_sq, vmax, state_fmt)
-    _store(model, p, model_fmt, "stochastic" if stochastic else "nearest", key)
+def _mixed(algorithm):
+    """The mixed-precision step of ``algorithm``: its reference step on decoded float32 values,
+    then the state and the model copy stored back."""
+    reference_step = getattr(reference, algorithm.kernel)
+    count = len(algorithm.state)
+
+    def step(master, grad, grad_fmt, *args):
+        states, (state_fmt, model, model_fmt) = args[:count], args[count:count + 3]
+        hyper, (stochastic, key) = args[count + 3:-2], args[-2:]
+        decoded = [_load(s, state_fmt) if s.size else s for s in states]
+        p, *new = reference_step(master, _load(grad, grad_fmt), *decoded, *hyper)
+        master[...] = p
+        for target, value in zip(states, new):
+            if target.size:  # a state the mode uses
+                _store(target, value, state_fmt)
+        _store(model, p, model_fmt, "stochastic" if stochastic else "nearest", key)
+
+    step.__name__ = step.__qualname__ = algorithm.kernel
+    step.__doc__ = (f"Mixed-precision {algorithm.kernel}: :func:`fastopt.reference."
+                    f"{algorithm.kernel}` in float32 on the master weights and the decoded "
+                    "gradient and state, then the state stored rounded to nearest and the model "
+                    "copy as the new master weights rounded to ``model_fmt``.")
+    return step
+
+
+sgd = _mixed(_algorithms.SGD)
+adagrad = _mixed(_algorithms.ADAGRAD)
+rmsprop = _mixed(_algorithms.RMSPROP)
+adam = _mixed(_algorithms.ADAM)
+adamax = _mixed(_algorithms.ADAMAX)
+nadam = _mixed(_algorithms.NADAM)
+radam = _mixed(_algorithms.RADAM)
+adadelta = _mixed(_algorithms.ADADELTA)
+lion = _mixed(_algorithms.LION)
 
 
 def sum_of_squares(grad, grad_fmt):

@@ -57,3 +57,29 @@ def lamb(param, grad, exp_avg, exp_avg_sq, segment_offsets, *hyper):
 
 #: The sum of squares, accumulated in float64 (see :func:`fastopt.reference.sum_of_squares`).
 sum_of_squares = reference.sum_of_squares
+
+
+def _with_norm(step):
+    """``step`` with a last argument ``norm_out``, a float64 array: ``norm_out[0]`` is set to
+    :func:`sum_of_squares` of the gradient (as given, before ``grad_scale``)."""
+    def step_with_norm(param, grad, *rest):
+        *hyper, norm_out = rest
+        norm_out[0] = sum_of_squares(grad)
+        step(param, grad, *hyper)
+
+    step_with_norm.__name__ = step_with_norm.__qualname__ = step.__name__ + "_with_norm"
+    step_with_norm.__doc__ = (f":func:`{step.__name__}` and ``norm_out[0] = sum_of_squares(grad)``"
+                              " (``norm_out``: the last argument).")
+    return step_with_norm
+
+
+sgd_with_norm = _with_norm(sgd)
+adagrad_with_norm = _with_norm(adagrad)
+rmsprop_with_norm = _with_norm(rmsprop)
+adam_with_norm = _with_norm(adam)
+adamax_with_norm = _with_norm(adamax)
+nadam_with_norm = _with_norm(nadam)
+radam_with_norm = _with_norm(radam)
+adadelta_with_norm = _with_norm(adadelta)
+lion_with_norm = _with_norm(lion)
+lamb_with_norm = _with_norm(lamb)
