@@ -74,12 +74,16 @@ def resolve(algorithm, hyper, param, grad, states, backend):
     return module, arrays, on_device
 
 
+def _cast(arrays, scalars, grad_scale):
+    """The kernel's scalars in the arrays' dtype (flags stay ``bool``), ``grad_scale`` last."""
+    to_dtype = arrays[0].dtype.type
+    return [s if type(s) is bool else to_dtype(s) for s in scalars] + [to_dtype(grad_scale)]
+
+
 def launch(module, algorithm, arrays, scalars, grad_scale=1.0):
     """Runs the kernel with scalars cast to the arrays' dtype (flags stay ``bool``): one compiled
     kernel per dtype, whatever the values. ``grad_scale`` multiplies the gradient in the kernel."""
-    to_dtype = arrays[0].dtype.type
-    cast = [s if type(s) is bool else to_dtype(s) for s in scalars]
-    getattr(module, algorithm.kernel)(*arrays, *cast, to_dtype(grad_scale))
+    getattr(module, algorithm.kernel)(*arrays, *_cast(arrays, scalars, grad_scale))
 
 
 def launch_with_norm(module, algorithm, arrays, scalars, grad_scale, norm_out):
@@ -91,6 +95,5 @@ def launch_with_norm(module, algorithm, arrays, scalars, grad_scale, norm_out):
     the host, a device array on ``cuda`` (written by a kernel: nothing is copied back and nothing
     waits). For several parameters, give each its own element (``out[k:k + 1]``) and add the
     elements in parameter order, as ``sum(module.sum_of_squares(g) for g in grads)`` does."""
-    to_dtype = arrays[0].dtype.type
-    cast = [s if type(s) is bool else to_dtype(s) for s in scalars]
-    getattr(module, algorithm.kernel + "_with_norm")(*arrays, *cast, to_dtype(grad_scale), norm_out)
+    getattr(module, algorithm.kernel + "_with_norm")(*arrays, *_cast(arrays, scalars, grad_scale),
+                                                     norm_out)
