@@ -4,6 +4,9 @@ VENV ?= .venv
 PYTHON ?= python3
 # The CUDA kernels run under numba's simulator unless CUDASIM=0 (on a machine with a GPU).
 CUDASIM ?= 1
+# Test processes (pytest-xdist, one test file per process at a time): most of the suite's time is
+# the first compilation of each kernel, which runs on one core. JOBS=0 runs in this process.
+JOBS ?= auto
 
 BIN = $(VENV)/bin
 SOURCES = pyproject.toml setup.py $(wildcard csrc/*.c csrc/*.h) fastopt/_c_build.py
@@ -25,7 +28,7 @@ run: $(VENV)/.run-installed
 	$(BIN)/fastopt $(ARGS)
 
 test: $(VENV)/.test-installed
-	NUMBA_ENABLE_CUDASIM=$(CUDASIM) $(BIN)/python -m pytest $(ARGS)
+	NUMBA_ENABLE_CUDASIM=$(CUDASIM) $(BIN)/python -m pytest -n $(JOBS) --dist loadfile $(ARGS)
 
 bench: $(VENV)/.test-installed
 	$(BIN)/python -m pytest bench --benchmark-enable --benchmark-only $(ARGS)

@@ -2,9 +2,11 @@
 
 import os
 
+import numpy as np
+
 from . import _memory
 from ._dispatch import choose, kernels
-from ._validate import CheckMemo, check_arrays
+from ._validate import UNUSED, CheckMemo, check_arrays
 
 # Successful checks of a step's host arrays: a repeated call skips them (see CheckMemo).
 _RESOLVED = CheckMemo()
@@ -13,9 +15,32 @@ _HYPER = {}
 _HYPER_LIMIT = 256
 
 
-def _typed(value):
-    kind = type(value)
-    return (kind, value) if kind is not tuple else (kind, tuple(map(type, value)), value)
+def _key(algorithm, values):
+    """A cache key of raw hyperparameter values with their types (True, 1 and 1.0 are told apart,
+    also inside a tuple such as betas); raises ``TypeError`` for an unhashable value."""
+    kinds = tuple(map(type, values))
+    if tuple in kinds:
+        kinds += tuple(tuple(map(type, v)) for v in values if type(v) is tuple)
+    return (algorithm.name, values, kinds)
+
+
+def _checked(algorithm, hyper):
+    """``(validated hyperparameters, which state arrays they use)``, shared by every call with
+    the same raw values: callers must not modify the dict."""
+    raw = tuple([hyper[name] for name in algorithm.defaults])
+    try:
+        key = _key(algorithm, raw)
+        checked = _HYPER.get(key)
+    except TypeError:  # an unhashable value (a list of betas): checked every time
+        key = checked = None
+    if checked is None:
+        valid = algorithm.check(dict(zip(algorithm.defaults, raw)))
+        checked = (valid, tuple(algorithm.uses(valid)))
+        if key is not None:
+            if len(_HYPER) >= _HYPER_LIMIT:
+                _HYPER.clear()
+            _HYPER[key] = checked
+    return checked
 
 
 def check_hyper(algorithm, hyper):
@@ -24,33 +49,31 @@ def check_hyper(algorithm, hyper):
     A successful check is remembered by the values' types and values, so a loop stepping with the
     same hyperparameters validates them once. Unhashable values (a list of betas) are checked
     every time."""
-    raw = {name: hyper[name] for name in algorithm.defaults}
-    try:
-        key = (algorithm.name, *map(_typed, raw.values()))
-        checked = _HYPER.get(key)
-    except TypeError:
-        return algorithm.check(raw)
-    if checked is None:
-        checked = algorithm.check(raw)
-        if len(_HYPER) >= _HYPER_LIMIT:
-            _HYPER.clear()
-        _HYPER[key] = checked
-    return dict(checked)
+    return dict(_checked(algorithm, hyper)[0])
 
 
-def resolve(algorithm, hyper, param, grad, states, backend):
+def checked_step(algorithm, hyper):
+    """:func:`check_hyper` and ``algorithm.uses`` of the result, for one step: the dict returned is
+    shared by calls with the same values and must not be modified."""
+    return _checked(algorithm, hyper)
+
+
+def resolve(algorithm, hyper, param, grad, states, backend, uses=None):
     """Checks one step's arrays; returns ``(kernel module, arrays, on_device)``.
 
     ``states`` follows ``algorithm.state``; an entry the mode does not use may be ``None`` and is
-    replaced by an empty array. Nothing is written.
+    replaced by an empty array. ``uses`` is ``algorithm.uses(hyper)`` when the caller has it.
+    Nothing is written.
     """
-    uses = algorithm.uses(hyper)
-    given = (param, grad, *(s if used else None for s, used in zip(states, uses)))
-    context = (algorithm.kernel, uses, backend, os.environ.get("FASTOPT_BACKEND"))
+    if uses is None:
+        uses = tuple(algorithm.uses(hyper))
+    given = (param, grad, *[s if used else UNUSED for s, used in zip(states, uses)])
+    # An explicit backend makes the environment irrelevant (and reading it costs a microsecond).
+    context = (algorithm.kernel, uses, backend or os.environ.get("FASTOPT_BACKEND"))
     seen = _RESOLVED.seen(context, given)
     if seen is not None:
         module, empty = seen
-        return module, [empty if a is None else a for a in given], False
+        return module, [empty if a is UNUSED else a for a in given], False
     named = {"param": param, "grad": grad}
     written = {"param"}
     for name, used, array in zip(algorithm.state, uses, states):
@@ -74,16 +97,27 @@ def resolve(algorithm, hyper, param, grad, states, backend):
     return module, arrays, on_device
 
 
-def _cast(arrays, scalars, grad_scale):
+#: Kernel modules whose foreign calls round Python floats to the arrays' dtype themselves (cffi
+#: converts a double to a C float as numpy's cast does): their scalars need no conversion here.
+_ROUND_THEIR_OWN = frozenset({"fastopt.backends.c_optim"})
+
+
+def _cast(module, arrays, scalars, grad_scale):
     """The kernel's scalars in the arrays' dtype (flags stay ``bool``), ``grad_scale`` last."""
-    to_dtype = arrays[0].dtype.type
-    return [s if type(s) is bool else to_dtype(s) for s in scalars] + [to_dtype(grad_scale)]
+    if module.__name__ in _ROUND_THEIR_OWN:
+        return (*scalars, grad_scale)
+    # One conversion of all of them: numpy scalars rounded exactly as dtype.type(x) rounds.
+    cast = list(np.array([*scalars, grad_scale], arrays[0].dtype))
+    for i, s in enumerate(scalars):
+        if type(s) is bool:
+            cast[i] = s
+    return cast
 
 
 def launch(module, algorithm, arrays, scalars, grad_scale=1.0):
     """Runs the kernel with scalars cast to the arrays' dtype (flags stay ``bool``): one compiled
     kernel per dtype, whatever the values. ``grad_scale`` multiplies the gradient in the kernel."""
-    getattr(module, algorithm.kernel)(*arrays, *_cast(arrays, scalars, grad_scale))
+    getattr(module, algorithm.kernel)(*arrays, *_cast(module, arrays, scalars, grad_scale))
 
 
 def launch_with_norm(module, algorithm, arrays, scalars, grad_scale, norm_out):
@@ -95,5 +129,5 @@ def launch_with_norm(module, algorithm, arrays, scalars, grad_scale, norm_out):
     the host, a device array on ``cuda`` (written by a kernel: nothing is copied back and nothing
     waits). For several parameters, give each its own element (``out[k:k + 1]``) and add the
     elements in parameter order, as ``sum(module.sum_of_squares(g) for g in grads)`` does."""
-    getattr(module, algorithm.kernel + "_with_norm")(*arrays, *_cast(arrays, scalars, grad_scale),
-                                                     norm_out)
+    kernel = getattr(module, algorithm.kernel + "_with_norm")
+    kernel(*arrays, *_cast(module, arrays, scalars, grad_scale), norm_out)

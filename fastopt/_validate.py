@@ -6,7 +6,7 @@ dtype, ``ValueError`` for a wrong shape, layout, memory overlap or hyperparamete
 
 import numbers
 import weakref
-from operator import is_ as _is
+from operator import attrgetter, call as _call, is_ as _is
 
 import numpy as np
 
@@ -95,8 +95,12 @@ def check_arrays(named, written, on_device):
     return out
 
 
-def _NONE_REF():  # stands for the weak reference of a None argument
-    return None
+#: Stands for an unused state argument in :class:`CheckMemo` (``None`` has no weak reference).
+UNUSED = np.empty(0)
+UNUSED.flags.writeable = False
+
+#: What the checks read of a live numpy array that it can change without a new object.
+_FINGERPRINT = attrgetter("shape", "strides", "dtype", "flags.writeable")
 
 
 class CheckMemo:
@@ -108,7 +112,8 @@ class CheckMemo:
     Those are everything the checks read, except the data pointer and the overlap between the
     arrays, which a live numpy array cannot change without changing its shape. Only plain
     ``np.ndarray`` objects are remembered: a DLPack producer (a torch tensor) can be resized or
-    re-pointed under the same object, so its view is checked afresh at every call.
+    re-pointed under the same object, so its view is checked afresh at every call. An unused
+    argument is passed as :data:`UNUSED`.
     """
 
     LIMIT = 512  # entries; the memo is cleared when it grows past this
@@ -116,34 +121,30 @@ class CheckMemo:
     def __init__(self):
         self._entries = {}
 
-    @staticmethod
-    def _fingerprint(arrays):
-        return tuple(None if a is None else (a.shape, a.strides, a.dtype, a.flags.writeable)
-                     for a in arrays)
-
     def seen(self, context, arrays):
-        """What :meth:`remember` stored with ``arrays`` (plain numpy arrays or ``None``) under
-        ``context`` (any hashable that fixes what was checked), if they have not changed since;
-        else ``None``."""
+        """What :meth:`remember` stored with ``arrays`` (plain numpy arrays) under ``context`` (any
+        hashable that fixes what was checked), if they have not changed since; else ``None``."""
         entry = self._entries.get((context, *map(id, arrays)))
         if entry is None:
             return None
         refs, fingerprint, payload = entry
         # An entry's ids are those of arrays; each weak reference confirms that the array it was
         # made for is still alive (so its id was not reused by another object).
-        if all(map(_is, [r() for r in refs], arrays)) and self._fingerprint(arrays) == fingerprint:
+        if all(map(_is, map(_call, refs), arrays)) and \
+                tuple(map(_FINGERPRINT, arrays)) == fingerprint:
             return payload
         return None
 
     def remember(self, context, arrays, payload):
         """Records that ``arrays`` passed the checks of ``context``, with what the checks
-        produced (``payload``, not ``None``); ignores anything but plain numpy arrays and ``None``."""
-        if not all(a is None or type(a) is np.ndarray for a in arrays):
+        produced (``payload``, not ``None``); ignores anything but plain numpy arrays."""
+        if not all(type(a) is np.ndarray for a in arrays):
             return
         if len(self._entries) >= self.LIMIT:
             self._entries.clear()
-        refs = tuple(_NONE_REF if a is None else weakref.ref(a) for a in arrays)
-        self._entries[(context, *map(id, arrays))] = (refs, self._fingerprint(arrays), payload)
+        refs = tuple(map(weakref.ref, arrays))
+        self._entries[(context, *map(id, arrays))] = (refs, tuple(map(_FINGERPRINT, arrays)),
+                                                      payload)
 
 
 def _check_no_overlap(pairs, written):
@@ -188,6 +189,8 @@ def check_flag(name, value):
 
 
 def check_step(step):
+    if type(step) is int and step >= 1:
+        return step
     if isinstance(step, (bool, np.bool_)) or not isinstance(step, numbers.Integral) or step < 1:
         raise ValueError(f"step: expected the 1-based number of this step (an int >= 1), "
                          f"got {step!r}")

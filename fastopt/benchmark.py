@@ -621,7 +621,7 @@ def _stage_times(name, backend, n, dtype, repeat):
     param, grad, state = _problem(name, {}, n, dtype)
     hyper_in = dict(algorithm.defaults)
     hyper = _step.check_hyper(algorithm, hyper_in)
-    uses = algorithm.uses(hyper)
+    uses = tuple(algorithm.uses(hyper))
     named = {"param": param, "grad": grad,
              **{s: (a if u else None) for s, u, a in zip(algorithm.state, uses, state)}}
     written = {"param", *(s for s, u in zip(algorithm.state, uses) if u)}
@@ -629,12 +629,13 @@ def _stage_times(name, backend, n, dtype, repeat):
                                                                              dtype))
     arrays = list(args[:len(named)])
     scalars = algorithm.scalars(hyper, 2, False)
-    no_kernel = types.SimpleNamespace(**{algorithm.kernel: lambda *a: None})
+    no_kernel = types.SimpleNamespace(__name__=module.__name__,
+                                      **{algorithm.kernel: lambda *a: None})
     stages = {
-        "check_hyper": lambda: _step.check_hyper(algorithm, hyper_in),
+        "check_hyper": lambda: _step.checked_step(algorithm, hyper_in),
         "check_step": lambda: _validate.check_step(2),
         "resolve (dispatch + array checks)": lambda: _step.resolve(algorithm, hyper, param, grad,
-                                                                   state, backend),
+                                                                   state, backend, uses),
         "  of which choose (dispatch)": lambda: choose(named, backend),
         "  of which check_arrays": lambda: _validate.check_arrays(named, written, False),
         "scalars (host math)": lambda: algorithm.scalars(hyper, 2, False),

@@ -21,7 +21,7 @@ import numpy as np
 from . import _algorithms as alg
 from . import _memory
 from ._dispatch import choose, is_device_array, kernels
-from ._step import check_hyper, launch, resolve
+from ._step import check_hyper, checked_step, launch, resolve
 from ._validate import check_arrays, check_number, check_step
 
 
@@ -30,9 +30,9 @@ def _step(algorithm, param, grad, states, step, backend, hyper, fresh=False, hos
     """Checks everything, then runs one step; returns the host state after it (``{}`` for most).
     ``host`` holds the host state before the step (NAdam's ``mu_product``)."""
     grad_scale = check_number("grad_scale", hyper["grad_scale"], 0.0)
-    hyper = check_hyper(algorithm, hyper)
+    hyper, uses = checked_step(algorithm, hyper)
     step = check_step(step)
-    module, arrays, on_device = resolve(algorithm, hyper, param, grad, states, backend)
+    module, arrays, on_device = resolve(algorithm, hyper, param, grad, states, backend, uses)
     if algorithm.segmented:
         arrays.append(_checked_offsets(segment_offsets, arrays[0].size, on_device))
     host = algorithm.advance(hyper, step, host or {})

@@ -54,6 +54,9 @@ class StepInfo:
     clip_coef: float = 1.0
 
 
+#: What a step without a norm, clipping or skipping did.
+_NO_INFO = StepInfo()
+
 # Parameter views and gradients that passed a step's checks, keyed by backend.
 _GRAD_CHECKS = CheckMemo()
 
@@ -187,7 +190,8 @@ class Optimizer:
             inv_scale = 1.0 / grad_scale
         if max_norm is not None:
             max_norm = check_number("max_norm", max_norm, 0.0)
-        grads = [grads] if _single(grads) else list(grads)
+        if type(grads) is not list:
+            grads = [grads] if _single(grads) else list(grads)
         if len(grads) != len(self._views):
             raise ValueError(f"grads: expected {len(self._views)} gradients (one per parameter, "
                              f"in param_groups order), got {len(grads)}")
@@ -199,7 +203,7 @@ class Optimizer:
                 if grads[index] is not None:
                     plan.append(self._prepare(index, param, grads[index], hyper))
                 index += 1
-        info = StepInfo()
+        info = _NO_INFO
         in_pass = (return_norm and grad_scale is None and max_norm is None
                    and not self.skip_nonfinite
                    and not any("master" in self.state.get(i, ()) for i, *_ in plan))
@@ -236,7 +240,7 @@ class Optimizer:
 
     def _checked_hyper(self, g_index, group):
         """The group's validated hyperparameters, checked again only when one of them changed."""
-        raw = tuple(group[name] for name in self.algorithm.defaults)
+        raw = tuple([group[name] for name in self.algorithm.defaults])
         cached = self._hyper_cache.get(g_index)
         if cached is not None and cached[0] == raw:
             return cached[1]

@@ -96,8 +96,14 @@ def pair(name, hyper, dtype, seed=0):
             getattr(fastopt, name)(theirs, **hyper), theirs)
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("case", CASES, ids=case_id)
+#: float64 on two cases only: the simulator runs a kernel launch in tens of milliseconds, and the
+#: kernels' dtype handling is shared by every algorithm.
+DTYPE_CASES = [pytest.param(case, np.float32, id=case_id(case) + "-float32") for case in CASES] + \
+              [pytest.param(case, np.float64, id=case_id(case) + "-float64") for case in CASES
+               if case_id(case) in ("Adam-amsgrad-maximize", "SGD-momentum-dampening-weight_decay")]
+
+
+@pytest.mark.parametrize("case,dtype", DTYPE_CASES)
 def test_steps_match_the_non_capturable_class(case, dtype):
     """Four steps with a learning-rate schedule: plain, loss-scaled and clipped, non-finite
     (skipped), clipped again; results, StepInfo, norms and state as fastopt's classes."""

@@ -245,9 +245,17 @@ def assert_same_training(results):
             np.testing.assert_array_equal(s1["state"][index][key], value, err_msg=key)
 
 
+#: float64 for a plain, a stateful and a two-pass optimizer only: each optimizer's float64 kernel
+#: is tested against the reference elsewhere, and a fused epoch compiles per optimizer and dtype.
+FUSED_DTYPE_CASES = [pytest.param(name, options, np.float32, id=f"{i}-f32")
+                     for (name, options), i in zip(FUSED_OPTIMIZERS, FUSED_IDS)] + \
+                    [pytest.param(name, options, np.float64, id=f"{i}-f64")
+                     for (name, options), i in zip(FUSED_OPTIMIZERS, FUSED_IDS)
+                     if i in ("SGD-lr", "Adam-lr,weight_decay", "LAMB-lr,weight_decay")]
+
+
 @pytest.mark.parametrize("loss", ["cross_entropy", "mse"])
-@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
-@pytest.mark.parametrize("name,options", FUSED_OPTIMIZERS, ids=FUSED_IDS)
+@pytest.mark.parametrize("name,options,dtype", FUSED_DTYPE_CASES)
 @pytest.mark.parametrize("backend", FUSED_BACKENDS)
 def test_fused_epoch_is_bit_identical_to_per_step_training(digits, backend, name, options, dtype,
                                                            loss):

@@ -18,7 +18,9 @@ import types
 
 import numpy as np
 
+from .._algorithms import ALGORITHMS
 from . import _bits
+from ._optim_args import flat
 
 _one, _zero = np.float32(1), np.float32(0)
 
@@ -86,6 +88,29 @@ def _lion(lr, beta1, beta2, weight_decay, maximize, grad_scale):
 CONSTANTS = {"sgd": _sgd, "adagrad": _adagrad, "rmsprop": _rmsprop, "adam": _adam,
              "adamax": _adamax, "nadam": _nadam, "radam": _radam, "adadelta": _adadelta,
              "lion": _lion}
+
+
+def mixed_step(kernel, launch):
+    """The backend step ``kernel`` (signature of :mod:`fastopt.backends.numpy_mixed`) of a numba
+    backend: splits its arguments, computes the element constants on the host (:data:`CONSTANTS`)
+    and runs ``launch(n, *args)``, the backend's loop over the ``n`` elements, with the arguments
+    of the array step ``<kernel>_at`` after ``i`` (arrays as flat views). An empty ``master`` has
+    nothing to update."""
+    constants = CONSTANTS[kernel]
+    count = len(ALGORITHMS[kernel].state)
+
+    def step(master, grad, grad_fmt, *args):
+        if master.size == 0:
+            return
+        states, (state_fmt, model, model_fmt) = args[:count], args[count:count + 3]
+        scalars, (stochastic, key) = args[count + 3:-2], args[-2:]
+        launch(master.size, flat(master), flat(grad), grad_fmt, *map(flat, states), state_fmt,
+               flat(model), model_fmt, *constants(*scalars), stochastic, key)
+
+    step.__name__ = step.__qualname__ = kernel
+    step.__doc__ = (f"Mixed-precision {kernel} in place; formula in "
+                    f":func:`fastopt.backends.numpy_mixed.{kernel}`.")
+    return step
 
 
 def make_mixed_elements(device_jit, f32_from_bits, bits_from_f32, E):

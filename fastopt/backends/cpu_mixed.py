@@ -12,11 +12,10 @@ from llvmlite import ir
 from numba import prange, types
 from numba.extending import intrinsic
 
-from .._algorithms import ALGORITHMS
 from . import _bits
-from ._mixed_element import CONSTANTS, make_mixed_elements
+from ._mixed_element import make_mixed_elements, mixed_step
 from ._numba_compile import serial_and_parallel
-from .cpu_optim import PARALLEL_THRESHOLD, REDUCTION_CHUNK, E
+from .cpu_optim import PARALLEL_THRESHOLD, REDUCTION_CHUNK, E, _compile_serial_and_parallel
 
 
 @intrinsic
@@ -123,35 +122,15 @@ def _lion(master, grad, grad_fmt, exp_avg, state_fmt, model, model_fmt, lr, beta
                   one_minus_beta1, beta2, one_minus_beta2, decay, scale, stochastic, key)
 
 
-def _launcher(kernel, body):
-    """The backend step ``kernel`` (signature of :mod:`fastopt.backends.numpy_mixed`): the
-    element constants on the host, then the serial or parallel loop over flat views."""
-    serial, parallel = serial_and_parallel(body)
-    constants = CONSTANTS[kernel]
-    count = len(ALGORITHMS[kernel].state)
-
-    def step(master, grad, grad_fmt, *args):
-        states, (state_fmt, model, model_fmt) = args[:count], args[count:count + 3]
-        scalars, (stochastic, key) = args[count + 3:-2], args[-2:]
-        loop = parallel if master.size >= PARALLEL_THRESHOLD else serial
-        loop(master.reshape(-1), grad.reshape(-1), grad_fmt, *(s.reshape(-1) for s in states),
-             state_fmt, model.reshape(-1), model_fmt, *constants(*scalars), stochastic, key)
-
-    step.__name__ = step.__qualname__ = kernel
-    step.__doc__ = (f"Mixed-precision {kernel} in place; formula in "
-                    f":func:`fastopt.backends.numpy_mixed.{kernel}`.")
-    return step
-
-
-sgd = _launcher("sgd", _sgd)
-adagrad = _launcher("adagrad", _adagrad)
-rmsprop = _launcher("rmsprop", _rmsprop)
-adam = _launcher("adam", _adam)
-adamax = _launcher("adamax", _adamax)
-nadam = _launcher("nadam", _nadam)
-radam = _launcher("radam", _radam)
-adadelta = _launcher("adadelta", _adadelta)
-lion = _launcher("lion", _lion)
+sgd = mixed_step("sgd", _compile_serial_and_parallel(_sgd))
+adagrad = mixed_step("adagrad", _compile_serial_and_parallel(_adagrad))
+rmsprop = mixed_step("rmsprop", _compile_serial_and_parallel(_rmsprop))
+adam = mixed_step("adam", _compile_serial_and_parallel(_adam))
+adamax = mixed_step("adamax", _compile_serial_and_parallel(_adamax))
+nadam = mixed_step("nadam", _compile_serial_and_parallel(_nadam))
+radam = mixed_step("radam", _compile_serial_and_parallel(_radam))
+adadelta = mixed_step("adadelta", _compile_serial_and_parallel(_adadelta))
+lion = mixed_step("lion", _compile_serial_and_parallel(_lion))
 
 
 def _sum_of_squares_body(grad, grad_fmt, chunk):

@@ -2,14 +2,14 @@
 
 Each kernel is compiled twice from one source: a ``prange`` version for large arrays and a serial one
 below :data:`PARALLEL_THRESHOLD`, where starting the thread pool costs more than the update. The
-launchers flatten the arrays (a view for C-contiguous arrays) and precompute ``1 - beta`` style
-constants in the array dtype: in numba, ``1 - beta1`` with an integer literal would promote float32
-to float64 and halve the vector width.
+launchers take the kernels' arguments from :mod:`fastopt.backends._optim_args`: flat views of the
+arrays and ``1 - beta`` style constants computed in the arrays' dtype.
 
 The math of each step is its element in :mod:`fastopt.backends._optim_element`, shared with the
 ``cuda`` backend. A kernel runs it over blocks of :data:`BLOCK` elements, one vectorized loop per
 block. ``<algo>_with_norm`` runs the same update and returns the gradient's sum of squares with the
-bits of :func:`sum_of_squares`, from the same pass over memory; those kernels compile on first use.
+bits of :func:`sum_of_squares`, from the same pass over memory. Both kernels of every algorithm
+are expanded from the templates :func:`_step` and :func:`_step_with_norm` (see :func:`_steps`).
 """
 
 import functools
@@ -19,7 +19,10 @@ import numba
 import numpy as np
 from numba import prange
 
+from . import _kernel_templates as templates
+from . import _optim_args as kernel_args
 from ._numba_compile import serial_and_parallel
+from ._optim_args import flat, signed
 from ._optim_element import make_elements
 
 #: Inlined into its callers in numba's IR: a kernel's loops then see its mode flags as constants.
@@ -52,6 +55,72 @@ def _compile_serial_and_parallel(body):
 #: a block is one vectorized loop, and the fused kernels add the squares of a block's gradient
 #: right after updating it, while it is in cache.
 BLOCK = 1 << 10
+
+
+# ---- The global gradient norm: alone, or computed in the update pass ---------------------------
+#
+# Both sum fixed chunks of REDUCTION_CHUNK elements (in parallel), then the chunk sums in order, so
+# the result does not depend on the number of threads. A chunk keeps 8 running sums (element i goes
+# to sum (i - start) % 8, the chunk's last (size % 8) elements to the first), added pairwise at the
+# end, so that the additions pipeline instead of waiting on one another. The sums are set by this
+# order alone (no fastmath), so a fused kernel, which adds each BLOCK of elements right
+# after updating it (the gradient still in cache), gets the same bits as _chunked_sum_of_squares.
+
+_NO_SUMS = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+
+
+@_inline
+def _add_squares(g, lo, hi, sums):
+    """sums + the squares of g[lo:hi] in float64: g[i] to sums[(i - lo) % 8], the (hi - lo) % 8
+    last ones to sums[0]"""
+    s0, s1, s2, s3, s4, s5, s6, s7 = sums
+    g = g[lo:hi]  # indices from 0: numba's negative-index wraparound folds away
+    stop = g.size // 8 * 8
+    for i in range(0, stop, 8):
+        x0, x1, x2, x3 = np.float64(g[i]), np.float64(g[i + 1]), np.float64(g[i + 2]), \
+            np.float64(g[i + 3])
+        x4, x5, x6, x7 = np.float64(g[i + 4]), np.float64(g[i + 5]), np.float64(g[i + 6]), \
+            np.float64(g[i + 7])
+        s0 += x0 * x0
+        s1 += x1 * x1
+        s2 += x2 * x2
+        s3 += x3 * x3
+        s4 += x4 * x4
+        s5 += x5 * x5
+        s6 += x6 * x6
+        s7 += x7 * x7
+    for i in range(stop, g.size):
+        x = np.float64(g[i])
+        s0 += x * x
+    return s0, s1, s2, s3, s4, s5, s6, s7
+
+
+@_inline
+def _total(sums):
+    """The 8 running sums of a chunk, added pairwise"""
+    s0, s1, s2, s3, s4, s5, s6, s7 = sums
+    return ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
+
+
+@_inline
+def _sum_in_order(partial):
+    """partial[0] + partial[1] + ... in order"""
+    total = 0.0
+    for c in range(partial.size):
+        total += partial[c]
+    return total
+
+
+@_compile_serial_and_parallel
+def _chunked_sum_of_squares(g, chunk):
+    """sum(g_i^2) in float64: per chunk, 8 running sums added pairwise; the chunk sums in order"""
+    n_chunks = (g.size + chunk - 1) // chunk
+    partial = np.empty(n_chunks, np.float64)
+    for c in prange(n_chunks):
+        lo = c * chunk
+        partial[c] = _total(_add_squares(g, lo, min(g.size, lo + chunk), _NO_SUMS))
+    return _sum_in_order(partial)
+
 
 # ---- One algorithm over elements [lo, hi) -------------------------------------------------------
 #
@@ -186,98 +255,77 @@ def _lion_range(lo, hi, p, g, exp_avg, lr, beta1, one_minus_beta1, beta2, one_mi
 
 
 # ---- The steps: every block of the arrays, in parallel above PARALLEL_THRESHOLD -----------------
+#
+# Two templates for every algorithm (see _kernel_templates): ARGS stands for the parameters of the
+# algorithm's loop over [lo, hi) after (lo, hi, p, g), and _update for that loop.
 
-@_compile_serial_and_parallel
-def _sgd(p, g, buf, lr, weight_decay, momentum, one_minus_dampening, nesterov, first_step, scale):
-    """d = s*g + wd*p; b = d (first step) or mu*b + (1-tau)*d; d = d + mu*b (Nesterov) or b; p -= lr*d"""
+def _update(lo, hi, p, g, *args):
+    """The algorithm's loop over [lo, hi) in the templates below, bound by _steps"""
+    raise NotImplementedError("a template's _update is bound when it is expanded")
+
+
+def _step(p, g, ARGS):
+    """Template: _update over every BLOCK of the arrays"""
     for c in prange((p.size + BLOCK - 1) // BLOCK):
         lo = c * BLOCK
-        _sgd_range(lo, min(p.size, lo + BLOCK), p, g, buf, lr, weight_decay, momentum,
-                   one_minus_dampening, nesterov, first_step, scale)
+        _update(lo, min(p.size, lo + BLOCK), p, g, ARGS)
 
 
-@_compile_serial_and_parallel
-def _adagrad(p, g, state_sum, weight_decay, eps, clr, scale):
-    """d = s*g + wd*p; v += d^2; p -= clr * d / (sqrt(v) + eps)"""
-    for c in prange((p.size + BLOCK - 1) // BLOCK):
-        lo = c * BLOCK
-        _adagrad_range(lo, min(p.size, lo + BLOCK), p, g, state_sum, weight_decay, eps, clr, scale)
+def _step_with_norm(p, g, ARGS, chunk):
+    """Template: _step, also adding each block's squares of g right after updating it (in cache),
+    in the chunks of _chunked_sum_of_squares: returns the sum with that kernel's bits"""
+    partial = np.empty((p.size + chunk - 1) // chunk, np.float64)
+    for c in prange(partial.size):
+        lo, hi = c * chunk, min(p.size, (c + 1) * chunk)
+        sums = _NO_SUMS
+        for a in range(lo, hi, BLOCK):
+            b = min(a + BLOCK, hi)
+            _update(a, b, p, g, ARGS)
+            sums = _add_squares(g, a, b, sums)
+        partial[c] = _total(sums)
+    return _sum_in_order(partial)
 
 
-@_compile_serial_and_parallel
-def _rmsprop(p, g, square_avg, grad_avg, buf, lr, alpha, one_minus_alpha, eps, weight_decay,
-             momentum, centered, scale):
-    """d = s*g + wd*p; v = a*v + (1-a)*d^2; gbar = a*gbar + (1-a)*d; den = sqrt(v - gbar^2 or v) + eps;
-    b = mu*b + d/den, p -= lr*b  (mu > 0)  or  p -= lr*d/den"""
-    for c in prange((p.size + BLOCK - 1) // BLOCK):
-        lo = c * BLOCK
-        _rmsprop_range(lo, min(p.size, lo + BLOCK), p, g, square_avg, grad_avg, buf, lr, alpha,
-                       one_minus_alpha, eps, weight_decay, momentum, centered, scale)
+def _steps(name, update, formula):
+    """``(step, step_with_norm)`` of the loop ``update``: the templates expanded as ``name`` and
+    ``name + "_norm"``, compiled serial and parallel. ``step_with_norm`` also returns sum(g_i^2)
+    as ``_chunked_sum_of_squares(g, chunk)``, its last argument ``chunk``; ``formula`` is their
+    docstring."""
+    args = templates.parameters(update, 4)
+    fused_doc = (f"{formula}\n\n    and, in the same pass, returns sum(g_i^2) in float64 as "
+                 "_chunked_sum_of_squares(g, chunk)")
+    return (_compile_serial_and_parallel(templates.expand(_step, name, args, update, formula)),
+            _compile_serial_and_parallel(templates.expand(_step_with_norm, name + "_norm", args,
+                                                          update, fused_doc)))
 
 
-@_compile_serial_and_parallel
-def _adam(p, g, exp_avg, exp_avg_sq, max_exp_avg_sq, beta1, one_minus_beta1, beta2, one_minus_beta2,
-          eps, weight_decay, decay, amsgrad, step_size, bias_correction2_sqrt, scale):
-    """p *= decay (AdamW) or d = s*g + wd*p (Adam); m = b1*m + (1-b1)*d; v = b2*v + (1-b2)*d^2;
-    vhat = max(vhat, v) (AMSGrad); p -= step_size * m / (sqrt(vhat)/sqrt(1-b2^t) + eps)"""
-    for c in prange((p.size + BLOCK - 1) // BLOCK):
-        lo = c * BLOCK
-        _adam_range(lo, min(p.size, lo + BLOCK), p, g, exp_avg, exp_avg_sq, max_exp_avg_sq, beta1,
-                    one_minus_beta1, beta2, one_minus_beta2, eps, weight_decay, decay, amsgrad,
-                    step_size, bias_correction2_sqrt, scale)
+_sgd, _sgd_norm = _steps("_sgd", _sgd_range, """
+    d = s*g + wd*p; b = d (first step) or mu*b + (1-tau)*d; d = d + mu*b (Nesterov) or b;
+    p -= lr*d""")
+_adagrad, _adagrad_norm = _steps("_adagrad", _adagrad_range, """
+    d = s*g + wd*p; v += d^2; p -= clr * d / (sqrt(v) + eps)""")
+_rmsprop, _rmsprop_norm = _steps("_rmsprop", _rmsprop_range, """
+    d = s*g + wd*p; v = a*v + (1-a)*d^2; gbar = a*gbar + (1-a)*d; den = sqrt(v - gbar^2 or v) + eps;
+    b = mu*b + d/den, p -= lr*b  (mu > 0)  or  p -= lr*d/den""")
+_adam, _adam_norm = _steps("_adam", _adam_range, """
+    p *= decay (AdamW) or d = s*g + wd*p (Adam); m = b1*m + (1-b1)*d; v = b2*v + (1-b2)*d^2;
+    vhat = max(vhat, v) (AMSGrad); p -= step_size * m / (sqrt(vhat)/sqrt(1-b2^t) + eps)""")
+_adamax, _adamax_norm = _steps("_adamax", _adamax_range, """
+    d = s*g + wd*p; m = b1*m + (1-b1)*d; u = max(b2*u, |d| + eps); p -= clr * m / u""")
+_nadam, _nadam_norm = _steps("_nadam", _nadam_range, """
+    p *= decay (decoupled) or d = s*g + wd*p; m = b1*m + (1-b1)*d; v = b2*v + (1-b2)*d^2;
+    den = sqrt(v / (1-b2^t)) + eps; p -= grad_coef * d / den + exp_avg_coef * m / den""")
+_radam, _radam_norm = _steps("_radam", _radam_range, """
+    p *= decay (decoupled) or d = s*g + wd*p; m = b1*m + (1-b1)*d; v = b2*v + (1-b2)*d^2;
+    p -= step_size * m * sqrt(1-b2^t) / (sqrt(v) + eps)  (rectified)  or  step_size * m""")
+_adadelta, _adadelta_norm = _steps("_adadelta", _adadelta_range, """
+    d = s*g + wd*p; v = rho*v + (1-rho)*d^2; delta = sqrt(a + eps) / sqrt(v + eps) * d;
+    a = rho*a + (1-rho)*delta^2; p -= lr * delta""")
+_lion, _lion_norm = _steps("_lion", _lion_range, """
+    c = b1*m + (1-b1)*d; p = p*(1 - lr*wd) - lr*sign(c); m = b2*m + (1-b2)*d""")
 
 
-@_compile_serial_and_parallel
-def _adamax(p, g, exp_avg, exp_inf, beta1, one_minus_beta1, beta2, eps, weight_decay, clr, scale):
-    """d = s*g + wd*p; m = b1*m + (1-b1)*d; u = max(b2*u, |d| + eps); p -= clr * m / u"""
-    for c in prange((p.size + BLOCK - 1) // BLOCK):
-        lo = c * BLOCK
-        _adamax_range(lo, min(p.size, lo + BLOCK), p, g, exp_avg, exp_inf, beta1, one_minus_beta1,
-                      beta2, eps, weight_decay, clr, scale)
-
-
-@_compile_serial_and_parallel
-def _nadam(p, g, exp_avg, exp_avg_sq, beta1, one_minus_beta1, beta2, one_minus_beta2, eps,
-           weight_decay, decay, grad_coef, exp_avg_coef, bias_correction2, scale):
-    """p *= decay (decoupled) or d = s*g + wd*p; m = b1*m + (1-b1)*d; v = b2*v + (1-b2)*d^2;
-    den = sqrt(v / (1-b2^t)) + eps; p -= grad_coef * d / den + exp_avg_coef * m / den"""
-    for c in prange((p.size + BLOCK - 1) // BLOCK):
-        lo = c * BLOCK
-        _nadam_range(lo, min(p.size, lo + BLOCK), p, g, exp_avg, exp_avg_sq, beta1, one_minus_beta1,
-                     beta2, one_minus_beta2, eps, weight_decay, decay, grad_coef, exp_avg_coef,
-                     bias_correction2, scale)
-
-
-@_compile_serial_and_parallel
-def _radam(p, g, exp_avg, exp_avg_sq, beta1, one_minus_beta1, beta2, one_minus_beta2, eps,
-           weight_decay, decay, rectify, step_size, bias_correction2_sqrt, scale):
-    """p *= decay (decoupled) or d = s*g + wd*p; m = b1*m + (1-b1)*d; v = b2*v + (1-b2)*d^2;
-    p -= step_size * m * sqrt(1-b2^t) / (sqrt(v) + eps)  (rectified)  or  step_size * m"""
-    for c in prange((p.size + BLOCK - 1) // BLOCK):
-        lo = c * BLOCK
-        _radam_range(lo, min(p.size, lo + BLOCK), p, g, exp_avg, exp_avg_sq, beta1, one_minus_beta1,
-                     beta2, one_minus_beta2, eps, weight_decay, decay, rectify, step_size,
-                     bias_correction2_sqrt, scale)
-
-
-@_compile_serial_and_parallel
-def _adadelta(p, g, square_avg, acc_delta, lr, rho, one_minus_rho, eps, weight_decay, scale):
-    """d = s*g + wd*p; v = rho*v + (1-rho)*d^2; delta = sqrt(a + eps) / sqrt(v + eps) * d;
-    a = rho*a + (1-rho)*delta^2; p -= lr * delta"""
-    for c in prange((p.size + BLOCK - 1) // BLOCK):
-        lo = c * BLOCK
-        _adadelta_range(lo, min(p.size, lo + BLOCK), p, g, square_avg, acc_delta, lr, rho,
-                        one_minus_rho, eps, weight_decay, scale)
-
-
-@_compile_serial_and_parallel
-def _lion(p, g, exp_avg, lr, beta1, one_minus_beta1, beta2, one_minus_beta2, decay, scale):
-    """c = b1*m + (1-b1)*d; p = p*(1 - lr*wd) - lr*sign(c); m = b2*m + (1-b2)*d"""
-    for c in prange((p.size + BLOCK - 1) // BLOCK):
-        lo = c * BLOCK
-        _lion_range(lo, min(p.size, lo + BLOCK), p, g, exp_avg, lr, beta1, one_minus_beta1, beta2,
-                    one_minus_beta2, decay, scale)
-
+# ---- LAMB: a segmented reduction, the per-tensor trust ratios, then the update ------------------
 
 @_compile_serial_and_parallel
 def _lamb_moments(p, g, exp_avg, exp_avg_sq, offsets, partial, chunk, beta1, one_minus_beta1,
@@ -344,316 +392,71 @@ def _lamb_update(p, exp_avg, exp_avg_sq, offsets, ratio, chunk, eps, weight_deca
             s += 1
 
 
-# ---- The global gradient norm: alone, or computed in the update pass ---------------------------
-#
-# Both sum fixed chunks of REDUCTION_CHUNK elements (in parallel), then the chunk sums in order, so
-# the result does not depend on the number of threads. A chunk keeps 8 running sums (element i goes
-# to sum (i - start) % 8, the chunk's last (size % 8) elements to the first), added pairwise at the
-# end, so that the additions pipeline instead of waiting on one another. The sums are set by this
-# order alone (no fastmath), so a fused kernel, which adds each BLOCK of elements right
-# after updating it (the gradient still in cache), gets the same bits as _chunked_sum_of_squares.
-
-_NO_SUMS = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
-
-
-@_inline
-def _add_squares(g, lo, hi, sums):
-    """sums + the squares of g[lo:hi] in float64: g[i] to sums[(i - lo) % 8], the (hi - lo) % 8
-    last ones to sums[0]"""
-    s0, s1, s2, s3, s4, s5, s6, s7 = sums
-    g = g[lo:hi]  # indices from 0: numba's negative-index wraparound folds away
-    stop = g.size // 8 * 8
-    for i in range(0, stop, 8):
-        x0, x1, x2, x3 = np.float64(g[i]), np.float64(g[i + 1]), np.float64(g[i + 2]), \
-            np.float64(g[i + 3])
-        x4, x5, x6, x7 = np.float64(g[i + 4]), np.float64(g[i + 5]), np.float64(g[i + 6]), \
-            np.float64(g[i + 7])
-        s0 += x0 * x0
-        s1 += x1 * x1
-        s2 += x2 * x2
-        s3 += x3 * x3
-        s4 += x4 * x4
-        s5 += x5 * x5
-        s6 += x6 * x6
-        s7 += x7 * x7
-    for i in range(stop, g.size):
-        x = np.float64(g[i])
-        s0 += x * x
-    return s0, s1, s2, s3, s4, s5, s6, s7
-
-
-@_inline
-def _total(sums):
-    """The 8 running sums of a chunk, added pairwise"""
-    s0, s1, s2, s3, s4, s5, s6, s7 = sums
-    return ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
-
-
-@_inline
-def _sum_in_order(partial):
-    """partial[0] + partial[1] + ... in order"""
-    total = 0.0
-    for c in range(partial.size):
-        total += partial[c]
-    return total
-
-
-@_compile_serial_and_parallel
-def _chunked_sum_of_squares(g, chunk):
-    """sum(g_i^2) in float64: per chunk, 8 running sums added pairwise; the chunk sums in order"""
-    n_chunks = (g.size + chunk - 1) // chunk
-    partial = np.empty(n_chunks, np.float64)
-    for c in prange(n_chunks):
-        lo = c * chunk
-        partial[c] = _total(_add_squares(g, lo, min(g.size, lo + chunk), _NO_SUMS))
-    return _sum_in_order(partial)
-
-
-def _with_norm_of(kernel):
-    """Compiles the body of ``kernel``'s fused variant: the same update over chunks of ``chunk``
-    elements, returning the gradient's sum of squares as :func:`_chunked_sum_of_squares` does."""
-    def compile_fused(body):
-        body.__doc__ = (kernel.__doc__ + "\n\n    and, in the same pass, returns sum(g_i^2) in "
-                        "float64 as _chunked_sum_of_squares(g, chunk)")
-        return _compile_serial_and_parallel(body)
-    return compile_fused
-
-
-@_with_norm_of(_sgd)
-def _sgd_norm(p, g, buf, lr, weight_decay, momentum, one_minus_dampening, nesterov, first_step,
-              scale, chunk):
-    partial = np.empty((p.size + chunk - 1) // chunk, np.float64)
-    for c in prange(partial.size):
-        lo, hi = c * chunk, min(p.size, (c + 1) * chunk)
-        sums = _NO_SUMS
-        for a in range(lo, hi, BLOCK):
-            b = min(a + BLOCK, hi)
-            _sgd_range(a, b, p, g, buf, lr, weight_decay, momentum, one_minus_dampening, nesterov,
-                       first_step, scale)
-            sums = _add_squares(g, a, b, sums)
-        partial[c] = _total(sums)
-    return _sum_in_order(partial)
-
-
-@_with_norm_of(_adagrad)
-def _adagrad_norm(p, g, state_sum, weight_decay, eps, clr, scale, chunk):
-    partial = np.empty((p.size + chunk - 1) // chunk, np.float64)
-    for c in prange(partial.size):
-        lo, hi = c * chunk, min(p.size, (c + 1) * chunk)
-        sums = _NO_SUMS
-        for a in range(lo, hi, BLOCK):
-            b = min(a + BLOCK, hi)
-            _adagrad_range(a, b, p, g, state_sum, weight_decay, eps, clr, scale)
-            sums = _add_squares(g, a, b, sums)
-        partial[c] = _total(sums)
-    return _sum_in_order(partial)
-
-
-@_with_norm_of(_rmsprop)
-def _rmsprop_norm(p, g, square_avg, grad_avg, buf, lr, alpha, one_minus_alpha, eps, weight_decay,
-                  momentum, centered, scale, chunk):
-    partial = np.empty((p.size + chunk - 1) // chunk, np.float64)
-    for c in prange(partial.size):
-        lo, hi = c * chunk, min(p.size, (c + 1) * chunk)
-        sums = _NO_SUMS
-        for a in range(lo, hi, BLOCK):
-            b = min(a + BLOCK, hi)
-            _rmsprop_range(a, b, p, g, square_avg, grad_avg, buf, lr, alpha, one_minus_alpha, eps,
-                           weight_decay, momentum, centered, scale)
-            sums = _add_squares(g, a, b, sums)
-        partial[c] = _total(sums)
-    return _sum_in_order(partial)
-
-
-@_with_norm_of(_adam)
-def _adam_norm(p, g, exp_avg, exp_avg_sq, max_exp_avg_sq, beta1, one_minus_beta1, beta2,
-               one_minus_beta2, eps, weight_decay, decay, amsgrad, step_size, bias_correction2_sqrt,
-               scale, chunk):
-    partial = np.empty((p.size + chunk - 1) // chunk, np.float64)
-    for c in prange(partial.size):
-        lo, hi = c * chunk, min(p.size, (c + 1) * chunk)
-        sums = _NO_SUMS
-        for a in range(lo, hi, BLOCK):
-            b = min(a + BLOCK, hi)
-            _adam_range(a, b, p, g, exp_avg, exp_avg_sq, max_exp_avg_sq, beta1, one_minus_beta1,
-                        beta2, one_minus_beta2, eps, weight_decay, decay, amsgrad, step_size,
-                        bias_correction2_sqrt, scale)
-            sums = _add_squares(g, a, b, sums)
-        partial[c] = _total(sums)
-    return _sum_in_order(partial)
-
-
-@_with_norm_of(_adamax)
-def _adamax_norm(p, g, exp_avg, exp_inf, beta1, one_minus_beta1, beta2, eps, weight_decay, clr,
-                 scale, chunk):
-    partial = np.empty((p.size + chunk - 1) // chunk, np.float64)
-    for c in prange(partial.size):
-        lo, hi = c * chunk, min(p.size, (c + 1) * chunk)
-        sums = _NO_SUMS
-        for a in range(lo, hi, BLOCK):
-            b = min(a + BLOCK, hi)
-            _adamax_range(a, b, p, g, exp_avg, exp_inf, beta1, one_minus_beta1, beta2, eps,
-                          weight_decay, clr, scale)
-            sums = _add_squares(g, a, b, sums)
-        partial[c] = _total(sums)
-    return _sum_in_order(partial)
-
-
-@_with_norm_of(_nadam)
-def _nadam_norm(p, g, exp_avg, exp_avg_sq, beta1, one_minus_beta1, beta2, one_minus_beta2, eps,
-                weight_decay, decay, grad_coef, exp_avg_coef, bias_correction2, scale, chunk):
-    partial = np.empty((p.size + chunk - 1) // chunk, np.float64)
-    for c in prange(partial.size):
-        lo, hi = c * chunk, min(p.size, (c + 1) * chunk)
-        sums = _NO_SUMS
-        for a in range(lo, hi, BLOCK):
-            b = min(a + BLOCK, hi)
-            _nadam_range(a, b, p, g, exp_avg, exp_avg_sq, beta1, one_minus_beta1, beta2,
-                         one_minus_beta2, eps, weight_decay, decay, grad_coef, exp_avg_coef,
-                         bias_correction2, scale)
-            sums = _add_squares(g, a, b, sums)
-        partial[c] = _total(sums)
-    return _sum_in_order(partial)
-
-
-@_with_norm_of(_radam)
-def _radam_norm(p, g, exp_avg, exp_avg_sq, beta1, one_minus_beta1, beta2, one_minus_beta2, eps,
-                weight_decay, decay, rectify, step_size, bias_correction2_sqrt, scale, chunk):
-    partial = np.empty((p.size + chunk - 1) // chunk, np.float64)
-    for c in prange(partial.size):
-        lo, hi = c * chunk, min(p.size, (c + 1) * chunk)
-        sums = _NO_SUMS
-        for a in range(lo, hi, BLOCK):
-            b = min(a + BLOCK, hi)
-            _radam_range(a, b, p, g, exp_avg, exp_avg_sq, beta1, one_minus_beta1, beta2,
-                         one_minus_beta2, eps, weight_decay, decay, rectify, step_size,
-                         bias_correction2_sqrt, scale)
-            sums = _add_squares(g, a, b, sums)
-        partial[c] = _total(sums)
-    return _sum_in_order(partial)
-
-
-@_with_norm_of(_adadelta)
-def _adadelta_norm(p, g, square_avg, acc_delta, lr, rho, one_minus_rho, eps, weight_decay, scale,
-                   chunk):
-    partial = np.empty((p.size + chunk - 1) // chunk, np.float64)
-    for c in prange(partial.size):
-        lo, hi = c * chunk, min(p.size, (c + 1) * chunk)
-        sums = _NO_SUMS
-        for a in range(lo, hi, BLOCK):
-            b = min(a + BLOCK, hi)
-            _adadelta_range(a, b, p, g, square_avg, acc_delta, lr, rho, one_minus_rho, eps,
-                            weight_decay, scale)
-            sums = _add_squares(g, a, b, sums)
-        partial[c] = _total(sums)
-    return _sum_in_order(partial)
-
-
-@_with_norm_of(_lion)
-def _lion_norm(p, g, exp_avg, lr, beta1, one_minus_beta1, beta2, one_minus_beta2, decay, scale,
-               chunk):
-    partial = np.empty((p.size + chunk - 1) // chunk, np.float64)
-    for c in prange(partial.size):
-        lo, hi = c * chunk, min(p.size, (c + 1) * chunk)
-        sums = _NO_SUMS
-        for a in range(lo, hi, BLOCK):
-            b = min(a + BLOCK, hi)
-            _lion_range(a, b, p, g, exp_avg, lr, beta1, one_minus_beta1, beta2, one_minus_beta2,
-                        decay, scale)
-            sums = _add_squares(g, a, b, sums)
-        partial[c] = _total(sums)
-    return _sum_in_order(partial)
-
-
-def _flat(a):
-    return a.reshape(-1)
-
-
-def _signed(grad_scale, maximize):
-    # -(g*s) == g*(-s) exactly, so maximize costs nothing inside the loop.
-    return -grad_scale if maximize else grad_scale
-
-
-def _decay_and_l2(param, lr, weight_decay, decoupled):
-    # Decoupled decay scales p by (1 - lr*wd) and adds no L2 term; L2 scales by 1 and adds wd*p.
-    one, zero = param.dtype.type(1), param.dtype.type(0)
-    return (one - lr * weight_decay, zero) if decoupled else (one, weight_decay)
 
 
 def sgd(param, grad, momentum_buffer, lr, weight_decay, momentum, dampening, nesterov, maximize,
         first_step, grad_scale):
     """SGD step in place; formula in :func:`fastopt.reference.sgd`."""
-    one = param.dtype.type(1)
-    _sgd(param.size, _flat(param), _flat(grad), _flat(momentum_buffer), lr, weight_decay, momentum,
-         one - dampening, nesterov, first_step, _signed(grad_scale, maximize))
+    _sgd(param.size, *kernel_args.sgd(param, grad, momentum_buffer, lr, weight_decay, momentum,
+                                      dampening, nesterov, maximize, first_step, grad_scale))
 
 
 def adagrad(param, grad, state_sum, weight_decay, eps, maximize, clr, grad_scale):
     """Adagrad step in place; formula in :func:`fastopt.reference.adagrad`."""
-    _adagrad(param.size, _flat(param), _flat(grad), _flat(state_sum), weight_decay, eps, clr,
-             _signed(grad_scale, maximize))
+    _adagrad(param.size, *kernel_args.adagrad(param, grad, state_sum, weight_decay, eps, maximize,
+                                              clr, grad_scale))
 
 
 def rmsprop(param, grad, square_avg, grad_avg, momentum_buffer, lr, alpha, eps, weight_decay,
             momentum, centered, maximize, grad_scale):
     """RMSprop step in place; formula in :func:`fastopt.reference.rmsprop`."""
-    one = param.dtype.type(1)
-    _rmsprop(param.size, _flat(param), _flat(grad), _flat(square_avg), _flat(grad_avg),
-             _flat(momentum_buffer), lr, alpha, one - alpha, eps, weight_decay, momentum, centered,
-             _signed(grad_scale, maximize))
+    _rmsprop(param.size, *kernel_args.rmsprop(param, grad, square_avg, grad_avg, momentum_buffer,
+                                              lr, alpha, eps, weight_decay, momentum, centered,
+                                              maximize, grad_scale))
 
 
 def adam(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, lr, beta1, beta2, eps, weight_decay,
          amsgrad, maximize, decoupled, step_size, bias_correction2_sqrt, grad_scale):
     """Adam/AdamW step in place; formula in :func:`fastopt.reference.adam`."""
-    one = param.dtype.type(1)
-    decay, l2 = _decay_and_l2(param, lr, weight_decay, decoupled)
-    _adam(param.size, _flat(param), _flat(grad), _flat(exp_avg), _flat(exp_avg_sq),
-          _flat(max_exp_avg_sq), beta1, one - beta1, beta2, one - beta2, eps, l2, decay, amsgrad,
-          step_size, bias_correction2_sqrt, _signed(grad_scale, maximize))
+    _adam(param.size, *kernel_args.adam(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, lr,
+                                        beta1, beta2, eps, weight_decay, amsgrad, maximize,
+                                        decoupled, step_size, bias_correction2_sqrt, grad_scale))
 
 
 def adamax(param, grad, exp_avg, exp_inf, beta1, beta2, eps, weight_decay, maximize, clr,
            grad_scale):
     """Adamax step in place; formula in :func:`fastopt.reference.adamax`."""
-    one = param.dtype.type(1)
-    _adamax(param.size, _flat(param), _flat(grad), _flat(exp_avg), _flat(exp_inf), beta1,
-            one - beta1, beta2, eps, weight_decay, clr, _signed(grad_scale, maximize))
+    _adamax(param.size, *kernel_args.adamax(param, grad, exp_avg, exp_inf, beta1, beta2, eps,
+                                            weight_decay, maximize, clr, grad_scale))
 
 
 def nadam(param, grad, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, weight_decay, maximize,
           decoupled, grad_coef, exp_avg_coef, bias_correction2, grad_scale):
     """NAdam step in place; formula in :func:`fastopt.reference.nadam`."""
-    one = param.dtype.type(1)
-    decay, l2 = _decay_and_l2(param, lr, weight_decay, decoupled)
-    _nadam(param.size, _flat(param), _flat(grad), _flat(exp_avg), _flat(exp_avg_sq), beta1,
-           one - beta1, beta2, one - beta2, eps, l2, decay, grad_coef, exp_avg_coef,
-           bias_correction2, _signed(grad_scale, maximize))
+    _nadam(param.size, *kernel_args.nadam(param, grad, exp_avg, exp_avg_sq, lr, beta1, beta2, eps,
+                                          weight_decay, maximize, decoupled, grad_coef,
+                                          exp_avg_coef, bias_correction2, grad_scale))
 
 
 def radam(param, grad, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, weight_decay, maximize,
           decoupled, rectify, step_size, bias_correction2_sqrt, grad_scale):
     """RAdam step in place; formula in :func:`fastopt.reference.radam`."""
-    one = param.dtype.type(1)
-    decay, l2 = _decay_and_l2(param, lr, weight_decay, decoupled)
-    _radam(param.size, _flat(param), _flat(grad), _flat(exp_avg), _flat(exp_avg_sq), beta1,
-           one - beta1, beta2, one - beta2, eps, l2, decay, rectify, step_size,
-           bias_correction2_sqrt, _signed(grad_scale, maximize))
+    _radam(param.size, *kernel_args.radam(param, grad, exp_avg, exp_avg_sq, lr, beta1, beta2, eps,
+                                          weight_decay, maximize, decoupled, rectify, step_size,
+                                          bias_correction2_sqrt, grad_scale))
 
 
 def adadelta(param, grad, square_avg, acc_delta, lr, rho, eps, weight_decay, maximize,
              grad_scale):
     """Adadelta step in place; formula in :func:`fastopt.reference.adadelta`."""
-    one = param.dtype.type(1)
-    _adadelta(param.size, _flat(param), _flat(grad), _flat(square_avg), _flat(acc_delta), lr, rho,
-              one - rho, eps, weight_decay, _signed(grad_scale, maximize))
+    _adadelta(param.size, *kernel_args.adadelta(param, grad, square_avg, acc_delta, lr, rho, eps,
+                                                weight_decay, maximize, grad_scale))
 
 
 def lion(param, grad, exp_avg, lr, beta1, beta2, weight_decay, maximize, grad_scale):
     """Lion step in place; formula in :func:`fastopt.reference.lion`."""
-    one = param.dtype.type(1)
-    _lion(param.size, _flat(param), _flat(grad), _flat(exp_avg), lr, beta1, one - beta1, beta2,
-          one - beta2, one - lr * weight_decay, _signed(grad_scale, maximize))
+    _lion(param.size, *kernel_args.lion(param, grad, exp_avg, lr, beta1, beta2, weight_decay,
+                                        maximize, grad_scale))
 
 
 def lamb(param, grad, exp_avg, exp_avg_sq, segment_offsets, lr, beta1, beta2, eps, weight_decay,
@@ -667,10 +470,10 @@ def lamb(param, grad, exp_avg, exp_avg_sq, segment_offsets, lr, beta1, beta2, ep
     segments = segment_offsets.size - 1
     partial = np.empty(((n + chunk - 1) // chunk + segments, 2), np.float64)
     ratio = np.empty(segments, param.dtype)
-    p, m, v = _flat(param), _flat(exp_avg), _flat(exp_avg_sq)
-    _lamb_moments(n, p, _flat(grad), m, v, segment_offsets, partial, chunk, beta1, one - beta1,
+    p, m, v = flat(param), flat(exp_avg), flat(exp_avg_sq)
+    _lamb_moments(n, p, flat(grad), m, v, segment_offsets, partial, chunk, beta1, one - beta1,
                   beta2, one - beta2, eps, weight_decay, bias_correction1, bias_correction2,
-                  _signed(grad_scale, maximize))
+                  signed(grad_scale, maximize))
     _lamb_ratios(segment_offsets, partial, chunk, float(lr), ratio)
     _lamb_update(n, p, m, v, segment_offsets, ratio, chunk, eps, weight_decay, bias_correction1,
                  bias_correction2)
@@ -678,7 +481,7 @@ def lamb(param, grad, exp_avg, exp_avg_sq, segment_offsets, lr, beta1, beta2, ep
 
 def sum_of_squares(grad):
     """The squared global norm in float64; formula in :func:`fastopt.reference.sum_of_squares`."""
-    return float(_chunked_sum_of_squares(grad.size, _flat(grad), REDUCTION_CHUNK))
+    return float(_chunked_sum_of_squares(grad.size, flat(grad), REDUCTION_CHUNK))
 
 
 # ---- Steps that also compute the gradient's sum of squares --------------------------------------
@@ -687,92 +490,79 @@ def sgd_with_norm(param, grad, momentum_buffer, lr, weight_decay, momentum, damp
                   maximize, first_step, grad_scale, norm_out):
     """:func:`sgd`, also setting ``norm_out[0] = sum_of_squares(grad)`` (bit for bit) from the
     same pass over memory."""
-    one = param.dtype.type(1)
-    norm_out[0] = _sgd_norm(param.size, _flat(param), _flat(grad), _flat(momentum_buffer), lr,
-                            weight_decay, momentum, one - dampening, nesterov, first_step,
-                            _signed(grad_scale, maximize), REDUCTION_CHUNK)
+    args = kernel_args.sgd(param, grad, momentum_buffer, lr, weight_decay, momentum, dampening,
+                           nesterov, maximize, first_step, grad_scale)
+    norm_out[0] = _sgd_norm(param.size, *args, REDUCTION_CHUNK)
 
 
 def adagrad_with_norm(param, grad, state_sum, weight_decay, eps, maximize, clr, grad_scale,
                       norm_out):
     """:func:`adagrad` and ``norm_out[0] = sum_of_squares(grad)``, as :func:`sgd_with_norm`."""
-    norm_out[0] = _adagrad_norm(param.size, _flat(param), _flat(grad), _flat(state_sum),
-                                weight_decay, eps, clr, _signed(grad_scale, maximize),
-                                REDUCTION_CHUNK)
+    args = kernel_args.adagrad(param, grad, state_sum, weight_decay, eps, maximize, clr,
+                               grad_scale)
+    norm_out[0] = _adagrad_norm(param.size, *args, REDUCTION_CHUNK)
 
 
 def rmsprop_with_norm(param, grad, square_avg, grad_avg, momentum_buffer, lr, alpha, eps,
                       weight_decay, momentum, centered, maximize, grad_scale, norm_out):
     """:func:`rmsprop` and ``norm_out[0] = sum_of_squares(grad)``, as :func:`sgd_with_norm`."""
-    one = param.dtype.type(1)
-    norm_out[0] = _rmsprop_norm(param.size, _flat(param), _flat(grad), _flat(square_avg),
-                                _flat(grad_avg), _flat(momentum_buffer), lr, alpha, one - alpha,
-                                eps, weight_decay, momentum, centered,
-                                _signed(grad_scale, maximize), REDUCTION_CHUNK)
+    args = kernel_args.rmsprop(param, grad, square_avg, grad_avg, momentum_buffer, lr, alpha, eps,
+                               weight_decay, momentum, centered, maximize, grad_scale)
+    norm_out[0] = _rmsprop_norm(param.size, *args, REDUCTION_CHUNK)
 
 
 def adam_with_norm(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, lr, beta1, beta2, eps,
                    weight_decay, amsgrad, maximize, decoupled, step_size, bias_correction2_sqrt,
                    grad_scale, norm_out):
     """:func:`adam` and ``norm_out[0] = sum_of_squares(grad)``, as :func:`sgd_with_norm`."""
-    one = param.dtype.type(1)
-    decay, l2 = _decay_and_l2(param, lr, weight_decay, decoupled)
-    norm_out[0] = _adam_norm(param.size, _flat(param), _flat(grad), _flat(exp_avg),
-                             _flat(exp_avg_sq), _flat(max_exp_avg_sq), beta1, one - beta1, beta2,
-                             one - beta2, eps, l2, decay, amsgrad, step_size,
-                             bias_correction2_sqrt, _signed(grad_scale, maximize),
-                             REDUCTION_CHUNK)
+    args = kernel_args.adam(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, lr, beta1, beta2, eps,
+                            weight_decay, amsgrad, maximize, decoupled, step_size,
+                            bias_correction2_sqrt, grad_scale)
+    norm_out[0] = _adam_norm(param.size, *args, REDUCTION_CHUNK)
 
 
 def adamax_with_norm(param, grad, exp_avg, exp_inf, beta1, beta2, eps, weight_decay, maximize,
                      clr, grad_scale, norm_out):
     """:func:`adamax` and ``norm_out[0] = sum_of_squares(grad)``, as :func:`sgd_with_norm`."""
-    one = param.dtype.type(1)
-    norm_out[0] = _adamax_norm(param.size, _flat(param), _flat(grad), _flat(exp_avg),
-                               _flat(exp_inf), beta1, one - beta1, beta2, eps, weight_decay, clr,
-                               _signed(grad_scale, maximize), REDUCTION_CHUNK)
+    args = kernel_args.adamax(param, grad, exp_avg, exp_inf, beta1, beta2, eps, weight_decay,
+                              maximize, clr, grad_scale)
+    norm_out[0] = _adamax_norm(param.size, *args, REDUCTION_CHUNK)
 
 
 def nadam_with_norm(param, grad, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, weight_decay,
                     maximize, decoupled, grad_coef, exp_avg_coef, bias_correction2, grad_scale,
                     norm_out):
     """:func:`nadam` and ``norm_out[0] = sum_of_squares(grad)``, as :func:`sgd_with_norm`."""
-    one = param.dtype.type(1)
-    decay, l2 = _decay_and_l2(param, lr, weight_decay, decoupled)
-    norm_out[0] = _nadam_norm(param.size, _flat(param), _flat(grad), _flat(exp_avg),
-                              _flat(exp_avg_sq), beta1, one - beta1, beta2, one - beta2, eps, l2,
-                              decay, grad_coef, exp_avg_coef, bias_correction2,
-                              _signed(grad_scale, maximize), REDUCTION_CHUNK)
+    args = kernel_args.nadam(param, grad, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, weight_decay,
+                             maximize, decoupled, grad_coef, exp_avg_coef, bias_correction2,
+                             grad_scale)
+    norm_out[0] = _nadam_norm(param.size, *args, REDUCTION_CHUNK)
 
 
 def radam_with_norm(param, grad, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, weight_decay,
                     maximize, decoupled, rectify, step_size, bias_correction2_sqrt, grad_scale,
                     norm_out):
     """:func:`radam` and ``norm_out[0] = sum_of_squares(grad)``, as :func:`sgd_with_norm`."""
-    one = param.dtype.type(1)
-    decay, l2 = _decay_and_l2(param, lr, weight_decay, decoupled)
-    norm_out[0] = _radam_norm(param.size, _flat(param), _flat(grad), _flat(exp_avg),
-                              _flat(exp_avg_sq), beta1, one - beta1, beta2, one - beta2, eps, l2,
-                              decay, rectify, step_size, bias_correction2_sqrt,
-                              _signed(grad_scale, maximize), REDUCTION_CHUNK)
+    args = kernel_args.radam(param, grad, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, weight_decay,
+                             maximize, decoupled, rectify, step_size, bias_correction2_sqrt,
+                             grad_scale)
+    norm_out[0] = _radam_norm(param.size, *args, REDUCTION_CHUNK)
 
 
 def adadelta_with_norm(param, grad, square_avg, acc_delta, lr, rho, eps, weight_decay, maximize,
                        grad_scale, norm_out):
     """:func:`adadelta` and ``norm_out[0] = sum_of_squares(grad)``, as :func:`sgd_with_norm`."""
-    one = param.dtype.type(1)
-    norm_out[0] = _adadelta_norm(param.size, _flat(param), _flat(grad), _flat(square_avg),
-                                 _flat(acc_delta), lr, rho, one - rho, eps, weight_decay,
-                                 _signed(grad_scale, maximize), REDUCTION_CHUNK)
+    args = kernel_args.adadelta(param, grad, square_avg, acc_delta, lr, rho, eps, weight_decay,
+                                maximize, grad_scale)
+    norm_out[0] = _adadelta_norm(param.size, *args, REDUCTION_CHUNK)
 
 
 def lion_with_norm(param, grad, exp_avg, lr, beta1, beta2, weight_decay, maximize, grad_scale,
                    norm_out):
     """:func:`lion` and ``norm_out[0] = sum_of_squares(grad)``, as :func:`sgd_with_norm`."""
-    one = param.dtype.type(1)
-    norm_out[0] = _lion_norm(param.size, _flat(param), _flat(grad), _flat(exp_avg), lr, beta1,
-                             one - beta1, beta2, one - beta2, one - lr * weight_decay,
-                             _signed(grad_scale, maximize), REDUCTION_CHUNK)
+    args = kernel_args.lion(param, grad, exp_avg, lr, beta1, beta2, weight_decay, maximize,
+                            grad_scale)
+    norm_out[0] = _lion_norm(param.size, *args, REDUCTION_CHUNK)
 
 
 def lamb_with_norm(param, grad, exp_avg, exp_avg_sq, segment_offsets, lr, beta1, beta2, eps,

@@ -6,12 +6,14 @@ step of :mod:`fastopt.backends._mixed_element` around the float32 element of
 :mod:`fastopt.backends._optim_element`.
 """
 
+import functools
+
 import numpy as np
 from numba import cuda
 
-from .._algorithms import ALGORITHMS
 from . import _bits, cuda_optim
-from ._mixed_element import CONSTANTS, make_mixed_elements
+from ._mixed_element import make_mixed_elements, mixed_step
+from ._optim_args import flat
 from ._optim_element import make_elements
 from .cuda_optim import SIMULATOR, launch
 
@@ -120,40 +122,15 @@ def _lion(master, grad, grad_fmt, exp_avg, state_fmt, model, model_fmt, lr, beta
                   one_minus_beta1, beta2, one_minus_beta2, decay, scale, stochastic, key)
 
 
-def _flat(a):
-    return a if a.ndim == 1 else a.reshape(a.size)
-
-
-def _launcher(kernel, cuda_kernel):
-    """The backend step ``kernel`` (signature of :mod:`fastopt.backends.numpy_mixed`): the
-    element constants on the host, then one launch over flat views."""
-    constants = CONSTANTS[kernel]
-    count = len(ALGORITHMS[kernel].state)
-
-    def step(master, grad, grad_fmt, *args):
-        if master.size == 0:
-            return
-        states, (state_fmt, model, model_fmt) = args[:count], args[count:count + 3]
-        scalars, (stochastic, key) = args[count + 3:-2], args[-2:]
-        launch(cuda_kernel, master.size, _flat(master), _flat(grad), grad_fmt,
-               *(_flat(s) for s in states), state_fmt, _flat(model), model_fmt,
-               *constants(*scalars), stochastic, key)
-
-    step.__name__ = step.__qualname__ = kernel
-    step.__doc__ = (f"Mixed-precision {kernel} in place; formula in "
-                    f":func:`fastopt.backends.numpy_mixed.{kernel}`.")
-    return step
-
-
-sgd = _launcher("sgd", _sgd)
-adagrad = _launcher("adagrad", _adagrad)
-rmsprop = _launcher("rmsprop", _rmsprop)
-adam = _launcher("adam", _adam)
-adamax = _launcher("adamax", _adamax)
-nadam = _launcher("nadam", _nadam)
-radam = _launcher("radam", _radam)
-adadelta = _launcher("adadelta", _adadelta)
-lion = _launcher("lion", _lion)
+sgd = mixed_step("sgd", functools.partial(launch, _sgd))
+adagrad = mixed_step("adagrad", functools.partial(launch, _adagrad))
+rmsprop = mixed_step("rmsprop", functools.partial(launch, _rmsprop))
+adam = mixed_step("adam", functools.partial(launch, _adam))
+adamax = mixed_step("adamax", functools.partial(launch, _adamax))
+nadam = mixed_step("nadam", functools.partial(launch, _nadam))
+radam = mixed_step("radam", functools.partial(launch, _radam))
+adadelta = mixed_step("adadelta", functools.partial(launch, _adadelta))
+lion = mixed_step("lion", functools.partial(launch, _lion))
 
 
 @cuda.jit
@@ -180,5 +157,5 @@ def sum_of_squares(grad, grad_fmt):
         _decoded.clear()
         _decoded[grad.size] = cuda.device_array(grad.size, np.float32)
     out = _decoded[grad.size]
-    launch(_decode_to_f32, grad.size, _flat(grad), grad_fmt, out)
+    launch(_decode_to_f32, grad.size, flat(grad), grad_fmt, out)
     return cuda_optim.sum_of_squares(out)

@@ -1,17 +1,19 @@
 """The ``cuda`` backend: numba-cuda optimizer kernels, one element per thread in a grid-stride loop.
 
 Each kernel compiles lazily, once per dtype: hyperparameters arrive as scalars of the arrays' dtype
-and mode flags as ``bool`` runtime arguments, so changing either never recompiles. As in
-:mod:`fastopt.backends.cpu_optim`, the launchers flatten the arrays (a view, no copy, for the
-C-contiguous arrays the contract guarantees) and precompute ``1 - beta`` style constants in the
-array dtype, so a float32 kernel never promotes to float64. A step launches on the default stream
-and neither allocates, copies nor synchronizes (LAMB allocates its scratch sums on its first step
-for each layout, then reuses them).
+and mode flags as ``bool`` runtime arguments, so changing either never recompiles. The launchers
+take the kernels' arguments from :mod:`fastopt.backends._optim_args`, as the ``cpu`` backend's do:
+flat views of the arrays (no copy for the C-contiguous arrays the contract guarantees) and
+``1 - beta`` style constants in the array dtype, so a float32 kernel never promotes to float64. A
+step launches on the default stream and neither allocates, copies nor synchronizes (LAMB allocates
+its scratch sums on its first step for each layout, then reuses them).
 
 The math of each step is its element in :mod:`fastopt.backends._optim_element`, shared with the
 ``cpu`` backend. ``<algo>_with_norm`` runs the same update and, in the same grid-stride pass, the
 per-block sums of :func:`sum_of_squares`; their ordered sum lands in a device array (no copy back,
-no synchronization), with the bits :func:`sum_of_squares` returns.
+no synchronization), with the bits :func:`sum_of_squares` returns. Both kernels of every
+algorithm are expanded from the templates :func:`_step` and :func:`_step_with_norm` (see
+:func:`_steps`).
 
 Launch configuration lives in :func:`launch_config`: :data:`THREADS_PER_BLOCK` threads per block and
 enough blocks to cover the array, capped at :data:`BLOCKS_PER_SM` per SM (a few waves; the
@@ -27,6 +29,9 @@ import numba
 import numpy as np
 from numba import cuda
 
+from . import _kernel_templates as templates
+from . import _optim_args as kernel_args
+from ._optim_args import flat, signed
 from ._optim_element import make_elements
 
 #: The element updates (see :mod:`fastopt.backends._optim_element`), as device functions.
@@ -87,143 +92,144 @@ def device_summary():
     return f"{name}, compute capability {major}.{minor}, {device.MULTIPROCESSOR_COUNT} SMs"
 
 
-@cuda.jit
-def _sgd(p, g, buf, lr, weight_decay, momentum, one_minus_dampening, nesterov, first_step, scale):
-    """d = s*g + wd*p; b = d (first step) or mu*b + (1-tau)*d;
-    d = d + mu*b (Nesterov) or b (heavy ball); p -= lr*d
+# ---- Block sums: a fixed tree per block, then the blocks in order -------------------------------
 
-    See :func:`fastopt.reference.sgd`.
-    """
-    buffered = momentum != 0
-    i = cuda.grid(1)
-    stride = cuda.gridsize(1)
-    while i < p.size:
-        E.sgd_at(i, p, g, buf, lr, weight_decay, momentum, one_minus_dampening, nesterov,
-                 first_step, scale, buffered)
-        i += stride
+@cuda.jit(device=True)
+def _block_sum(cache, t):
+    """cache[0] = sum of cache[:THREADS_PER_BLOCK], by a fixed tree; every thread calls it"""
+    cuda.syncthreads()
+    width = THREADS_PER_BLOCK // 2
+    while width > 0:
+        if t < width:
+            cache[t] += cache[t + width]
+        cuda.syncthreads()
+        width //= 2
 
 
-@cuda.jit
-def _adagrad(p, g, state_sum, weight_decay, eps, clr, scale):
-    """d = s*g + wd*p; v += d^2; p -= clr * d / (sqrt(v) + eps)
-
-    See :func:`fastopt.reference.adagrad`.
-    """
-    i = cuda.grid(1)
-    stride = cuda.gridsize(1)
-    while i < p.size:
-        E.adagrad_at(i, p, g, state_sum, weight_decay, eps, clr, scale)
-        i += stride
+@cuda.jit(device=True)
+def _store_block_sum(cache, s, partial):
+    """partial[block] = the sum of every thread's s, by the fixed tree of _block_sum; every
+    thread calls it"""
+    t = cuda.threadIdx.x
+    cache[t] = s
+    _block_sum(cache, t)
+    if t == 0:
+        partial[cuda.blockIdx.x] = cache[0]
 
 
 @cuda.jit
-def _rmsprop(p, g, square_avg, grad_avg, buf, lr, alpha, one_minus_alpha, eps, weight_decay,
-             momentum, centered, scale):
-    """d = s*g + wd*p; v = a*v + (1-a)*d^2; gbar = a*gbar + (1-a)*d; den = sqrt(v - gbar^2 or v) + eps;
-    b = mu*b + d/den, p -= lr*b  (mu > 0)  or  p -= lr*d/den
-
-    See :func:`fastopt.reference.rmsprop`.
-    """
-    buffered = momentum > 0
+def _partial_sums_of_squares(g, partial):
+    """partial[block] = sum of g_i^2 (float64) over this block's grid-stride share"""
+    cache = cuda.shared.array(THREADS_PER_BLOCK, numba.float64)
     i = cuda.grid(1)
     stride = cuda.gridsize(1)
-    while i < p.size:
-        E.rmsprop_at(i, p, g, square_avg, grad_avg, buf, lr, alpha, one_minus_alpha, eps,
-                     weight_decay, momentum, centered, scale, buffered)
+    s = 0.0
+    while i < g.size:
+        x = numba.float64(g[i])
+        s += x * x
         i += stride
+    _store_block_sum(cache, s, partial)
 
 
 @cuda.jit
-def _adam(p, g, exp_avg, exp_avg_sq, max_exp_avg_sq, beta1, one_minus_beta1, beta2, one_minus_beta2,
-          eps, weight_decay, decay, amsgrad, step_size, bias_correction2_sqrt, scale):
-    """p *= decay (AdamW) or d = s*g + wd*p (Adam); m = b1*m + (1-b1)*d; v = b2*v + (1-b2)*d^2;
-    vhat = max(vhat, v) (AMSGrad); p -= step_size * m / (sqrt(vhat)/sqrt(1-b2^t) + eps)
+def _sum_in_order(partial, out):
+    """out[0] = partial[0] + partial[1] + ... (one thread, in order)"""
+    if cuda.grid(1) == 0:
+        s = 0.0
+        for b in range(partial.size):
+            s += partial[b]
+        out[0] = s
 
-    See :func:`fastopt.reference.adam`.
-    """
+
+# ---- The steps: a grid-stride loop over the element update, alone or summing the squares of g --
+#
+# Two templates for every algorithm (see _kernel_templates): ARGS stands for the parameters of its
+# element update after (i, p, g), and _update for that update (E.<algo>_at).
+
+def _update(i, p, g, *args):
+    """The algorithm's element update in the templates below, bound by _steps"""
+    raise NotImplementedError("a template's _update is bound when it is expanded")
+
+
+def _step(p, g, ARGS):
+    """Template: _update on every element, in a grid-stride loop"""
     i = cuda.grid(1)
     stride = cuda.gridsize(1)
     while i < p.size:
-        E.adam_at(i, p, g, exp_avg, exp_avg_sq, max_exp_avg_sq, beta1, one_minus_beta1, beta2,
-                  one_minus_beta2, eps, weight_decay, decay, amsgrad, step_size,
-                  bias_correction2_sqrt, scale)
+        _update(i, p, g, ARGS)
         i += stride
 
 
-@cuda.jit
-def _adamax(p, g, exp_avg, exp_inf, beta1, one_minus_beta1, beta2, eps, weight_decay, clr, scale):
-    """d = s*g + wd*p; m = b1*m + (1-b1)*d; u = max(b2*u, |d| + eps); p -= clr * m / u
-
-    See :func:`fastopt.reference.adamax`.
-    """
+def _step_with_norm(p, g, ARGS, partial):
+    """Template: _step, also setting partial[block] as _partial_sums_of_squares does"""
+    cache = cuda.shared.array(THREADS_PER_BLOCK, numba.float64)
     i = cuda.grid(1)
     stride = cuda.gridsize(1)
+    s = 0.0
     while i < p.size:
-        E.adamax_at(i, p, g, exp_avg, exp_inf, beta1, one_minus_beta1, beta2, eps, weight_decay,
-                    clr, scale)
+        x = numba.float64(g[i])
+        s += x * x
+        _update(i, p, g, ARGS)
         i += stride
+    _store_block_sum(cache, s, partial)
 
 
-@cuda.jit
-def _nadam(p, g, exp_avg, exp_avg_sq, beta1, one_minus_beta1, beta2, one_minus_beta2, eps,
-           weight_decay, decay, grad_coef, exp_avg_coef, bias_correction2, scale):
-    """p *= decay (decoupled) or d = s*g + wd*p; m = b1*m + (1-b1)*d; v = b2*v + (1-b2)*d^2;
-    den = sqrt(v / (1-b2^t)) + eps; p -= grad_coef * d / den + exp_avg_coef * m / den
-
-    See :func:`fastopt.reference.nadam`.
-    """
-    i = cuda.grid(1)
-    stride = cuda.gridsize(1)
-    while i < p.size:
-        E.nadam_at(i, p, g, exp_avg, exp_avg_sq, beta1, one_minus_beta1, beta2, one_minus_beta2,
-                   eps, weight_decay, decay, grad_coef, exp_avg_coef, bias_correction2, scale)
-        i += stride
+def _steps(name, update, formula):
+    """``(step, step_with_norm)`` of the element update ``update``: the templates expanded as
+    ``name`` and ``name + "_norm"``, with docstring ``formula``. ``step_with_norm`` also sets
+    partial[block], its last argument, to the block's sum of g_i^2 as
+    :func:`_partial_sums_of_squares` does."""
+    args = templates.parameters(update, 3)
+    doc = f"{formula}\n\n    See :func:`fastopt.reference.{name.lstrip('_')}`.\n    "
+    fused_doc = (f"{doc.rstrip()}\n\n    and, in the same pass, partial[block] = sum(g_i^2) over "
+                 "the block's share, as _partial_sums_of_squares\n    ")
+    return (cuda.jit(templates.expand(_step, name, args, update, doc)),
+            cuda.jit(templates.expand(_step_with_norm, name + "_norm", args, update, fused_doc)))
 
 
-@cuda.jit
-def _radam(p, g, exp_avg, exp_avg_sq, beta1, one_minus_beta1, beta2, one_minus_beta2, eps,
-           weight_decay, decay, rectify, step_size, bias_correction2_sqrt, scale):
-    """p *= decay (decoupled) or d = s*g + wd*p; m = b1*m + (1-b1)*d; v = b2*v + (1-b2)*d^2;
-    p -= step_size * m * sqrt(1-b2^t) / (sqrt(v) + eps)  (rectified)  or  step_size * m
-
-    See :func:`fastopt.reference.radam`.
-    """
-    i = cuda.grid(1)
-    stride = cuda.gridsize(1)
-    while i < p.size:
-        E.radam_at(i, p, g, exp_avg, exp_avg_sq, beta1, one_minus_beta1, beta2, one_minus_beta2,
-                   eps, weight_decay, decay, rectify, step_size, bias_correction2_sqrt, scale)
-        i += stride
+@cuda.jit(device=True)
+def _sgd_at(i, p, g, buf, lr, weight_decay, momentum, one_minus_dampening, nesterov, first_step,
+            scale):
+    """E.sgd_at; buf is used when momentum != 0"""
+    E.sgd_at(i, p, g, buf, lr, weight_decay, momentum, one_minus_dampening, nesterov, first_step,
+             scale, momentum != 0)
 
 
-@cuda.jit
-def _adadelta(p, g, square_avg, acc_delta, lr, rho, one_minus_rho, eps, weight_decay, scale):
-    """d = s*g + wd*p; v = rho*v + (1-rho)*d^2; delta = sqrt(a + eps) / sqrt(v + eps) * d;
-    a = rho*a + (1-rho)*delta^2; p -= lr * delta
-
-    See :func:`fastopt.reference.adadelta`.
-    """
-    i = cuda.grid(1)
-    stride = cuda.gridsize(1)
-    while i < p.size:
-        E.adadelta_at(i, p, g, square_avg, acc_delta, lr, rho, one_minus_rho, eps, weight_decay,
-                      scale)
-        i += stride
+@cuda.jit(device=True)
+def _rmsprop_at(i, p, g, square_avg, grad_avg, buf, lr, alpha, one_minus_alpha, eps, weight_decay,
+                momentum, centered, scale):
+    """E.rmsprop_at; buf is used when momentum > 0"""
+    E.rmsprop_at(i, p, g, square_avg, grad_avg, buf, lr, alpha, one_minus_alpha, eps, weight_decay,
+                 momentum, centered, scale, momentum > 0)
 
 
-@cuda.jit
-def _lion(p, g, exp_avg, lr, beta1, one_minus_beta1, beta2, one_minus_beta2, decay, scale):
-    """c = b1*m + (1-b1)*d; p = p*(1 - lr*wd) - lr*sign(c); m = b2*m + (1-b2)*d
+_sgd, _sgd_norm = _steps("_sgd", _sgd_at, """
+    d = s*g + wd*p; b = d (first step) or mu*b + (1-tau)*d;
+    d = d + mu*b (Nesterov) or b (heavy ball); p -= lr*d""")
+_adagrad, _adagrad_norm = _steps("_adagrad", E.adagrad_at, """
+    d = s*g + wd*p; v += d^2; p -= clr * d / (sqrt(v) + eps)""")
+_rmsprop, _rmsprop_norm = _steps("_rmsprop", _rmsprop_at, """
+    d = s*g + wd*p; v = a*v + (1-a)*d^2; gbar = a*gbar + (1-a)*d; den = sqrt(v - gbar^2 or v) + eps;
+    b = mu*b + d/den, p -= lr*b  (mu > 0)  or  p -= lr*d/den""")
+_adam, _adam_norm = _steps("_adam", E.adam_at, """
+    p *= decay (AdamW) or d = s*g + wd*p (Adam); m = b1*m + (1-b1)*d; v = b2*v + (1-b2)*d^2;
+    vhat = max(vhat, v) (AMSGrad); p -= step_size * m / (sqrt(vhat)/sqrt(1-b2^t) + eps)""")
+_adamax, _adamax_norm = _steps("_adamax", E.adamax_at, """
+    d = s*g + wd*p; m = b1*m + (1-b1)*d; u = max(b2*u, |d| + eps); p -= clr * m / u""")
+_nadam, _nadam_norm = _steps("_nadam", E.nadam_at, """
+    p *= decay (decoupled) or d = s*g + wd*p; m = b1*m + (1-b1)*d; v = b2*v + (1-b2)*d^2;
+    den = sqrt(v / (1-b2^t)) + eps; p -= grad_coef * d / den + exp_avg_coef * m / den""")
+_radam, _radam_norm = _steps("_radam", E.radam_at, """
+    p *= decay (decoupled) or d = s*g + wd*p; m = b1*m + (1-b1)*d; v = b2*v + (1-b2)*d^2;
+    p -= step_size * m * sqrt(1-b2^t) / (sqrt(v) + eps)  (rectified)  or  step_size * m""")
+_adadelta, _adadelta_norm = _steps("_adadelta", E.adadelta_at, """
+    d = s*g + wd*p; v = rho*v + (1-rho)*d^2; delta = sqrt(a + eps) / sqrt(v + eps) * d;
+    a = rho*a + (1-rho)*delta^2; p -= lr * delta""")
+_lion, _lion_norm = _steps("_lion", E.lion_at, """
+    c = b1*m + (1-b1)*d; p = p*(1 - lr*wd) - lr*sign(c); m = b2*m + (1-b2)*d""")
 
-    See :func:`fastopt.reference.lion`.
-    """
-    i = cuda.grid(1)
-    stride = cuda.gridsize(1)
-    while i < p.size:
-        E.lion_at(i, p, g, exp_avg, lr, beta1, one_minus_beta1, beta2, one_minus_beta2, decay,
-                  scale)
-        i += stride
 
+# ---- LAMB: a segmented reduction (one block per chunk), the trust ratios, then the update ------
 
 @cuda.jit(device=True)
 def _segment_holding(offsets, position):
@@ -237,18 +243,6 @@ def _segment_holding(offsets, position):
         else:
             hi = mid
     return lo - 1
-
-
-@cuda.jit(device=True)
-def _block_sum(cache, t):
-    """cache[0] = sum of cache[:THREADS_PER_BLOCK], by a fixed tree; every thread calls it"""
-    cuda.syncthreads()
-    width = THREADS_PER_BLOCK // 2
-    while width > 0:
-        if t < width:
-            cache[t] += cache[t + width]
-        cuda.syncthreads()
-        width //= 2
 
 
 @cuda.jit
@@ -341,115 +335,80 @@ def _lamb_update(p, exp_avg, exp_avg_sq, offsets, ratio, eps, weight_decay, bias
         c += cuda.gridDim.x
 
 
-def _flat(a):
-    # A view for C-contiguous arrays (numba raises rather than copy); 1-D arrays, the unused
-    # empty state among them, pass as they are.
-    return a if a.ndim == 1 else a.reshape(a.size)
-
-
-def _signed(grad_scale, maximize):
-    # -(g*s) == g*(-s) exactly, so maximize costs nothing inside the loop.
-    return -grad_scale if maximize else grad_scale
-
-
-def _decay_and_l2(param, lr, weight_decay, decoupled):
-    # Decoupled decay scales p by (1 - lr*wd) and adds no L2 term; L2 scales by 1 and adds wd*p.
-    one, zero = param.dtype.type(1), param.dtype.type(0)
-    return (one - lr * weight_decay, zero) if decoupled else (one, weight_decay)
-
-
 def sgd(param, grad, momentum_buffer, lr, weight_decay, momentum, dampening, nesterov, maximize,
         first_step, grad_scale):
     """SGD step in place; formula in :func:`fastopt.reference.sgd`."""
-    if param.size == 0:
-        return
-    one = param.dtype.type(1)
-    launch(_sgd, param.size, _flat(param), _flat(grad), _flat(momentum_buffer), lr, weight_decay,
-           momentum, one - dampening, nesterov, first_step, _signed(grad_scale, maximize))
+    if param.size:
+        launch(_sgd, param.size, *kernel_args.sgd(
+            param, grad, momentum_buffer, lr, weight_decay, momentum, dampening, nesterov, maximize,
+            first_step, grad_scale))
 
 
 def adagrad(param, grad, state_sum, weight_decay, eps, maximize, clr, grad_scale):
     """Adagrad step in place; formula in :func:`fastopt.reference.adagrad`."""
-    if param.size == 0:
-        return
-    launch(_adagrad, param.size, _flat(param), _flat(grad), _flat(state_sum), weight_decay, eps,
-           clr, _signed(grad_scale, maximize))
+    if param.size:
+        launch(_adagrad, param.size, *kernel_args.adagrad(
+            param, grad, state_sum, weight_decay, eps, maximize, clr, grad_scale))
 
 
 def rmsprop(param, grad, square_avg, grad_avg, momentum_buffer, lr, alpha, eps, weight_decay,
             momentum, centered, maximize, grad_scale):
     """RMSprop step in place; formula in :func:`fastopt.reference.rmsprop`."""
-    if param.size == 0:
-        return
-    one = param.dtype.type(1)
-    launch(_rmsprop, param.size, _flat(param), _flat(grad), _flat(square_avg), _flat(grad_avg),
-           _flat(momentum_buffer), lr, alpha, one - alpha, eps, weight_decay, momentum, centered,
-           _signed(grad_scale, maximize))
+    if param.size:
+        launch(_rmsprop, param.size, *kernel_args.rmsprop(
+            param, grad, square_avg, grad_avg, momentum_buffer, lr, alpha, eps, weight_decay,
+            momentum, centered, maximize, grad_scale))
 
 
 def adam(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, lr, beta1, beta2, eps, weight_decay,
          amsgrad, maximize, decoupled, step_size, bias_correction2_sqrt, grad_scale):
     """Adam/AdamW step in place; formula in :func:`fastopt.reference.adam`."""
-    if param.size == 0:
-        return
-    one = param.dtype.type(1)
-    decay, l2 = _decay_and_l2(param, lr, weight_decay, decoupled)
-    launch(_adam, param.size, _flat(param), _flat(grad), _flat(exp_avg), _flat(exp_avg_sq),
-           _flat(max_exp_avg_sq), beta1, one - beta1, beta2, one - beta2, eps, l2, decay, amsgrad,
-           step_size, bias_correction2_sqrt, _signed(grad_scale, maximize))
+    if param.size:
+        launch(_adam, param.size, *kernel_args.adam(
+            param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, lr, beta1, beta2, eps, weight_decay,
+            amsgrad, maximize, decoupled, step_size, bias_correction2_sqrt, grad_scale))
 
 
 def adamax(param, grad, exp_avg, exp_inf, beta1, beta2, eps, weight_decay, maximize, clr,
            grad_scale):
     """Adamax step in place; formula in :func:`fastopt.reference.adamax`."""
-    if param.size == 0:
-        return
-    one = param.dtype.type(1)
-    launch(_adamax, param.size, _flat(param), _flat(grad), _flat(exp_avg), _flat(exp_inf), beta1,
-           one - beta1, beta2, eps, weight_decay, clr, _signed(grad_scale, maximize))
+    if param.size:
+        launch(_adamax, param.size, *kernel_args.adamax(
+            param, grad, exp_avg, exp_inf, beta1, beta2, eps, weight_decay, maximize, clr,
+            grad_scale))
 
 
 def nadam(param, grad, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, weight_decay, maximize,
           decoupled, grad_coef, exp_avg_coef, bias_correction2, grad_scale):
     """NAdam step in place; formula in :func:`fastopt.reference.nadam`."""
-    if param.size == 0:
-        return
-    one = param.dtype.type(1)
-    decay, l2 = _decay_and_l2(param, lr, weight_decay, decoupled)
-    launch(_nadam, param.size, _flat(param), _flat(grad), _flat(exp_avg), _flat(exp_avg_sq),
-           beta1, one - beta1, beta2, one - beta2, eps, l2, decay, grad_coef, exp_avg_coef,
-           bias_correction2, _signed(grad_scale, maximize))
+    if param.size:
+        launch(_nadam, param.size, *kernel_args.nadam(
+            param, grad, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, weight_decay, maximize,
+            decoupled, grad_coef, exp_avg_coef, bias_correction2, grad_scale))
 
 
 def radam(param, grad, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, weight_decay, maximize,
           decoupled, rectify, step_size, bias_correction2_sqrt, grad_scale):
     """RAdam step in place; formula in :func:`fastopt.reference.radam`."""
-    if param.size == 0:
-        return
-    one = param.dtype.type(1)
-    decay, l2 = _decay_and_l2(param, lr, weight_decay, decoupled)
-    launch(_radam, param.size, _flat(param), _flat(grad), _flat(exp_avg), _flat(exp_avg_sq),
-           beta1, one - beta1, beta2, one - beta2, eps, l2, decay, rectify, step_size,
-           bias_correction2_sqrt, _signed(grad_scale, maximize))
+    if param.size:
+        launch(_radam, param.size, *kernel_args.radam(
+            param, grad, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, weight_decay, maximize,
+            decoupled, rectify, step_size, bias_correction2_sqrt, grad_scale))
 
 
 def adadelta(param, grad, square_avg, acc_delta, lr, rho, eps, weight_decay, maximize,
              grad_scale):
     """Adadelta step in place; formula in :func:`fastopt.reference.adadelta`."""
-    if param.size == 0:
-        return
-    one = param.dtype.type(1)
-    launch(_adadelta, param.size, _flat(param), _flat(grad), _flat(square_avg), _flat(acc_delta),
-           lr, rho, one - rho, eps, weight_decay, _signed(grad_scale, maximize))
+    if param.size:
+        launch(_adadelta, param.size, *kernel_args.adadelta(
+            param, grad, square_avg, acc_delta, lr, rho, eps, weight_decay, maximize, grad_scale))
 
 
 def lion(param, grad, exp_avg, lr, beta1, beta2, weight_decay, maximize, grad_scale):
     """Lion step in place; formula in :func:`fastopt.reference.lion`."""
-    if param.size == 0:
-        return
-    one = param.dtype.type(1)
-    launch(_lion, param.size, _flat(param), _flat(grad), _flat(exp_avg), lr, beta1, one - beta1,
-           beta2, one - beta2, one - lr * weight_decay, _signed(grad_scale, maximize))
+    if param.size:
+        launch(_lion, param.size, *kernel_args.lion(
+            param, grad, exp_avg, lr, beta1, beta2, weight_decay, maximize, grad_scale))
 
 
 _lamb_buffers = {}  # (pieces, segments, dtype) -> (partial sums, per-segment steps)
@@ -471,205 +430,14 @@ def lamb(param, grad, exp_avg, exp_avg_sq, segment_offsets, lr, beta1, beta2, ep
         _lamb_buffers[key] = (cuda.device_array((chunks + segments, 2), np.float64),
                               cuda.device_array(segments, param.dtype))
     partial, ratio = _lamb_buffers[key]
-    p, m, v = _flat(param), _flat(exp_avg), _flat(exp_avg_sq)
+    p, m, v = flat(param), flat(exp_avg), flat(exp_avg_sq)
     by_chunk = chunks * THREADS_PER_BLOCK  # launch() then gives one block per chunk, capped
-    launch(_lamb_moments, by_chunk, p, _flat(grad), m, v, segment_offsets, partial, beta1,
+    launch(_lamb_moments, by_chunk, p, flat(grad), m, v, segment_offsets, partial, beta1,
            one - beta1, beta2, one - beta2, eps, weight_decay, bias_correction1, bias_correction2,
-           _signed(grad_scale, maximize))
+           signed(grad_scale, maximize))
     launch(_lamb_ratios, segments, segment_offsets, partial, np.float64(lr), ratio)
     launch(_lamb_update, by_chunk, p, m, v, segment_offsets, ratio, eps, weight_decay,
            bias_correction1, bias_correction2)
-
-
-@cuda.jit(device=True)
-def _store_block_sum(cache, s, partial):
-    """partial[block] = the sum of every thread's s, by the fixed tree of _block_sum; every
-    thread calls it"""
-    t = cuda.threadIdx.x
-    cache[t] = s
-    _block_sum(cache, t)
-    if t == 0:
-        partial[cuda.blockIdx.x] = cache[0]
-
-
-@cuda.jit
-def _partial_sums_of_squares(g, partial):
-    """partial[block] = sum of g_i^2 (float64) over this block's grid-stride share"""
-    cache = cuda.shared.array(THREADS_PER_BLOCK, numba.float64)
-    i = cuda.grid(1)
-    stride = cuda.gridsize(1)
-    s = 0.0
-    while i < g.size:
-        x = numba.float64(g[i])
-        s += x * x
-        i += stride
-    _store_block_sum(cache, s, partial)
-
-
-@cuda.jit
-def _sum_in_order(partial, out):
-    """out[0] = partial[0] + partial[1] + ... (one thread, in order)"""
-    if cuda.grid(1) == 0:
-        s = 0.0
-        for b in range(partial.size):
-            s += partial[b]
-        out[0] = s
-
-
-def _with_norm_of(kernel):
-    """Compiles the fused variant of ``kernel``: the same update in the same grid-stride loop,
-    also summing the gradient's squares as :func:`_partial_sums_of_squares` does."""
-    def compile_fused(body):
-        body.__doc__ = (kernel.__doc__.rstrip() + "\n\n    and, in the same pass, partial[block] = "
-                        "sum(g_i^2) over the block's share, as _partial_sums_of_squares\n    ")
-        return cuda.jit(body)
-    return compile_fused
-
-
-@_with_norm_of(_sgd)
-def _sgd_norm(p, g, buf, lr, weight_decay, momentum, one_minus_dampening, nesterov, first_step,
-              scale, partial):
-    cache = cuda.shared.array(THREADS_PER_BLOCK, numba.float64)
-    buffered = momentum != 0
-    i = cuda.grid(1)
-    stride = cuda.gridsize(1)
-    s = 0.0
-    while i < p.size:
-        x = numba.float64(g[i])
-        s += x * x
-        E.sgd_at(i, p, g, buf, lr, weight_decay, momentum, one_minus_dampening, nesterov,
-                 first_step, scale, buffered)
-        i += stride
-    _store_block_sum(cache, s, partial)
-
-
-@_with_norm_of(_adagrad)
-def _adagrad_norm(p, g, state_sum, weight_decay, eps, clr, scale, partial):
-    cache = cuda.shared.array(THREADS_PER_BLOCK, numba.float64)
-    i = cuda.grid(1)
-    stride = cuda.gridsize(1)
-    s = 0.0
-    while i < p.size:
-        x = numba.float64(g[i])
-        s += x * x
-        E.adagrad_at(i, p, g, state_sum, weight_decay, eps, clr, scale)
-        i += stride
-    _store_block_sum(cache, s, partial)
-
-
-@_with_norm_of(_rmsprop)
-def _rmsprop_norm(p, g, square_avg, grad_avg, buf, lr, alpha, one_minus_alpha, eps, weight_decay,
-                  momentum, centered, scale, partial):
-    cache = cuda.shared.array(THREADS_PER_BLOCK, numba.float64)
-    buffered = momentum > 0
-    i = cuda.grid(1)
-    stride = cuda.gridsize(1)
-    s = 0.0
-    while i < p.size:
-        x = numba.float64(g[i])
-        s += x * x
-        E.rmsprop_at(i, p, g, square_avg, grad_avg, buf, lr, alpha, one_minus_alpha, eps,
-                     weight_decay, momentum, centered, scale, buffered)
-        i += stride
-    _store_block_sum(cache, s, partial)
-
-
-@_with_norm_of(_adam)
-def _adam_norm(p, g, exp_avg, exp_avg_sq, max_exp_avg_sq, beta1, one_minus_beta1, beta2,
-               one_minus_beta2, eps, weight_decay, decay, amsgrad, step_size, bias_correction2_sqrt,
-               scale, partial):
-    cache = cuda.shared.array(THREADS_PER_BLOCK, numba.float64)
-    i = cuda.grid(1)
-    stride = cuda.gridsize(1)
-    s = 0.0
-    while i < p.size:
-        x = numba.float64(g[i])
-        s += x * x
-        E.adam_at(i, p, g, exp_avg, exp_avg_sq, max_exp_avg_sq, beta1, one_minus_beta1, beta2,
-                  one_minus_beta2, eps, weight_decay, decay, amsgrad, step_size,
-                  bias_correction2_sqrt, scale)
-        i += stride
-    _store_block_sum(cache, s, partial)
-
-
-@_with_norm_of(_adamax)
-def _adamax_norm(p, g, exp_avg, exp_inf, beta1, one_minus_beta1, beta2, eps, weight_decay, clr,
-                 scale, partial):
-    cache = cuda.shared.array(THREADS_PER_BLOCK, numba.float64)
-    i = cuda.grid(1)
-    stride = cuda.gridsize(1)
-    s = 0.0
-    while i < p.size:
-        x = numba.float64(g[i])
-        s += x * x
-        E.adamax_at(i, p, g, exp_avg, exp_inf, beta1, one_minus_beta1, beta2, eps, weight_decay,
-                    clr, scale)
-        i += stride
-    _store_block_sum(cache, s, partial)
-
-
-@_with_norm_of(_nadam)
-def _nadam_norm(p, g, exp_avg, exp_avg_sq, beta1, one_minus_beta1, beta2, one_minus_beta2, eps,
-                weight_decay, decay, grad_coef, exp_avg_coef, bias_correction2, scale, partial):
-    cache = cuda.shared.array(THREADS_PER_BLOCK, numba.float64)
-    i = cuda.grid(1)
-    stride = cuda.gridsize(1)
-    s = 0.0
-    while i < p.size:
-        x = numba.float64(g[i])
-        s += x * x
-        E.nadam_at(i, p, g, exp_avg, exp_avg_sq, beta1, one_minus_beta1, beta2, one_minus_beta2,
-                   eps, weight_decay, decay, grad_coef, exp_avg_coef, bias_correction2, scale)
-        i += stride
-    _store_block_sum(cache, s, partial)
-
-
-@_with_norm_of(_radam)
-def _radam_norm(p, g, exp_avg, exp_avg_sq, beta1, one_minus_beta1, beta2, one_minus_beta2, eps,
-                weight_decay, decay, rectify, step_size, bias_correction2_sqrt, scale, partial):
-    cache = cuda.shared.array(THREADS_PER_BLOCK, numba.float64)
-    i = cuda.grid(1)
-    stride = cuda.gridsize(1)
-    s = 0.0
-    while i < p.size:
-        x = numba.float64(g[i])
-        s += x * x
-        E.radam_at(i, p, g, exp_avg, exp_avg_sq, beta1, one_minus_beta1, beta2, one_minus_beta2,
-                   eps, weight_decay, decay, rectify, step_size, bias_correction2_sqrt, scale)
-        i += stride
-    _store_block_sum(cache, s, partial)
-
-
-@_with_norm_of(_adadelta)
-def _adadelta_norm(p, g, square_avg, acc_delta, lr, rho, one_minus_rho, eps, weight_decay, scale,
-                   partial):
-    cache = cuda.shared.array(THREADS_PER_BLOCK, numba.float64)
-    i = cuda.grid(1)
-    stride = cuda.gridsize(1)
-    s = 0.0
-    while i < p.size:
-        x = numba.float64(g[i])
-        s += x * x
-        E.adadelta_at(i, p, g, square_avg, acc_delta, lr, rho, one_minus_rho, eps, weight_decay,
-                      scale)
-        i += stride
-    _store_block_sum(cache, s, partial)
-
-
-@_with_norm_of(_lion)
-def _lion_norm(p, g, exp_avg, lr, beta1, one_minus_beta1, beta2, one_minus_beta2, decay, scale,
-               partial):
-    cache = cuda.shared.array(THREADS_PER_BLOCK, numba.float64)
-    i = cuda.grid(1)
-    stride = cuda.gridsize(1)
-    s = 0.0
-    while i < p.size:
-        x = numba.float64(g[i])
-        s += x * x
-        E.lion_at(i, p, g, exp_avg, lr, beta1, one_minus_beta1, beta2, one_minus_beta2, decay,
-                  scale)
-        i += stride
-    _store_block_sum(cache, s, partial)
 
 
 _reduction_buffers = {}  # blocks -> (per-block sums, one-element result)
@@ -688,7 +456,7 @@ def _sum_of_squares_into(grad, out):
     """out[0] = the squared norm of grad, on the device: per-block sums, then their sum in order."""
     partial, _ = _reduction_buffers_for(grad.size)  # no blocks for an empty grad: the sum is 0
     if grad.size:
-        launch(_partial_sums_of_squares, grad.size, _flat(grad), partial)
+        launch(_partial_sums_of_squares, grad.size, flat(grad), partial)
     launch(_sum_in_order, 1, partial, out)
 
 
@@ -718,86 +486,71 @@ def sgd_with_norm(param, grad, momentum_buffer, lr, weight_decay, momentum, damp
     """:func:`sgd`, also setting ``norm_out[0] = sum_of_squares(grad)`` (bit for bit) from the
     same pass over memory; ``norm_out`` is a float64 device array, written by a kernel: nothing
     is copied to the host and nothing waits."""
-    one = param.dtype.type(1)
-    _launch_with_norm(_sgd_norm, param.size, norm_out, _flat(param), _flat(grad),
-                      _flat(momentum_buffer), lr, weight_decay, momentum, one - dampening, nesterov,
-                      first_step, _signed(grad_scale, maximize))
+    _launch_with_norm(_sgd_norm, param.size, norm_out, *kernel_args.sgd(
+        param, grad, momentum_buffer, lr, weight_decay, momentum, dampening, nesterov, maximize,
+        first_step, grad_scale))
 
 
 def adagrad_with_norm(param, grad, state_sum, weight_decay, eps, maximize, clr, grad_scale,
                       norm_out):
     """:func:`adagrad` and ``norm_out[0] = sum_of_squares(grad)``, as :func:`sgd_with_norm`."""
-    _launch_with_norm(_adagrad_norm, param.size, norm_out, _flat(param), _flat(grad),
-                      _flat(state_sum), weight_decay, eps, clr, _signed(grad_scale, maximize))
+    _launch_with_norm(_adagrad_norm, param.size, norm_out, *kernel_args.adagrad(
+        param, grad, state_sum, weight_decay, eps, maximize, clr, grad_scale))
 
 
 def rmsprop_with_norm(param, grad, square_avg, grad_avg, momentum_buffer, lr, alpha, eps,
                       weight_decay, momentum, centered, maximize, grad_scale, norm_out):
     """:func:`rmsprop` and ``norm_out[0] = sum_of_squares(grad)``, as :func:`sgd_with_norm`."""
-    one = param.dtype.type(1)
-    _launch_with_norm(_rmsprop_norm, param.size, norm_out, _flat(param), _flat(grad),
-                      _flat(square_avg), _flat(grad_avg), _flat(momentum_buffer), lr, alpha,
-                      one - alpha, eps, weight_decay, momentum, centered,
-                      _signed(grad_scale, maximize))
+    _launch_with_norm(_rmsprop_norm, param.size, norm_out, *kernel_args.rmsprop(
+        param, grad, square_avg, grad_avg, momentum_buffer, lr, alpha, eps, weight_decay,
+        momentum, centered, maximize, grad_scale))
 
 
 def adam_with_norm(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, lr, beta1, beta2, eps,
                    weight_decay, amsgrad, maximize, decoupled, step_size, bias_correction2_sqrt,
                    grad_scale, norm_out):
     """:func:`adam` and ``norm_out[0] = sum_of_squares(grad)``, as :func:`sgd_with_norm`."""
-    one = param.dtype.type(1)
-    decay, l2 = _decay_and_l2(param, lr, weight_decay, decoupled)
-    _launch_with_norm(_adam_norm, param.size, norm_out, _flat(param), _flat(grad), _flat(exp_avg),
-                      _flat(exp_avg_sq), _flat(max_exp_avg_sq), beta1, one - beta1, beta2,
-                      one - beta2, eps, l2, decay, amsgrad, step_size, bias_correction2_sqrt,
-                      _signed(grad_scale, maximize))
+    _launch_with_norm(_adam_norm, param.size, norm_out, *kernel_args.adam(
+        param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, lr, beta1, beta2, eps, weight_decay,
+        amsgrad, maximize, decoupled, step_size, bias_correction2_sqrt, grad_scale))
 
 
 def adamax_with_norm(param, grad, exp_avg, exp_inf, beta1, beta2, eps, weight_decay, maximize, clr,
                      grad_scale, norm_out):
     """:func:`adamax` and ``norm_out[0] = sum_of_squares(grad)``, as :func:`sgd_with_norm`."""
-    one = param.dtype.type(1)
-    _launch_with_norm(_adamax_norm, param.size, norm_out, _flat(param), _flat(grad), _flat(exp_avg),
-                      _flat(exp_inf), beta1, one - beta1, beta2, eps, weight_decay, clr,
-                      _signed(grad_scale, maximize))
+    _launch_with_norm(_adamax_norm, param.size, norm_out, *kernel_args.adamax(
+        param, grad, exp_avg, exp_inf, beta1, beta2, eps, weight_decay, maximize, clr,
+        grad_scale))
 
 
 def nadam_with_norm(param, grad, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, weight_decay, maximize,
                     decoupled, grad_coef, exp_avg_coef, bias_correction2, grad_scale, norm_out):
     """:func:`nadam` and ``norm_out[0] = sum_of_squares(grad)``, as :func:`sgd_with_norm`."""
-    one = param.dtype.type(1)
-    decay, l2 = _decay_and_l2(param, lr, weight_decay, decoupled)
-    _launch_with_norm(_nadam_norm, param.size, norm_out, _flat(param), _flat(grad), _flat(exp_avg),
-                      _flat(exp_avg_sq), beta1, one - beta1, beta2, one - beta2, eps, l2, decay,
-                      grad_coef, exp_avg_coef, bias_correction2, _signed(grad_scale, maximize))
+    _launch_with_norm(_nadam_norm, param.size, norm_out, *kernel_args.nadam(
+        param, grad, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, weight_decay, maximize,
+        decoupled, grad_coef, exp_avg_coef, bias_correction2, grad_scale))
 
 
 def radam_with_norm(param, grad, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, weight_decay, maximize,
                     decoupled, rectify, step_size, bias_correction2_sqrt, grad_scale, norm_out):
     """:func:`radam` and ``norm_out[0] = sum_of_squares(grad)``, as :func:`sgd_with_norm`."""
-    one = param.dtype.type(1)
-    decay, l2 = _decay_and_l2(param, lr, weight_decay, decoupled)
-    _launch_with_norm(_radam_norm, param.size, norm_out, _flat(param), _flat(grad), _flat(exp_avg),
-                      _flat(exp_avg_sq), beta1, one - beta1, beta2, one - beta2, eps, l2, decay,
-                      rectify, step_size, bias_correction2_sqrt, _signed(grad_scale, maximize))
+    _launch_with_norm(_radam_norm, param.size, norm_out, *kernel_args.radam(
+        param, grad, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, weight_decay, maximize,
+        decoupled, rectify, step_size, bias_correction2_sqrt, grad_scale))
 
 
 def adadelta_with_norm(param, grad, square_avg, acc_delta, lr, rho, eps, weight_decay, maximize,
                        grad_scale, norm_out):
     """:func:`adadelta` and ``norm_out[0] = sum_of_squares(grad)``, as :func:`sgd_with_norm`."""
-    one = param.dtype.type(1)
-    _launch_with_norm(_adadelta_norm, param.size, norm_out, _flat(param), _flat(grad),
-                      _flat(square_avg), _flat(acc_delta), lr, rho, one - rho, eps, weight_decay,
-                      _signed(grad_scale, maximize))
+    _launch_with_norm(_adadelta_norm, param.size, norm_out, *kernel_args.adadelta(
+        param, grad, square_avg, acc_delta, lr, rho, eps, weight_decay, maximize, grad_scale))
 
 
 def lion_with_norm(param, grad, exp_avg, lr, beta1, beta2, weight_decay, maximize, grad_scale,
                    norm_out):
     """:func:`lion` and ``norm_out[0] = sum_of_squares(grad)``, as :func:`sgd_with_norm`."""
-    one = param.dtype.type(1)
-    _launch_with_norm(_lion_norm, param.size, norm_out, _flat(param), _flat(grad), _flat(exp_avg),
-                      lr, beta1, one - beta1, beta2, one - beta2, one - lr * weight_decay,
-                      _signed(grad_scale, maximize))
+    _launch_with_norm(_lion_norm, param.size, norm_out, *kernel_args.lion(
+        param, grad, exp_avg, lr, beta1, beta2, weight_decay, maximize, grad_scale))
 
 
 def lamb_with_norm(param, grad, exp_avg, exp_avg_sq, segment_offsets, lr, beta1, beta2, eps,
