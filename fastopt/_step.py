@@ -1,5 +1,6 @@
 """One validated optimizer step on one parameter array, shared by the functional API and classes."""
 
+import operator
 import os
 
 import numpy as np
@@ -12,6 +13,8 @@ from ._validate import UNUSED, CheckMemo, check_arrays
 _RESOLVED = CheckMemo()
 # Validated hyperparameters by their raw values (with types: True, 1 and 1.0 are told apart).
 _HYPER = {}
+# The same, by the identities of the raw objects (see _checked).
+_BY_ID = {}
 _HYPER_LIMIT = 256
 
 
@@ -27,7 +30,13 @@ def _key(algorithm, values):
 def _checked(algorithm, hyper):
     """``(validated hyperparameters, which state arrays they use)``, shared by every call with
     the same raw values: callers must not modify the dict."""
-    raw = tuple([hyper[name] for name in algorithm.defaults])
+    raw = _raw_getter(algorithm)(hyper)
+    # First by the identity of the raw objects (a loop passing the same objects again): the entry
+    # holds them, so an id in it cannot have been reused by another object.
+    by_id = (algorithm.name, *map(id, raw))
+    hit = _BY_ID.get(by_id)
+    if hit is not None:
+        return hit[1]
     try:
         key = _key(algorithm, raw)
         checked = _HYPER.get(key)
@@ -40,7 +49,25 @@ def _checked(algorithm, hyper):
             if len(_HYPER) >= _HYPER_LIMIT:
                 _HYPER.clear()
             _HYPER[key] = checked
+    if all(map(_immutable, raw)):  # a list could change its values under the same id
+        if len(_BY_ID) >= _HYPER_LIMIT:
+            _BY_ID.clear()
+        _BY_ID[by_id] = (raw, checked)
     return checked
+
+
+def _immutable(value):
+    if type(value) is tuple:
+        return all(map(_immutable, value))
+    return isinstance(value, (int, float, str, type(None), np.generic))
+
+
+def _raw_getter(algorithm, _getters={}):
+    """``hyper -> tuple of its values named in algorithm.defaults``, made once per algorithm"""
+    getter = _getters.get(algorithm.name)
+    if getter is None:
+        getter = _getters[algorithm.name] = operator.itemgetter(*algorithm.defaults)
+    return getter
 
 
 def check_hyper(algorithm, hyper):

@@ -99,3 +99,15 @@ def test_memo_is_bounded_and_holds_no_arrays():
     for _ in range(3 * _RESOLVED.LIMIT):
         F.sgd(*arrays(8)[:2], step=1)
     assert len(_RESOLVED._entries) <= _RESOLVED.LIMIT
+
+
+def test_a_list_hyperparameter_changed_in_place_is_checked_again():
+    p, g, m, v = arrays()
+    betas = [0.9, 0.999]
+    F.adam(p, g, m, v, step=1, betas=betas)
+    betas[0] = 1.5  # the same object, now out of range
+    before = [a.copy() for a in (p, m, v)]
+    with pytest.raises(ValueError, match=r"betas\[0\]"):
+        F.adam(p, g, m, v, step=2, betas=betas)
+    for a, b in zip((p, m, v), before):
+        np.testing.assert_array_equal(a, b)

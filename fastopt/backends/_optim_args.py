@@ -8,6 +8,11 @@ style constants are computed here because in numba ``1 - beta1`` with an integer
 promote float32 to float64 and halve the vector width.
 """
 
+import numpy as np
+
+#: dtype -> (1, 0) in that dtype, made once: a numpy scalar costs a call to build.
+_ONE_ZERO = {np.dtype(t): (t(1), t(0)) for t in (np.float16, np.float32, np.float64)}
+
 
 def flat(a):
     """``a`` as a 1-D array: itself, or a view of a C-contiguous array (on the device, numba
@@ -22,13 +27,13 @@ def signed(grad_scale, maximize):
 
 def decay_and_l2(param, lr, weight_decay, decoupled):
     # Decoupled decay scales p by (1 - lr*wd) and adds no L2 term; L2 scales by 1 and adds wd*p.
-    one, zero = param.dtype.type(1), param.dtype.type(0)
+    one, zero = _ONE_ZERO[param.dtype]
     return (one - lr * weight_decay, zero) if decoupled else (one, weight_decay)
 
 
 def sgd(param, grad, momentum_buffer, lr, weight_decay, momentum, dampening, nesterov, maximize,
         first_step, grad_scale):
-    one = param.dtype.type(1)
+    one = _ONE_ZERO[param.dtype][0]
     return (flat(param), flat(grad), flat(momentum_buffer), lr, weight_decay, momentum,
             one - dampening, nesterov, first_step, signed(grad_scale, maximize))
 
@@ -40,7 +45,7 @@ def adagrad(param, grad, state_sum, weight_decay, eps, maximize, clr, grad_scale
 
 def rmsprop(param, grad, square_avg, grad_avg, momentum_buffer, lr, alpha, eps, weight_decay,
             momentum, centered, maximize, grad_scale):
-    one = param.dtype.type(1)
+    one = _ONE_ZERO[param.dtype][0]
     return (flat(param), flat(grad), flat(square_avg), flat(grad_avg), flat(momentum_buffer), lr,
             alpha, one - alpha, eps, weight_decay, momentum, centered,
             signed(grad_scale, maximize))
@@ -48,7 +53,7 @@ def rmsprop(param, grad, square_avg, grad_avg, momentum_buffer, lr, alpha, eps, 
 
 def adam(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, lr, beta1, beta2, eps, weight_decay,
          amsgrad, maximize, decoupled, step_size, bias_correction2_sqrt, grad_scale):
-    one = param.dtype.type(1)
+    one = _ONE_ZERO[param.dtype][0]
     decay, l2 = decay_and_l2(param, lr, weight_decay, decoupled)
     return (flat(param), flat(grad), flat(exp_avg), flat(exp_avg_sq), flat(max_exp_avg_sq),
             beta1, one - beta1, beta2, one - beta2, eps, l2, decay, amsgrad, step_size,
@@ -57,14 +62,14 @@ def adam(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, lr, beta1, beta2, eps
 
 def adamax(param, grad, exp_avg, exp_inf, beta1, beta2, eps, weight_decay, maximize, clr,
            grad_scale):
-    one = param.dtype.type(1)
+    one = _ONE_ZERO[param.dtype][0]
     return (flat(param), flat(grad), flat(exp_avg), flat(exp_inf), beta1, one - beta1, beta2, eps,
             weight_decay, clr, signed(grad_scale, maximize))
 
 
 def nadam(param, grad, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, weight_decay, maximize,
           decoupled, grad_coef, exp_avg_coef, bias_correction2, grad_scale):
-    one = param.dtype.type(1)
+    one = _ONE_ZERO[param.dtype][0]
     decay, l2 = decay_and_l2(param, lr, weight_decay, decoupled)
     return (flat(param), flat(grad), flat(exp_avg), flat(exp_avg_sq), beta1, one - beta1, beta2,
             one - beta2, eps, l2, decay, grad_coef, exp_avg_coef, bias_correction2,
@@ -73,7 +78,7 @@ def nadam(param, grad, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, weight_decay,
 
 def radam(param, grad, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, weight_decay, maximize,
           decoupled, rectify, step_size, bias_correction2_sqrt, grad_scale):
-    one = param.dtype.type(1)
+    one = _ONE_ZERO[param.dtype][0]
     decay, l2 = decay_and_l2(param, lr, weight_decay, decoupled)
     return (flat(param), flat(grad), flat(exp_avg), flat(exp_avg_sq), beta1, one - beta1, beta2,
             one - beta2, eps, l2, decay, rectify, step_size, bias_correction2_sqrt,
@@ -82,12 +87,12 @@ def radam(param, grad, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, weight_decay,
 
 def adadelta(param, grad, square_avg, acc_delta, lr, rho, eps, weight_decay, maximize,
              grad_scale):
-    one = param.dtype.type(1)
+    one = _ONE_ZERO[param.dtype][0]
     return (flat(param), flat(grad), flat(square_avg), flat(acc_delta), lr, rho, one - rho, eps,
             weight_decay, signed(grad_scale, maximize))
 
 
 def lion(param, grad, exp_avg, lr, beta1, beta2, weight_decay, maximize, grad_scale):
-    one = param.dtype.type(1)
+    one = _ONE_ZERO[param.dtype][0]
     return (flat(param), flat(grad), flat(exp_avg), lr, beta1, one - beta1, beta2, one - beta2,
             one - lr * weight_decay, signed(grad_scale, maximize))
