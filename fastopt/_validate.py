@@ -6,7 +6,7 @@ dtype, ``ValueError`` for a wrong shape, layout, memory overlap or hyperparamete
 
 import numbers
 import weakref
-from operator import attrgetter, call as _call, is_ as _is
+from operator import attrgetter, is_ as _is
 
 import numpy as np
 
@@ -99,6 +99,8 @@ def check_arrays(named, written, on_device):
 UNUSED = np.empty(0)
 UNUSED.flags.writeable = False
 
+_deref = weakref.ref.__call__  # operator.call is Python 3.11+
+
 #: What the checks read of a live numpy array that it can change without a new object.
 _FINGERPRINT = attrgetter("shape", "strides", "dtype", "flags.writeable")
 
@@ -130,7 +132,7 @@ class CheckMemo:
         refs, fingerprint, payload = entry
         # An entry's ids are those of arrays; each weak reference confirms that the array it was
         # made for is still alive (so its id was not reused by another object).
-        if all(map(_is, map(_call, refs), arrays)) and \
+        if all(map(_is, map(_deref, refs), arrays)) and \
                 tuple(map(_FINGERPRINT, arrays)) == fingerprint:
             return payload
         return None
