@@ -152,11 +152,17 @@ def update_kernels(dtype):
     slots of the parameter's row, and the mode flags of :data:`FLAGS`. It returns without writing
     when ``block[FOUND_INF]`` is set; otherwise it casts the block's float64 slots to ``dtype``
     (as :func:`fastopt._step.launch` casts the host scalars), sets the gradient factor
-    :math:`s = \pm\,` ``block[FACTOR]`` (negative to maximize) and, in a grid-stride loop, loads
-    each index, runs the algorithm's scalar element (:mod:`fastopt.backends._optim_element`) and
-    stores the results, touching no state array the mode does not use. Compiled once per dtype.
+    :math:`s = \pm\,` ``block[FACTOR]`` (negative to maximize) and, in a grid-stride loop, runs
+    the algorithm's element step ``E.<algo>_at`` (:mod:`fastopt.backends._optim_element`, as the
+    ``cuda`` backend does), touching no state array the mode does not use. Compiled once per dtype.
     """
     T = numba.from_dtype(np.dtype(dtype))
+
+    @cuda.jit(device=True)
+    def factor(block, maximize):
+        """The gradient factor s in dtype: block[FACTOR], negated to maximize"""
+        scale = T(block[FACTOR])
+        return -scale if maximize else scale
 
     @cuda.jit
     def adam(p, g, exp_avg, exp_avg_sq, max_exp_avg_sq, block, src, dst, amsgrad, maximize):
@@ -174,9 +180,7 @@ def update_kernels(dtype):
         """
         if block[FOUND_INF] != 0:
             return
-        scale = T(block[FACTOR])
-        if maximize:
-            scale = -scale
+        scale = factor(block, maximize)
         beta1, one_minus_beta1 = T(block[src + BETA1]), T(block[src + ONE_MINUS_BETA1])
         beta2, one_minus_beta2 = T(block[src + BETA2]), T(block[src + ONE_MINUS_BETA2])
         eps, weight_decay, decay = T(block[src + EPS]), T(block[src + L2]), T(block[src + DECAY])
@@ -185,16 +189,9 @@ def update_kernels(dtype):
         i = cuda.grid(1)
         stride = cuda.gridsize(1)
         while i < p.size:
-            v = exp_avg_sq[i]
-            vmax = max_exp_avg_sq[i] if amsgrad else v  # else a placeholder adam() ignores
-            x, m, v, vmax = E.adam(p[i], g[i], exp_avg[i], v, vmax, beta1, one_minus_beta1,
-                                   beta2, one_minus_beta2, eps, weight_decay, decay, amsgrad,
-                                   step_size, bias_correction2_sqrt, scale)
-            p[i] = x
-            exp_avg[i] = m
-            exp_avg_sq[i] = v
-            if amsgrad:
-                max_exp_avg_sq[i] = vmax
+            E.adam_at(i, p, g, exp_avg, exp_avg_sq, max_exp_avg_sq, beta1, one_minus_beta1,
+                      beta2, one_minus_beta2, eps, weight_decay, decay, amsgrad, step_size,
+                      bias_correction2_sqrt, scale)
             i += stride
 
     @cuda.jit
@@ -211,9 +208,7 @@ def update_kernels(dtype):
         """
         if block[FOUND_INF] != 0:
             return
-        scale = T(block[FACTOR])
-        if maximize:
-            scale = -scale
+        scale = factor(block, maximize)
         lr, weight_decay = T(block[src + LR]), T(block[src + L2])
         momentum = T(block[src + MOMENTUM])
         one_minus_dampening = T(block[src + ONE_MINUS_DAMPENING])
@@ -222,12 +217,8 @@ def update_kernels(dtype):
         i = cuda.grid(1)
         stride = cuda.gridsize(1)
         while i < p.size:
-            b = buf[i] if buffered and not first_step else g[i]  # else a placeholder
-            x, b = E.sgd(p[i], g[i], b, lr, weight_decay, momentum, one_minus_dampening,
-                         nesterov, first_step, scale)
-            p[i] = x
-            if buffered:
-                buf[i] = b
+            E.sgd_at(i, p, g, buf, lr, weight_decay, momentum, one_minus_dampening, nesterov,
+                     first_step, scale, buffered)
             i += stride
 
     @cuda.jit
@@ -241,15 +232,12 @@ def update_kernels(dtype):
         """
         if block[FOUND_INF] != 0:
             return
-        scale = T(block[FACTOR])
-        if maximize:
-            scale = -scale
+        scale = factor(block, maximize)
         weight_decay, eps, clr = T(block[src + L2]), T(block[src + EPS]), T(block[dst + CLR])
         i = cuda.grid(1)
         stride = cuda.gridsize(1)
         while i < p.size:
-            p[i], state_sum[i] = E.adagrad(p[i], g[i], state_sum[i], weight_decay, eps, clr,
-                                           scale)
+            E.adagrad_at(i, p, g, state_sum, weight_decay, eps, clr, scale)
             i += stride
 
     @cuda.jit
@@ -265,9 +253,7 @@ def update_kernels(dtype):
         """
         if block[FOUND_INF] != 0:
             return
-        scale = T(block[FACTOR])
-        if maximize:
-            scale = -scale
+        scale = factor(block, maximize)
         lr, alpha, one_minus_alpha = (T(block[src + LR]), T(block[src + ALPHA]),
                                       T(block[src + ONE_MINUS_ALPHA]))
         eps, weight_decay = T(block[src + EPS]), T(block[src + L2])
@@ -276,17 +262,8 @@ def update_kernels(dtype):
         i = cuda.grid(1)
         stride = cuda.gridsize(1)
         while i < p.size:
-            v = square_avg[i]
-            a = grad_avg[i] if centered else v  # else placeholders rmsprop() ignores
-            b = buf[i] if buffered else v
-            x, v, a, b = E.rmsprop(p[i], g[i], v, a, b, lr, alpha, one_minus_alpha, eps,
-                                   weight_decay, momentum, centered, scale)
-            p[i] = x
-            square_avg[i] = v
-            if centered:
-                grad_avg[i] = a
-            if buffered:
-                buf[i] = b
+            E.rmsprop_at(i, p, g, square_avg, grad_avg, buf, lr, alpha, one_minus_alpha, eps,
+                         weight_decay, momentum, centered, scale, buffered)
             i += stride
 
     @cuda.jit
@@ -300,18 +277,15 @@ def update_kernels(dtype):
         """
         if block[FOUND_INF] != 0:
             return
-        scale = T(block[FACTOR])
-        if maximize:
-            scale = -scale
+        scale = factor(block, maximize)
         beta1, one_minus_beta1 = T(block[src + BETA1]), T(block[src + ONE_MINUS_BETA1])
         beta2, eps, weight_decay = T(block[src + BETA2]), T(block[src + EPS]), T(block[src + L2])
         clr = T(block[dst + STEP_SIZE])
         i = cuda.grid(1)
         stride = cuda.gridsize(1)
         while i < p.size:
-            p[i], exp_avg[i], exp_inf[i] = E.adamax(p[i], g[i], exp_avg[i], exp_inf[i], beta1,
-                                                    one_minus_beta1, beta2, eps, weight_decay,
-                                                    clr, scale)
+            E.adamax_at(i, p, g, exp_avg, exp_inf, beta1, one_minus_beta1, beta2, eps,
+                        weight_decay, clr, scale)
             i += stride
 
     @cuda.jit
@@ -325,18 +299,15 @@ def update_kernels(dtype):
         """
         if block[FOUND_INF] != 0:
             return
-        scale = T(block[FACTOR])
-        if maximize:
-            scale = -scale
+        scale = factor(block, maximize)
         lr, rho, one_minus_rho = (T(block[src + LR]), T(block[src + ALPHA]),
                                   T(block[src + ONE_MINUS_ALPHA]))
         eps, weight_decay = T(block[src + EPS]), T(block[src + L2])
         i = cuda.grid(1)
         stride = cuda.gridsize(1)
         while i < p.size:
-            p[i], square_avg[i], acc_delta[i] = E.adadelta(p[i], g[i], square_avg[i],
-                                                           acc_delta[i], lr, rho, one_minus_rho,
-                                                           eps, weight_decay, scale)
+            E.adadelta_at(i, p, g, square_avg, acc_delta, lr, rho, one_minus_rho, eps,
+                          weight_decay, scale)
             i += stride
 
     @cuda.jit
@@ -350,17 +321,15 @@ def update_kernels(dtype):
         """
         if block[FOUND_INF] != 0:
             return
-        scale = T(block[FACTOR])
-        if maximize:
-            scale = -scale
+        scale = factor(block, maximize)
         lr, decay = T(block[src + LR]), T(block[src + DECAY])
         beta1, one_minus_beta1 = T(block[src + BETA1]), T(block[src + ONE_MINUS_BETA1])
         beta2, one_minus_beta2 = T(block[src + BETA2]), T(block[src + ONE_MINUS_BETA2])
         i = cuda.grid(1)
         stride = cuda.gridsize(1)
         while i < p.size:
-            p[i], exp_avg[i] = E.lion(p[i], g[i], exp_avg[i], lr, beta1, one_minus_beta1, beta2,
-                                      one_minus_beta2, decay, scale)
+            E.lion_at(i, p, g, exp_avg, lr, beta1, one_minus_beta1, beta2, one_minus_beta2, decay,
+                      scale)
             i += stride
 
     return {"adam": adam, "sgd": sgd, "adagrad": adagrad, "rmsprop": rmsprop, "adamax": adamax,
