@@ -124,14 +124,10 @@ def resolve(algorithm, hyper, param, grad, states, backend, uses=None):
     return module, arrays, on_device
 
 
-#: Kernel modules whose foreign calls round Python floats to the arrays' dtype themselves (cffi
-#: converts a double to a C float as numpy's cast does): their scalars need no conversion here.
-_ROUND_THEIR_OWN = frozenset({"fastopt.backends.c_optim"})
-
-
 def _cast(module, arrays, scalars, grad_scale):
-    """The kernel's scalars in the arrays' dtype (flags stay ``bool``), ``grad_scale`` last."""
-    if module.__name__ in _ROUND_THEIR_OWN:
+    """The kernel's scalars in the arrays' dtype (flags stay ``bool``), ``grad_scale`` last; as
+    they are for a module that rounds Python floats itself (``TAKES_PYTHON_FLOATS``)."""
+    if getattr(module, "TAKES_PYTHON_FLOATS", False):
         return (*scalars, grad_scale)
     # One conversion of all of them: numpy scalars rounded exactly as dtype.type(x) rounds.
     cast = list(np.array([*scalars, grad_scale], arrays[0].dtype))

@@ -629,8 +629,9 @@ def _stage_times(name, backend, n, dtype, repeat):
                                                                              dtype))
     arrays = list(args[:len(named)])
     scalars = algorithm.scalars(hyper, 2, False)
-    no_kernel = types.SimpleNamespace(__name__=module.__name__,
-                                      **{algorithm.kernel: lambda *a: None})
+    no_kernel = types.SimpleNamespace(
+        TAKES_PYTHON_FLOATS=getattr(module, "TAKES_PYTHON_FLOATS", False),
+        **{algorithm.kernel: lambda *a: None})
     stages = {
         "check_hyper": lambda: _step.checked_step(algorithm, hyper_in),
         "check_step": lambda: _validate.check_step(2),

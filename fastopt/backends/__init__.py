@@ -58,7 +58,8 @@ The contract, established by :mod:`fastopt._validate` before any kernel runs, so
 - ``segment_offsets`` (``lamb`` only) is a 1-D int64 array on the same side as the others, not
   written: ``k + 1 >= 2`` nondecreasing offsets from ``0`` to ``param.size`` (empty segments allowed);
 - float hyperparameters are scalars of the arrays' dtype (``numpy.float32`` or ``numpy.float64``),
-  mode flags (and RAdam's ``rectify``) are ``bool``;
+  or Python floats for a module that sets ``TAKES_PYTHON_FLOATS = True`` (``c_optim``: cffi rounds
+  them to the C type as numpy's cast does); mode flags (and RAdam's ``rectify``) are ``bool``;
 - the written arrays (param and used state) do not overlap each other or ``grad``;
 - host backends get numpy arrays; ``cuda`` gets numba device arrays (zero-copy views of any
   ``__cuda_array_interface__`` object).

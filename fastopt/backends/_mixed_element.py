@@ -21,6 +21,7 @@ import numpy as np
 from .._algorithms import ALGORITHMS
 from . import _bits
 from ._optim_args import flat
+from .numpy_mixed import split_args
 
 _one, _zero = np.float32(1), np.float32(0)
 
@@ -97,13 +98,12 @@ def mixed_step(kernel, launch):
     of the array step ``<kernel>_at`` after ``i`` (arrays as flat views). An empty ``master`` has
     nothing to update."""
     constants = CONSTANTS[kernel]
-    count = len(ALGORITHMS[kernel].state)
+    algorithm = ALGORITHMS[kernel]
 
     def step(master, grad, grad_fmt, *args):
         if master.size == 0:
             return
-        states, (state_fmt, model, model_fmt) = args[:count], args[count:count + 3]
-        scalars, (stochastic, key) = args[count + 3:-2], args[-2:]
+        states, state_fmt, model, model_fmt, scalars, stochastic, key = split_args(algorithm, args)
         launch(master.size, flat(master), flat(grad), grad_fmt, *map(flat, states), state_fmt,
                flat(model), model_fmt, *constants(*scalars), stochastic, key)
 

@@ -7,6 +7,7 @@ and the model copy back: one pass over memory, and the float32 step's bits.
 
 from .. import _algorithms
 from .._fastopt_c import ffi, lib
+from .numpy_mixed import split_args
 
 _NULL = ffi.NULL
 
@@ -18,16 +19,14 @@ def _pointer(array):
 
 def _mixed(algorithm):
     c_step = getattr(lib, f"fastopt_{algorithm.kernel}_mixed")
-    count = len(algorithm.state)
 
     def step(master, grad, grad_fmt, *args):
         if master.size == 0:
             return
-        states, (state_fmt, model, model_fmt), rest = args[:count], args[count:count + 3], \
-            args[count + 3:]
+        states, state_fmt, model, model_fmt, scalars, stochastic, key = split_args(algorithm, args)
         c_step(master.size, ffi.from_buffer("float[]", master), _pointer(grad), grad_fmt,
                *map(_pointer, states), state_fmt, ffi.from_buffer("uint16_t[]", model), model_fmt,
-               *rest)
+               *scalars, stochastic, key)
 
     step.__name__ = step.__qualname__ = algorithm.kernel
     step.__doc__ = (f"Mixed-precision {algorithm.kernel} in place (fastopt_{algorithm.kernel}"

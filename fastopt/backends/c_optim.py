@@ -19,6 +19,10 @@ import numpy as np
 
 from .._fastopt_c import ffi, lib
 
+#: Float hyperparameters may arrive as Python floats: cffi rounds each to the C function's float
+#: or double exactly as numpy's cast does (see :mod:`fastopt.backends`, the contract).
+TAKES_PYTHON_FLOATS = True
+
 _NULL = ffi.NULL
 _buffer = ffi.from_buffer  # the array's memory as a typed cdata, read-only arrays allowed
 

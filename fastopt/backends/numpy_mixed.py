@@ -45,15 +45,20 @@ def _store(target, values, fmt, rounding="nearest", key=0):
         target[...] = lowp.round_bits(values, _NAMES[fmt], rounding, key)
 
 
+def split_args(algorithm, args):
+    """A mixed step's arguments after ``(master, grad, grad_fmt)``, as this module's signatures
+    order them: ``(states, state_fmt, model, model_fmt, scalars, stochastic, key)``."""
+    count = len(algorithm.state)
+    return (args[:count], *args[count:count + 3], args[count + 3:-2], *args[-2:])
+
+
 def _mixed(algorithm):
     """The mixed-precision step of ``algorithm``: its reference step on decoded float32 values,
     then the state and the model copy stored back."""
     reference_step = getattr(reference, algorithm.kernel)
-    count = len(algorithm.state)
 
     def step(master, grad, grad_fmt, *args):
-        states, (state_fmt, model, model_fmt) = args[:count], args[count:count + 3]
-        hyper, (stochastic, key) = args[count + 3:-2], args[-2:]
+        states, state_fmt, model, model_fmt, hyper, stochastic, key = split_args(algorithm, args)
         decoded = [_load(s, state_fmt) if s.size else s for s in states]
         p, *new = reference_step(master, _load(grad, grad_fmt), *decoded, *hyper)
         master[...] = p
