@@ -47,12 +47,14 @@ MAX_WRITTEN = 4
 
 @_compile_serial_and_parallel
 def _update1(r, w0, s):
+    """w0 += s*r: the same-traffic kernel of a step reading 2 arrays and writing 1"""
     for i in prange(r.size):
         w0[i] = w0[i] + s * r[i]
 
 
 @_compile_serial_and_parallel
 def _update2(r, w0, w1, s):
+    """w0 += s*r; w1 += s*r: same traffic as a step reading 3 arrays and writing 2"""
     for i in prange(r.size):
         w0[i] = w0[i] + s * r[i]
         w1[i] = w1[i] + s * r[i]
@@ -60,6 +62,7 @@ def _update2(r, w0, w1, s):
 
 @_compile_serial_and_parallel
 def _update3(r, w0, w1, w2, s):
+    """w0..w2 += s*r: same traffic as a step reading 4 arrays and writing 3"""
     for i in prange(r.size):
         w0[i] = w0[i] + s * r[i]
         w1[i] = w1[i] + s * r[i]
@@ -68,6 +71,7 @@ def _update3(r, w0, w1, w2, s):
 
 @_compile_serial_and_parallel
 def _update4(r, w0, w1, w2, w3, s):
+    """w0..w3 += s*r: same traffic as a step reading 5 arrays and writing 4"""
     for i in prange(r.size):
         w0[i] = w0[i] + s * r[i]
         w1[i] = w1[i] + s * r[i]
@@ -80,12 +84,14 @@ _UPDATE = {1: _update1, 2: _update2, 3: _update3, 4: _update4}
 
 @_compile_serial_and_parallel
 def _copy(dst, src):
+    """dst = src (STREAM copy)"""
     for i in prange(dst.size):
         dst[i] = src[i]
 
 
 @_compile_serial_and_parallel
 def _triad(a, b, c, s):
+    """a = b + s*c (STREAM triad)"""
     for i in prange(a.size):
         a[i] = b[i] + s * c[i]
 

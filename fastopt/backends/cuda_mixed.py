@@ -44,6 +44,9 @@ M = make_mixed_elements(cuda.jit(device=True), _f32_from_bits, _bits_from_f32,
 @cuda.jit
 def _sgd(master, grad, grad_fmt, buf, state_fmt, model, model_fmt, lr, weight_decay, momentum,
          one_minus_dampening, nesterov, first_step, scale, stochastic, key):
+    """Mixed precision, a grid-stride loop: M.sgd_at decodes grad and state, runs the float32
+    step d = s*g + wd*p; b = d (first step) or mu*b + (1-tau)*d; d = d + mu*b (Nesterov) or b; p
+    -= lr*d on master, stores the state in state_fmt and model = master rounded to model_fmt"""
     for i in range(cuda.grid(1), master.size, cuda.gridsize(1)):
         M.sgd_at(i, master, grad, grad_fmt, buf, state_fmt, model, model_fmt, lr, weight_decay,
                  momentum, one_minus_dampening, nesterov, first_step, scale, stochastic, key)
@@ -52,6 +55,9 @@ def _sgd(master, grad, grad_fmt, buf, state_fmt, model, model_fmt, lr, weight_de
 @cuda.jit
 def _adagrad(master, grad, grad_fmt, state_sum, state_fmt, model, model_fmt, weight_decay, eps,
              clr, scale, stochastic, key):
+    """Mixed precision, a grid-stride loop: M.adagrad_at decodes grad and state, runs the
+    float32 step d = s*g + wd*p; v += d^2; p -= clr * d / (sqrt(v) + eps) on master, stores the
+    state in state_fmt and model = master rounded to model_fmt"""
     for i in range(cuda.grid(1), master.size, cuda.gridsize(1)):
         M.adagrad_at(i, master, grad, grad_fmt, state_sum, state_fmt, model, model_fmt,
                      weight_decay, eps, clr, scale, stochastic, key)
@@ -61,6 +67,10 @@ def _adagrad(master, grad, grad_fmt, state_sum, state_fmt, model, model_fmt, wei
 def _rmsprop(master, grad, grad_fmt, square_avg, grad_avg, buf, state_fmt, model, model_fmt, lr,
              alpha, one_minus_alpha, eps, weight_decay, momentum, centered, scale, stochastic,
              key):
+    """Mixed precision, a grid-stride loop: M.rmsprop_at decodes grad and state, runs the
+    float32 step d = s*g + wd*p; v = a*v + (1-a)*d^2; gbar = a*gbar + (1-a)*d; den = sqrt(v -
+    gbar^2 or v) + eps; b = mu*b + d/den, p -= lr*b (mu > 0) or p -= lr*d/den on master, stores
+    the state in state_fmt and model = master rounded to model_fmt"""
     for i in range(cuda.grid(1), master.size, cuda.gridsize(1)):
         M.rmsprop_at(i, master, grad, grad_fmt, square_avg, grad_avg, buf, state_fmt, model,
                      model_fmt, lr, alpha, one_minus_alpha, eps, weight_decay, momentum,
@@ -71,6 +81,10 @@ def _rmsprop(master, grad, grad_fmt, square_avg, grad_avg, buf, state_fmt, model
 def _adam(master, grad, grad_fmt, exp_avg, exp_avg_sq, max_exp_avg_sq, state_fmt, model,
           model_fmt, beta1, one_minus_beta1, beta2, one_minus_beta2, eps, weight_decay, decay,
           amsgrad, step_size, bias_correction2_sqrt, scale, stochastic, key):
+    """Mixed precision, a grid-stride loop: M.adam_at decodes grad and state, runs the float32
+    step p *= decay (AdamW) or d = s*g + wd*p (Adam); m = b1*m + (1-b1)*d; v = b2*v +
+    (1-b2)*d^2; vhat = max(vhat, v) (AMSGrad); p -= step_size * m / (sqrt(vhat)/sqrt(1-b2^t) +
+    eps) on master, stores the state in state_fmt and model = master rounded to model_fmt"""
     for i in range(cuda.grid(1), master.size, cuda.gridsize(1)):
         M.adam_at(i, master, grad, grad_fmt, exp_avg, exp_avg_sq, max_exp_avg_sq, state_fmt,
                   model, model_fmt, beta1, one_minus_beta1, beta2, one_minus_beta2, eps,
@@ -81,6 +95,9 @@ def _adam(master, grad, grad_fmt, exp_avg, exp_avg_sq, max_exp_avg_sq, state_fmt
 @cuda.jit
 def _adamax(master, grad, grad_fmt, exp_avg, exp_inf, state_fmt, model, model_fmt, beta1,
             one_minus_beta1, beta2, eps, weight_decay, clr, scale, stochastic, key):
+    """Mixed precision, a grid-stride loop: M.adamax_at decodes grad and state, runs the float32
+    step d = s*g + wd*p; m = b1*m + (1-b1)*d; u = max(b2*u, |d| + eps); p -= clr * m / u on
+    master, stores the state in state_fmt and model = master rounded to model_fmt"""
     for i in range(cuda.grid(1), master.size, cuda.gridsize(1)):
         M.adamax_at(i, master, grad, grad_fmt, exp_avg, exp_inf, state_fmt, model, model_fmt,
                     beta1, one_minus_beta1, beta2, eps, weight_decay, clr, scale, stochastic, key)
@@ -90,6 +107,10 @@ def _adamax(master, grad, grad_fmt, exp_avg, exp_inf, state_fmt, model, model_fm
 def _nadam(master, grad, grad_fmt, exp_avg, exp_avg_sq, state_fmt, model, model_fmt, beta1,
            one_minus_beta1, beta2, one_minus_beta2, eps, weight_decay, decay, grad_coef,
            exp_avg_coef, bias_correction2, scale, stochastic, key):
+    """Mixed precision, a grid-stride loop: M.nadam_at decodes grad and state, runs the float32
+    step p *= decay (decoupled) or d = s*g + wd*p; m = b1*m + (1-b1)*d; v = b2*v + (1-b2)*d^2;
+    den = sqrt(v / (1-b2^t)) + eps; p -= grad_coef * d / den + exp_avg_coef * m / den on master,
+    stores the state in state_fmt and model = master rounded to model_fmt"""
     for i in range(cuda.grid(1), master.size, cuda.gridsize(1)):
         M.nadam_at(i, master, grad, grad_fmt, exp_avg, exp_avg_sq, state_fmt, model, model_fmt,
                    beta1, one_minus_beta1, beta2, one_minus_beta2, eps, weight_decay, decay,
@@ -100,6 +121,10 @@ def _nadam(master, grad, grad_fmt, exp_avg, exp_avg_sq, state_fmt, model, model_
 def _radam(master, grad, grad_fmt, exp_avg, exp_avg_sq, state_fmt, model, model_fmt, beta1,
            one_minus_beta1, beta2, one_minus_beta2, eps, weight_decay, decay, rectify, step_size,
            bias_correction2_sqrt, scale, stochastic, key):
+    """Mixed precision, a grid-stride loop: M.radam_at decodes grad and state, runs the float32
+    step p *= decay (decoupled) or d = s*g + wd*p; m = b1*m + (1-b1)*d; v = b2*v + (1-b2)*d^2; p
+    -= step_size * m * sqrt(1-b2^t) / (sqrt(v) + eps) (rectified) or step_size * m on master,
+    stores the state in state_fmt and model = master rounded to model_fmt"""
     for i in range(cuda.grid(1), master.size, cuda.gridsize(1)):
         M.radam_at(i, master, grad, grad_fmt, exp_avg, exp_avg_sq, state_fmt, model, model_fmt,
                    beta1, one_minus_beta1, beta2, one_minus_beta2, eps, weight_decay, decay,
@@ -109,6 +134,10 @@ def _radam(master, grad, grad_fmt, exp_avg, exp_avg_sq, state_fmt, model, model_
 @cuda.jit
 def _adadelta(master, grad, grad_fmt, square_avg, acc_delta, state_fmt, model, model_fmt, lr, rho,
               one_minus_rho, eps, weight_decay, scale, stochastic, key):
+    """Mixed precision, a grid-stride loop: M.adadelta_at decodes grad and state, runs the
+    float32 step d = s*g + wd*p; v = rho*v + (1-rho)*d^2; delta = sqrt(a + eps) / sqrt(v + eps)
+    * d; a = rho*a + (1-rho)*delta^2; p -= lr * delta on master, stores the state in state_fmt
+    and model = master rounded to model_fmt"""
     for i in range(cuda.grid(1), master.size, cuda.gridsize(1)):
         M.adadelta_at(i, master, grad, grad_fmt, square_avg, acc_delta, state_fmt, model,
                       model_fmt, lr, rho, one_minus_rho, eps, weight_decay, scale, stochastic, key)
@@ -117,6 +146,9 @@ def _adadelta(master, grad, grad_fmt, square_avg, acc_delta, state_fmt, model, m
 @cuda.jit
 def _lion(master, grad, grad_fmt, exp_avg, state_fmt, model, model_fmt, lr, beta1,
           one_minus_beta1, beta2, one_minus_beta2, decay, scale, stochastic, key):
+    """Mixed precision, a grid-stride loop: M.lion_at decodes grad and state, runs the float32
+    step c = b1*m + (1-b1)*d; p = p*(1 - lr*wd) - lr*sign(c); m = b2*m + (1-b2)*d on master,
+    stores the state in state_fmt and model = master rounded to model_fmt"""
     for i in range(cuda.grid(1), master.size, cuda.gridsize(1)):
         M.lion_at(i, master, grad, grad_fmt, exp_avg, state_fmt, model, model_fmt, lr, beta1,
                   one_minus_beta1, beta2, one_minus_beta2, decay, scale, stochastic, key)
