@@ -72,6 +72,29 @@ def kernels(backend, family="optim", _probing=False):
     return module
 
 
+def _environment_reader(name):
+    """A function returning ``os.environ.get(name)``. CPython's ``os.environ`` keeps the
+    environment in a dict of encoded strings (``_data``), which every change through
+    ``os.environ`` updates; reading that dict costs 0.1 us against 1 to 1.5 us for
+    ``os.environ.get``, and every step reads the variable."""
+    data = getattr(os.environ, "_data", None)
+    encode = getattr(os.environ, "encodekey", None)
+    decode = getattr(os.environ, "decodevalue", None)
+    if type(data) is not dict or encode is None or decode is None:
+        return lambda: os.environ.get(name)
+    key = encode(name)
+
+    def read():
+        value = data.get(key)
+        return None if value is None else decode(value)
+
+    return read
+
+
+#: The backend named by the ``FASTOPT_BACKEND`` environment variable, or ``None``.
+requested_by_environment = _environment_reader("FASTOPT_BACKEND")
+
+
 def is_device_array(x):
     """True for CUDA device arrays: ``__cuda_array_interface__`` objects and numba device arrays."""
     return hasattr(x, "__cuda_array_interface__") or getattr(x, "__cuda_ndarray__", False)
@@ -95,7 +118,7 @@ def choose(named_arrays, backend=None):
             where = {True: "a CUDA device array", False: "a host array"}
             raise ValueError(f"{name}: is {where[device]} but {first} is {where[on_device]}; "
                              "all arrays of a step must live on the same device")
-    requested = backend or os.environ.get("FASTOPT_BACKEND") or None
+    requested = backend or requested_by_environment() or None
     if requested is None:
         if on_device:
             return "cuda"

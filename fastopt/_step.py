@@ -1,21 +1,23 @@
 """One validated optimizer step on one parameter array, shared by the functional API and classes."""
 
 import operator
-import os
+from itertools import compress
 
 import numpy as np
 
 from . import _memory
-from ._dispatch import choose, kernels
-from ._validate import UNUSED, CheckMemo, check_arrays
+from ._dispatch import choose, kernels, requested_by_environment
+from ._validate import CheckMemo, check_arrays
 
 # Successful checks of a step's host arrays: a repeated call skips them (see CheckMemo).
 _RESOLVED = CheckMemo()
 # Validated hyperparameters by their raw values (with types: True, 1 and 1.0 are told apart).
 _HYPER = {}
-# The same, by the identities of the raw objects (see _checked).
+# The same, by the identities of the raw objects (see checked_step).
 _BY_ID = {}
 _HYPER_LIMIT = 256
+#: Algorithm name -> ``hyper -> tuple of its values named in algorithm.defaults``.
+_RAW_GETTERS = {}
 
 
 def _key(algorithm, values):
@@ -27,10 +29,14 @@ def _key(algorithm, values):
     return (algorithm.name, values, kinds)
 
 
-def _checked(algorithm, hyper):
-    """``(validated hyperparameters, which state arrays they use)``, shared by every call with
-    the same raw values: callers must not modify the dict."""
-    raw = _raw_getter(algorithm)(hyper)
+def checked_step(algorithm, hyper):
+    """``(validated hyperparameters, which state arrays they use)`` of ``algorithm`` from ``hyper``
+    (extra keys are ignored), shared by every call with the same raw values: callers must not
+    modify the dict."""
+    getter = _RAW_GETTERS.get(algorithm.name)
+    if getter is None:
+        getter = _RAW_GETTERS[algorithm.name] = operator.itemgetter(*algorithm.defaults)
+    raw = getter(hyper)
     # First by the identity of the raw objects (a loop passing the same objects again): the entry
     # holds them, so an id in it cannot have been reused by another object.
     by_id = (algorithm.name, *map(id, raw))
@@ -62,31 +68,18 @@ def _immutable(value):
     return isinstance(value, (int, float, str, type(None), np.generic))
 
 
-def _raw_getter(algorithm, _getters={}):
-    """``hyper -> tuple of its values named in algorithm.defaults``, made once per algorithm"""
-    getter = _getters.get(algorithm.name)
-    if getter is None:
-        getter = _getters[algorithm.name] = operator.itemgetter(*algorithm.defaults)
-    return getter
-
-
 def check_hyper(algorithm, hyper):
     """Validated hyperparameters of ``algorithm`` from ``hyper`` (extra keys are ignored).
 
     A successful check is remembered by the values' types and values, so a loop stepping with the
     same hyperparameters validates them once. Unhashable values (a list of betas) are checked
     every time."""
-    return dict(_checked(algorithm, hyper)[0])
-
-
-def checked_step(algorithm, hyper):
-    """:func:`check_hyper` and ``algorithm.uses`` of the result, for one step: the dict returned is
-    shared by calls with the same values and must not be modified."""
-    return _checked(algorithm, hyper)
+    return dict(checked_step(algorithm, hyper)[0])
 
 
 def resolve(algorithm, hyper, param, grad, states, backend, uses=None):
-    """Checks one step's arrays; returns ``(kernel module, arrays, on_device)``.
+    """Checks one step's arrays; returns ``(kernel module, arrays, on_device)``, ``arrays`` a
+    tuple in kernel order.
 
     ``states`` follows ``algorithm.state``; an entry the mode does not use may be ``None`` and is
     replaced by an empty array. ``uses`` is ``algorithm.uses(hyper)`` when the caller has it.
@@ -94,13 +87,13 @@ def resolve(algorithm, hyper, param, grad, states, backend, uses=None):
     """
     if uses is None:
         uses = tuple(algorithm.uses(hyper))
-    given = (param, grad, *[s if used else UNUSED for s, used in zip(states, uses)])
-    # An explicit backend makes the environment irrelevant (and reading it costs a microsecond).
-    context = (algorithm.kernel, uses, backend or os.environ.get("FASTOPT_BACKEND"))
+    # The arrays the step uses (the context says which): a repeated call matches its memo entry.
+    given = (param, grad, *compress(states, uses))
+    context = (algorithm.kernel, uses, backend or requested_by_environment())
     seen = _RESOLVED.seen(context, given)
     if seen is not None:
-        module, empty = seen
-        return module, [empty if a is UNUSED else a for a in given], False
+        module, in_kernel_order = seen
+        return module, in_kernel_order(given), False
     named = {"param": param, "grad": grad}
     written = {"param"}
     for name, used, array in zip(algorithm.state, uses, states):
@@ -113,21 +106,37 @@ def resolve(algorithm, hyper, param, grad, states, backend, uses=None):
     name = choose(named, backend)
     module = kernels(name)
     on_device = name == "cuda"
-    arrays = check_arrays(named, written, on_device)
-    empty = None
-    for i, a in enumerate(arrays):
-        if a is None:
-            empty = empty if empty is not None else _memory.empty(on_device, arrays[0].dtype)
-            arrays[i] = empty
+    checked = tuple(a for a in check_arrays(named, written, on_device) if a is not None)
+    in_kernel_order = _kernel_order(uses, on_device, checked[0].dtype)
     if not on_device:
-        _RESOLVED.remember(context, given, (module, empty))
-    return module, arrays, on_device
+        _RESOLVED.remember(context, given, (module, in_kernel_order))
+    return module, in_kernel_order(checked), on_device
+
+
+def _kernel_order(uses, on_device, dtype):
+    """``(param, grad, used states...) -> (param, grad, every state)``, an empty array standing
+    for each unused one."""
+    if all(uses):
+        return tuple
+    empty = _memory.empty(on_device, dtype)
+    picks = iter(range(2, 2 + sum(uses)))
+    # Index 2 + sum(uses) is the empty array, appended after the given ones.
+    getter = operator.itemgetter(0, 1, *[next(picks) if used else 2 + sum(uses)
+                                         for used in uses])
+    return lambda given: getter((*given, empty))
+
+
+#: Kernel module -> its TAKES_PYTHON_FLOATS.
+_ROUNDS_ITSELF = {}
 
 
 def _cast(module, arrays, scalars, grad_scale):
     """The kernel's scalars in the arrays' dtype (flags stay ``bool``), ``grad_scale`` last; as
     they are for a module that rounds Python floats itself (``TAKES_PYTHON_FLOATS``)."""
-    if getattr(module, "TAKES_PYTHON_FLOATS", False):
+    rounds_itself = _ROUNDS_ITSELF.get(module)
+    if rounds_itself is None:  # getattr with a default costs a microsecond when it is missing
+        rounds_itself = _ROUNDS_ITSELF[module] = getattr(module, "TAKES_PYTHON_FLOATS", False)
+    if rounds_itself:
         return (*scalars, grad_scale)
     # One conversion of all of them: numpy scalars rounded exactly as dtype.type(x) rounds.
     cast = list(np.array([*scalars, grad_scale], arrays[0].dtype))

@@ -6,7 +6,7 @@ dtype, ``ValueError`` for a wrong shape, layout, memory overlap or hyperparamete
 
 import numbers
 import weakref
-from operator import attrgetter, is_ as _is
+from operator import attrgetter
 
 import numpy as np
 
@@ -95,12 +95,6 @@ def check_arrays(named, written, on_device):
     return out
 
 
-#: Stands for an unused state argument in :class:`CheckMemo` (``None`` has no weak reference).
-UNUSED = np.empty(0)
-UNUSED.flags.writeable = False
-
-_deref = weakref.ref.__call__  # operator.call is Python 3.11+
-
 #: What the checks read of a live numpy array that it can change without a new object.
 _FINGERPRINT = attrgetter("shape", "strides", "dtype", "flags.writeable")
 
@@ -109,13 +103,14 @@ class CheckMemo:
     """Remembers host arrays that passed :func:`check_arrays`, so that a step repeating a call on
     the same arrays skips the checks (they cost more than a small step itself).
 
-    An entry holds weak references, never the arrays: it matches only while each array is alive and
-    is the same object, with the same shape, strides, dtype and writeability as when it was checked.
-    Those are everything the checks read, except the data pointer and the overlap between the
-    arrays, which a live numpy array cannot change without changing its shape. Only plain
-    ``np.ndarray`` objects are remembered: a DLPack producer (a torch tensor) can be resized or
-    re-pointed under the same object, so its view is checked afresh at every call. An unused
-    argument is passed as :data:`UNUSED`.
+    An entry is keyed on the arrays' ids and never holds the arrays: it holds weak references to
+    them whose callbacks remove the entry when any of them is freed, before its id can be reused.
+    An entry found is therefore for these very objects, and it matches when they still have the
+    shape, strides, dtype and writeability they had when checked. Those are everything the checks
+    read, except the data pointer and the overlap between the arrays, which a live numpy array
+    cannot change without changing its shape. Only plain ``np.ndarray`` objects are remembered: a
+    DLPack producer (a torch tensor) can be resized or re-pointed under the same object, so its
+    view is checked afresh at every call.
     """
 
     LIMIT = 512  # entries; the memo is cleared when it grows past this
@@ -127,14 +122,8 @@ class CheckMemo:
         """What :meth:`remember` stored with ``arrays`` (plain numpy arrays) under ``context`` (any
         hashable that fixes what was checked), if they have not changed since; else ``None``."""
         entry = self._entries.get((context, *map(id, arrays)))
-        if entry is None:
-            return None
-        refs, fingerprint, payload = entry
-        # An entry's ids are those of arrays; each weak reference confirms that the array it was
-        # made for is still alive (so its id was not reused by another object).
-        if all(map(_is, map(_deref, refs), arrays)) and \
-                tuple(map(_FINGERPRINT, arrays)) == fingerprint:
-            return payload
+        if entry is not None and tuple(map(_FINGERPRINT, arrays)) == entry[1]:
+            return entry[2]
         return None
 
     def remember(self, context, arrays, payload):
@@ -142,11 +131,16 @@ class CheckMemo:
         produced (``payload``, not ``None``); ignores anything but plain numpy arrays."""
         if not all(type(a) is np.ndarray for a in arrays):
             return
-        if len(self._entries) >= self.LIMIT:
-            self._entries.clear()
-        refs = tuple(map(weakref.ref, arrays))
-        self._entries[(context, *map(id, arrays))] = (refs, tuple(map(_FINGERPRINT, arrays)),
-                                                      payload)
+        entries = self._entries
+        if len(entries) >= self.LIMIT:
+            entries.clear()  # dropping the weak references drops their callbacks too
+        key = (context, *map(id, arrays))
+
+        def forget(_):
+            entries.pop(key, None)
+
+        refs = tuple(weakref.ref(a, forget) for a in arrays)
+        entries[key] = (refs, tuple(map(_FINGERPRINT, arrays)), payload)
 
 
 def _check_no_overlap(pairs, written):

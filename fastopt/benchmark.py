@@ -108,6 +108,34 @@ def time_samples(fn, repeat=10, warmup=3, min_sample_s=2e-4, max_s=10.0):
     return samples
 
 
+def interleaved_samples(fns, repeat=10, warmup=3, min_sample_s=2e-4, max_s=10.0):
+    """:func:`time_samples` of several functions (``{label: fn}``) taken in turn, one sample of
+    each per round, so that the machine's drift (other load, clock, memory placement) falls on
+    all of them alike and a ratio of two of them can be taken round by round. Returns ``{label:
+    samples}``; stops early after ``max_s`` seconds per function, with at least 3 rounds."""
+    inner = {}
+    for label, fn in fns.items():
+        once = min(time_samples(fn, 1, warmup, min_sample_s=0.0, max_s=max_s))
+        inner[label] = int(min(10_000, max(1, min_sample_s / max(once, 1e-9))))
+    samples = {label: [] for label in fns}
+    start = time.perf_counter()
+    for done in range(1, repeat + 1):
+        for label, fn in fns.items():
+            t0 = time.perf_counter()
+            for _ in range(inner[label]):
+                fn()
+            samples[label].append((time.perf_counter() - t0) / inner[label])
+        if done >= 3 and time.perf_counter() - start > max_s * len(fns):
+            break
+    return samples
+
+
+def paired_ratio(numerator, denominator):
+    """The median over rounds of ``numerator[i] / denominator[i]`` (samples of
+    :func:`interleaved_samples`)."""
+    return statistics.median(a / b for a, b in zip(numerator, denominator))
+
+
 def _timed(fn, repeat, max_s):
     """``(median, min)`` seconds per call: the median is the result; the minimum, printed beside
     it, shows what the code does when the machine leaves it alone."""
@@ -137,6 +165,10 @@ class Result:
     kind: str = "fastopt"
     written: int = 0
     min_s: float = None  # the fastest sample, for reading a run on a busy machine
+    #: Ratios taken round by round against cases timed in turn with this one (see
+    #: :func:`interleaved_samples`): ``"roofline"`` (same-traffic time / this time) and each peer
+    #: (peer time / this time), the median over the rounds.
+    paired: dict = field(default_factory=dict)
 
     @property
     def params_per_s(self):
@@ -391,13 +423,6 @@ def make_peer(peer, name, options, n, dtype=np.float32):
     return make_torch_step(peer, name, options, [(n,)], dtype)
 
 
-def time_peer(peer, label, name, options, n, dtype=np.float32, repeat=10, max_s=10.0):
-    median, best = _timed(make_peer(peer, name, options, n, dtype), repeat, max_s)
-    return Result(label, peer, np.dtype(dtype).name, n, median,
-                  bytes_per_step(name, options, n, dtype), kind="peer",
-                  written=written_arrays(name, options), min_s=best)
-
-
 @contextlib.contextmanager
 def _torch_threads(n):
     """Runs torch on ``n`` threads (as many as fastopt's), then restores its setting."""
@@ -447,15 +472,72 @@ def run(sizes, dtypes=(np.float32,), backends=None, repeat=10, peers=PEERS, roof
                         record(time_stream(kind, backend, n, dtype, repeat, max_s))
                     gc.collect()
             for label, name, options in configs:
-                for backend in backends:
-                    record(time_step(name, options, backend, n, dtype, repeat, label=label,
-                                     max_s=max_s))
-                for peer in peers:
-                    try:
-                        record(time_peer(peer, label, name, options, n, dtype, repeat, max_s))
-                    except Unsupported as exc:
-                        skipped.append((f"{label} {peer} {dtype.name} n={n:,}", str(exc)))
+                for result in time_configuration(label, name, options, n, dtype, backends,
+                                                 peers, roofline, repeat, max_s, skipped):
+                    record(result)
                 gc.collect()
+    return results
+
+
+def _physical_memory():
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def time_configuration(label, name, options, n, dtype, backends, peers=PEERS, roofline=True,
+                       repeat=10, max_s=10.0, skipped=None):
+    """One configuration at one size: the step on every backend, every peer, and the same-traffic
+    kernel of the ``cpu`` and ``c`` backends, timed in turn (:func:`interleaved_samples`) so that
+    each step's ratios to its same-traffic kernel and to the peers are taken round by round
+    (``Result.paired``). When their arrays would not fit in memory together (over 40% of it),
+    each is timed alone instead, and the ratios are taken between medians. Returns the
+    :class:`Result` of each step and peer; unsupported peers go to ``skipped``."""
+    dtype = np.dtype(dtype)
+    written = written_arrays(name, options)
+    moved = bytes_per_step(name, options, n, dtype)
+    makers = {b: (lambda b=b: make_step(name, options, b, n, dtype)) for b in backends}
+    for peer in peers:
+        makers[peer] = lambda peer=peer: make_peer(peer, name, options, n, dtype)
+    if roofline:
+        for b in ROOFLINE_BACKENDS:
+            if b in backends:
+                makers["roof " + b] = lambda b=b: make_same_traffic(written, b, n, dtype)
+    memory = _physical_memory()
+    together = memory is not None and len(makers) * moved < 0.4 * memory
+    samples, fns = {}, {}
+    for key, make in makers.items():
+        try:
+            fns[key] = make()
+        except Unsupported as exc:
+            if skipped is not None:
+                skipped.append((f"{label} {key} {dtype.name} n={n:,}", str(exc)))
+            continue
+        if not together:
+            samples[key] = time_samples(fns.pop(key), repeat, max_s=max_s)
+            gc.collect()
+    if together:
+        samples = interleaved_samples(fns, repeat, max_s=max_s)
+    del fns
+    roofs = [samples["roof " + b] for b in ROOFLINE_BACKENDS if "roof " + b in samples]
+    results = []
+    for key, own in samples.items():
+        if key.startswith("roof "):
+            continue
+        peer = key in peers
+        paired = {}
+        if together:
+            own_roof = samples.get("roof " + key)
+            if own_roof is not None:
+                paired["roofline"] = paired_ratio(own_roof, own)
+            elif roofs and key != "cuda":  # a peer: the faster host kernel of each round
+                paired["roofline"] = paired_ratio(list(map(min, zip(*roofs))), own)
+            if not peer:
+                paired.update((p, paired_ratio(samples[p], own)) for p in peers if p in samples)
+        results.append(Result(label, key, dtype.name, n, statistics.median(own), moved,
+                              kind="peer" if peer else "fastopt", written=written,
+                              min_s=min(own), paired=paired))
     return results
 
 
@@ -473,13 +555,19 @@ def roofline_for(result, results):
 
 
 def roofline_ratio(result, results):
-    """Fraction of the roofline a result reaches: same-traffic time / its time (1.0 = at it)."""
+    """Fraction of the roofline a result reaches: same-traffic time / its time (1.0 = at it),
+    taken round by round when the two were timed in turn."""
+    if "roofline" in result.paired:
+        return result.paired["roofline"]
     roof = roofline_for(result, results)
     return roof.median_s / result.median_s if roof else None
 
 
 def peer_speedup(result, peer, results):
-    """How many times faster ``result`` is than ``peer`` on the same case (``None`` if absent)."""
+    """How many times faster ``result`` is than ``peer`` on the same case (``None`` if absent),
+    taken round by round when the two were timed in turn."""
+    if peer in result.paired:
+        return result.paired[peer]
     for r in results:
         if (r.kind == "peer" and r.backend == peer and r.optimizer == result.optimizer
                 and r.n == result.n and r.dtype == result.dtype):
@@ -532,9 +620,10 @@ def format_table(results, copy_gb_per_s=None):
                          + "".join(_fmt(s, ".2f", 10) for s in speedups))
     if copy_gb_per_s:
         lines.append(f"numpy copy (read+write) on this machine: {copy_gb_per_s:.2f} GB/s")
-    lines.append("all from medians; (best): the fastest sample; /roof: same-traffic kernel time / "
-                 "step time (cpu, c: their own kernel; others: the faster one); xPEER: PEER's "
-                 "time / this time (> 1: fastopt is faster)")
+    lines.append("times are medians; (best): the fastest sample; /roof: same-traffic kernel time "
+                 "/ step time (cpu, c: their own kernel; others: the faster one); xPEER: PEER's "
+                 "time / this time (> 1: fastopt is faster); both ratios are medians over rounds "
+                 "that time the step and its yardsticks in turn")
     return "\n".join(lines).lstrip("\n")
 
 

@@ -34,8 +34,11 @@ def _step(algorithm, param, grad, states, step, backend, hyper, fresh=False, hos
     step = check_step(step)
     module, arrays, on_device = resolve(algorithm, hyper, param, grad, states, backend, uses)
     if algorithm.segmented:
-        arrays.append(_checked_offsets(segment_offsets, arrays[0].size, on_device))
-    host = algorithm.advance(hyper, step, host or {})
+        arrays += (_checked_offsets(segment_offsets, arrays[0].size, on_device),)
+    if host is None:  # no host state (all but NAdam)
+        launch(module, algorithm, arrays, algorithm.scalars(hyper, step, fresh), grad_scale)
+        return {}
+    host = algorithm.advance(hyper, step, host)
     launch(module, algorithm, arrays, algorithm.scalars(hyper, step, fresh, **host), grad_scale)
     return host
 

@@ -27,7 +27,7 @@ zero-copy views. State lives beside the parameters (host or device).
 import copy
 import math
 import weakref
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -42,11 +42,11 @@ from .arena import FlatParams
 CLIP_EPS = 1e-6
 
 
-@dataclass(frozen=True)
-class StepInfo:
+class StepInfo(NamedTuple):
     """What a step did: the global gradient norm (after unscaling, before clipping; ``None`` when
     the step did not compute it), whether a gradient was non-finite, whether the step was skipped,
-    and the clipping coefficient applied (1.0 when none)."""
+    and the clipping coefficient applied (1.0 when none). An immutable record (a named tuple:
+    half the cost of a frozen dataclass, which a small step notices)."""
 
     grad_norm: float | None = None
     found_inf: bool = False
@@ -107,7 +107,7 @@ class Optimizer:
         self.param_groups = []
         self.state = {}  # parameter index (in param_groups order) -> {"step": int, arrays...}
         self._views = []  # (user's object, checked zero-copy view) per parameter
-        self._hyper_cache = {}  # group index -> (raw hyperparameters, validated ones)
+        self._hyper_cache = {}  # group index -> (raw hyperparameters, (validated ones, uses))
         self._segments = {}  # LAMB: parameter index -> (user's object, segment_offsets array)
         self._layouts = {}  # arena parameter index -> weak reference to a checked arena gradient
         self._empties = {}  # dtype -> an empty array standing for unused state
@@ -154,6 +154,7 @@ class Optimizer:
             views.append(view)
             masters.append(master)
         self._backend = backend
+        self._kernels = kernels(backend)
         for i, master in enumerate(masters, start=start):
             if master is not None:
                 self.state[i] = {"master": master}
@@ -198,10 +199,10 @@ class Optimizer:
         plan = []
         index = 0
         for g_index, group in enumerate(self.param_groups):
-            hyper = self._checked_hyper(g_index, group)
+            hyper, uses = self._checked_hyper(g_index, group)
             for param in group["params"]:
                 if grads[index] is not None:
-                    plan.append(self._prepare(index, param, grads[index], hyper))
+                    plan.append(self._prepare(index, param, grads[index], hyper, uses))
                 index += 1
         info = _NO_INFO
         in_pass = (return_norm and grad_scale is None and max_norm is None
@@ -239,7 +240,8 @@ class Optimizer:
         return StepInfo(grad_norm=norm, found_inf=not math.isfinite(norm))
 
     def _checked_hyper(self, g_index, group):
-        """The group's validated hyperparameters, checked again only when one of them changed."""
+        """The group's validated hyperparameters and which state they use, checked again only
+        when one of them changed."""
         raw = tuple([group[name] for name in self.algorithm.defaults])
         cached = self._hyper_cache.get(g_index)
         if cached is not None and cached[0] == raw:
@@ -248,16 +250,18 @@ class Optimizer:
             hyper = check_hyper(self.algorithm, group)
         except (TypeError, ValueError) as exc:
             raise type(exc)(f"param_groups[{g_index}]: {exc}") from None
-        self._hyper_cache[g_index] = (raw, hyper)
-        return hyper
+        checked = (hyper, tuple(self.algorithm.uses(hyper)))
+        self._hyper_cache[g_index] = (raw, checked)
+        return checked
 
-    def _prepare(self, index, param, grad, hyper):
+    def _prepare(self, index, param, grad, hyper, uses):
         """One parameter's step, checked: ``(index, new state, step count, reduce, run)``, where
         ``reduce()`` is the gradient's squared norm and ``run(grad_scale)`` launches the update.
         Missing state is created but not yet stored."""
         on_device = self._backend == "cuda"
+        algorithm = self.algorithm
         if "master" in self.state.get(index, ()):
-            return self._prepare_mixed(index, grad, hyper, on_device)
+            return self._prepare_mixed(index, grad, hyper, uses, on_device)
         user_param, view = self._views[index]
         if param is not user_param:  # the user replaced it in param_groups
             view = check_arrays({f"params[{index}]": _buffer(param)}, {f"params[{index}]"},
@@ -267,28 +271,27 @@ class Optimizer:
         state = self.state.get(index, {})
         new_state = {}
         fresh = False
-        for name, used in zip(self.algorithm.state, self.algorithm.uses(hyper)):
+        for name, used in zip(algorithm.state, uses):
             if not used:
                 arrays.append(self._empty(view.dtype, on_device))
                 continue
             if name not in state:
-                fill = self.algorithm.initial_state(hyper, name)
+                fill = algorithm.initial_state(hyper, name)
                 new_state[name] = _memory.full(on_device, view.shape, view.dtype, fill)
                 fresh = True
             arrays.append(new_state.get(name, state.get(name)))
         step = state.get("step", 0) + 1
-        host_state = self.algorithm.host_state
+        host_state = algorithm.host_state
         if host_state:  # host scalars (NAdam's mu_product) advance with the step, stored with it
-            host = self.algorithm.advance(hyper, step, {name: state.get(name, initial)
-                                                        for name, initial in host_state.items()})
+            host = algorithm.advance(hyper, step, {name: state.get(name, initial)
+                                                   for name, initial in host_state.items()})
             new_state.update(host)
         else:
             host = {}
-        if self.algorithm.segmented:
+        if algorithm.segmented:
             arrays.append(self._segment_offsets(index, param, view.size, on_device))
-        scalars = self.algorithm.scalars(hyper, step, fresh, **host)
-        module = kernels(self._backend)
-        algorithm = self.algorithm
+        scalars = algorithm.scalars(hyper, step, fresh, **host)
+        module = self._kernels
 
         def run(factor, norm_out=None):
             if norm_out is None:
@@ -329,7 +332,7 @@ class Optimizer:
             empty = self._empties[dtype] = _memory.empty(on_device, dtype)
         return empty
 
-    def _prepare_mixed(self, index, grad, hyper, on_device):
+    def _prepare_mixed(self, index, grad, hyper, uses, on_device):
         """:meth:`_prepare` for a float16/bfloat16 parameter with float32 master weights."""
         _, view = self._views[index]
         pname, gname = f"params[{index}]", f"grads[{index}]"
@@ -340,7 +343,7 @@ class Optimizer:
         state_dtype = _STATE_DTYPES[self._mixed["state_dtype"]]
         new_state, states = {}, []
         fresh = False
-        for name, used in zip(self.algorithm.state, self.algorithm.uses(hyper)):
+        for name, used in zip(self.algorithm.state, uses):
             if used and name not in state:
                 fill = mixed.state_fill(self.algorithm.initial_state(hyper, name), state_dtype)
                 new_state[name] = _memory.full(on_device, view.shape, state_dtype, fill)

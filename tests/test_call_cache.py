@@ -111,3 +111,15 @@ def test_a_list_hyperparameter_changed_in_place_is_checked_again():
         F.adam(p, g, m, v, step=2, betas=betas)
     for a, b in zip((p, m, v), before):
         np.testing.assert_array_equal(a, b)
+
+
+def test_an_entry_goes_when_one_of_its_arrays_is_freed():
+    from fastopt._step import _RESOLVED
+
+    p, g, m, v = arrays()
+    F.adam(p, g, m, v, step=1, backend="numpy")
+    ids = (id(p), id(g), id(m), id(v))
+    mine = [key for key in _RESOLVED._entries if key[1:] == ids]
+    assert len(mine) == 1
+    del g  # freed now: its weak reference's callback removes the entry
+    assert mine[0] not in _RESOLVED._entries

@@ -39,6 +39,17 @@ def test_environment_variable_and_argument_override(monkeypatch, backend):
         functional.sgd(np.ones(2), np.ones(2), step=1)
 
 
+def test_a_repeated_step_follows_a_changed_environment_variable(monkeypatch):
+    p, g = np.ones(4, np.float32), np.ones(4, np.float32)
+    monkeypatch.setenv("FASTOPT_BACKEND", HOST[0])
+    functional.sgd(p, g, step=1)  # the same arrays again below: the memo must not decide
+    monkeypatch.setenv("FASTOPT_BACKEND", "nonsense")
+    with pytest.raises(ValueError, match="backend: expected one of"):
+        functional.sgd(p, g, step=2)
+    monkeypatch.delenv("FASTOPT_BACKEND")
+    assert _dispatch.requested_by_environment() is None
+
+
 @pytest.mark.skipif(HAS_CUDA, reason="checks the error when no CUDA device is usable")
 def test_cuda_unavailable_is_explained():
     with pytest.raises(ValueError, match="backend 'cuda' needs device arrays"):

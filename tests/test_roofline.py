@@ -79,3 +79,27 @@ def test_roofline_for_prefers_the_rows_own_backend():
     peer = R("adam", "torch-fused", "float32", 10, 4.0, 280, kind="peer", written=3)
     assert benchmark.roofline_ratio(step, roofs) == 0.5      # cpu's own kernel
     assert benchmark.roofline_ratio(peer, roofs) == 0.25     # the fastest host kernel
+
+
+def test_interleaved_samples_take_turns():
+    calls = []
+    fns = {"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}
+    out = benchmark.interleaved_samples(fns, repeat=4, warmup=1, min_sample_s=0.0)
+    assert [len(v) for v in out.values()] == [4, 4]
+    assert calls[-8:] == ["a", "b"] * 4
+    assert benchmark.paired_ratio([2.0, 6.0, 9.0], [1.0, 2.0, 3.0]) == 3.0
+
+
+def test_a_configuration_pairs_each_step_with_its_yardsticks():
+    backends = [b for b in ("c", "numpy") if b in AVAILABLE]
+    results = benchmark.time_configuration("sgd", "sgd", {}, 1000, np.float32, backends,
+                                           peers=("numpy-user",), repeat=3, max_s=0.2)
+    by_backend = {r.backend: r for r in results}
+    assert by_backend["numpy-user"].kind == "peer"
+    assert set(by_backend) == {*backends, "numpy-user"}
+    for backend in backends:
+        r = by_backend[backend]
+        assert r.kind == "fastopt" and r.median_s > 0
+        assert benchmark.peer_speedup(r, "numpy-user", results) == r.paired["numpy-user"] > 0
+        if "c" in backends:  # c's own kernel, or the host kernel for numpy
+            assert benchmark.roofline_ratio(r, results) == r.paired["roofline"] > 0
