@@ -53,13 +53,15 @@ The contract, established by :mod:`fastopt._validate` before any kernel runs, so
 
 - every array is 1-D or N-D, C-contiguous, of one dtype (float32 or float64), and the same shape as
   ``param``, except a state array that the mode does not use (momentum buffer with ``momentum == 0``,
-  ``grad_avg`` when not centered, ``max_exp_avg_sq`` without AMSGrad), which may be empty and must
-  not be touched;
+  ``grad_avg`` when not centered, ``max_exp_avg_sq`` without AMSGrad), which may be empty (1-D,
+  as :func:`fastopt._memory.empty` makes it) and must not be touched;
 - ``segment_offsets`` (``lamb`` only) is a 1-D int64 array on the same side as the others, not
   written: ``k + 1 >= 2`` nondecreasing offsets from ``0`` to ``param.size`` (empty segments allowed);
 - float hyperparameters are scalars of the arrays' dtype (``numpy.float32`` or ``numpy.float64``),
-  or Python floats for a module that sets ``TAKES_PYTHON_FLOATS = True`` (``c_optim``: cffi rounds
-  them to the C type as numpy's cast does); mode flags (and RAdam's ``rectify``) are ``bool``;
+  or, for a module that sets ``TAKES_PYTHON_FLOATS = True``, Python floats or numpy scalars of any
+  float dtype, which it rounds to the arrays' dtype as ``dtype.type(x)`` does (``c_optim``: cffi
+  rounds them to the C type as numpy's cast does; ``cpu_optim``: one ``numpy.array`` of them in the
+  dtype); mode flags (and RAdam's ``rectify``) are ``bool`` (``numpy.bool_`` too for ``cpu_optim``);
 - the written arrays (param and used state) do not overlap each other or ``grad``;
 - host backends get numpy arrays; ``cuda`` gets numba device arrays (zero-copy views of any
   ``__cuda_array_interface__`` object).

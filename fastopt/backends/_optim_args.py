@@ -1,11 +1,16 @@
-"""The arguments of the numba optimizer kernels, prepared on the host once per step: shared by the
-``cpu`` and ``cuda`` backends, whose step kernels take the same arguments.
+"""The arguments of the ``cuda`` backend's optimizer kernels, prepared on the host once per step.
 
 ``<algo>(param, grad, ...)`` takes the arguments of the backend step of that name (see
 :mod:`fastopt.backends`) and returns the kernel's: flat views of the arrays, then the constants of
 the element update (:mod:`fastopt.backends._optim_element`) in the arrays' dtype. ``1 - beta``
 style constants are computed here because in numba ``1 - beta1`` with an integer literal would
 promote float32 to float64 and halve the vector width.
+
+The ``cpu`` backend computes the same constants, with the same operations in the same order, in
+its kernels' prologue (see :mod:`fastopt.backends.cpu_optim`), from the hyperparameters rounded to
+the arrays' dtype in one array: fewer arguments to unbox and no numpy scalar arithmetic per call.
+Its results are bit-identical to these (``tests/test_cpu_launch.py``). :func:`flat` serves every
+numba backend.
 """
 
 import numpy as np

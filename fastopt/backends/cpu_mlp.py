@@ -427,76 +427,76 @@ def _sign(maximize, one):
     return -one if maximize != 0 else one
 
 
-@numba.njit(**_EPOCH_OPTIONS)
-def _decay_and_l2(lr, weight_decay, decoupled, one):
-    """cpu_optim's (decay, l2) of a decoupled or an L2 weight decay."""
-    if decoupled != 0:
-        return one - lr * weight_decay, one - one
-    return one, weight_decay
-
-
 # Each *_args(p, g, s1, s2, s3, r): the kernel's arguments from the row r of Algorithm.scalars
-# (named in the comment), as cpu_optim's launcher computes them, in the dtype.
+# (named in the comment, flags as 0 or 1), as cpu_optim's launcher passes them: the state arrays,
+# the float hyperparameters in one array of the dtype after a 1 (_hyper), then the flags.
 
 @numba.njit(**_EPOCH_OPTIONS)
-def _sgd_args(p, g, s1, s2, s3, r):  # lr, weight_decay, momentum, dampening, nesterov,
-    one = p.dtype.type(1)            # maximize, first_step
-    return (p, g, s1, r[0], r[1], r[2], one - r[3], r[4] != 0, r[6] != 0, _sign(r[5], one))
-
-
-@numba.njit(**_EPOCH_OPTIONS)
-def _adagrad_args(p, g, s1, s2, s3, r):  # weight_decay, eps, maximize, clr
-    return (p, g, s1, r[0], r[1], r[3], _sign(r[2], p.dtype.type(1)))
-
-
-@numba.njit(**_EPOCH_OPTIONS)
-def _rmsprop_args(p, g, s1, s2, s3, r):  # lr, alpha, eps, weight_decay, momentum, centered,
-    one = p.dtype.type(1)                # maximize
-    return (p, g, s1, s2, s3, r[0], r[1], one - r[1], r[2], r[3], r[4], r[5] != 0,
-            _sign(r[6], one))
+def _hyper(r, columns):
+    """cpu_optim's array of float hyperparameters: 1, r[columns], then grad_scale 1."""
+    hyper = np.empty(len(columns) + 2, r.dtype)
+    hyper[0] = 1
+    for k in range(len(columns)):
+        hyper[k + 1] = r[columns[k]]
+    hyper[-1] = 1
+    return hyper
 
 
 @numba.njit(**_EPOCH_OPTIONS)
-def _adam_args(p, g, s1, s2, s3, r):  # lr, beta1, beta2, eps, weight_decay, amsgrad, maximize,
-    one = p.dtype.type(1)             # decoupled, step_size, bias_correction2_sqrt
-    decay, l2 = _decay_and_l2(r[0], r[4], r[7], one)
-    return (p, g, s1, s2, s3, r[1], one - r[1], r[2], one - r[2], r[3], l2, decay, r[5] != 0,
-            r[8], r[9], _sign(r[6], one))
+def _sgd_args(p, g, s1, s2, s3, r):
+    # r: lr, weight_decay, momentum, dampening, nesterov, maximize, first_step
+    return (p, g, s1, _hyper(r, (0, 1, 2, 3)), r[4] != 0, r[5] != 0, r[6] != 0)
 
 
 @numba.njit(**_EPOCH_OPTIONS)
-def _adamax_args(p, g, s1, s2, s3, r):  # beta1, beta2, eps, weight_decay, maximize, clr
-    one = p.dtype.type(1)
-    return (p, g, s1, s2, r[0], one - r[0], r[1], r[2], r[3], r[5], _sign(r[4], one))
+def _adagrad_args(p, g, s1, s2, s3, r):
+    # r: weight_decay, eps, maximize, clr
+    return (p, g, s1, _hyper(r, (0, 1, 3)), r[2] != 0)
 
 
 @numba.njit(**_EPOCH_OPTIONS)
-def _nadam_args(p, g, s1, s2, s3, r):  # lr, beta1, beta2, eps, weight_decay, maximize,
-    one = p.dtype.type(1)              # decoupled, grad_coef, exp_avg_coef, bias_correction2
-    decay, l2 = _decay_and_l2(r[0], r[4], r[6], one)
-    return (p, g, s1, s2, r[1], one - r[1], r[2], one - r[2], r[3], l2, decay, r[7], r[8], r[9],
-            _sign(r[5], one))
+def _rmsprop_args(p, g, s1, s2, s3, r):
+    # r: lr, alpha, eps, weight_decay, momentum, centered, maximize
+    return (p, g, s1, s2, s3, _hyper(r, (0, 1, 2, 3, 4)), r[5] != 0, r[6] != 0)
 
 
 @numba.njit(**_EPOCH_OPTIONS)
-def _radam_args(p, g, s1, s2, s3, r):  # lr, beta1, beta2, eps, weight_decay, maximize,
-    one = p.dtype.type(1)              # decoupled, rectify, step_size, bias_correction2_sqrt
-    decay, l2 = _decay_and_l2(r[0], r[4], r[6], one)
-    return (p, g, s1, s2, r[1], one - r[1], r[2], one - r[2], r[3], l2, decay, r[7] != 0, r[8],
-            r[9], _sign(r[5], one))
+def _adam_args(p, g, s1, s2, s3, r):
+    # r: lr, beta1, beta2, eps, weight_decay, amsgrad, maximize, decoupled, step_size,
+    #    bias_correction2_sqrt
+    return (p, g, s1, s2, s3, _hyper(r, (0, 1, 2, 3, 4, 8, 9)), r[5] != 0, r[6] != 0, r[7] != 0)
 
 
 @numba.njit(**_EPOCH_OPTIONS)
-def _adadelta_args(p, g, s1, s2, s3, r):  # lr, rho, eps, weight_decay, maximize
-    one = p.dtype.type(1)
-    return (p, g, s1, s2, r[0], r[1], one - r[1], r[2], r[3], _sign(r[4], one))
+def _adamax_args(p, g, s1, s2, s3, r):
+    # r: beta1, beta2, eps, weight_decay, maximize, clr
+    return (p, g, s1, s2, _hyper(r, (0, 1, 2, 3, 5)), r[4] != 0)
 
 
 @numba.njit(**_EPOCH_OPTIONS)
-def _lion_args(p, g, s1, s2, s3, r):  # lr, beta1, beta2, weight_decay, maximize
-    one = p.dtype.type(1)
-    return (p, g, s1, r[0], r[1], one - r[1], r[2], one - r[2], one - r[0] * r[3],
-            _sign(r[4], one))
+def _nadam_args(p, g, s1, s2, s3, r):
+    # r: lr, beta1, beta2, eps, weight_decay, maximize, decoupled, grad_coef, exp_avg_coef,
+    #    bias_correction2
+    return (p, g, s1, s2, _hyper(r, (0, 1, 2, 3, 4, 7, 8, 9)), r[5] != 0, r[6] != 0)
+
+
+@numba.njit(**_EPOCH_OPTIONS)
+def _radam_args(p, g, s1, s2, s3, r):
+    # r: lr, beta1, beta2, eps, weight_decay, maximize, decoupled, rectify, step_size,
+    #    bias_correction2_sqrt
+    return (p, g, s1, s2, _hyper(r, (0, 1, 2, 3, 4, 8, 9)), r[5] != 0, r[6] != 0, r[7] != 0)
+
+
+@numba.njit(**_EPOCH_OPTIONS)
+def _adadelta_args(p, g, s1, s2, s3, r):
+    # r: lr, rho, eps, weight_decay, maximize
+    return (p, g, s1, s2, _hyper(r, (0, 1, 2, 3)), r[4] != 0)
+
+
+@numba.njit(**_EPOCH_OPTIONS)
+def _lion_args(p, g, s1, s2, s3, r):
+    # r: lr, beta1, beta2, weight_decay, maximize
+    return (p, g, s1, _hyper(r, (0, 1, 2, 3)), r[4] != 0)
 
 
 _STEPS = {SGD: (_sgd_args, _optim._sgd), ADAGRAD: (_adagrad_args, _optim._adagrad),

@@ -1,18 +1,28 @@
 """The ``cpu`` backend: numba ``njit(parallel=True)`` optimizer kernels, cached on disk.
 
 Each kernel is compiled twice from one source: a ``prange`` version for large arrays and a serial one
-below :data:`PARALLEL_THRESHOLD`, where starting the thread pool costs more than the update. The
-launchers take the kernels' arguments from :mod:`fastopt.backends._optim_args`: flat views of the
-arrays and ``1 - beta`` style constants computed in the arrays' dtype.
+below :data:`PARALLEL_THRESHOLD`, where starting the thread pool costs more than the update.
+
+The launchers take float hyperparameters as Python floats or numpy scalars of any float dtype
+(:data:`TAKES_PYTHON_FLOATS`) and flags as ``bool`` or ``numpy.bool_``. A launcher rounds the
+floats to the arrays' dtype in one ``numpy.array((1.0, lr, beta1, ...), dtype)`` (as
+``dtype.type(x)`` rounds) and passes that array, the flags and flat views of the arrays to the
+kernel: numba unboxes a few arguments, and a kernel is compiled once per dtype whatever the values.
+The kernel's prologue computes the derived constants (``1 - beta``, the decoupled weight decay's
+``1 - lr*wd``, the gradient scale signed by ``maximize``) in the arrays' dtype, as
+:mod:`fastopt.backends._optim_args` does on the host for the ``cuda`` backend.
 
 The math of each step is its element in :mod:`fastopt.backends._optim_element`, shared with the
 ``cuda`` backend. A kernel runs it over blocks of :data:`BLOCK` elements, one vectorized loop per
 block. ``<algo>_with_norm`` runs the same update and returns the gradient's sum of squares with the
-bits of :func:`sum_of_squares`, from the same pass over memory. Both kernels of every algorithm
-are expanded from the templates :func:`_step` and :func:`_step_with_norm` (see :func:`_steps`).
+bits of :func:`sum_of_squares`, from the same pass over memory. The two kernels and two launchers
+of every algorithm are expanded from the templates :func:`_step`, :func:`_step_with_norm`,
+:func:`_launch` and :func:`_launch_with_norm` by :func:`_algorithm`, from the algorithm's loop
+(``_<algo>_range``) and prologue (``_<algo>_constants``).
 """
 
 import functools
+import inspect
 import math
 
 import numba
@@ -20,9 +30,8 @@ import numpy as np
 from numba import prange
 
 from . import _kernel_templates as templates
-from . import _optim_args as kernel_args
 from ._numba_compile import serial_and_parallel
-from ._optim_args import flat, signed
+from ._optim_args import flat
 from ._optim_element import make_elements
 
 #: Inlined into its callers in numba's IR: a kernel's loops then see its mode flags as constants.
@@ -30,6 +39,9 @@ _inline = numba.njit(inline="always", error_model="numpy")
 #: The element updates (see :mod:`fastopt.backends._optim_element`), left for LLVM to inline
 #: (inlining them in numba's IR too gives the same machine code, compiled about 1.5 times slower).
 E = make_elements(numba.njit(error_model="numpy"))
+
+#: The launchers round Python floats to the arrays' dtype themselves (see :mod:`fastopt.backends`).
+TAKES_PYTHON_FLOATS = True
 
 #: Below this many elements a step runs on one thread.
 PARALLEL_THRESHOLD = 1 << 15
@@ -132,18 +144,18 @@ def _chunked_sum_of_squares(g, chunk):
 
 
 @_inline
-def _sgd_range(lo, hi, p, g, buf, lr, weight_decay, momentum, one_minus_dampening, nesterov,
-               first_step, scale):
-    """E.sgd_at over [lo, hi); buf is used when momentum != 0"""
+def _sgd_range(lo, hi, p, g, momentum_buffer, lr, weight_decay, momentum, one_minus_dampening,
+               nesterov, first_step, scale):
+    """E.sgd_at over [lo, hi); momentum_buffer is used when momentum != 0"""
     lo, hi = np.uint64(lo), np.uint64(hi)
     if momentum == 0:
         for i in range(lo, hi):
-            E.sgd_at(i, p, g, buf, lr, weight_decay, momentum, one_minus_dampening, nesterov,
-                     first_step, scale, False)
+            E.sgd_at(i, p, g, momentum_buffer, lr, weight_decay, momentum, one_minus_dampening,
+                     nesterov, first_step, scale, False)
     else:
         for i in range(lo, hi):
-            E.sgd_at(i, p, g, buf, lr, weight_decay, momentum, one_minus_dampening, nesterov,
-                     first_step, scale, True)
+            E.sgd_at(i, p, g, momentum_buffer, lr, weight_decay, momentum, one_minus_dampening,
+                     nesterov, first_step, scale, True)
 
 
 @_inline
@@ -155,26 +167,27 @@ def _adagrad_range(lo, hi, p, g, state_sum, weight_decay, eps, clr, scale):
 
 
 @_inline
-def _rmsprop_range(lo, hi, p, g, square_avg, grad_avg, buf, lr, alpha, one_minus_alpha, eps,
-                   weight_decay, momentum, centered, scale):
-    """E.rmsprop_at over [lo, hi); grad_avg is used when centered, buf when momentum > 0"""
+def _rmsprop_range(lo, hi, p, g, square_avg, grad_avg, momentum_buffer, lr, alpha,
+                   one_minus_alpha, eps, weight_decay, momentum, centered, scale):
+    """E.rmsprop_at over [lo, hi); grad_avg is used when centered, momentum_buffer when
+    momentum > 0"""
     lo, hi = np.uint64(lo), np.uint64(hi)
     if centered and momentum > 0:
         for i in range(lo, hi):
-            E.rmsprop_at(i, p, g, square_avg, grad_avg, buf, lr, alpha, one_minus_alpha, eps,
-                         weight_decay, momentum, True, scale, True)
+            E.rmsprop_at(i, p, g, square_avg, grad_avg, momentum_buffer, lr, alpha,
+                         one_minus_alpha, eps, weight_decay, momentum, True, scale, True)
     elif centered:
         for i in range(lo, hi):
-            E.rmsprop_at(i, p, g, square_avg, grad_avg, buf, lr, alpha, one_minus_alpha, eps,
-                         weight_decay, momentum, True, scale, False)
+            E.rmsprop_at(i, p, g, square_avg, grad_avg, momentum_buffer, lr, alpha,
+                         one_minus_alpha, eps, weight_decay, momentum, True, scale, False)
     elif momentum > 0:
         for i in range(lo, hi):
-            E.rmsprop_at(i, p, g, square_avg, grad_avg, buf, lr, alpha, one_minus_alpha, eps,
-                         weight_decay, momentum, False, scale, True)
+            E.rmsprop_at(i, p, g, square_avg, grad_avg, momentum_buffer, lr, alpha,
+                         one_minus_alpha, eps, weight_decay, momentum, False, scale, True)
     else:
         for i in range(lo, hi):
-            E.rmsprop_at(i, p, g, square_avg, grad_avg, buf, lr, alpha, one_minus_alpha, eps,
-                         weight_decay, momentum, False, scale, False)
+            E.rmsprop_at(i, p, g, square_avg, grad_avg, momentum_buffer, lr, alpha,
+                         one_minus_alpha, eps, weight_decay, momentum, False, scale, False)
 
 
 @_inline
@@ -254,74 +267,219 @@ def _lion_range(lo, hi, p, g, exp_avg, lr, beta1, one_minus_beta1, beta2, one_mi
                   scale)
 
 
+# ---- The prologue: a kernel's scalars from its hyperparameters ----------------------------------
+#
+# A kernel gets its float hyperparameters as one array `hyper` of the arrays' dtype, hyper[0] = 1,
+# and its mode flags as bools. Each _<algo>_constants takes them in the launcher's order (`one`
+# first; the flags annotated bool) and returns the parameters of _<algo>_range after its arrays,
+# the derived ones (1 - beta, the weight decay's factor, the signed gradient scale) computed in
+# that dtype: from array elements, never from a literal, which would promote float32 to float64.
+
+
+@_inline
+def _signed(grad_scale, maximize):
+    """The gradient's factor: -(g*s) == g*(-s) exactly, so maximize costs nothing in the loop"""
+    return -grad_scale if maximize else grad_scale
+
+
+@_inline
+def _decay_and_l2(one, lr, weight_decay, decoupled):
+    """(decay, l2): decoupled decay scales p by 1 - lr*wd and adds no L2 term (0 as one - one);
+    L2 scales by 1 and adds wd*p"""
+    return (one - lr * weight_decay, one - one) if decoupled else (one, weight_decay)
+
+
+@_inline
+def _sgd_constants(one, lr, weight_decay, momentum, dampening, nesterov: bool, maximize: bool,
+                   first_step: bool, grad_scale):
+    return (lr, weight_decay, momentum, one - dampening, nesterov, first_step,
+            _signed(grad_scale, maximize))
+
+
+@_inline
+def _adagrad_constants(one, weight_decay, eps, maximize: bool, clr, grad_scale):
+    return weight_decay, eps, clr, _signed(grad_scale, maximize)
+
+
+@_inline
+def _rmsprop_constants(one, lr, alpha, eps, weight_decay, momentum, centered: bool,
+                       maximize: bool, grad_scale):
+    return (lr, alpha, one - alpha, eps, weight_decay, momentum, centered,
+            _signed(grad_scale, maximize))
+
+
+@_inline
+def _adam_constants(one, lr, beta1, beta2, eps, weight_decay, amsgrad: bool, maximize: bool,
+                    decoupled: bool, step_size, bias_correction2_sqrt, grad_scale):
+    decay, l2 = _decay_and_l2(one, lr, weight_decay, decoupled)
+    return (beta1, one - beta1, beta2, one - beta2, eps, l2, decay, amsgrad, step_size,
+            bias_correction2_sqrt, _signed(grad_scale, maximize))
+
+
+@_inline
+def _adamax_constants(one, beta1, beta2, eps, weight_decay, maximize: bool, clr, grad_scale):
+    return beta1, one - beta1, beta2, eps, weight_decay, clr, _signed(grad_scale, maximize)
+
+
+@_inline
+def _nadam_constants(one, lr, beta1, beta2, eps, weight_decay, maximize: bool, decoupled: bool,
+                     grad_coef, exp_avg_coef, bias_correction2, grad_scale):
+    decay, l2 = _decay_and_l2(one, lr, weight_decay, decoupled)
+    return (beta1, one - beta1, beta2, one - beta2, eps, l2, decay, grad_coef, exp_avg_coef,
+            bias_correction2, _signed(grad_scale, maximize))
+
+
+@_inline
+def _radam_constants(one, lr, beta1, beta2, eps, weight_decay, maximize: bool, decoupled: bool,
+                     rectify: bool, step_size, bias_correction2_sqrt, grad_scale):
+    decay, l2 = _decay_and_l2(one, lr, weight_decay, decoupled)
+    return (beta1, one - beta1, beta2, one - beta2, eps, l2, decay, rectify, step_size,
+            bias_correction2_sqrt, _signed(grad_scale, maximize))
+
+
+@_inline
+def _adadelta_constants(one, lr, rho, eps, weight_decay, maximize: bool, grad_scale):
+    return lr, rho, one - rho, eps, weight_decay, _signed(grad_scale, maximize)
+
+
+@_inline
+def _lion_constants(one, lr, beta1, beta2, weight_decay, maximize: bool, grad_scale):
+    return (lr, beta1, one - beta1, beta2, one - beta2, one - lr * weight_decay,
+            _signed(grad_scale, maximize))
+
+
 # ---- The steps: every block of the arrays, in parallel above PARALLEL_THRESHOLD -----------------
 #
-# Two templates for every algorithm (see _kernel_templates): ARGS stands for the parameters of the
-# algorithm's loop over [lo, hi) after (lo, hi, p, g), and _update for that loop.
+# Four templates for every algorithm (see _kernel_templates and _algorithm), whose placeholders
+# stand for: STATE its state arrays, FLAGS its flags, HYPER its hyperparameters (named as in the
+# launcher), FLOATS those that are not flags, VALUES the same in a kernel (hyper[k], or the flag),
+# SCALARS the parameters of its loop after the state arrays, KERNEL and KERNEL_NORM its kernels;
+# _update is its loop over [lo, hi), _constants its prologue.
+
+#: The placeholders that are neither parameters nor assigned, named here for linters: never used.
+VALUES = FLOATS = FLAGS = KERNEL = KERNEL_NORM = None
+
 
 def _update(lo, hi, p, g, *args):
-    """The algorithm's loop over [lo, hi) in the templates below, bound by _steps"""
+    """The algorithm's loop over [lo, hi) in the templates below, bound by _algorithm"""
     raise NotImplementedError("a template's _update is bound when it is expanded")
 
 
-def _step(p, g, ARGS):
+def _constants(one, *hyper):
+    """The algorithm's prologue in the templates below, bound by _algorithm"""
+    raise NotImplementedError("a template's _constants is bound when it is expanded")
+
+
+def _step(p, g, STATE, hyper, FLAGS):
     """Template: _update over every BLOCK of the arrays"""
+    SCALARS = _constants(hyper[0], VALUES)
     for c in prange((p.size + BLOCK - 1) // BLOCK):
         lo = c * BLOCK
-        _update(lo, min(p.size, lo + BLOCK), p, g, ARGS)
+        _update(lo, min(p.size, lo + BLOCK), p, g, STATE, SCALARS)
 
 
-def _step_with_norm(p, g, ARGS, chunk):
+def _step_with_norm(p, g, STATE, hyper, FLAGS, chunk):
     """Template: _step, also adding each block's squares of g right after updating it (in cache),
     in the chunks of _chunked_sum_of_squares: returns the sum with that kernel's bits"""
+    SCALARS = _constants(hyper[0], VALUES)
     partial = np.empty((p.size + chunk - 1) // chunk, np.float64)
     for c in prange(partial.size):
         lo, hi = c * chunk, min(p.size, (c + 1) * chunk)
         sums = _NO_SUMS
         for a in range(lo, hi, BLOCK):
             b = min(a + BLOCK, hi)
-            _update(a, b, p, g, ARGS)
+            _update(a, b, p, g, STATE, SCALARS)
             sums = _add_squares(g, a, b, sums)
         partial[c] = _total(sums)
     return _sum_in_order(partial)
 
 
-def _steps(name, update, formula):
-    """``(step, step_with_norm)`` of the loop ``update``: the templates expanded as ``name`` and
-    ``name + "_norm"``, compiled serial and parallel. ``step_with_norm`` also returns sum(g_i^2)
-    as ``_chunked_sum_of_squares(g, chunk)``, its last argument ``chunk``; ``formula`` is their
-    docstring."""
-    args = templates.parameters(update, 4)
+def _launch(param, grad, STATE, HYPER):
+    """Template: KERNEL on flat arrays, the floats rounded to their dtype in one array"""
+    if param.ndim != 1:  # the others have its shape, or are empty (1-D)
+        param, grad, STATE = map(flat, (param, grad, STATE))
+    KERNEL(param.size, param, grad, STATE, np.array((1.0, FLOATS), param.dtype), FLAGS)
+
+
+def _launch_with_norm(param, grad, STATE, HYPER, norm_out):
+    """Template: _launch with KERNEL_NORM, setting norm_out[0]"""
+    if param.ndim != 1:
+        param, grad, STATE = map(flat, (param, grad, STATE))
+    norm_out[0] = KERNEL_NORM(param.size, param, grad, STATE,
+                              np.array((1.0, FLOATS), param.dtype), FLAGS, REDUCTION_CHUNK)
+
+
+def _algorithm(name, title, update, constants, formula):
+    """``(kernel, kernel_norm, launcher, launcher_with_norm)`` of one algorithm: the templates
+    expanded with its loop ``update`` and its prologue ``constants``.
+
+    The launcher ``name(param, grad, <state arrays>, <hyperparameters>)`` takes the parameters of
+    ``update`` after ``(lo, hi, p, g)`` up to its first hyperparameter as state arrays, and the
+    parameters of ``constants`` after ``one`` as hyperparameters, those annotated ``bool`` as
+    flags. It calls the kernel ``_name(n, p, g, <state arrays>, hyper, <flags>)`` (serial or
+    parallel by ``n``; see :func:`_compile_serial_and_parallel`), ``hyper`` holding ``1`` and the
+    float hyperparameters in the arrays' dtype. ``name_with_norm`` takes ``norm_out`` after them,
+    and ``_name_norm`` also ``chunk``, returning sum(g_i^2) as ``_chunked_sum_of_squares(g,
+    chunk)``. ``formula`` is the kernels' docstring; ``title`` names the algorithm in the
+    launchers'."""
+    hyper = list(inspect.signature(constants).parameters.values())[1:]
+    flags = [h.name for h in hyper if h.annotation is bool]
+    floats = [h.name for h in hyper if h.annotation is not bool]
+    loop = list(inspect.signature(update).parameters)[4:]
+    first = next(i for i, arg in enumerate(loop) if arg in {h.name for h in hyper})
+    text = dict(
+        STATE=", ".join(loop[:first]), FLAGS=", ".join(flags),
+        HYPER=", ".join(h.name for h in hyper), FLOATS=", ".join(floats),
+        VALUES=", ".join(h.name if h.name in flags else f"hyper[{floats.index(h.name) + 1}]"
+                         for h in hyper),
+        SCALARS=", ".join(loop[first:]), KERNEL=f"_{name}", KERNEL_NORM=f"_{name}_norm")
+    bind = {"_constants": constants}
     fused_doc = (f"{formula}\n\n    and, in the same pass, returns sum(g_i^2) in float64 as "
                  "_chunked_sum_of_squares(g, chunk)")
-    return (_compile_serial_and_parallel(templates.expand(_step, name, args, update, formula)),
-            _compile_serial_and_parallel(templates.expand(_step_with_norm, name + "_norm", args,
-                                                          update, fused_doc)))
+    kernel = templates.expand(_step, f"_{name}", update=update, doc=formula, text=text, bind=bind)
+    kernel_norm = templates.expand(_step_with_norm, f"_{name}_norm", update=update, doc=fused_doc,
+                                   text=text, bind=bind)
+    # Defined in this module: they find _name and _name_norm there when called.
+    launcher = templates.expand(_launch, name, text=text, doc=(
+        f"{title} step in place; formula in :func:`fastopt.reference.{name}`."))
+    launcher_with_norm = templates.expand(_launch_with_norm, f"{name}_with_norm", text=text, doc=(
+        f":func:`{name}`, also setting ``norm_out[0] = sum_of_squares(grad)`` (bit for bit) "
+        "from the same pass over memory."))
+    return (_compile_serial_and_parallel(kernel), _compile_serial_and_parallel(kernel_norm),
+            launcher, launcher_with_norm)
 
 
-_sgd, _sgd_norm = _steps("_sgd", _sgd_range, """
+_sgd, _sgd_norm, sgd, sgd_with_norm = _algorithm("sgd", "SGD", _sgd_range, _sgd_constants, """
     d = s*g + wd*p; b = d (first step) or mu*b + (1-tau)*d; d = d + mu*b (Nesterov) or b;
     p -= lr*d""")
-_adagrad, _adagrad_norm = _steps("_adagrad", _adagrad_range, """
+_adagrad, _adagrad_norm, adagrad, adagrad_with_norm = _algorithm(
+    "adagrad", "Adagrad", _adagrad_range, _adagrad_constants, """
     d = s*g + wd*p; v += d^2; p -= clr * d / (sqrt(v) + eps)""")
-_rmsprop, _rmsprop_norm = _steps("_rmsprop", _rmsprop_range, """
+_rmsprop, _rmsprop_norm, rmsprop, rmsprop_with_norm = _algorithm(
+    "rmsprop", "RMSprop", _rmsprop_range, _rmsprop_constants, """
     d = s*g + wd*p; v = a*v + (1-a)*d^2; gbar = a*gbar + (1-a)*d; den = sqrt(v - gbar^2 or v) + eps;
     b = mu*b + d/den, p -= lr*b  (mu > 0)  or  p -= lr*d/den""")
-_adam, _adam_norm = _steps("_adam", _adam_range, """
+_adam, _adam_norm, adam, adam_with_norm = _algorithm(
+    "adam", "Adam/AdamW", _adam_range, _adam_constants, """
     p *= decay (AdamW) or d = s*g + wd*p (Adam); m = b1*m + (1-b1)*d; v = b2*v + (1-b2)*d^2;
     vhat = max(vhat, v) (AMSGrad); p -= step_size * m / (sqrt(vhat)/sqrt(1-b2^t) + eps)""")
-_adamax, _adamax_norm = _steps("_adamax", _adamax_range, """
+_adamax, _adamax_norm, adamax, adamax_with_norm = _algorithm(
+    "adamax", "Adamax", _adamax_range, _adamax_constants, """
     d = s*g + wd*p; m = b1*m + (1-b1)*d; u = max(b2*u, |d| + eps); p -= clr * m / u""")
-_nadam, _nadam_norm = _steps("_nadam", _nadam_range, """
+_nadam, _nadam_norm, nadam, nadam_with_norm = _algorithm(
+    "nadam", "NAdam", _nadam_range, _nadam_constants, """
     p *= decay (decoupled) or d = s*g + wd*p; m = b1*m + (1-b1)*d; v = b2*v + (1-b2)*d^2;
     den = sqrt(v / (1-b2^t)) + eps; p -= grad_coef * d / den + exp_avg_coef * m / den""")
-_radam, _radam_norm = _steps("_radam", _radam_range, """
+_radam, _radam_norm, radam, radam_with_norm = _algorithm(
+    "radam", "RAdam", _radam_range, _radam_constants, """
     p *= decay (decoupled) or d = s*g + wd*p; m = b1*m + (1-b1)*d; v = b2*v + (1-b2)*d^2;
     p -= step_size * m * sqrt(1-b2^t) / (sqrt(v) + eps)  (rectified)  or  step_size * m""")
-_adadelta, _adadelta_norm = _steps("_adadelta", _adadelta_range, """
+_adadelta, _adadelta_norm, adadelta, adadelta_with_norm = _algorithm(
+    "adadelta", "Adadelta", _adadelta_range, _adadelta_constants, """
     d = s*g + wd*p; v = rho*v + (1-rho)*d^2; delta = sqrt(a + eps) / sqrt(v + eps) * d;
     a = rho*a + (1-rho)*delta^2; p -= lr * delta""")
-_lion, _lion_norm = _steps("_lion", _lion_range, """
+_lion, _lion_norm, lion, lion_with_norm = _algorithm(
+    "lion", "Lion", _lion_range, _lion_constants, """
     c = b1*m + (1-b1)*d; p = p*(1 - lr*wd) - lr*sign(c); m = b2*m + (1-b2)*d""")
 
 
@@ -392,73 +550,6 @@ def _lamb_update(p, exp_avg, exp_avg_sq, offsets, ratio, chunk, eps, weight_deca
             s += 1
 
 
-
-
-def sgd(param, grad, momentum_buffer, lr, weight_decay, momentum, dampening, nesterov, maximize,
-        first_step, grad_scale):
-    """SGD step in place; formula in :func:`fastopt.reference.sgd`."""
-    _sgd(param.size, *kernel_args.sgd(param, grad, momentum_buffer, lr, weight_decay, momentum,
-                                      dampening, nesterov, maximize, first_step, grad_scale))
-
-
-def adagrad(param, grad, state_sum, weight_decay, eps, maximize, clr, grad_scale):
-    """Adagrad step in place; formula in :func:`fastopt.reference.adagrad`."""
-    _adagrad(param.size, *kernel_args.adagrad(param, grad, state_sum, weight_decay, eps, maximize,
-                                              clr, grad_scale))
-
-
-def rmsprop(param, grad, square_avg, grad_avg, momentum_buffer, lr, alpha, eps, weight_decay,
-            momentum, centered, maximize, grad_scale):
-    """RMSprop step in place; formula in :func:`fastopt.reference.rmsprop`."""
-    _rmsprop(param.size, *kernel_args.rmsprop(param, grad, square_avg, grad_avg, momentum_buffer,
-                                              lr, alpha, eps, weight_decay, momentum, centered,
-                                              maximize, grad_scale))
-
-
-def adam(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, lr, beta1, beta2, eps, weight_decay,
-         amsgrad, maximize, decoupled, step_size, bias_correction2_sqrt, grad_scale):
-    """Adam/AdamW step in place; formula in :func:`fastopt.reference.adam`."""
-    _adam(param.size, *kernel_args.adam(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, lr,
-                                        beta1, beta2, eps, weight_decay, amsgrad, maximize,
-                                        decoupled, step_size, bias_correction2_sqrt, grad_scale))
-
-
-def adamax(param, grad, exp_avg, exp_inf, beta1, beta2, eps, weight_decay, maximize, clr,
-           grad_scale):
-    """Adamax step in place; formula in :func:`fastopt.reference.adamax`."""
-    _adamax(param.size, *kernel_args.adamax(param, grad, exp_avg, exp_inf, beta1, beta2, eps,
-                                            weight_decay, maximize, clr, grad_scale))
-
-
-def nadam(param, grad, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, weight_decay, maximize,
-          decoupled, grad_coef, exp_avg_coef, bias_correction2, grad_scale):
-    """NAdam step in place; formula in :func:`fastopt.reference.nadam`."""
-    _nadam(param.size, *kernel_args.nadam(param, grad, exp_avg, exp_avg_sq, lr, beta1, beta2, eps,
-                                          weight_decay, maximize, decoupled, grad_coef,
-                                          exp_avg_coef, bias_correction2, grad_scale))
-
-
-def radam(param, grad, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, weight_decay, maximize,
-          decoupled, rectify, step_size, bias_correction2_sqrt, grad_scale):
-    """RAdam step in place; formula in :func:`fastopt.reference.radam`."""
-    _radam(param.size, *kernel_args.radam(param, grad, exp_avg, exp_avg_sq, lr, beta1, beta2, eps,
-                                          weight_decay, maximize, decoupled, rectify, step_size,
-                                          bias_correction2_sqrt, grad_scale))
-
-
-def adadelta(param, grad, square_avg, acc_delta, lr, rho, eps, weight_decay, maximize,
-             grad_scale):
-    """Adadelta step in place; formula in :func:`fastopt.reference.adadelta`."""
-    _adadelta(param.size, *kernel_args.adadelta(param, grad, square_avg, acc_delta, lr, rho, eps,
-                                                weight_decay, maximize, grad_scale))
-
-
-def lion(param, grad, exp_avg, lr, beta1, beta2, weight_decay, maximize, grad_scale):
-    """Lion step in place; formula in :func:`fastopt.reference.lion`."""
-    _lion(param.size, *kernel_args.lion(param, grad, exp_avg, lr, beta1, beta2, weight_decay,
-                                        maximize, grad_scale))
-
-
 def lamb(param, grad, exp_avg, exp_avg_sq, segment_offsets, lr, beta1, beta2, eps, weight_decay,
          maximize, bias_correction1, bias_correction2, grad_scale):
     """LAMB step in place, two passes (segmented reduction, then update); formula in
@@ -466,103 +557,21 @@ def lamb(param, grad, exp_avg, exp_avg_sq, segment_offsets, lr, beta1, beta2, ep
     n, chunk = param.size, LAMB_CHUNK
     if n == 0:
         return
-    one = param.dtype.type(1)
+    # The floats rounded to the arrays' dtype, as numpy scalars of it (lr too: the trust ratio
+    # takes it in float64 from its rounded value).
+    one, lr, beta1, beta2, eps, weight_decay, bias_correction1, bias_correction2, grad_scale = \
+        np.array((1.0, lr, beta1, beta2, eps, weight_decay, bias_correction1, bias_correction2,
+                  grad_scale), param.dtype)
     segments = segment_offsets.size - 1
     partial = np.empty(((n + chunk - 1) // chunk + segments, 2), np.float64)
     ratio = np.empty(segments, param.dtype)
     p, m, v = flat(param), flat(exp_avg), flat(exp_avg_sq)
     _lamb_moments(n, p, flat(grad), m, v, segment_offsets, partial, chunk, beta1, one - beta1,
                   beta2, one - beta2, eps, weight_decay, bias_correction1, bias_correction2,
-                  signed(grad_scale, maximize))
+                  -grad_scale if maximize else grad_scale)
     _lamb_ratios(segment_offsets, partial, chunk, float(lr), ratio)
     _lamb_update(n, p, m, v, segment_offsets, ratio, chunk, eps, weight_decay, bias_correction1,
                  bias_correction2)
-
-
-def sum_of_squares(grad):
-    """The squared global norm in float64; formula in :func:`fastopt.reference.sum_of_squares`."""
-    return float(_chunked_sum_of_squares(grad.size, flat(grad), REDUCTION_CHUNK))
-
-
-# ---- Steps that also compute the gradient's sum of squares --------------------------------------
-
-def sgd_with_norm(param, grad, momentum_buffer, lr, weight_decay, momentum, dampening, nesterov,
-                  maximize, first_step, grad_scale, norm_out):
-    """:func:`sgd`, also setting ``norm_out[0] = sum_of_squares(grad)`` (bit for bit) from the
-    same pass over memory."""
-    args = kernel_args.sgd(param, grad, momentum_buffer, lr, weight_decay, momentum, dampening,
-                           nesterov, maximize, first_step, grad_scale)
-    norm_out[0] = _sgd_norm(param.size, *args, REDUCTION_CHUNK)
-
-
-def adagrad_with_norm(param, grad, state_sum, weight_decay, eps, maximize, clr, grad_scale,
-                      norm_out):
-    """:func:`adagrad` and ``norm_out[0] = sum_of_squares(grad)``, as :func:`sgd_with_norm`."""
-    args = kernel_args.adagrad(param, grad, state_sum, weight_decay, eps, maximize, clr,
-                               grad_scale)
-    norm_out[0] = _adagrad_norm(param.size, *args, REDUCTION_CHUNK)
-
-
-def rmsprop_with_norm(param, grad, square_avg, grad_avg, momentum_buffer, lr, alpha, eps,
-                      weight_decay, momentum, centered, maximize, grad_scale, norm_out):
-    """:func:`rmsprop` and ``norm_out[0] = sum_of_squares(grad)``, as :func:`sgd_with_norm`."""
-    args = kernel_args.rmsprop(param, grad, square_avg, grad_avg, momentum_buffer, lr, alpha, eps,
-                               weight_decay, momentum, centered, maximize, grad_scale)
-    norm_out[0] = _rmsprop_norm(param.size, *args, REDUCTION_CHUNK)
-
-
-def adam_with_norm(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, lr, beta1, beta2, eps,
-                   weight_decay, amsgrad, maximize, decoupled, step_size, bias_correction2_sqrt,
-                   grad_scale, norm_out):
-    """:func:`adam` and ``norm_out[0] = sum_of_squares(grad)``, as :func:`sgd_with_norm`."""
-    args = kernel_args.adam(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, lr, beta1, beta2, eps,
-                            weight_decay, amsgrad, maximize, decoupled, step_size,
-                            bias_correction2_sqrt, grad_scale)
-    norm_out[0] = _adam_norm(param.size, *args, REDUCTION_CHUNK)
-
-
-def adamax_with_norm(param, grad, exp_avg, exp_inf, beta1, beta2, eps, weight_decay, maximize,
-                     clr, grad_scale, norm_out):
-    """:func:`adamax` and ``norm_out[0] = sum_of_squares(grad)``, as :func:`sgd_with_norm`."""
-    args = kernel_args.adamax(param, grad, exp_avg, exp_inf, beta1, beta2, eps, weight_decay,
-                              maximize, clr, grad_scale)
-    norm_out[0] = _adamax_norm(param.size, *args, REDUCTION_CHUNK)
-
-
-def nadam_with_norm(param, grad, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, weight_decay,
-                    maximize, decoupled, grad_coef, exp_avg_coef, bias_correction2, grad_scale,
-                    norm_out):
-    """:func:`nadam` and ``norm_out[0] = sum_of_squares(grad)``, as :func:`sgd_with_norm`."""
-    args = kernel_args.nadam(param, grad, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, weight_decay,
-                             maximize, decoupled, grad_coef, exp_avg_coef, bias_correction2,
-                             grad_scale)
-    norm_out[0] = _nadam_norm(param.size, *args, REDUCTION_CHUNK)
-
-
-def radam_with_norm(param, grad, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, weight_decay,
-                    maximize, decoupled, rectify, step_size, bias_correction2_sqrt, grad_scale,
-                    norm_out):
-    """:func:`radam` and ``norm_out[0] = sum_of_squares(grad)``, as :func:`sgd_with_norm`."""
-    args = kernel_args.radam(param, grad, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, weight_decay,
-                             maximize, decoupled, rectify, step_size, bias_correction2_sqrt,
-                             grad_scale)
-    norm_out[0] = _radam_norm(param.size, *args, REDUCTION_CHUNK)
-
-
-def adadelta_with_norm(param, grad, square_avg, acc_delta, lr, rho, eps, weight_decay, maximize,
-                       grad_scale, norm_out):
-    """:func:`adadelta` and ``norm_out[0] = sum_of_squares(grad)``, as :func:`sgd_with_norm`."""
-    args = kernel_args.adadelta(param, grad, square_avg, acc_delta, lr, rho, eps, weight_decay,
-                                maximize, grad_scale)
-    norm_out[0] = _adadelta_norm(param.size, *args, REDUCTION_CHUNK)
-
-
-def lion_with_norm(param, grad, exp_avg, lr, beta1, beta2, weight_decay, maximize, grad_scale,
-                   norm_out):
-    """:func:`lion` and ``norm_out[0] = sum_of_squares(grad)``, as :func:`sgd_with_norm`."""
-    args = kernel_args.lion(param, grad, exp_avg, lr, beta1, beta2, weight_decay, maximize,
-                            grad_scale)
-    norm_out[0] = _lion_norm(param.size, *args, REDUCTION_CHUNK)
 
 
 def lamb_with_norm(param, grad, exp_avg, exp_avg_sq, segment_offsets, lr, beta1, beta2, eps,
@@ -573,3 +582,8 @@ def lamb_with_norm(param, grad, exp_avg, exp_avg_sq, segment_offsets, lr, beta1,
     norm_out[0] = sum_of_squares(grad)
     lamb(param, grad, exp_avg, exp_avg_sq, segment_offsets, lr, beta1, beta2, eps, weight_decay,
          maximize, bias_correction1, bias_correction2, grad_scale)
+
+
+def sum_of_squares(grad):
+    """The squared global norm in float64; formula in :func:`fastopt.reference.sum_of_squares`."""
+    return float(_chunked_sum_of_squares(grad.size, flat(grad), REDUCTION_CHUNK))

@@ -2,11 +2,12 @@
 
 Each kernel compiles lazily, once per dtype: hyperparameters arrive as scalars of the arrays' dtype
 and mode flags as ``bool`` runtime arguments, so changing either never recompiles. The launchers
-take the kernels' arguments from :mod:`fastopt.backends._optim_args`, as the ``cpu`` backend's do:
-flat views of the arrays (no copy for the C-contiguous arrays the contract guarantees) and
-``1 - beta`` style constants in the array dtype, so a float32 kernel never promotes to float64. A
-step launches on the default stream and neither allocates, copies nor synchronizes (LAMB allocates
-its scratch sums on its first step for each layout, then reuses them).
+take the kernels' arguments from :mod:`fastopt.backends._optim_args` (the ``cpu`` backend computes
+the same constants in its kernels' prologue): flat views of the arrays (no copy for the
+C-contiguous arrays the contract guarantees) and ``1 - beta`` style constants in the array dtype,
+so a float32 kernel never promotes to float64. A step launches on the default stream and neither
+allocates, copies nor synchronizes (LAMB allocates its scratch sums on its first step for each
+layout, then reuses them).
 
 The math of each step is its element in :mod:`fastopt.backends._optim_element`, shared with the
 ``cpu`` backend. ``<algo>_with_norm`` runs the same update and, in the same grid-stride pass, the
