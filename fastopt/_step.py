@@ -126,18 +126,9 @@ def _kernel_order(uses, on_device, dtype):
     return lambda given: getter((*given, empty))
 
 
-#: Kernel module -> its TAKES_PYTHON_FLOATS.
-_ROUNDS_ITSELF = {}
-
-
-def _cast(module, arrays, scalars, grad_scale):
-    """The kernel's scalars in the arrays' dtype (flags stay ``bool``), ``grad_scale`` last; as
-    they are for a module that rounds Python floats itself (``TAKES_PYTHON_FLOATS``)."""
-    rounds_itself = _ROUNDS_ITSELF.get(module)
-    if rounds_itself is None:  # getattr with a default costs a microsecond when it is missing
-        rounds_itself = _ROUNDS_ITSELF[module] = getattr(module, "TAKES_PYTHON_FLOATS", False)
-    if rounds_itself:
-        return (*scalars, grad_scale)
+def _cast(arrays, scalars, grad_scale):
+    """The kernel's scalars in the arrays' dtype (flags stay ``bool``), ``grad_scale`` last, for a
+    module that does not round Python floats itself (``TAKES_PYTHON_FLOATS``)."""
     # One conversion of all of them: numpy scalars rounded exactly as dtype.type(x) rounds.
     cast = list(np.array([*scalars, grad_scale], arrays[0].dtype))
     for i, s in enumerate(scalars):
@@ -147,9 +138,12 @@ def _cast(module, arrays, scalars, grad_scale):
 
 
 def launch(module, algorithm, arrays, scalars, grad_scale=1.0):
-    """Runs the kernel with scalars cast to the arrays' dtype (flags stay ``bool``): one compiled
+    """Runs the kernel with scalars in the arrays' dtype (flags stay ``bool``): one compiled
     kernel per dtype, whatever the values. ``grad_scale`` multiplies the gradient in the kernel."""
-    getattr(module, algorithm.kernel)(*arrays, *_cast(module, arrays, scalars, grad_scale))
+    if module.TAKES_PYTHON_FLOATS:
+        getattr(module, algorithm.kernel)(*arrays, *scalars, grad_scale)
+    else:
+        getattr(module, algorithm.kernel)(*arrays, *_cast(arrays, scalars, grad_scale))
 
 
 def launch_with_norm(module, algorithm, arrays, scalars, grad_scale, norm_out):
@@ -162,4 +156,7 @@ def launch_with_norm(module, algorithm, arrays, scalars, grad_scale, norm_out):
     waits). For several parameters, give each its own element (``out[k:k + 1]``) and add the
     elements in parameter order, as ``sum(module.sum_of_squares(g) for g in grads)`` does."""
     kernel = getattr(module, algorithm.kernel + "_with_norm")
-    kernel(*arrays, *_cast(module, arrays, scalars, grad_scale), norm_out)
+    if module.TAKES_PYTHON_FLOATS:
+        kernel(*arrays, *scalars, grad_scale, norm_out)
+    else:
+        kernel(*arrays, *_cast(arrays, scalars, grad_scale), norm_out)

@@ -719,7 +719,7 @@ def _stage_times(name, backend, n, dtype, repeat):
     arrays = list(args[:len(named)])
     scalars = algorithm.scalars(hyper, 2, False)
     no_kernel = types.SimpleNamespace(
-        TAKES_PYTHON_FLOATS=getattr(module, "TAKES_PYTHON_FLOATS", False),
+        TAKES_PYTHON_FLOATS=module.TAKES_PYTHON_FLOATS,
         **{algorithm.kernel: lambda *a: None})
     stages = {
         "check_hyper": lambda: _step.checked_step(algorithm, hyper_in),

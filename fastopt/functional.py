@@ -29,7 +29,9 @@ def _step(algorithm, param, grad, states, step, backend, hyper, fresh=False, hos
           segment_offsets=None):
     """Checks everything, then runs one step; returns the host state after it (``{}`` for most).
     ``host`` holds the host state before the step (NAdam's ``mu_product``)."""
-    grad_scale = check_number("grad_scale", hyper["grad_scale"], 0.0)
+    grad_scale = hyper["grad_scale"]
+    if type(grad_scale) is not float or not 0.0 <= grad_scale < math.inf:  # else checked already
+        grad_scale = check_number("grad_scale", grad_scale, 0.0)
     hyper, uses = checked_step(algorithm, hyper)
     step = check_step(step)
     module, arrays, on_device = resolve(algorithm, hyper, param, grad, states, backend, uses)

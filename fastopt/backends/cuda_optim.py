@@ -38,6 +38,9 @@ from ._optim_element import make_elements
 #: The element updates (see :mod:`fastopt.backends._optim_element`), as device functions.
 E = make_elements(cuda.jit(device=True))
 
+#: The launchers take scalars already cast to the arrays' dtype (see :mod:`fastopt.backends`).
+TAKES_PYTHON_FLOATS = False
+
 #: True under the CUDA simulator, where each thread runs in Python.
 SIMULATOR = bool(numba.config.ENABLE_CUDASIM)
 

@@ -2,6 +2,9 @@
 
 from .. import reference
 
+#: The reference computes in the dtype of the scalars it is given: they come cast to the arrays'.
+TAKES_PYTHON_FLOATS = False
+
 
 def _write_back(outputs, targets):
     for target, value in zip(targets, outputs):
