@@ -1,9 +1,12 @@
 """Benchmarks of fastopt's steps against the machine's roofline and against peers.
 
-Every time is the median of repeated, warmed-up runs (:func:`median_time`). A step is reported as
-time, params/s and GB/s, where the bytes moved count each array once: every array the step reads
-(param, grad, used state) and every array it writes (param, used state), the traffic of one pass
-over memory (:func:`bytes_per_step`).
+Every time is the median of repeated, warmed-up runs (:func:`median_time`). Cases compared with each
+other (a step, its same-traffic kernel and its peers; the many-tensor cases; a step and its kernel
+at each thread count) are timed in turn, round after round (:func:`interleaved_samples`), and their
+ratios are medians of the per-round ratios. A step is reported as time, params/s and GB/s, where
+the bytes moved count each array once: every array the step reads (param, grad, used state) and
+every array it writes (param, used state), the traffic of one pass over memory
+(:func:`bytes_per_step`).
 
 The yardsticks, measured in the same run:
 
@@ -24,6 +27,7 @@ bench`` (:mod:`fastopt.cli`) runs them and prints :func:`format_report`.
 
 import contextlib
 import cProfile
+import functools
 import gc
 import itertools
 import json
@@ -238,16 +242,6 @@ def make_class_step(name, options, backend, shapes, dtype=np.float32, **class_op
     grads = [(rng.standard_normal(s) * 1e-3).astype(dtype) for s in shapes]
     opt = cls(params, backend=backend, **options, **class_options)
     return lambda: opt.step(grads)
-
-
-def time_step(name, options, backend, n, dtype=np.float32, repeat=10, warmup=3, label=None,
-              max_s=10.0):
-    """Median wall time of one functional step of ``name`` over ``n`` parameters."""
-    one_step = make_step(name, options, backend, n, dtype)
-    samples = time_samples(one_step, repeat, warmup, max_s=max_s)
-    return Result(label or name, backend, np.dtype(dtype).name, n, statistics.median(samples),
-                  bytes_per_step(name, options, n, dtype),
-                  written=written_arrays(name, options), min_s=min(samples))
 
 
 # ---- roofline kernels -------------------------------------------------------------------------
@@ -486,6 +480,30 @@ def _physical_memory():
         return None
 
 
+def time_cases(makers, nbytes, repeat=10, max_s=10.0, skipped=None, what="{}"):
+    """Samples of the cases ``{key: make}``, where ``make()`` builds a case's closure (or raises
+    :class:`Unsupported`, noted in ``skipped`` as ``what.format(key)``). The closures are timed
+    in turn (:func:`interleaved_samples`) when their arrays, about ``nbytes`` per case, fit in
+    memory together (under 40% of it), else each alone, built just before. Returns ``(samples by
+    key, whether they were timed in turn)``."""
+    memory = _physical_memory()
+    together = memory is not None and len(makers) * nbytes < 0.4 * memory
+    samples, fns = {}, {}
+    for key, make in makers.items():
+        try:
+            fns[key] = make()
+        except Unsupported as exc:
+            if skipped is not None:
+                skipped.append((what.format(key), str(exc)))
+            continue
+        if not together:
+            samples[key] = time_samples(fns.pop(key), repeat, max_s=max_s)
+            gc.collect()
+    if together:
+        samples = interleaved_samples(fns, repeat, max_s=max_s)
+    return samples, together
+
+
 def time_configuration(label, name, options, n, dtype, backends, peers=PEERS, roofline=True,
                        repeat=10, max_s=10.0, skipped=None):
     """One configuration at one size: the step on every backend, every peer, and the same-traffic
@@ -504,22 +522,8 @@ def time_configuration(label, name, options, n, dtype, backends, peers=PEERS, ro
         for b in ROOFLINE_BACKENDS:
             if b in backends:
                 makers["roof " + b] = lambda b=b: make_same_traffic(written, b, n, dtype)
-    memory = _physical_memory()
-    together = memory is not None and len(makers) * moved < 0.4 * memory
-    samples, fns = {}, {}
-    for key, make in makers.items():
-        try:
-            fns[key] = make()
-        except Unsupported as exc:
-            if skipped is not None:
-                skipped.append((f"{label} {key} {dtype.name} n={n:,}", str(exc)))
-            continue
-        if not together:
-            samples[key] = time_samples(fns.pop(key), repeat, max_s=max_s)
-            gc.collect()
-    if together:
-        samples = interleaved_samples(fns, repeat, max_s=max_s)
-    del fns
+    samples, together = time_cases(makers, moved, repeat, max_s, skipped,
+                                   f"{label} {{}} {dtype.name} n={n:,}")
     roofs = [samples["roof " + b] for b in ROOFLINE_BACKENDS if "roof " + b in samples]
     results = []
     for key, own in samples.items():
@@ -870,35 +874,37 @@ def many_tensors(count=10_000, size=1_000, name="adam", backends=None, dtype=np.
     total = count * size
     nbytes = bytes_per_step(name, options, total, dtype)
     label = f"{name} {count:,}x{size:,}"
-    out = []
-
-    def add(case, fn):
-        median, best = _timed(fn, repeat, max_s)
-        out.append(Result(label, case, np.dtype(dtype).name, total, median, nbytes, kind="many",
-                          written=written_arrays(name, options), min_s=best))
-
     no_check = {"skip_nonfinite": False}
+    makers = {}
     for backend in [b for b in (backends or ROOFLINE_BACKENDS) if b in available_backends()]:
-        add(f"{backend} 1 tensor", make_class_step(name, options, backend, [(total,)], dtype))
-        add(f"{backend} 1 tensor, no check", make_class_step(name, options, backend, [(total,)],
-                                                             dtype, **no_check))
-        add(f"{backend} arrays", make_class_step(name, options, backend, [(size,)] * count,
-                                                 dtype))
-        for case, kwargs in ((f"{backend} arena", {}), (f"{backend} arena, no check", no_check)):
-            try:
-                add(case, make_arena_step(name, options, count, size, backend, dtype, **kwargs))
-            except Unsupported as exc:
-                skipped.append((f"{label} {case}", str(exc)))
-        gc.collect()
+        makers[f"{backend} 1 tensor"] = functools.partial(make_class_step, name, options, backend,
+                                                          [(total,)], dtype)
+        makers[f"{backend} 1 tensor, no check"] = functools.partial(
+            make_class_step, name, options, backend, [(total,)], dtype, **no_check)
+        makers[f"{backend} arrays"] = functools.partial(make_class_step, name, options, backend,
+                                                        [(size,)] * count, dtype)
+        makers[f"{backend} arena"] = functools.partial(make_arena_step, name, options, count,
+                                                       size, backend, dtype)
+        makers[f"{backend} arena, no check"] = functools.partial(
+            make_arena_step, name, options, count, size, backend, dtype, **no_check)
+    for peer in peers:
+        makers[f"{peer} 1 tensor"] = functools.partial(make_torch_step, peer, name, options,
+                                                       [(total,)], dtype)
+        makers[f"{peer} tensors"] = functools.partial(make_torch_step, peer, name, options,
+                                                      [(size,)] * count, dtype)
     with _torch_threads(get_num_threads()):
-        for peer in peers:
-            for case, shapes in ((f"{peer} 1 tensor", [(total,)]),
-                                 (f"{peer} tensors", [(size,)] * count)):
-                try:
-                    add(case, make_torch_step(peer, name, options, shapes, dtype))
-                except Unsupported as exc:
-                    skipped.append((f"{label} {case}", str(exc)))
-            gc.collect()
+        samples, together = time_cases(makers, nbytes, repeat, max_s, skipped, f"{label} {{}}")
+    gc.collect()
+    out = []
+    for case, own in samples.items():
+        # Each case against the ones the targets compare it with, round by round.
+        backend = case.split()[0]
+        paired = {other: paired_ratio(samples[other], own) for other in
+                  (f"{backend} 1 tensor", "torch-fused tensors")
+                  if together and backend not in peers and other in samples and other != case}
+        out.append(Result(label, case, np.dtype(dtype).name, total, statistics.median(own),
+                          nbytes, kind="many", written=written_arrays(name, options),
+                          min_s=min(own), paired=paired))
     return out
 
 
@@ -911,19 +917,22 @@ def thread_scaling(n=10_000_000, name="adam", dtype=np.float32, backends=None, r
 
     before = get_num_threads()
     written = written_arrays(name, {})
+    moved = bytes_per_step(name, {}, n, dtype)  # as much as the same-traffic kernel moves
     out = []
     try:
         for threads in range(1, max_num_threads() + 1):
             set_num_threads(threads)
             for backend in [b for b in (backends or ROOFLINE_BACKENDS)
                             if b in available_backends()]:
-                step = time_step(name, {}, backend, n, dtype, repeat, max_s=max_s)
-                roof = time_same_traffic(written, backend, n, dtype, repeat, max_s)
+                samples = interleaved_samples(
+                    {"step": make_step(name, {}, backend, n, dtype),
+                     "roof": make_same_traffic(written, backend, n, dtype)}, repeat, max_s=max_s)
                 out.append({"backend": backend, "threads": threads, "n": n,
                             "optimizer": name, "dtype": np.dtype(dtype).name,
-                            "step_gb_per_s": step.gb_per_s,
-                            "same_traffic_gb_per_s": roof.gb_per_s,
-                            "ratio": roof.median_s / step.median_s})
+                            "step_gb_per_s": moved / statistics.median(samples["step"]) / 1e9,
+                            "same_traffic_gb_per_s": moved / statistics.median(samples["roof"])
+                            / 1e9,
+                            "ratio": paired_ratio(samples["roof"], samples["step"])})
                 gc.collect()
     finally:
         set_num_threads(before)
@@ -1161,8 +1170,11 @@ def check_targets(report):
             backend = key.split()[0]
             one = many.get(f"{backend} 1 tensor")
             fused = many.get("torch-fused tensors")
-            vs_one = many[key].median_s / one.median_s if one else None
-            vs_fused_x = fused.median_s / many[key].median_s if fused else None
+            paired = many[key].paired  # round by round, when timed in turn
+            vs_one = (1 / paired[one.backend] if one.backend in paired
+                      else many[key].median_s / one.median_s) if one else None
+            vs_fused_x = paired.get(fused.backend, fused.median_s / many[key].median_s) \
+                if fused else None
             ok &= vs_one is not None and vs_one <= t["arena_vs_one"]
             ok &= vs_fused_x is not None and vs_fused_x >= t["arena_vs_fused"]
             evidence.append(f"{backend}: arena/one tensor {_fmt(vs_one, '.2f', 0)}, "

@@ -103,3 +103,13 @@ def test_a_configuration_pairs_each_step_with_its_yardsticks():
         assert benchmark.peer_speedup(r, "numpy-user", results) == r.paired["numpy-user"] > 0
         if "c" in backends:  # c's own kernel, or the host kernel for numpy
             assert benchmark.roofline_ratio(r, results) == r.paired["roofline"] > 0
+
+
+def test_many_tensors_pairs_each_case_with_one_tensor():
+    results = benchmark.many_tensors(count=20, size=50, backends=BACKENDS[:1], repeat=3,
+                                     peers=(), max_s=0.2)
+    cases = {r.backend: r for r in results}
+    backend = BACKENDS[0]
+    assert f"{backend} arena" in cases and f"{backend} 1 tensor" in cases
+    assert cases[f"{backend} arena"].paired[f"{backend} 1 tensor"] > 0
+    assert f"{backend} 1 tensor" not in cases[f"{backend} 1 tensor"].paired
