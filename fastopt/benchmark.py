@@ -112,11 +112,16 @@ def time_samples(fn, repeat=10, warmup=3, min_sample_s=2e-4, max_s=10.0):
     return samples
 
 
-def interleaved_samples(fns, repeat=10, warmup=3, min_sample_s=2e-4, max_s=10.0):
+def interleaved_samples(fns, repeat=10, warmup=3, min_sample_s=0.02, max_s=10.0):
     """:func:`time_samples` of several functions (``{label: fn}``) taken in turn, one sample of
     each per round, so that the machine's drift (other load, clock, memory placement) falls on
-    all of them alike and a ratio of two of them can be taken round by round. Returns ``{label:
-    samples}``; stops early after ``max_s`` seconds per function, with at least 3 rounds."""
+    all of them alike and a ratio of two of them can be taken round by round. Each sample follows
+    one untimed call of its function, which brings its arrays back into cache as a loop of that
+    function alone would find them (the other functions' calls evict them). A sample batches
+    calls over ``min_sample_s`` (longer than :func:`time_samples`'s): switching between libraries
+    leaves the previous one's thread pool spinning and wakes this one's from sleep, which would
+    weigh on a short sample. Returns ``{label: samples}``; stops early after ``max_s`` seconds
+    per function, with at least 3 rounds."""
     inner = {}
     for label, fn in fns.items():
         once = min(time_samples(fn, 1, warmup, min_sample_s=0.0, max_s=max_s))
@@ -125,6 +130,7 @@ def interleaved_samples(fns, repeat=10, warmup=3, min_sample_s=2e-4, max_s=10.0)
     start = time.perf_counter()
     for done in range(1, repeat + 1):
         for label, fn in fns.items():
+            fn()
             t0 = time.perf_counter()
             for _ in range(inner[label]):
                 fn()
@@ -1090,7 +1096,9 @@ def run_all(sizes, dtypes=(np.float32,), backends=None, repeat=10, peers=PEERS,
         "sizes": sizes, "dtypes": [np.dtype(d).name for d in dtypes],
         "backends": list(backends or available_backends()), "repeat": repeat,
         "peers": list(peers), "sections": list(sections), "timing": "median of repeated runs "
-        f"after warm-up; short calls batched to >= 0.2 ms per sample; at most ~{max_s:g} s per case"})
+        "after warm-up; cases compared are timed in turn, round by round, each sample after an "
+        "untimed call and batched to >= 20 ms (0.2 ms when timed alone); at most "
+        f"~{max_s:g} s per case"})
 
     def say(what):
         if progress:
