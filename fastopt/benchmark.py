@@ -146,13 +146,6 @@ def paired_ratio(numerator, denominator):
     return statistics.median(a / b for a, b in zip(numerator, denominator))
 
 
-def _timed(fn, repeat, max_s):
-    """``(median, min)`` seconds per call: the median is the result; the minimum, printed beside
-    it, shows what the code does when the machine leaves it alone."""
-    samples = time_samples(fn, repeat, max_s=max_s)
-    return statistics.median(samples), min(samples)
-
-
 def _synchronize(backend):
     if backend == "cuda":
         from numba import cuda
@@ -311,24 +304,34 @@ def make_same_traffic(written, backend, n, dtype=np.float32):
     return lambda: kernels.same_traffic(arrays, read, 1e-6)
 
 
-def time_same_traffic(written, backend, n, dtype=np.float32, repeat=10, max_s=10.0):
-    median, best = _timed(make_same_traffic(written, backend, n, dtype), repeat, max_s)
-    return Result(f"same-traffic w={written}", backend, np.dtype(dtype).name, n, median,
-                  (2 * written + 1) * n * np.dtype(dtype).itemsize, kind="roofline",
-                  written=written, min_s=best)
-
-
-def time_stream(kind, backend, n, dtype=np.float32, repeat=10, max_s=10.0):
-    """STREAM ``copy`` (2 arrays moved) or ``triad`` (3) on a host backend."""
+def make_stream(kind, backend, n, dtype=np.float32):
+    """``(closure, arrays moved)`` of STREAM ``copy`` (2 arrays) or ``triad`` (3) on a host
+    backend."""
     kernels = roofline_kernels(backend)
     a, b, c = np.zeros(n, dtype), np.ones(n, dtype), np.full(n, 2.0, dtype)
     if kind == "copy":
-        fn, arrays = (lambda: kernels.stream_copy(a, b)), 2
-    else:
-        fn, arrays = (lambda: kernels.stream_triad(a, b, c, 3.0)), 3
-    median, best = _timed(fn, repeat, max_s)
-    return Result(f"stream {kind}", backend, np.dtype(dtype).name, n, median,
-                  arrays * n * np.dtype(dtype).itemsize, kind="stream", min_s=best)
+        return (lambda: kernels.stream_copy(a, b)), 2
+    return (lambda: kernels.stream_triad(a, b, c, 3.0)), 3
+
+
+def time_yardsticks(backend, written, n, dtype=np.float32, repeat=10, max_s=10.0):
+    """The same-traffic kernel updating each count of arrays in ``written``, and STREAM copy and
+    triad, on a host backend, timed in turn (:func:`interleaved_samples`): their
+    results (:class:`Result`, ``kind`` ``"roofline"`` and ``"stream"``)."""
+    dtype = np.dtype(dtype)
+    fns, moved = {}, {}
+    for w in written:
+        fns[w] = make_same_traffic(w, backend, n, dtype)
+        moved[w] = (2 * w + 1) * n * dtype.itemsize
+    for kind in ("copy", "triad"):
+        fns[kind], arrays = make_stream(kind, backend, n, dtype)
+        moved[kind] = arrays * n * dtype.itemsize
+    samples = interleaved_samples(fns, repeat, max_s=max_s)
+    return [Result(f"same-traffic w={key}" if key in written else f"stream {key}", backend,
+                   dtype.name, n, statistics.median(own), moved[key],
+                   kind="roofline" if key in written else "stream",
+                   written=key if key in written else 0, min_s=min(own))
+            for key, own in samples.items()]
 
 
 # ---- peers ------------------------------------------------------------------------------------
@@ -466,10 +469,8 @@ def run(sizes, dtypes=(np.float32,), backends=None, repeat=10, peers=PEERS, roof
                 for backend in ROOFLINE_BACKENDS:
                     if backend not in available_backends():
                         continue
-                    for w in written:
-                        record(time_same_traffic(w, backend, n, dtype, repeat, max_s))
-                    for kind in ("copy", "triad"):
-                        record(time_stream(kind, backend, n, dtype, repeat, max_s))
+                    for result in time_yardsticks(backend, written, n, dtype, repeat, max_s):
+                        record(result)
                     gc.collect()
             for label, name, options in configs:
                 for result in time_configuration(label, name, options, n, dtype, backends,

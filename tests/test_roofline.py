@@ -67,8 +67,11 @@ def test_same_traffic_bytes_match_the_step(label, name, options):
     assert written == expected[label]
     step_bytes = benchmark.bytes_per_step(name, options, n, dtype)
     assert step_bytes == (2 * written + 1) * n * dtype.itemsize
-    result = benchmark.time_same_traffic(written, BACKENDS[0], n, dtype, repeat=1, max_s=0.1)
-    assert result.bytes_per_step == step_bytes
+    results = benchmark.time_yardsticks(BACKENDS[0], [written], n, dtype, repeat=1, max_s=0.1)
+    (roof,) = [r for r in results if r.kind == "roofline"]
+    assert roof.written == written and roof.bytes_per_step == step_bytes
+    streams = {r.optimizer: r.bytes_per_step for r in results if r.kind == "stream"}
+    assert streams == {"stream copy": 2 * n * 4, "stream triad": 3 * n * 4}
 
 
 def test_roofline_for_prefers_the_rows_own_backend():
