@@ -96,7 +96,7 @@ def check_arrays(named, written, on_device):
 
 
 #: What the checks read of a live numpy array that it can change without a new object.
-_FINGERPRINT = attrgetter("shape", "strides", "dtype", "flags.writeable")
+ARRAY_FINGERPRINT = attrgetter("shape", "strides", "dtype", "flags.writeable")
 
 
 class CheckMemo:
@@ -122,7 +122,7 @@ class CheckMemo:
         """What :meth:`remember` stored with ``arrays`` (plain numpy arrays) under ``context`` (any
         hashable that fixes what was checked), if they have not changed since; else ``None``."""
         entry = self._entries.get((context, *map(id, arrays)))
-        if entry is not None and tuple(map(_FINGERPRINT, arrays)) == entry[1]:
+        if entry is not None and tuple(map(ARRAY_FINGERPRINT, arrays)) == entry[1]:
             return entry[2]
         return None
 
@@ -140,7 +140,7 @@ class CheckMemo:
             entries.pop(key, None)
 
         refs = tuple(weakref.ref(a, forget) for a in arrays)
-        entries[key] = (refs, tuple(map(_FINGERPRINT, arrays)), payload)
+        entries[key] = (refs, tuple(map(ARRAY_FINGERPRINT, arrays)), payload)
 
 
 def _check_no_overlap(pairs, written):

@@ -3,7 +3,9 @@
 Every time is the median of repeated, warmed-up runs (:func:`median_time`). Cases compared with each
 other (a step, its same-traffic kernel and its peers; the many-tensor cases; a step and its kernel
 at each thread count) are timed in turn, round after round (:func:`interleaved_samples`), and their
-ratios are medians of the per-round ratios. A step is reported as time, params/s and GB/s, where
+ratios are medians of the per-round ratios. The table's steps are bound to their arrays
+(:func:`fastopt.functional.bind`), as a ``torch.optim`` step is to its tensors; the overhead section
+also times the plain functional call. A step is reported as time, params/s and GB/s, where
 the bytes moved count each array once: every array the step reads (param, grad, used state) and
 every array it writes (param, used state), the traffic of one pass over memory
 (:func:`bytes_per_step`).
@@ -223,6 +225,20 @@ def make_step(name, options, backend, n, dtype=np.float32):
 
     def one_step():
         step(param, grad, *state, step=next(counter), backend=backend, **options)
+        _synchronize(backend)
+
+    return one_step
+
+
+def make_bound_step(name, options, backend, n, dtype=np.float32):
+    """:func:`make_step` through :func:`fastopt.functional.bind`: the step bound to its arrays
+    once, as ``torch.optim``'s ``step()`` is to its tensors."""
+    param, grad, state = _problem(name, options, n, dtype, on_device=backend == "cuda")
+    step = functional.bind(name, param, grad, *state, backend=backend, **options)
+    counter = itertools.count(1)
+
+    def one_step():
+        step(next(counter))
         _synchronize(backend)
 
     return one_step
@@ -513,16 +529,18 @@ def time_cases(makers, nbytes, repeat=10, max_s=10.0, skipped=None, what="{}"):
 
 def time_configuration(label, name, options, n, dtype, backends, peers=PEERS, roofline=True,
                        repeat=10, max_s=10.0, skipped=None):
-    """One configuration at one size: the step on every backend, every peer, and the same-traffic
-    kernel of the ``cpu`` and ``c`` backends, timed in turn (:func:`interleaved_samples`) so that
-    each step's ratios to its same-traffic kernel and to the peers are taken round by round
-    (``Result.paired``). When their arrays would not fit in memory together (over 40% of it),
-    each is timed alone instead, and the ratios are taken between medians. Returns the
-    :class:`Result` of each step and peer; unsupported peers go to ``skipped``."""
+    """One configuration at one size: the step on every backend (bound to its arrays,
+    :func:`make_bound_step`, as a peer's ``step()`` is to its tensors), every peer, and the
+    same-traffic kernel of the ``cpu`` and ``c`` backends, timed in turn
+    (:func:`interleaved_samples`) so that each step's ratios to its same-traffic kernel and to
+    the peers are taken round by round (``Result.paired``). When their arrays would not fit in
+    memory together (over 40% of it), each is timed alone instead, and the ratios are taken
+    between medians. Returns the :class:`Result` of each step and peer; unsupported peers go to
+    ``skipped``."""
     dtype = np.dtype(dtype)
     written = written_arrays(name, options)
     moved = bytes_per_step(name, options, n, dtype)
-    makers = {b: (lambda b=b: make_step(name, options, b, n, dtype)) for b in backends}
+    makers = {b: (lambda b=b: make_bound_step(name, options, b, n, dtype)) for b in backends}
     for peer in peers:
         makers[peer] = lambda peer=peer: make_peer(peer, name, options, n, dtype)
     if roofline:
@@ -788,6 +806,8 @@ def overhead(backends=None, name="adam", n=1000, dtype=np.float32, repeat=30):
         class_step = make_class_step(name, {}, backend, [(n,)], dtype)
         out[backend] = {
             "n": n, "optimizer": name, "dtype": np.dtype(dtype).name,
+            "bound_us": median_time(make_bound_step(name, {}, backend, n, dtype), repeat,
+                                    warmup=50, min_sample_s=2e-3) * 1e6,
             "functional_us": median_time(functional_step, repeat, warmup=50,
                                          min_sample_s=2e-3) * 1e6,
             "class_us": median_time(class_step, repeat, warmup=50, min_sample_s=2e-3) * 1e6,
@@ -932,7 +952,7 @@ def thread_scaling(n=10_000_000, name="adam", dtype=np.float32, backends=None, r
             for backend in [b for b in (backends or ROOFLINE_BACKENDS)
                             if b in available_backends()]:
                 samples = interleaved_samples(
-                    {"step": make_step(name, {}, backend, n, dtype),
+                    {"step": make_bound_step(name, {}, backend, n, dtype),
                      "roof": make_same_traffic(written, backend, n, dtype)}, repeat, max_s=max_s)
                 out.append({"backend": backend, "threads": threads, "n": n,
                             "optimizer": name, "dtype": np.dtype(dtype).name,
@@ -1249,7 +1269,8 @@ def format_report(report):
         lines += ["", "call overhead (median us per call, warm):"]
         for backend, o in report.overhead.items():
             lines.append(f"  {backend}: {o['optimizer']} n={o['n']} {o['dtype']}: functional "
-                         f"{o['functional_us']:.1f} us, class {o['class_us']:.1f} us "
+                         f"{o['functional_us']:.1f} us, bound (functional.bind) "
+                         f"{o['bound_us']:.1f} us, class {o['class_us']:.1f} us "
                          f"({o['class_no_check_us']:.1f} us with skip_nonfinite=False); stages "
                          "of a functional step, each timed alone:")
             lines += [f"    {k:<38}{_fmt(v, '.2f', 8)} us" for k, v in o["stages_us"].items()]

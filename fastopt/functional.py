@@ -60,6 +60,18 @@ def _checked_offsets(offsets, n, on_device):
     return _memory.from_host(on_device, host.astype(np.int64))
 
 
+def bind(step, param, grad, *states, backend=None, **hyper):
+    """``step`` (a name such as ``"adam"``, or a step of this module) bound to its arrays and
+    hyperparameters, checked now: a :class:`fastopt.bound.BoundStep`, whose call ``bound(t)``
+    runs step ``t`` in place as this module's step would, bit for bit, at a fraction of the cost
+    of a call (see :mod:`fastopt.bound`). ``states`` are the step's state arrays in its argument
+    order; trailing unused ones may be left out. ``segment_offsets`` (LAMB) and ``mu_product``
+    (NAdam) are keywords, as here."""
+    from .bound import BoundStep
+
+    return BoundStep(step, param, grad, *states, backend=backend, **hyper)
+
+
 def grad_norm(grads, backend=None):
     r"""The global L2 norm :math:`\sqrt{\sum_i \lVert g_i \rVert^2}` of a list of gradients,
     accumulated in float64; ``inf`` or ``nan`` when any element is non-finite. One read of each
