@@ -4,7 +4,7 @@ refuses what the functional step refuses, before writing anything."""
 import numpy as np
 import pytest
 from cases import LR, all_cases, new_state, problem
-from conftest import HOST
+from conftest import HOST, requires_cuda, to_backend
 
 import fastopt.functional as F
 
@@ -146,3 +146,22 @@ def test_lamb_segments_and_nadam_mu_product_are_bound_too():
         F.bind("adam", got, grad, m2, v2, mu_product=0.5)
     with pytest.raises(ValueError, match="mu_product: expected a value <= 1.0"):
         F.bind("nadam", got, grad, m2, v2, mu_product=1.5)
+
+
+@requires_cuda
+def test_a_bound_step_on_device_arrays_gives_the_functional_bits():
+    param, grads = problem(300, np.float32, STEPS)
+    runs = []
+    for bound in (False, True):
+        p, m, v = (to_backend("cuda", a) for a in (param, *new_state("adam", {}, param)[:2]))
+        grad = to_backend("cuda", np.zeros_like(param))
+        step = F.bind("adam", p, grad, m, v, lr=LR["adam"]) if bound else None
+        for t, g in enumerate(grads, start=1):
+            grad.copy_to_device(g)
+            if bound:
+                step(t)
+            else:
+                F.adam(p, grad, m, v, step=t, lr=LR["adam"])
+        runs.append([a.copy_to_host() for a in (p, m, v)])
+    for a, b in zip(*runs):
+        assert same_bits(a, b)
