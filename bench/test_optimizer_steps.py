@@ -4,7 +4,9 @@ Run with ``make bench`` (or ``pytest bench --benchmark-enable --benchmark-only``
 ``--benchmark-json=PATH`` to keep the numbers. Each group is one optimizer at one size and dtype and
 holds:
 
-- the fastopt backends, the numpy reference being the baseline (``extra_info["baseline"]``);
+- the fastopt backends, through a functional call and bound to their arrays
+  (``fastopt.functional.bind``), the functional numpy reference being the baseline
+  (``extra_info["baseline"]``);
 - the same-traffic kernel of the step on ``cpu`` and ``c`` (``roofline cpu``, ``roofline c``),
   which reads and writes exactly the arrays the step does with trivial arithmetic;
 - the peers that are installed: numpy as a user writes it, ``torch.optim`` default (on CPU, a loop
@@ -27,8 +29,9 @@ import pytest
 
 from fastopt import available_backends
 from fastopt.benchmark import (CONFIGS, PEERS, ROOFLINE_BACKENDS, Unsupported, bytes_per_step,
-                               make_arena_step, make_class_step, make_peer, make_same_traffic,
-                               make_step, make_torch_step, roofline_kernels, written_arrays)
+                               make_arena_step, make_bound_step, make_class_step, make_peer,
+                               make_same_traffic, make_step, make_torch_step, roofline_kernels,
+                               written_arrays)
 from fastopt.threads import get_num_threads
 
 SIZES = [int(float(s)) for s in
@@ -67,13 +70,16 @@ def _group(label, dtype, n):
 @dtype_params
 @config_params
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_step(benchmark, backend, label, name, options, dtype, n):
+@pytest.mark.parametrize("api", ["functional", "bound"])
+def test_step(benchmark, api, backend, label, name, options, dtype, n):
+    """A functional step, or the same step bound to its arrays (``fastopt.functional.bind``)."""
     if backend == "cuda" and os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
         pytest.skip("the CUDA simulator says nothing about speed")
-    one_step = make_step(name, options, backend, n, dtype)
+    one_step = (make_step if api == "functional" else make_bound_step)(name, options, backend, n,
+                                                                      dtype)
     benchmark.group = _group(label, dtype, n)
     benchmark.extra_info["bytes_per_step"] = bytes_per_step(name, options, n, dtype)
-    benchmark.extra_info["baseline"] = backend == "numpy"
+    benchmark.extra_info["baseline"] = backend == "numpy" and api == "functional"
     benchmark(one_step)
 
 
@@ -154,12 +160,14 @@ def test_many_tensors(benchmark, case, backend):
     benchmark(run)
 
 
-@pytest.mark.parametrize("path", ["functional", "class", "class, no non-finite check"])
+@pytest.mark.parametrize("path", ["functional", "bound", "class", "class, no non-finite check"])
 @pytest.mark.parametrize("backend", HOST_ROOFLINE)
 def test_overhead(benchmark, backend, path):
     """A step of 10^3 parameters: mostly call overhead (validation, dispatch, casting)."""
     if path == "functional":
         run = make_step("adam", {}, backend, 1000)
+    elif path == "bound":
+        run = make_bound_step("adam", {}, backend, 1000)
     else:
         run = make_class_step("adam", {}, backend, [(1000,)],
                               **({"skip_nonfinite": False} if "no" in path else {}))
