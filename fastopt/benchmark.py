@@ -216,32 +216,32 @@ def _problem(name, options, n, dtype, on_device=False):
     return param, grad, state
 
 
-def make_step(name, options, backend, n, dtype=np.float32):
+def make_step(name, options, backend, n, dtype=np.float32, bound=False):
     """A closure running one functional step (step count 1, 2, ...) on fresh arrays of size ``n``,
-    synchronized on CUDA so that timing it times the kernel."""
+    synchronized on CUDA so that timing it times the kernel; with ``bound``, the step bound to
+    its arrays once (:func:`fastopt.functional.bind`), as ``torch.optim``'s ``step()`` is to its
+    tensors."""
     param, grad, state = _problem(name, options, n, dtype, on_device=backend == "cuda")
-    step = getattr(functional, name)
     counter = itertools.count(1)
+    if bound:
+        step = functional.bind(name, param, grad, *state, backend=backend, **options)
 
-    def one_step():
-        step(param, grad, *state, step=next(counter), backend=backend, **options)
-        _synchronize(backend)
+        def one_step():
+            step(next(counter))
+            _synchronize(backend)
+    else:
+        step = getattr(functional, name)
+
+        def one_step():
+            step(param, grad, *state, step=next(counter), backend=backend, **options)
+            _synchronize(backend)
 
     return one_step
 
 
 def make_bound_step(name, options, backend, n, dtype=np.float32):
-    """:func:`make_step` through :func:`fastopt.functional.bind`: the step bound to its arrays
-    once, as ``torch.optim``'s ``step()`` is to its tensors."""
-    param, grad, state = _problem(name, options, n, dtype, on_device=backend == "cuda")
-    step = functional.bind(name, param, grad, *state, backend=backend, **options)
-    counter = itertools.count(1)
-
-    def one_step():
-        step(next(counter))
-        _synchronize(backend)
-
-    return one_step
+    """:func:`make_step` bound to its arrays."""
+    return make_step(name, options, backend, n, dtype, bound=True)
 
 
 def make_class_step(name, options, backend, shapes, dtype=np.float32, **class_options):
@@ -320,29 +320,30 @@ def make_same_traffic(written, backend, n, dtype=np.float32):
     return lambda: kernels.same_traffic(arrays, read, 1e-6)
 
 
+#: Arrays a STREAM kernel moves: copy reads one and writes one; triad reads two and writes one.
+STREAM_ARRAYS = {"copy": 2, "triad": 3}
+
+
 def make_stream(kind, backend, n, dtype=np.float32):
-    """``(closure, arrays moved)`` of STREAM ``copy`` (2 arrays) or ``triad`` (3) on a host
-    backend."""
+    """A closure running STREAM ``copy`` or ``triad`` on a host backend."""
     kernels = roofline_kernels(backend)
     a, b, c = np.zeros(n, dtype), np.ones(n, dtype), np.full(n, 2.0, dtype)
     if kind == "copy":
-        return (lambda: kernels.stream_copy(a, b)), 2
-    return (lambda: kernels.stream_triad(a, b, c, 3.0)), 3
+        return lambda: kernels.stream_copy(a, b)
+    return lambda: kernels.stream_triad(a, b, c, 3.0)
 
 
 def time_yardsticks(backend, written, n, dtype=np.float32, repeat=10, max_s=10.0):
     """The same-traffic kernel updating each count of arrays in ``written``, and STREAM copy and
-    triad, on a host backend, timed in turn (:func:`interleaved_samples`): their
-    results (:class:`Result`, ``kind`` ``"roofline"`` and ``"stream"``)."""
+    triad, on a host backend, timed in turn (:func:`time_cases`): their results
+    (:class:`Result`, ``kind`` ``"roofline"`` and ``"stream"``)."""
     dtype = np.dtype(dtype)
-    fns, moved = {}, {}
-    for w in written:
-        fns[w] = make_same_traffic(w, backend, n, dtype)
-        moved[w] = (2 * w + 1) * n * dtype.itemsize
-    for kind in ("copy", "triad"):
-        fns[kind], arrays = make_stream(kind, backend, n, dtype)
+    makers = {w: functools.partial(make_same_traffic, w, backend, n, dtype) for w in written}
+    moved = {w: (2 * w + 1) * n * dtype.itemsize for w in written}
+    for kind, arrays in STREAM_ARRAYS.items():
+        makers[kind] = functools.partial(make_stream, kind, backend, n, dtype)
         moved[kind] = arrays * n * dtype.itemsize
-    samples = interleaved_samples(fns, repeat, max_s=max_s)
+    samples, _ = time_cases(makers, max(moved.values()), repeat, max_s)
     return [Result(f"same-traffic w={key}" if key in written else f"stream {key}", backend,
                    dtype.name, n, statistics.median(own), moved[key],
                    kind="roofline" if key in written else "stream",
