@@ -1,5 +1,6 @@
 """One validated optimizer step on one parameter array, shared by the functional API and classes."""
 
+import functools
 import operator
 from itertools import compress
 
@@ -144,6 +145,20 @@ def launch(module, algorithm, arrays, scalars, grad_scale=1.0):
         getattr(module, algorithm.kernel)(*arrays, *scalars, grad_scale)
     else:
         getattr(module, algorithm.kernel)(*arrays, *_cast(arrays, scalars, grad_scale))
+
+
+def bound_launch(module, algorithm, arrays):
+    """``run(*scalars, grad_scale)``: :func:`launch` of ``algorithm`` on ``arrays``, those given
+    here for every call, with what does not change between calls done once: the launcher's own
+    ``bind`` when it has one (see :mod:`fastopt.backends`). The arrays should not be changed in
+    place afterwards (a new shape or dtype): give views that no one else holds."""
+    launcher = getattr(module, algorithm.kernel)
+    bind = getattr(launcher, "bind", None)
+    if bind is not None:
+        return bind(*arrays)
+    if module.TAKES_PYTHON_FLOATS:
+        return functools.partial(launcher, *arrays)
+    return lambda *scalars: launcher(*arrays, *_cast(arrays, scalars[:-1], scalars[-1]))
 
 
 def launch_with_norm(module, algorithm, arrays, scalars, grad_scale, norm_out):

@@ -4,20 +4,27 @@
 arrays and hyperparameters as :func:`fastopt.functional.adam` does and returns a :class:`BoundStep`;
 ``step(t)`` then runs step ``t`` in place, as ``fastopt.functional.adam(param, grad, exp_avg,
 exp_avg_sq, step=t, lr=1e-3)`` would, bit for bit. What a call costs is what a step of fixed
-buffers needs: the step count's check, a look at whether the arrays were changed in place (shape,
-strides, dtype, writeability), the step's scalars and the kernel's launch. A trainer that writes
-each gradient into the same buffer, as most do, pays it instead of a full functional call.
+buffers needs: the step count's check, the step's scalars and the kernel's launch. A trainer that
+writes each gradient into the same buffer, as most do, pays it instead of a full functional call.
+
+A step bound to numpy arrays is bound to their memory: it holds views of them made at binding, and
+what is done to the array objects afterwards (a new shape, dtype or read-only flag) does not change
+what it reads and writes, as for any numpy view made before. Other arrays (torch tensors, device
+arrays) are checked and viewed again at every call, since a tensor can be re-pointed at other memory
+under the same object.
 
 Hyperparameters given to a call (``step(t, lr=3e-4)``) replace the bound ones from then on, after
 the same checks as the functional API's. A call that raises writes nothing. NAdam's ``mu_product``
 lives in the bound step (from ``mu_product=`` at binding, else 1) and advances with each call.
 """
 
+from itertools import compress
+
 import numpy as np
 
 from . import _algorithms as alg
-from ._step import checked_step, launch, resolve
-from ._validate import ARRAY_FINGERPRINT, check_number, check_step
+from ._step import bound_launch, checked_step, launch, resolve
+from ._validate import check_number, check_step
 
 
 def _algorithm(step):
@@ -69,12 +76,12 @@ class BoundStep:
                                             uses)
         if algorithm.segmented:
             arrays += (_checked_offsets(segment_offsets, arrays[0].size, on_device),)
-        self._module, self._arrays = module, arrays
-        # The arrays whose in-place changes a call looks for; None: views of other kinds of
-        # arrays (a torch tensor can be re-pointed under the same object), made again per call.
-        used = (param, grad, *[s for s, u in zip(states, uses) if u])
-        self._watched = used if all(type(a) is np.ndarray for a in used) else None
-        self._fingerprint = tuple(map(ARRAY_FINGERPRINT, used)) if self._watched else None
+        if all(type(a) is np.ndarray for a in (param, grad, *compress(states, uses))):
+            # Views of our own: nothing done to the given objects can change them.
+            self._run = bound_launch(module, algorithm, tuple(a.view() for a in arrays))
+        else:
+            self._run = None
+        self._segments = arrays[-1:] if algorithm.segmented else ()
         self._host = dict(algorithm.host_state)
         if mu_product is not None:
             self._host["mu_product"] = check_number("mu_product", mu_product, 0.0, 1.0)
@@ -82,20 +89,16 @@ class BoundStep:
     def __call__(self, step, **hyper):
         step = check_step(step)
         changed = self._checked_change(hyper) if hyper else None
-        watched = self._watched
-        if watched is None or tuple(map(ARRAY_FINGERPRINT, watched)) != self._fingerprint:
-            self._recheck()
+        run = self._run or self._resolved()
         if changed:  # everything checked: kept from now on
             self._raw, self._hyper, self._grad_scale = changed
         algorithm = self.algorithm
         if self._host:
             host = algorithm.advance(self._hyper, step, self._host)
-            launch(self._module, algorithm, self._arrays,
-                   algorithm.scalars(self._hyper, step, step == 1, **host), self._grad_scale)
+            run(*algorithm.scalars(self._hyper, step, step == 1, **host), self._grad_scale)
             self._host = host
         else:
-            launch(self._module, algorithm, self._arrays,
-                   algorithm.scalars(self._hyper, step, step == 1), self._grad_scale)
+            run(*algorithm.scalars(self._hyper, step, step == 1), self._grad_scale)
 
     def _checked_change(self, hyper):
         """``(raw, validated hyperparameters, grad_scale)`` with ``hyper`` changed, checked."""
@@ -108,12 +111,14 @@ class BoundStep:
                              "arrays than the bound ones; bind the step again")
         return raw, checked, grad_scale
 
-    def _recheck(self):
-        """The full checks of the bound arrays, after an in-place change (or for arrays that are
-        not numpy's); raises as the functional step would."""
+    def _resolved(self):
+        """``run`` of :func:`fastopt._step.bound_launch` for arrays that are not numpy's, checked
+        and viewed again as a functional step does; raises as it would."""
         param, grad, *states = self._given
         module, arrays, _ = resolve(self.algorithm, self._hyper, param, grad, states,
                                     self._backend)
-        self._module, self._arrays = module, arrays + self._arrays[len(arrays):]
-        if self._watched is not None:
-            self._fingerprint = tuple(map(ARRAY_FINGERPRINT, self._watched))
+        arrays += self._segments
+
+        def run(*scalars):
+            launch(module, self.algorithm, arrays, scalars[:-1], scalars[-1])
+        return run

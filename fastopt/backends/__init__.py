@@ -36,6 +36,11 @@ formulas are those of :mod:`fastopt.reference`. ``sum_of_squares`` is the reduct
 step (global norm, clipping, non-finite detection): a float64 sum, deterministic for a given backend
 and size whatever the thread count.
 
+A step may have a ``bind`` attribute, ``<name>.bind(<its arrays>)``, returning ``run(<its
+hyperparameters and host values>)`` that runs ``<name>`` on those arrays, bit for bit, with the work
+that does not change between steps done once (``cpu_optim``: the flat views, the serial or parallel
+kernel); a bound step (:mod:`fastopt.bound`) uses it.
+
 Every step also has ``<name>_with_norm(<the same arguments>, norm_out)``: the same update, which in
 the same pass over memory sets ``norm_out[0]`` (a one-element float64 array on the arrays' side) to
 ``sum_of_squares(grad)``, bit for bit (``lamb_with_norm`` runs that sum as a pass of its own). The

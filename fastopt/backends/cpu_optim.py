@@ -409,6 +409,18 @@ def _launch_with_norm(param, grad, STATE, HYPER, norm_out):
                               np.array((1.0, FLOATS), param.dtype), FLAGS, REDUCTION_CHUNK)
 
 
+def _bind(param, grad, STATE):
+    """Template: ``run(<hyperparameters>)``, the launcher on these arrays with what does not change
+    between steps done once (the flat views made, KERNEL's serial or parallel version chosen)"""
+    kernel = KERNEL.parallel if param.size >= PARALLEL_THRESHOLD else KERNEL.serial
+    param, grad, STATE = map(flat, (param, grad, STATE))
+    dtype = param.dtype
+
+    def run(HYPER):
+        kernel(param, grad, STATE, np.array((1.0, FLOATS), dtype), FLAGS)
+    return run
+
+
 def _algorithm(name, title, update, constants, formula):
     """``(kernel, kernel_norm, launcher, launcher_with_norm)`` of one algorithm: the templates
     expanded with its loop ``update`` and its prologue ``constants``.
@@ -418,7 +430,8 @@ def _algorithm(name, title, update, constants, formula):
     parameters of ``constants`` after ``one`` as hyperparameters, those annotated ``bool`` as
     flags. It calls the kernel ``_name(n, p, g, <state arrays>, hyper, <flags>)`` (serial or
     parallel by ``n``; see :func:`_compile_serial_and_parallel`), ``hyper`` holding ``1`` and the
-    float hyperparameters in the arrays' dtype. ``name_with_norm`` takes ``norm_out`` after them,
+    float hyperparameters in the arrays' dtype; ``name.bind(param, grad, <state arrays>)`` returns
+    ``run(<hyperparameters>)``, the launcher on those arrays. ``name_with_norm`` takes ``norm_out`` after them,
     and ``_name_norm`` also ``chunk``, returning sum(g_i^2) as ``_chunked_sum_of_squares(g,
     chunk)``. ``formula`` is the kernels' docstring; ``title`` names the algorithm in the
     launchers'."""
@@ -445,6 +458,9 @@ def _algorithm(name, title, update, constants, formula):
     launcher_with_norm = templates.expand(_launch_with_norm, f"{name}_with_norm", text=text, doc=(
         f":func:`{name}`, also setting ``norm_out[0] = sum_of_squares(grad)`` (bit for bit) "
         "from the same pass over memory."))
+    launcher.bind = templates.expand(_bind, f"bind_{name}", text=text, doc=(
+        f"``run(<hyperparameters>)``: :func:`{name}` on these arrays (see "
+        ":func:`fastopt._step.bound_launch`)."))
     return (_compile_serial_and_parallel(kernel), _compile_serial_and_parallel(kernel_norm),
             launcher, launcher_with_norm)
 
