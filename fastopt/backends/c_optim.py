@@ -15,6 +15,8 @@ built (no C compiler at install time); the dispatcher reports that as the reason
 unavailable.
 """
 
+import functools
+
 import numpy as np
 
 from .._fastopt_c import ffi, lib
@@ -331,3 +333,25 @@ def max_threads():
 def set_num_threads(n):
     """Sets the threads of later large steps started from the calling thread (no-op without OpenMP)."""
     lib.fastopt_set_num_threads(n)
+
+
+# ---- Bound steps: the pointers taken once (see fastopt._step.bound_launch) --------------------
+
+def _binder(by_dtype):
+    def bind(param, grad, *states):
+        """``run(<hyperparameters>)``: the step on these arrays, the C function and the arrays'
+        pointers found once (an empty array, state the mode does not use, as ``NULL``)."""
+        if not param.size:
+            return lambda *hyper: None
+        kernel, ctype = by_dtype[param.dtype]
+        pointers = [_buffer(ctype, a) if a.size else _NULL for a in (param, grad, *states)]
+        return functools.partial(kernel, param.size, *pointers)
+    return bind
+
+
+# Each C step takes (n, its arrays, its hyperparameters) in the launcher's order.
+for _launcher, _by_dtype_of in ((sgd, _SGD), (adagrad, _ADAGRAD), (rmsprop, _RMSPROP),
+                                (adam, _ADAM), (adamax, _ADAMAX), (nadam, _NADAM), (radam, _RADAM),
+                                (adadelta, _ADADELTA), (lion, _LION)):
+    _launcher.bind = _binder(_by_dtype_of)
+del _launcher, _by_dtype_of
