@@ -1,6 +1,7 @@
-"""The ``cpu`` launchers' hyperparameters: Python floats or numpy scalars of any float dtype, rounded
-to the arrays' dtype once (as ``dtype.type(x)``), flags as ``bool`` or ``numpy.bool_``; the kernels'
-prologue computes the derived constants as the host does for ``cuda`` (``_optim_args``)."""
+"""The ``cpu`` launchers' hyperparameters: Python floats or numpy scalars of float dtypes up to
+float64, rounded to the arrays' dtype once (as ``dtype.type(x)``, in the kernel), flags as ``bool``
+or ``numpy.bool_``; the kernels' prologue computes the derived constants as the host does for
+``cuda`` (``_optim_args``)."""
 
 import inspect
 

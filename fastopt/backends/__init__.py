@@ -64,10 +64,9 @@ The contract, established by :mod:`fastopt._validate` before any kernel runs, so
   written: ``k + 1 >= 2`` nondecreasing offsets from ``0`` to ``param.size`` (empty segments allowed);
 - float hyperparameters are scalars of the arrays' dtype (``numpy.float32`` or ``numpy.float64``),
   or, for a module that sets ``TAKES_PYTHON_FLOATS = True`` (every optimizer module says which),
-  Python floats or numpy scalars of any
-  float dtype, which it rounds to the arrays' dtype as ``dtype.type(x)`` does (``c_optim``: cffi
-  rounds them to the C type as numpy's cast does; ``cpu_optim``: one ``numpy.array`` of them in the
-  dtype); mode flags (and RAdam's ``rectify``) are ``bool`` (``numpy.bool_`` too for ``cpu_optim``);
+  Python floats or numpy scalars of float dtypes up to float64, which it rounds to the arrays' dtype
+  as ``dtype.type(x)`` does (``c_optim``: cffi rounds them to the C type as numpy's cast does;
+  ``cpu_optim``: the kernel, from a tuple of them as Python floats); mode flags (and RAdam's ``rectify``) are ``bool`` (``numpy.bool_`` too for ``cpu_optim``);
 - the written arrays (param and used state) do not overlap each other or ``grad``;
 - host backends get numpy arrays; ``cuda`` gets numba device arrays (zero-copy views of any
   ``__cuda_array_interface__`` object).

@@ -428,8 +428,9 @@ def _sign(maximize, one):
 
 
 # Each *_args(p, g, s1, s2, s3, r): the kernel's arguments from the row r of Algorithm.scalars
-# (named in the comment, flags as 0 or 1), as cpu_optim's launcher passes them: the state arrays,
-# the float hyperparameters in one array of the dtype after a 1 (_hyper), then the flags.
+# (named in the comment, flags as 0 or 1): the state arrays, the float hyperparameters after a 1 in
+# one array of the dtype (_hyper; cpu_optim's launchers pass a tuple of floats, rounded by the
+# kernel to the same values), then the flags.
 
 @numba.njit(**_EPOCH_OPTIONS)
 def _hyper(r, columns):

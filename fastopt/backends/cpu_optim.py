@@ -3,12 +3,12 @@
 Each kernel is compiled twice from one source: a ``prange`` version for large arrays and a serial one
 below :data:`PARALLEL_THRESHOLD`, where starting the thread pool costs more than the update.
 
-The launchers take float hyperparameters as Python floats or numpy scalars of any float dtype
-(:data:`TAKES_PYTHON_FLOATS`) and flags as ``bool`` or ``numpy.bool_``. A launcher rounds the
-floats to the arrays' dtype in one ``numpy.array((1.0, lr, beta1, ...), dtype)`` (as
-``dtype.type(x)`` rounds) and passes that array, the flags and flat views of the arrays to the
-kernel: numba unboxes a few arguments, and a kernel is compiled once per dtype whatever the values.
-The kernel's prologue computes the derived constants (``1 - beta``, the decoupled weight decay's
+The launchers take float hyperparameters as Python floats or numpy scalars of float dtypes up to
+float64 (:data:`TAKES_PYTHON_FLOATS`) and flags as ``bool`` or ``numpy.bool_``. A launcher passes
+the floats to the kernel as one tuple of Python floats ``(1.0, lr, beta1, ...)``, with the flags
+and flat views of the arrays: numba unboxes a few arguments, and a kernel is compiled once per
+dtype whatever the values. The kernel's prologue rounds the floats to the arrays' dtype (as
+``dtype.type(x)`` rounds) and computes the derived constants (``1 - beta``, the decoupled weight decay's
 ``1 - lr*wd``, the gradient scale signed by ``maximize``) in the arrays' dtype, as
 :mod:`fastopt.backends._optim_args` does on the host for the ``cuda`` backend.
 
@@ -27,7 +27,8 @@ import math
 
 import numba
 import numpy as np
-from numba import prange
+from numba import prange, types
+from numba.extending import overload
 
 from . import _kernel_templates as templates
 from ._numba_compile import serial_and_parallel
@@ -269,11 +270,25 @@ def _lion_range(lo, hi, p, g, exp_avg, lr, beta1, one_minus_beta1, beta2, one_mi
 
 # ---- The prologue: a kernel's scalars from its hyperparameters ----------------------------------
 #
-# A kernel gets its float hyperparameters as one array `hyper` of the arrays' dtype, hyper[0] = 1,
-# and its mode flags as bools. Each _<algo>_constants takes them in the launcher's order (`one`
+# A kernel gets its float hyperparameters as one tuple `hyper` of floats (or an array of the arrays'
+# dtype, from numba code), hyper[0] = 1, rounded to the arrays' dtype by _in_dtype_of, and its mode
+# flags as bools. Each _<algo>_constants takes them in the launcher's order (`one`
 # first; the flags annotated bool) and returns the parameters of _<algo>_range after its arrays,
 # the derived ones (1 - beta, the weight decay's factor, the signed gradient scale) computed in
 # that dtype: from array elements, never from a literal, which would promote float32 to float64.
+
+
+def _in_dtype_of(p, x):
+    """``x`` rounded to the dtype of the array ``p``, as ``p.dtype.type(x)`` rounds it; for numba
+    code only."""
+    raise NotImplementedError("_in_dtype_of runs in compiled code only")
+
+
+@overload(_in_dtype_of, inline="always")
+def _in_dtype_of_impl(p, x):
+    if p.dtype == types.float32:
+        return lambda p, x: np.float32(x)
+    return lambda p, x: np.float64(x)
 
 
 @_inline
@@ -350,14 +365,15 @@ def _lion_constants(one, lr, beta1, beta2, weight_decay, maximize: bool, grad_sc
 
 # ---- The steps: every block of the arrays, in parallel above PARALLEL_THRESHOLD -----------------
 #
-# Four templates for every algorithm (see _kernel_templates and _algorithm), whose placeholders
+# Five templates for every algorithm (see _kernel_templates and _algorithm), whose placeholders
 # stand for: STATE its state arrays, FLAGS its flags, HYPER its hyperparameters (named as in the
-# launcher), FLOATS those that are not flags, VALUES the same in a kernel (hyper[k], or the flag),
+# launcher), AS_FLOATS those that are not flags as Python floats, VALUES all of them in a kernel
+# (hyper[k] in the arrays' dtype, or the flag),
 # SCALARS the parameters of its loop after the state arrays, KERNEL and KERNEL_NORM its kernels;
 # _update is its loop over [lo, hi), _constants its prologue.
 
 #: The placeholders that are neither parameters nor assigned, named here for linters: never used.
-VALUES = FLOATS = FLAGS = KERNEL = KERNEL_NORM = None
+VALUES = AS_FLOATS = FLAGS = KERNEL = KERNEL_NORM = None
 
 
 def _update(lo, hi, p, g, *args):
@@ -372,7 +388,7 @@ def _constants(one, *hyper):
 
 def _step(p, g, STATE, hyper, FLAGS):
     """Template: _update over every BLOCK of the arrays"""
-    SCALARS = _constants(hyper[0], VALUES)
+    SCALARS = _constants(_in_dtype_of(p, hyper[0]), VALUES)
     for c in prange((p.size + BLOCK - 1) // BLOCK):
         lo = c * BLOCK
         _update(lo, min(p.size, lo + BLOCK), p, g, STATE, SCALARS)
@@ -381,7 +397,7 @@ def _step(p, g, STATE, hyper, FLAGS):
 def _step_with_norm(p, g, STATE, hyper, FLAGS, chunk):
     """Template: _step, also adding each block's squares of g right after updating it (in cache),
     in the chunks of _chunked_sum_of_squares: returns the sum with that kernel's bits"""
-    SCALARS = _constants(hyper[0], VALUES)
+    SCALARS = _constants(_in_dtype_of(p, hyper[0]), VALUES)
     partial = np.empty((p.size + chunk - 1) // chunk, np.float64)
     for c in prange(partial.size):
         lo, hi = c * chunk, min(p.size, (c + 1) * chunk)
@@ -395,18 +411,18 @@ def _step_with_norm(p, g, STATE, hyper, FLAGS, chunk):
 
 
 def _launch(param, grad, STATE, HYPER):
-    """Template: KERNEL on flat arrays, the floats rounded to their dtype in one array"""
+    """Template: KERNEL on flat arrays, the floats in one tuple"""
     if param.ndim != 1:  # the others have its shape, or are empty (1-D)
         param, grad, STATE = map(flat, (param, grad, STATE))
-    KERNEL(param.size, param, grad, STATE, np.array((1.0, FLOATS), param.dtype), FLAGS)
+    KERNEL(param.size, param, grad, STATE, (1.0, AS_FLOATS), FLAGS)
 
 
 def _launch_with_norm(param, grad, STATE, HYPER, norm_out):
     """Template: _launch with KERNEL_NORM, setting norm_out[0]"""
     if param.ndim != 1:
         param, grad, STATE = map(flat, (param, grad, STATE))
-    norm_out[0] = KERNEL_NORM(param.size, param, grad, STATE,
-                              np.array((1.0, FLOATS), param.dtype), FLAGS, REDUCTION_CHUNK)
+    norm_out[0] = KERNEL_NORM(param.size, param, grad, STATE, (1.0, AS_FLOATS), FLAGS,
+                              REDUCTION_CHUNK)
 
 
 def _bind(param, grad, STATE):
@@ -414,10 +430,9 @@ def _bind(param, grad, STATE):
     between steps done once (the flat views made, KERNEL's serial or parallel version chosen)"""
     kernel = KERNEL.parallel if param.size >= PARALLEL_THRESHOLD else KERNEL.serial
     param, grad, STATE = map(flat, (param, grad, STATE))
-    dtype = param.dtype
 
     def run(HYPER):
-        kernel(param, grad, STATE, np.array((1.0, FLOATS), dtype), FLAGS)
+        kernel(param, grad, STATE, (1.0, AS_FLOATS), FLAGS)
     return run
 
 
@@ -430,7 +445,7 @@ def _algorithm(name, title, update, constants, formula):
     parameters of ``constants`` after ``one`` as hyperparameters, those annotated ``bool`` as
     flags. It calls the kernel ``_name(n, p, g, <state arrays>, hyper, <flags>)`` (serial or
     parallel by ``n``; see :func:`_compile_serial_and_parallel`), ``hyper`` holding ``1`` and the
-    float hyperparameters in the arrays' dtype; ``name.bind(param, grad, <state arrays>)`` returns
+    float hyperparameters as Python floats; ``name.bind(param, grad, <state arrays>)`` returns
     ``run(<hyperparameters>)``, the launcher on those arrays. ``name_with_norm`` takes ``norm_out`` after them,
     and ``_name_norm`` also ``chunk``, returning sum(g_i^2) as ``_chunked_sum_of_squares(g,
     chunk)``. ``formula`` is the kernels' docstring; ``title`` names the algorithm in the
@@ -442,8 +457,11 @@ def _algorithm(name, title, update, constants, formula):
     first = next(i for i, arg in enumerate(loop) if arg in {h.name for h in hyper})
     text = dict(
         STATE=", ".join(loop[:first]), FLAGS=", ".join(flags),
-        HYPER=", ".join(h.name for h in hyper), FLOATS=", ".join(floats),
-        VALUES=", ".join(h.name if h.name in flags else f"hyper[{floats.index(h.name) + 1}]"
+        HYPER=", ".join(h.name for h in hyper),
+        # float(): numba compiles a kernel per tuple type; one of Python floats is one type.
+        AS_FLOATS=", ".join(f"float({f})" for f in floats),
+        VALUES=", ".join(h.name if h.name in flags
+                         else f"_in_dtype_of(p, hyper[{floats.index(h.name) + 1}])"
                          for h in hyper),
         SCALARS=", ".join(loop[first:]), KERNEL=f"_{name}", KERNEL_NORM=f"_{name}_norm")
     bind = {"_constants": constants}
