@@ -39,7 +39,8 @@ and size whatever the thread count.
 A step may have a ``bind`` attribute, ``<name>.bind(<its arrays>)``, returning ``run(<its
 hyperparameters and host values>)`` that runs ``<name>`` on those arrays, bit for bit, with the work
 that does not change between steps done once (``cpu_optim``: the flat views, the serial or parallel
-kernel); a bound step (:mod:`fastopt.bound`) uses it.
+kernel; ``c_optim``: the C function, the arrays' pointers); a bound step (:mod:`fastopt.bound`)
+uses it.
 
 Every step also has ``<name>_with_norm(<the same arguments>, norm_out)``: the same update, which in
 the same pass over memory sets ``norm_out[0]`` (a one-element float64 array on the arrays' side) to
@@ -66,7 +67,8 @@ The contract, established by :mod:`fastopt._validate` before any kernel runs, so
   or, for a module that sets ``TAKES_PYTHON_FLOATS = True`` (every optimizer module says which),
   Python floats or numpy scalars of float dtypes up to float64, which it rounds to the arrays' dtype
   as ``dtype.type(x)`` does (``c_optim``: cffi rounds them to the C type as numpy's cast does;
-  ``cpu_optim``: the kernel, from a tuple of them as Python floats); mode flags (and RAdam's ``rectify``) are ``bool`` (``numpy.bool_`` too for ``cpu_optim``);
+  ``cpu_optim``: the kernel, from a tuple of them as Python floats); mode flags (and RAdam's
+  ``rectify``) are ``bool`` (``numpy.bool_`` too for ``cpu_optim``);
 - the written arrays (param and used state) do not overlap each other or ``grad``;
 - host backends get numpy arrays; ``cuda`` gets numba device arrays (zero-copy views of any
   ``__cuda_array_interface__`` object).

@@ -8,8 +8,8 @@ float64 (:data:`TAKES_PYTHON_FLOATS`) and flags as ``bool`` or ``numpy.bool_``. 
 the floats to the kernel as one tuple of Python floats ``(1.0, lr, beta1, ...)``, with the flags
 and flat views of the arrays: numba unboxes a few arguments, and a kernel is compiled once per
 dtype whatever the values. The kernel's prologue rounds the floats to the arrays' dtype (as
-``dtype.type(x)`` rounds) and computes the derived constants (``1 - beta``, the decoupled weight decay's
-``1 - lr*wd``, the gradient scale signed by ``maximize``) in the arrays' dtype, as
+``dtype.type(x)`` rounds) and computes the derived constants (``1 - beta``, the decoupled weight
+decay's ``1 - lr*wd``, the gradient scale signed by ``maximize``) in the arrays' dtype, as
 :mod:`fastopt.backends._optim_args` does on the host for the ``cuda`` backend.
 
 The math of each step is its element in :mod:`fastopt.backends._optim_element`, shared with the
@@ -272,10 +272,10 @@ def _lion_range(lo, hi, p, g, exp_avg, lr, beta1, one_minus_beta1, beta2, one_mi
 #
 # A kernel gets its float hyperparameters as one tuple `hyper` of floats (or an array of the arrays'
 # dtype, from numba code), hyper[0] = 1, rounded to the arrays' dtype by _in_dtype_of, and its mode
-# flags as bools. Each _<algo>_constants takes them in the launcher's order (`one`
-# first; the flags annotated bool) and returns the parameters of _<algo>_range after its arrays,
-# the derived ones (1 - beta, the weight decay's factor, the signed gradient scale) computed in
-# that dtype: from array elements, never from a literal, which would promote float32 to float64.
+# flags as bools. Each _<algo>_constants takes them in the launcher's order (`one` first; the flags
+# annotated bool) and returns the parameters of _<algo>_range after its arrays, the derived ones
+# (1 - beta, the weight decay's factor, the signed gradient scale) computed in that dtype: from the
+# rounded values, never from a literal, which would promote float32 to float64.
 
 
 def _in_dtype_of(p, x):
@@ -368,9 +368,9 @@ def _lion_constants(one, lr, beta1, beta2, weight_decay, maximize: bool, grad_sc
 # Five templates for every algorithm (see _kernel_templates and _algorithm), whose placeholders
 # stand for: STATE its state arrays, FLAGS its flags, HYPER its hyperparameters (named as in the
 # launcher), AS_FLOATS those that are not flags as Python floats, VALUES all of them in a kernel
-# (hyper[k] in the arrays' dtype, or the flag),
-# SCALARS the parameters of its loop after the state arrays, KERNEL and KERNEL_NORM its kernels;
-# _update is its loop over [lo, hi), _constants its prologue.
+# (hyper[k] in the arrays' dtype, or the flag), SCALARS the parameters of its loop after the state
+# arrays, KERNEL and KERNEL_NORM its kernels; _update is its loop over [lo, hi), _constants its
+# prologue.
 
 #: The placeholders that are neither parameters nor assigned, named here for linters: never used.
 VALUES = AS_FLOATS = FLAGS = KERNEL = KERNEL_NORM = None
@@ -446,10 +446,10 @@ def _algorithm(name, title, update, constants, formula):
     flags. It calls the kernel ``_name(n, p, g, <state arrays>, hyper, <flags>)`` (serial or
     parallel by ``n``; see :func:`_compile_serial_and_parallel`), ``hyper`` holding ``1`` and the
     float hyperparameters as Python floats; ``name.bind(param, grad, <state arrays>)`` returns
-    ``run(<hyperparameters>)``, the launcher on those arrays. ``name_with_norm`` takes ``norm_out`` after them,
-    and ``_name_norm`` also ``chunk``, returning sum(g_i^2) as ``_chunked_sum_of_squares(g,
-    chunk)``. ``formula`` is the kernels' docstring; ``title`` names the algorithm in the
-    launchers'."""
+    ``run(<hyperparameters>)``, the launcher on those arrays. ``name_with_norm`` takes
+    ``norm_out`` after them, and ``_name_norm`` also ``chunk``, returning sum(g_i^2) as
+    ``_chunked_sum_of_squares(g, chunk)``. ``formula`` is the kernels' docstring; ``title``
+    names the algorithm in the launchers'."""
     hyper = list(inspect.signature(constants).parameters.values())[1:]
     flags = [h.name for h in hyper if h.annotation is bool]
     floats = [h.name for h in hyper if h.annotation is not bool]
