@@ -9,7 +9,7 @@ CUDASIM ?= 1
 JOBS ?= auto
 
 BIN = $(VENV)/bin
-SOURCES = pyproject.toml setup.py $(wildcard csrc/*.c csrc/*.h) fastopt/_c_build.py
+SOURCES = pyproject.toml setup.py $(wildcard csrc/*.c csrc/*.h) fastopt/backends/c/build.py
 
 .PHONY: run test bench clean
 

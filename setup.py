@@ -1,4 +1,4 @@
-"""Builds the C backend (csrc/) as an out-of-line cffi extension, ``fastopt._fastopt_c``.
+"""Builds the C backend (csrc/) as an out-of-line cffi extension, ``fastopt.backends.c._fastopt_c``.
 
 The build is optional: if no C compiler is available, fastopt installs without it and
 ``fastopt.backend_status()`` says why the ``c`` backend is unavailable.
@@ -19,6 +19,6 @@ class OptionalBuildExt(build_ext):
 
 
 setup(
-    cffi_modules=["fastopt/_c_build.py:ffibuilder"],
+    cffi_modules=["fastopt/backends/c/build.py:ffibuilder"],
     cmdclass={"build_ext": OptionalBuildExt},
 )

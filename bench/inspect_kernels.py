@@ -59,7 +59,7 @@ def numba_report():
 
 
 def c_report():
-    import fastopt._fastopt_c as ext
+    import fastopt.backends.c._fastopt_c as ext
 
     try:
         out = subprocess.run(["objdump", "-d", "--no-show-raw-insn", ext.__file__],

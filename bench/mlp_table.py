@@ -40,9 +40,9 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import fastopt  # noqa: E402
-from fastopt import _dispatch  # noqa: E402
-from fastopt.mlp import MLP  # noqa: E402
-from fastopt.reference_mlp import IDENTITY  # noqa: E402
+from fastopt._core import dispatch as _dispatch  # noqa: E402
+from fastopt.nn.mlp import MLP  # noqa: E402
+from fastopt.nn.reference import IDENTITY  # noqa: E402
 
 #: (name, layer sizes, batch) of the training-step comparison.
 NETWORKS = [("784-128-10", [784, 128, 10], 128), ("64-256-256-10", [64, 256, 256, 10], 256),
@@ -216,7 +216,7 @@ def make_fastopt_step(sizes, batch, backend):
 
 def make_fused_epoch(sizes, batch, backend="cpu", steps=FUSED_STEPS):
     """One compiled epoch of ``steps`` Adam steps; call it and divide by ``steps``."""
-    from fastopt.train import _FusedEpochs
+    from fastopt.nn.train import _FusedEpochs
 
     model = MLP(sizes, backend=backend, seed=0)
     opt = fastopt.Adam([model.params], lr=1e-3)

@@ -28,11 +28,11 @@ import numpy as np
 import pytest
 
 from fastopt import available_backends
-from fastopt.benchmark import (CONFIGS, PEERS, ROOFLINE_BACKENDS, Unsupported, bytes_per_step,
-                               make_arena_step, make_bound_step, make_class_step, make_peer,
-                               make_same_traffic, make_step, make_torch_step, roofline_kernels,
-                               written_arrays)
-from fastopt.threads import get_num_threads
+from fastopt.bench.benchmark import (CONFIGS, PEERS, ROOFLINE_BACKENDS, Unsupported,
+                                     bytes_per_step, make_arena_step, make_bound_step,
+                                     make_class_step, make_peer, make_same_traffic, make_step,
+                                     make_torch_step, roofline_kernels, written_arrays)
+from fastopt._core.threads import get_num_threads
 
 SIZES = [int(float(s)) for s in
          os.environ.get("FASTOPT_BENCH_SIZES", "1e3,1e4,1e5,1e6,1e7,1e8").split(",")]

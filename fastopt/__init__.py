@@ -4,15 +4,20 @@ Host arrays run on the ``cpu`` backend (numba), else ``c`` (cffi), else ``numpy`
 CUDA arrays run on ``cuda``. See :func:`available_backends` and :func:`backend_status`.
 """
 
-from . import datasets, functional, init, lowp, mixed, schedules
-from ._dispatch import BackendUnavailableError, available_backends, backend_status
-from .arena import FlatParams
-from .checkpoint import Checkpoint, from_torch_state_dict, load, save, to_torch_state_dict
-from .mlp import MLP
-from .threads import get_num_threads, set_num_threads
-from .optimizers import (LAMB, SGD, Adadelta, Adagrad, Adam, Adamax, AdamW, Lion, NAdam, Optimizer,
-                         RAdam, RMSprop, StepInfo)
-from .train import History, train
+import sys
+
+from fastopt._core import lowp
+from fastopt._core.dispatch import BackendUnavailableError, available_backends, backend_status
+from fastopt._core.threads import get_num_threads, set_num_threads
+from fastopt.nn import datasets, init
+from fastopt.nn.mlp import MLP
+from fastopt.nn.train import History, train
+from fastopt.optim import capturable, functional, mixed, reference, schedules
+from fastopt.optim.arena import FlatParams
+from fastopt.optim.checkpoint import (Checkpoint, from_torch_state_dict, load, save,
+                                      to_torch_state_dict)
+from fastopt.optim.optimizers import (LAMB, SGD, Adadelta, Adagrad, Adam, Adamax, AdamW, Lion,
+                                      NAdam, Optimizer, RAdam, RMSprop, StepInfo)
 
 __version__ = "0.1.0"
 
@@ -23,3 +28,9 @@ __all__ = ["datasets", "functional", "init", "lowp", "mixed", "schedules",
            "Lion", "LAMB",
            "save", "load", "Checkpoint", "to_torch_state_dict", "from_torch_state_dict",
            "set_num_threads", "get_num_threads", "MLP", "train", "History"]
+
+# The public modules under their short names (``import fastopt.functional``,
+# ``from fastopt.mixed import sgd``): each is one module object under both names.
+for _module in (capturable, datasets, functional, init, lowp, mixed, reference, schedules):
+    sys.modules[f"{__name__}.{_module.__name__.rsplit('.', 1)[1]}"] = _module
+del _module

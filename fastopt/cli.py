@@ -8,8 +8,9 @@ import sys
 
 import numpy as np
 
-from . import __version__, benchmark, selfcheck
-from ._dispatch import backend_status
+from fastopt import __version__, selfcheck
+from fastopt.bench import benchmark
+from fastopt._core.dispatch import backend_status
 
 
 def _print_backends():
@@ -84,13 +85,13 @@ def cmd_bench(args):
 
 def cmd_train(args):
     """``fastopt train``: trains an MLP (default: the embedded digits), per-epoch table."""
-    from .train import run_cli
+    from fastopt.nn.train import run_cli
 
     return run_cli(args)
 
 
 def cmd_digits(args):
-    from .train import compare_optimizers
+    from fastopt.nn.train import compare_optimizers
 
     print("\ntraining the embedded digits model (64-64-10, 20 epochs of batch 32) with each "
           "optimizer:")
@@ -134,7 +135,7 @@ def main(argv=None):
     sub.add_parser("selfcheck", help="compare every backend with the numpy reference")
     sub.add_parser("bench", parents=[bench_args], help="time every optimizer on every backend")
     sub.add_parser("all", parents=[bench_args], help="self-check, then benchmark (the default)")
-    from .train import add_cli_arguments
+    from fastopt.nn.train import add_cli_arguments
 
     add_cli_arguments(sub.add_parser("train", help="train an MLP and report test accuracy"))
     argv = sys.argv[1:] if argv is None else list(argv)

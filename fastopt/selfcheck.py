@@ -2,8 +2,9 @@
 
 import numpy as np
 
-from . import _algorithms, _memory, functional
-from ._dispatch import available_backends
+from fastopt.optim import algorithms as _algorithms, functional
+from fastopt._core import memory as _memory
+from fastopt._core.dispatch import available_backends
 
 #: The configuration of each optimizer that exercises the most of its kernel.
 CONFIGS = {

@@ -4,7 +4,7 @@ import itertools
 
 import numpy as np
 
-from fastopt import _algorithms
+from fastopt.optim import algorithms as _algorithms
 
 
 def _grid(**axes):

@@ -91,7 +91,7 @@ def test_a_step_bound_to_numpy_arrays_is_bound_to_their_memory(backend):
 @pytest.mark.parametrize("backend", HOST)
 @pytest.mark.parametrize("name", ["sgd", "adam"])
 def test_a_bound_step_above_the_parallel_threshold_gives_the_functional_bits(name, backend):
-    from fastopt.backends.cpu_optim import PARALLEL_THRESHOLD
+    from fastopt.backends.cpu.optim import PARALLEL_THRESHOLD
 
     options = {"momentum": 0.9} if name == "sgd" else {}
     param, grads = problem(PARALLEL_THRESHOLD + 3, np.float32, 2)

@@ -1,5 +1,5 @@
-"""Repeated calls skip the checks they passed before (fastopt._validate.CheckMemo and the
-hyperparameter cache of fastopt._step): whatever changed since must still be caught."""
+"""Repeated calls skip the checks they passed before (fastopt._core.validate.CheckMemo and the
+hyperparameter cache of fastopt.optim._step): whatever changed since must still be caught."""
 
 import gc
 
@@ -88,7 +88,7 @@ def test_class_checks_a_changed_arena_gradient(backend):
 def test_memo_is_bounded_and_holds_no_arrays():
     import weakref
 
-    from fastopt._step import _RESOLVED
+    from fastopt.optim._step import _RESOLVED
 
     p, g, m, v = arrays()
     F.adam(p, g, m, v, step=1)
@@ -114,7 +114,7 @@ def test_a_list_hyperparameter_changed_in_place_is_checked_again():
 
 
 def test_an_entry_goes_when_one_of_its_arrays_is_freed():
-    from fastopt._step import _RESOLVED
+    from fastopt.optim._step import _RESOLVED
 
     p, g, m, v = arrays()
     F.adam(p, g, m, v, step=1, backend="numpy")

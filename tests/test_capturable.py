@@ -23,7 +23,7 @@ pytestmark = requires_cuda
 if HAS_CUDA:
     from numba import cuda
 
-    from fastopt.backends import cuda_capturable as kern
+    from fastopt.backends.cuda import capturable as kern
 
     SIMULATOR = kern.SIMULATOR
 else:  # the module is skipped
@@ -367,7 +367,7 @@ def test_a_result_is_read_before_the_next_step():
 
 
 def test_layout_and_flags_agree_with_the_classes():
-    from fastopt.optimizers import CLIP_EPS
+    from fastopt.optim.optimizers import CLIP_EPS
 
     assert kern.CLIP_EPS == CLIP_EPS
     for name, _ in CASES:

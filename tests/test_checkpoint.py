@@ -10,8 +10,8 @@ import pytest
 import fastopt
 from cases import LR, OPTIONS, TOLERANCE, problem
 from conftest import AVAILABLE, to_backend, to_host
-from fastopt import checkpoint
-from fastopt.checkpoint import from_torch_state_dict, load, save, to_torch_state_dict
+from fastopt.optim import checkpoint
+from fastopt.optim.checkpoint import from_torch_state_dict, load, save, to_torch_state_dict
 
 CLASSES = {"sgd": fastopt.SGD, "adagrad": fastopt.Adagrad, "rmsprop": fastopt.RMSprop,
            "adam": fastopt.Adam, "adamw": fastopt.AdamW, "adamax": fastopt.Adamax,
@@ -105,7 +105,7 @@ def test_round_trip_is_bit_exact(tmp_path, name):
     assert save(path, opt, extra=extra) == str(path)
     ck = load(path)
     assert (ck.algorithm, ck.extra, ck.format_version) == (name, extra, 1)
-    assert ck.optimizer_class == f"fastopt.optimizers.{type(opt).__name__}"
+    assert ck.optimizer_class == f"fastopt.optim.optimizers.{type(opt).__name__}"
     assert ck.fastopt_version == fastopt.__version__ and ck.backend == "numpy"
     assert_same_state(ck.state_dict, opt.state_dict())
     assert all(np.array_equal(a, b) and a.dtype == b.dtype for a, b in zip(ck.params, params))

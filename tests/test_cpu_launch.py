@@ -8,8 +8,9 @@ import inspect
 import numpy as np
 import pytest
 
-from fastopt import _algorithms
-from fastopt.backends import _optim_args, cpu_optim
+from fastopt.optim import algorithms as _algorithms
+from fastopt.backends.elements import args as _optim_args
+from fastopt.backends.cpu import optim as cpu_optim
 from cases import LR, OPTIONS, case_ids, new_state, problem
 
 STEPS = 3

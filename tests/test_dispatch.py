@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 import fastopt
-from fastopt import _dispatch, functional
+from fastopt._core import dispatch as _dispatch
+from fastopt import functional
 from conftest import HAS_CUDA, HOST, requires_cuda
 
 
@@ -79,7 +80,7 @@ def _run_python(code, **env):
 
 
 def test_import_works_without_the_c_extension():
-    code = ("import sys; sys.modules['fastopt._fastopt_c'] = None\n"
+    code = ("import sys; sys.modules['fastopt.backends.c._fastopt_c'] = None\n"
             "import numpy as np, fastopt\n"
             "print(fastopt.backend_status()['c'])\n"
             "print('c' in fastopt.available_backends())\n"
@@ -88,7 +89,7 @@ def test_import_works_without_the_c_extension():
             "try:\n    fastopt.functional.sgd(p, p.copy(), step=1, backend='c')\n"
             "except fastopt.BackendUnavailableError as e:\n    print('refused:', e)\n")
     out = _run_python(code).splitlines()
-    assert re.match(r"(ModuleNotFound|Import)Error: .*fastopt\._fastopt_c", out[0]), out[0]
+    assert re.match(r"(ModuleNotFound|Import)Error: .*fastopt\.backends\.c\._fastopt_c", out[0]), out[0]
     assert out[1] == "False"
     assert out[2] == "0.5"
     assert out[3].startswith("refused: backend 'c' is not available: "), out[3]

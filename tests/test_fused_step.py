@@ -62,7 +62,7 @@ def test_arena_step_equals_per_array_steps_in_one_launch_per_group(backend, monk
                               {"params": separate[2:], "weight_decay": 0.0}],
                              lr=0.01, weight_decay=0.1, backend=backend)
     launches = []
-    module = fastopt._dispatch.kernels(backend)
+    module = fastopt._core.dispatch.kernels(backend)
     original = module.adam
     monkeypatch.setattr(module, "adam", lambda *a: (launches.append(a[0].size), original(*a)))
     for _ in range(3):

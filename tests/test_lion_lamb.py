@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 import fastopt
-from fastopt import functional, optimizers
+from fastopt import functional
+from fastopt.optim import optimizers
 from cases import problem
 from conftest import AVAILABLE, HAS_CUDA, HOST, to_backend, to_host
 
@@ -135,7 +136,7 @@ def test_lamb_cpu_segments_crossing_many_chunks(monkeypatch):
     chunk, empty tensors on chunk boundaries."""
     if "cpu" not in AVAILABLE:
         pytest.skip("numba cpu backend unavailable")
-    from fastopt.backends import cpu_optim
+    from fastopt.backends.cpu import optim as cpu_optim
 
     monkeypatch.setattr(cpu_optim, "LAMB_CHUNK", 4)
     offsets = [0, 1, 4, 4, 8, 8, 19, 20, 33]
@@ -175,7 +176,7 @@ def test_lamb_arena_one_launch_per_group_with_a_trust_ratio_per_tensor(backend, 
     per_array = optimizers.LAMB([{"params": separate[:3]},
                                  {"params": separate[3:], "weight_decay": 0.0}],
                                 lr=0.01, weight_decay=0.1, backend=backend)
-    module = fastopt._dispatch.kernels(backend)
+    module = fastopt._core.dispatch.kernels(backend)
     original, launches = module.lamb, []
     monkeypatch.setattr(module, "lamb", lambda *a: (launches.append(a[0].size), original(*a)))
     for gs in grads:
@@ -191,7 +192,7 @@ def test_lamb_arena_one_launch_per_group_with_a_trust_ratio_per_tensor(backend, 
 
 @pytest.mark.skipif(not HAS_CUDA, reason="no CUDA device and no simulator")
 def test_lamb_cuda_launch_count_does_not_grow_with_tensor_count(monkeypatch):
-    from fastopt.backends import cuda_optim
+    from fastopt.backends.cuda import optim as cuda_optim
 
     counts = []
     for n_tensors in (2, 12):
@@ -311,7 +312,7 @@ BAD_HYPER = [  # torch.optim's checks (Lion, LAMB: the same for the same names),
 @pytest.mark.parametrize("name,kwargs,words", BAD_HYPER, ids=[f"{n}-{w}" for n, _, w in BAD_HYPER])
 def test_new_optimizers_reject_bad_hyperparameters_before_writing(name, kwargs, words):
     p = np.ones(4)
-    states = [np.zeros(4) for _ in fastopt._algorithms.ALGORITHMS[name].state]
+    states = [np.zeros(4) for _ in fastopt.optim.algorithms.ALGORITHMS[name].state]
     with pytest.raises((TypeError, ValueError), match=words):
         getattr(functional, name)(p, np.ones(4), *states, step=1, **kwargs)
     with pytest.raises((TypeError, ValueError), match=words):

@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 
 import fastopt
-from fastopt import _algorithms, functional, lowp, mixed
-from fastopt.backends.cuda_optim import SIMULATOR
+from fastopt.optim import algorithms as _algorithms
+from fastopt import functional, lowp, mixed
+from fastopt.backends.cuda.optim import SIMULATOR
 from conftest import AVAILABLE, to_backend, to_host
 
 GRAD = {"float32": lambda g: g, "float16": lambda g: g.astype(np.float16),

@@ -1,4 +1,4 @@
-"""Every backend's MLP kernels against the numpy reference (fastopt.reference_mlp).
+"""Every backend's MLP kernels against the numpy reference (fastopt.nn.reference).
 
 One table of shapes drives the kernel tests: odd row counts and widths hit the tails of the tiles
 (cpu: 4 x 2 dot products in 16 x 64 blocks, 8-row transposes, vectors of 8 along k; c: 6 x 16 and
@@ -14,14 +14,14 @@ import numpy as np
 import pytest
 
 import fastopt
-from fastopt import reference_mlp as ref
-from fastopt.mlp import MLP
+from fastopt.nn import reference as ref
+from fastopt.nn.mlp import MLP
 from conftest import AVAILABLE, to_backend, to_host
 
 
 def _has_mlp(backend):
     try:
-        importlib.import_module(f"fastopt.backends.{backend}_mlp")
+        importlib.import_module(f"fastopt.backends.{backend}.mlp")
     except ImportError:
         return False
     return True
@@ -53,7 +53,7 @@ def cases(backends):
 
 
 def kernels(backend):
-    return fastopt._dispatch.kernels(backend, "mlp")
+    return fastopt._core.dispatch.kernels(backend, "mlp")
 
 
 def layer_problem(shape, dtype, seed=0):
@@ -138,7 +138,7 @@ def test_c_portable_and_simd_micro_kernels(simd):
 def test_dense_kernels_are_bit_identical_for_any_thread_count(backend, shape, activation):
     """Each output element is one sum computed by one thread in a fixed order, whichever thread
     takes its block: 1 and 2 threads, and on cpu the serial kernels, agree bit for bit."""
-    from fastopt import threads
+    from fastopt._core import threads
 
     code = ref.ACTIVATIONS.index(activation)
     results = []
@@ -150,7 +150,7 @@ def test_dense_kernels_are_bit_identical_for_any_thread_count(backend, shape, ac
     finally:
         threads.set_num_threads(before)
     if backend == "cpu":  # the serial versions, which the fused epoch runs below PARALLEL_MACS
-        from fastopt.backends import cpu_mlp
+        from fastopt.backends.cpu import mlp as cpu_mlp
 
         rows, fan_in, fan_out = shape
         serial = SimpleNamespace(
@@ -287,7 +287,7 @@ CURVE_TOLERANCE = {np.float32: 1e-3, np.float64: 1e-9}
 @pytest.mark.parametrize("backend", [b for b in BACKENDS if b != "numpy"])
 def test_loss_curve_agrees_with_numpy_backend(backend, dtype):
     from fastopt.datasets import load_digits
-    from fastopt.train import train
+    from fastopt.nn.train import train
 
     data = load_digits()
     if backend == "cuda":  # the simulator: 8 features, 3 steps

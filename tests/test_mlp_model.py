@@ -5,7 +5,7 @@ import pytest
 
 import fastopt
 from fastopt import init
-from fastopt.mlp import MLP
+from fastopt.nn.mlp import MLP
 from test_mlp_backends import BACKENDS, HOST_BACKENDS
 from conftest import to_host
 

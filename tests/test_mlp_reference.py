@@ -1,4 +1,4 @@
-"""The MLP reference (fastopt.reference_mlp) against float64 finite differences and torch autograd.
+"""The MLP reference (fastopt.nn.reference) against float64 finite differences and torch autograd.
 
 The reference is the specification every backend is tested against (tests/test_mlp_backends.py),
 so its gradients are checked here from first principles: every activation and both losses.
@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 
-from fastopt import reference_mlp as ref
+from fastopt.nn import reference as ref
 
 ACTIVATIONS = list(ref.ACTIVATIONS)
 LOSSES = list(ref.LOSSES)

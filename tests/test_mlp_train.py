@@ -8,8 +8,8 @@ import pytest
 import fastopt
 from fastopt import datasets
 from fastopt.cli import main as cli_main
-from fastopt.mlp import MLP
-from fastopt.train import train
+from fastopt.nn.mlp import MLP
+from fastopt.nn.train import train
 from test_mlp_backends import HOST_BACKENDS
 
 
@@ -215,7 +215,7 @@ def train_both_ways(backend, name, options, dtype, loss="cross_entropy", X=None,
     optimizer runs on its default backend (``cpu``): on ``c`` the per-step path then updates with
     numba kernels and the fused epoch with C ones, which agree bit for bit, except LAMB's
     reduction (created on the model's backend, as the fused path requires)."""
-    from fastopt import optimizers
+    from fastopt.optim import optimizers
 
     results = {}
     for fused in (False, True):
@@ -283,7 +283,7 @@ def test_fused_epoch_with_parallel_kernels(backend, name, options):
     """A first layer of 80 x 300 x 110 = 2.6M multiply-adds and 34,220 parameters take the
     parallel layer and optimizer kernels, in the compiled epoch too: still bit for bit the
     per-step training."""
-    from fastopt import optimizers
+    from fastopt.optim import optimizers
 
     rng = np.random.default_rng(5)
     X = rng.standard_normal((240, 300)).astype(np.float32)
@@ -318,7 +318,7 @@ def test_fused_epoch_skips_nonfinite_steps_as_the_optimizer_does(digits, backend
 
 
 def test_fused_epoch_is_chosen_only_where_it_can_run(digits):
-    from fastopt.train import _fused_epochs
+    from fastopt.nn.train import _fused_epochs
 
     X, y = digits.X_train[:64], digits.y_train[:64]
     model = MLP([64, 8, 10], backend="numpy", seed=0)

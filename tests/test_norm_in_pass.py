@@ -10,8 +10,8 @@ blocks and grid-stride iterations there.
 import numpy as np
 import pytest
 
-from fastopt import _algorithms
-from fastopt._step import check_hyper, launch, launch_with_norm, resolve
+from fastopt.optim import algorithms as _algorithms
+from fastopt.optim._step import check_hyper, launch, launch_with_norm, resolve
 from cases import LR, OPTIONS, case_ids, new_state, problem
 from conftest import AVAILABLE, HOST, to_backend, to_host
 
@@ -127,7 +127,7 @@ def test_one_slot_per_parameter_adds_up_to_the_global_norm(backend):
 
 @pytest.mark.parametrize("backend", [b for b in HOST if b in ("cpu", "c")])
 def test_norm_does_not_depend_on_the_thread_count(backend):
-    from fastopt import threads
+    from fastopt._core import threads
 
     param, grads = problem((5 * CHUNK + 3,), np.float32, len(STEPS), seed=3)
     before = threads.get_num_threads()
@@ -172,7 +172,7 @@ def copies(params):
 @pytest.mark.parametrize("backend", AVAILABLE)
 def test_class_step_takes_the_norm_from_the_update_pass(backend, monkeypatch):
     import fastopt
-    from fastopt._dispatch import kernels
+    from fastopt._core.dispatch import kernels
 
     params, grads = class_problem(backend)
     reference = copies(params)

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 import fastopt
-from fastopt import functional, optimizers
+from fastopt import functional
+from fastopt.optim import optimizers
 from cases import LR, OPTIONS, TOLERANCE, new_state, problem
 from conftest import AVAILABLE, to_backend, to_host
 
@@ -108,7 +109,7 @@ def test_param_groups_have_their_own_hyperparameters_and_none_grads_skip():
 
 
 def test_changing_hyperparameters_does_not_recompile():
-    from fastopt.backends import cpu_optim
+    from fastopt.backends.cpu import optim as cpu_optim
 
     p = np.ones(10, np.float32)
     opt = fastopt.Adam([p], lr=1e-3, backend="cpu")

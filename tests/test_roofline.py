@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from conftest import AVAILABLE
 
-from fastopt import benchmark
-from fastopt.benchmark import CONFIGS, ROOFLINE_BACKENDS
+from fastopt.bench import benchmark
+from fastopt.bench.benchmark import CONFIGS, ROOFLINE_BACKENDS
 
 BACKENDS = [b for b in ROOFLINE_BACKENDS if b in AVAILABLE]
 SIZES = [1, 257, 10_007, 40_009]

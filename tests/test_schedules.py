@@ -229,7 +229,7 @@ def test_driver_keeps_an_existing_initial_lr_and_round_trips_its_state():
 def test_fastopt_sgd_follows_the_schedule_without_recompiling():
     if "cpu" not in fastopt.available_backends():
         pytest.skip("the cpu (numba) backend is not usable here")
-    from fastopt.backends import cpu_optim
+    from fastopt.backends.cpu import optim as cpu_optim
 
     schedule = S.linear_warmup(3, 0.25, then=S.cosine(6, 0.1))
     w = np.linspace(-1.0, 2.0, 17)

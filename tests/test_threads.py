@@ -18,7 +18,7 @@ from conftest import AVAILABLE
 
 import fastopt
 from fastopt import functional
-from fastopt.threads import get_num_threads, max_num_threads, set_num_threads
+from fastopt._core.threads import get_num_threads, max_num_threads, set_num_threads
 
 HOST = [b for b in ("cpu", "c") if b in AVAILABLE]
 N = 40_009  # above the parallel threshold, odd
@@ -106,7 +106,7 @@ def _child(code, **env):
 
 _REPORT_THREADS = """
 import json
-from fastopt.threads import get_num_threads, max_num_threads
+from fastopt._core.threads import get_num_threads, max_num_threads
 from fastopt import available_backends
 print(json.dumps({b: get_num_threads(b) for b in ("cpu", "c") if b in available_backends()}
                  | {"max": max_num_threads()}))
@@ -120,7 +120,7 @@ def test_threads_follow_the_environment():
         assert _child(_REPORT_THREADS, NUMBA_NUM_THREADS="1")["cpu"] == 1
     if "c" in HOST:  # OpenMP reads OMP_NUM_THREADS (checked before numba's pool starts: numba's
         # OpenMP threading layer shares libgomp and sets the count to NUMBA_NUM_THREADS)
-        code = ("import json; from fastopt.threads import get_num_threads; "
+        code = ("import json; from fastopt._core.threads import get_num_threads; "
                 "print(json.dumps(get_num_threads('c')))")
         assert _child(code, OMP_NUM_THREADS="1") == 1
 
@@ -182,7 +182,7 @@ def test_large_steps_use_several_threads(backend, tmp_path):
 @needs_proc
 @pytest.mark.parametrize("backend", HOST)
 def test_same_traffic_kernels_use_several_threads(backend, tmp_path):
-    step = ("from fastopt import benchmark\n"
+    step = ("from fastopt.bench import benchmark\n"
             f"kernels = benchmark.roofline_kernels({backend!r})\n"
             "def step(a, t):\n"
             "    kernels.same_traffic(a[:3], a[3], 0.5)")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import fastopt
-from fastopt import _algorithms, optimizers
+from fastopt.optim import algorithms as _algorithms, optimizers
 from cases import LR, OPTIONS, case_ids, problem
 from conftest import AVAILABLE, to_backend, to_host
 

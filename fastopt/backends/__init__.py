@@ -32,14 +32,14 @@ Arrays first, then hyperparameters, then values computed on the host for this st
 ``clr``, ``step_size``, ``bias_correction2_sqrt``, NAdam's ``grad_coef`` and ``exp_avg_coef`` from
 its ``mu_product``, RAdam's ``rectify`` decision, and ``grad_scale``, the factor that unscales and
 clips the gradient), so kernels never call ``pow`` and never recompile when they change. The
-formulas are those of :mod:`fastopt.reference`. ``sum_of_squares`` is the reduction pass of a fused
+formulas are those of :mod:`fastopt.optim.reference`. ``sum_of_squares`` is the reduction pass of a fused
 step (global norm, clipping, non-finite detection): a float64 sum, deterministic for a given backend
 and size whatever the thread count.
 
 A step may have a ``bind`` attribute, ``<name>.bind(<its arrays>)``, returning ``run(<its
 hyperparameters and host values>)`` that runs ``<name>`` on those arrays, bit for bit, with the work
 that does not change between steps done once (``cpu_optim``: the flat views, the serial or parallel
-kernel; ``c_optim``: the C function, the arrays' pointers); a bound step (:mod:`fastopt.bound`)
+kernel; ``c_optim``: the C function, the arrays' pointers); a bound step (:mod:`fastopt.optim.bound`)
 uses it.
 
 Every step also has ``<name>_with_norm(<the same arguments>, norm_out)``: the same update, which in
@@ -55,12 +55,12 @@ the update ``param -= lr * r * u`` with each segment's trust ratio ``r`` (``u`` 
 updated moments, never stored). The sums are taken over fixed chunks, then in order, so they are
 deterministic for a given backend and layout whatever the thread count.
 
-The contract, established by :mod:`fastopt._validate` before any kernel runs, so kernels trust it:
+The contract, established by :mod:`fastopt._core.validate` before any kernel runs, so kernels trust it:
 
 - every array is 1-D or N-D, C-contiguous, of one dtype (float32 or float64), and the same shape as
   ``param``, except a state array that the mode does not use (momentum buffer with ``momentum == 0``,
   ``grad_avg`` when not centered, ``max_exp_avg_sq`` without AMSGrad), which may be empty (1-D,
-  as :func:`fastopt._memory.empty` makes it) and must not be touched;
+  as :func:`fastopt._core.memory.empty` makes it) and must not be touched;
 - ``segment_offsets`` (``lamb`` only) is a 1-D int64 array on the same side as the others, not
   written: ``k + 1 >= 2`` nondecreasing offsets from ``0`` to ``param.size`` (empty segments allowed);
 - float hyperparameters are scalars of the arrays' dtype (``numpy.float32`` or ``numpy.float64``),
@@ -75,6 +75,6 @@ The contract, established by :mod:`fastopt._validate` before any kernel runs, so
 """
 
 try:  # kernels' disk cache keyed on all of this package's kernel sources (see _numba_cache)
-    from . import _numba_cache  # noqa: F401
+    from fastopt.backends._numba import cache as _numba_cache  # noqa: F401
 except ImportError:  # no numba: the c and numpy backends still work
     pass

@@ -1,0 +1,104 @@
+"""Low-precision formats on the host: float16 and bfloat16 as 16-bit patterns, and their rounding.
+
+numpy has no bfloat16, and numba's CPU target has no float16, so fastopt passes 16-bit values as
+``uint16`` bit patterns (a float16 array may also be passed as it is). These vectorized functions
+are the reference for the kernels' rounding: round to nearest, ties to even (numpy's own float16
+conversion, and its bfloat16 equivalent), or stochastic rounding driven by a counter-based random
+stream keyed on ``(seed, step, element index)``, so a run is reproducible and restartable bit for bit
+on every backend.
+"""
+
+import numpy as np
+
+from fastopt.backends.elements import bits as _bits
+
+#: The formats by name, with their codes in the kernels.
+FORMATS = {"float32": _bits.FLOAT32, "float16": _bits.FLOAT16, "bfloat16": _bits.BFLOAT16}
+ROUNDINGS = ("nearest", "stochastic")
+
+
+def format_code(name):
+    if name not in FORMATS:
+        raise ValueError(f"expected one of {', '.join(FORMATS)}, got {name!r}")
+    return FORMATS[name]
+
+
+def random32(key, index):
+    """The kernels' random stream, vectorized over ``index`` (int64 arrays)."""
+    return _bits.random32.py_func(np.int64(key), np.asarray(index, dtype=np.int64))
+
+
+def _f32_bits(x):
+    return np.ascontiguousarray(x, dtype=np.float32).view(np.uint32).astype(np.int64)
+
+
+def _bf16(u, increment):
+    nan = (u & 0x7FFFFFFF) > 0x7F800000
+    return np.where(nan, (u >> 16) | 0x40, (u + increment) >> 16).astype(np.uint16)
+
+
+def _f16_stochastic(x, u, rnd):
+    sign = (u >> 16) & 0x8000
+    a = u & 0x7FFFFFFF
+    normal = sign | (((a - 0x38000000) + (rnd >> 19)) >> 13)
+    shift = np.clip(126 - (a >> 23), 0, 32)
+    m = (a & 0x7FFFFF) | 0x800000
+    subnormal = sign | ((m + (rnd >> (32 - shift))) >> shift)
+    subnormal = np.where(126 - (a >> 23) > 32, sign, subnormal)
+    out = np.where(a >= 0x38800000, normal, subnormal)
+    out = np.where(a >= 0x47800000, sign | 0x7C00, out)
+    with np.errstate(over="ignore"):  # 65520 and up become inf, as they should
+        nearest = np.asarray(x, np.float32).astype(np.float16).view(np.uint16).astype(np.int64)
+    return np.where(a >= 0x7F800000, nearest, out).astype(np.uint16)
+
+
+def round_bits(x, fmt, rounding="nearest", key=0):
+    """The 16-bit patterns of float32 ``x`` in format ``fmt`` ("float16" or "bfloat16").
+
+    ``rounding="stochastic"`` draws element ``i``'s random bits from ``random32(key, i)``; ``key``
+    is :func:`stream_key` of the run's seed and the step.
+    """
+    code = format_code(fmt)
+    if rounding not in ROUNDINGS:
+        raise ValueError(f"rounding: expected 'nearest' or 'stochastic', got {rounding!r}")
+    x = np.asarray(x, np.float32)
+    u = _f32_bits(x).reshape(x.shape)
+    if code == _bits.FLOAT32:
+        return x.copy()
+    if rounding == "nearest":
+        if code == _bits.FLOAT16:
+            with np.errstate(over="ignore"):
+                return x.astype(np.float16).view(np.uint16)
+        return _bf16(u, 0x7FFF + ((u >> 16) & 1))
+    rnd = random32(key, np.arange(x.size, dtype=np.int64)).reshape(x.shape)
+    if code == _bits.FLOAT16:
+        return _f16_stochastic(x, u, rnd)
+    return _bf16(u, rnd >> 16)
+
+
+def from_bits(bits, fmt):
+    """float32 values of 16-bit patterns (float16 arrays are accepted as they are)."""
+    code = format_code(fmt)
+    bits = np.asarray(bits)
+    if code == _bits.FLOAT32:
+        return bits.astype(np.float32)
+    if code == _bits.FLOAT16:
+        return bits.view(np.float16).astype(np.float32)
+    return (bits.astype(np.uint32) << 16).view(np.float32)
+
+
+def stream_key(seed, step, stream=0):
+    """The key of the random stream of ``step`` in a run seeded with ``seed``; ``stream`` tells
+    apart the streams of one step (an optimizer gives each parameter its own)."""
+    key = _bits.stream_key.py_func(int(seed), int(step))
+    return key if stream == 0 else _bits.fmix32.py_func(key ^ _bits.fmix32.py_func(int(stream)))
+
+
+def to_bfloat16(x):
+    """bfloat16 bit patterns (``uint16``) of ``x``, rounded to nearest even."""
+    return round_bits(x, "bfloat16")
+
+
+def from_bfloat16(bits):
+    """float32 values of bfloat16 bit patterns."""
+    return from_bits(bits, "bfloat16")

@@ -1,0 +1,2 @@
+"""The ``cpu`` backend: numba ``njit(parallel=True)`` kernels, cached on disk, one kernel family
+per module."""

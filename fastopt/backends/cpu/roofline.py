@@ -1,0 +1,119 @@
+"""Roofline kernels of the ``cpu`` backend (numba): same-traffic kernels and STREAM copy/triad.
+
+A same-traffic kernel moves exactly the bytes of an optimizer step, with trivial arithmetic. A step
+reads the gradient and updates ``k`` arrays in place (param and the ``k - 1`` state arrays its mode
+uses), so it reads ``k + 1`` arrays and writes ``k``; the kernel of ``k`` does the same with one
+multiply-add per written element:
+
+.. math::
+    w_j[i] \\leftarrow w_j[i] + s\\, r[i], \\qquad j = 1..k
+
+Its time is what a step of that traffic cannot beat on this machine: the benchmark reports every
+step as a ratio to it. STREAM copy (``dst = src``, 2 arrays) and triad (``a = b + s c``, 3 arrays)
+measure the machine's bandwidth the usual way.
+
+The kernels are compiled like the optimizer kernels of :mod:`fastopt.backends.cpu.optim` (same
+options, serial below :data:`~fastopt.backends.cpu.optim.PARALLEL_THRESHOLD` elements, ``prange``
+above), so that a same-traffic kernel differs from a step only in its arithmetic. The C twins are
+in ``csrc/roofline.c``; :mod:`fastopt.bench.benchmark` runs both.
+"""
+
+import functools
+
+
+from fastopt.backends._numba.compile import serial_and_parallel
+from numba import prange
+
+from fastopt.backends.cpu.optim import PARALLEL_THRESHOLD
+
+
+def _compile_serial_and_parallel(body):
+    """A launcher ``f(n, *args)`` running a serial build of ``body`` below PARALLEL_THRESHOLD
+    elements and a ``parallel=True`` build above, with cpu_optim's options.
+
+    See :mod:`fastopt.backends._numba.compile` for why the two builds need distinct names.
+    """
+    serial, parallel = serial_and_parallel(body)
+
+    def launch(n, *args):
+        return (parallel if n >= PARALLEL_THRESHOLD else serial)(*args)
+
+    launch.serial, launch.parallel = serial, parallel
+    return functools.update_wrapper(launch, body)
+
+#: The largest number of arrays an optimizer step updates (AMSGrad: param, m, v, max v).
+MAX_WRITTEN = 4
+
+
+@_compile_serial_and_parallel
+def _update1(r, w0, s):
+    """w0 += s*r: the same-traffic kernel of a step reading 2 arrays and writing 1"""
+    for i in prange(r.size):
+        w0[i] = w0[i] + s * r[i]
+
+
+@_compile_serial_and_parallel
+def _update2(r, w0, w1, s):
+    """w0 += s*r; w1 += s*r: same traffic as a step reading 3 arrays and writing 2"""
+    for i in prange(r.size):
+        w0[i] = w0[i] + s * r[i]
+        w1[i] = w1[i] + s * r[i]
+
+
+@_compile_serial_and_parallel
+def _update3(r, w0, w1, w2, s):
+    """w0..w2 += s*r: same traffic as a step reading 4 arrays and writing 3"""
+    for i in prange(r.size):
+        w0[i] = w0[i] + s * r[i]
+        w1[i] = w1[i] + s * r[i]
+        w2[i] = w2[i] + s * r[i]
+
+
+@_compile_serial_and_parallel
+def _update4(r, w0, w1, w2, w3, s):
+    """w0..w3 += s*r: same traffic as a step reading 5 arrays and writing 4"""
+    for i in prange(r.size):
+        w0[i] = w0[i] + s * r[i]
+        w1[i] = w1[i] + s * r[i]
+        w2[i] = w2[i] + s * r[i]
+        w3[i] = w3[i] + s * r[i]
+
+
+_UPDATE = {1: _update1, 2: _update2, 3: _update3, 4: _update4}
+
+
+@_compile_serial_and_parallel
+def _copy(dst, src):
+    """dst = src (STREAM copy)"""
+    for i in prange(dst.size):
+        dst[i] = src[i]
+
+
+@_compile_serial_and_parallel
+def _triad(a, b, c, s):
+    """a = b + s*c (STREAM triad)"""
+    for i in prange(a.size):
+        a[i] = b[i] + s * c[i]
+
+
+def _flat(a):
+    return a.reshape(-1)
+
+
+def same_traffic(written, read, scale):
+    """``w += scale * read`` for each array ``w`` of ``written`` (1 to 4 arrays), in place.
+
+    All arrays C-contiguous, of one float dtype and size, not overlapping (the caller checks).
+    """
+    kernel = _UPDATE[len(written)]
+    kernel(read.size, _flat(read), *[_flat(w) for w in written], read.dtype.type(scale))
+
+
+def stream_copy(dst, src):
+    """STREAM copy: ``dst[:] = src``."""
+    _copy(dst.size, _flat(dst), _flat(src))
+
+
+def stream_triad(a, b, c, scalar):
+    """STREAM triad: ``a[:] = b + scalar * c``."""
+    _triad(a.size, _flat(a), _flat(b), _flat(c), a.dtype.type(scalar))

@@ -1,0 +1,1 @@
+"""The ``cuda`` backend: numba-cuda kernels, one kernel family per module."""

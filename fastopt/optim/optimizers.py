@@ -1,0 +1,639 @@
+"""Optimizer classes over arrays or flat arenas, with PyTorch's parameter groups and state dicts.
+
+``opt = fastopt.Adam(params, lr=1e-3)`` then ``opt.step(grads)`` updates the parameters in place.
+``params`` is a :class:`~fastopt.FlatParams` arena, a list of arrays and arenas, or a list of
+parameter-group dicts (``{"params": [...], "lr": ...}``). Each array is stepped with one kernel
+launch of its own, in place; an arena (or an arena segment, for groups within one arena) is stepped
+with one launch over its whole buffer, whatever the number of tensors in it. The user's numpy arrays
+cannot be re-pointed into an arena, so for one launch per step build the model on an arena's views
+(``FlatParams(arrays).views``) and pass the arena.
+
+``grads`` lists one gradient per parameter (an arena of the same layout for an arena) in
+``param_groups`` order; ``None`` skips that parameter for this step, as a missing ``.grad`` does in
+PyTorch. Changing a group's hyperparameters between steps takes effect at the next step without
+recompiling: they reach the kernels as runtime scalars.
+
+A step makes one pass over memory, or two when it needs the global gradient norm first (clipping by
+``max_norm``, unscaling by ``grad_scale``, or the non-finite check that the classes do by default):
+a reduction over the gradients, then the update with the unscale and clip factor applied inside the
+kernel. A step whose gradients hold an inf or nan is skipped whole: parameters, state and step
+counts are left exactly as they were, and the returned :class:`StepInfo` says so.
+
+The user's arrays are updated in place, never copied: numpy arrays as they are, DLPack host arrays
+(CPU torch tensors) and ``__cuda_array_interface__`` arrays (CuPy, torch CUDA, numba) through
+zero-copy views. State lives beside the parameters (host or device).
+"""
+
+import copy
+import math
+import weakref
+from typing import NamedTuple
+
+import numpy as np
+
+from fastopt.optim import algorithms as alg
+from fastopt._core import memory as _memory, lowp
+from fastopt.optim import mixed
+from fastopt._core.dispatch import choose, is_device_array, kernels
+from fastopt.optim._step import check_hyper, launch, launch_with_norm
+from fastopt._core.validate import (CheckMemo, as_device_array, as_host_array, check_arrays,
+                                    check_number)
+from fastopt.optim.arena import FlatParams
+
+#: Added to the norm before dividing, as ``torch.nn.utils.clip_grad_norm_`` does.
+CLIP_EPS = 1e-6
+
+
+class StepInfo(NamedTuple):
+    """What a step did: the global gradient norm (after unscaling, before clipping; ``None`` when
+    the step did not compute it), whether a gradient was non-finite, whether the step was skipped,
+    and the clipping coefficient applied (1.0 when none). An immutable record (a named tuple:
+    half the cost of a frozen dataclass, which a small step notices)."""
+
+    grad_norm: float | None = None
+    found_inf: bool = False
+    skipped: bool = False
+    clip_coef: float = 1.0
+
+
+#: What a step without a norm, clipping or skipping did.
+_NO_INFO = StepInfo()
+
+# Parameter views and gradients that passed a step's checks, keyed by backend.
+_GRAD_CHECKS = CheckMemo()
+
+#: Parameter dtypes that get float32 master weights: float16, and uint16 holding bfloat16 bits.
+_LOW_PRECISION = (np.dtype(np.float16), np.dtype(np.uint16))
+_STATE_DTYPES = {"float32": np.float32, "bfloat16": np.uint16}
+
+
+def _mixed_options(rounding, seed, state_dtype):
+    """The checked mixed-precision options of a class (see :class:`Optimizer`)."""
+    rounding, seed = mixed.check_options(rounding, seed)
+    if state_dtype not in _STATE_DTYPES:
+        raise ValueError(f"state_dtype: expected 'float32' or 'bfloat16', got {state_dtype!r}")
+    return dict(rounding=rounding, seed=seed, state_dtype=state_dtype)
+
+
+def _single(x):
+    return hasattr(x, "shape") or is_device_array(x) or isinstance(x, FlatParams)
+
+
+def _buffer(x):
+    """The array a kernel steps: an arena's flat buffer, or the array itself."""
+    return x.data if isinstance(x, FlatParams) else x
+
+
+class Optimizer:
+    """Base class: parameter groups, lazily created per-parameter state, ``step``, state dicts.
+
+    Mixed precision (every class but :class:`LAMB`): float16 parameters, and uint16 arrays holding
+    bfloat16 parameters, get float32 master weights (``state["master"]``, from the parameters'
+    values at construction). Each step updates the master weights exactly as the float32 step
+    would and writes them back rounded in the same pass (:mod:`fastopt.optim.mixed`), to nearest even
+    or, with ``rounding="stochastic"``, from a random stream keyed on ``(seed, step, parameter,
+    element)``. Their gradients may be float32 or of the parameter's format, and
+    ``state_dtype="bfloat16"`` stores their optimizer state as bfloat16 (rounded to nearest).
+    """
+
+    algorithm = None  # an :class:`fastopt.optim.algorithms.Algorithm`, set by each subclass
+    #: Mixed-precision options (rounding, seed, state_dtype), set by the constructor of every class
+    #: but LAMB's, which keep float32 master weights for float16/bfloat16 parameters; None where
+    #: float32/float64 is required.
+    _mixed = None
+
+    def __init__(self, params, backend=None, skip_nonfinite=True, **defaults):
+        self.defaults = check_hyper(self.algorithm, defaults)
+        #: Check every step's gradients (one extra read of them) and skip a non-finite step.
+        self.skip_nonfinite = bool(skip_nonfinite)
+        self.param_groups = []
+        self.state = {}  # parameter index (in param_groups order) -> {"step": int, arrays...}
+        self._views = []  # (user's object, checked zero-copy view) per parameter
+        self._hyper_cache = {}  # group index -> (raw hyperparameters, (validated ones, uses))
+        self._segments = {}  # LAMB: parameter index -> (user's object, segment_offsets array)
+        self._layouts = {}  # arena parameter index -> weak reference to a checked arena gradient
+        self._empties = {}  # dtype -> an empty array standing for unused state
+        self._requested_backend = backend
+        groups = [params] if _single(params) else list(params)
+        if not groups:
+            raise ValueError("params: got an empty list of parameters")
+        if not isinstance(groups[0], dict):
+            groups = [{"params": groups}]
+        for group in groups:
+            self.add_param_group(group)
+
+    @property
+    def backend(self):
+        """The backend running this optimizer's steps."""
+        return self._backend
+
+    def add_param_group(self, group):
+        """Adds a group (``{"params": [...], **hyperparameters}``); missing ones take defaults."""
+        if not isinstance(group, dict) or "params" not in group:
+            raise TypeError("param_group: expected a dict with a 'params' list")
+        params = group["params"]
+        params = [params] if _single(params) else list(params)
+        if not params:
+            raise ValueError("param_group['params']: got an empty list")
+        if any(p is q for p in params for q, _ in self._views):
+            raise ValueError("param_group['params']: some parameters appear in more than one group")
+        new = {**self.defaults, **group, "params": params}
+        check_hyper(self.algorithm, new)
+        start = len(self._views)
+        names = [f"params[{start + i}]" for i in range(len(params))]
+        everything = {name: _buffer(p) for name, p in zip(names, params)}
+        everything.update((f"params[{i}]", v) for i, (_, v) in enumerate(self._views))
+        backend = choose(everything, self._requested_backend)
+        on_device = backend == "cuda"
+        views, masters = [], []
+        for name, p in zip(names, params):
+            zero_copy = as_device_array(name, _buffer(p))[0] if on_device \
+                else as_host_array(name, _buffer(p))
+            if np.dtype(zero_copy.dtype) in _LOW_PRECISION:
+                view, master = self._low_precision(name, zero_copy, on_device)
+            else:
+                view, master = check_arrays({name: _buffer(p)}, {name}, on_device)[0], None
+            views.append(view)
+            masters.append(master)
+        self._backend = backend
+        self._kernels = kernels(backend)
+        for i, master in enumerate(masters, start=start):
+            if master is not None:
+                self.state[i] = {"master": master}
+        self._views.extend(zip(params, views))
+        self.param_groups.append(new)
+
+    def _low_precision(self, name, param, on_device):
+        """A float16/bfloat16 parameter, checked, and its float32 master copy."""
+        if self._mixed is None:
+            raise TypeError(f"{name}: {param.dtype} parameters need float32 master weights, which "
+                            f"{type(self).__name__} does not keep (its second pass re-reads the "
+                            "stored moments); it takes float32 or float64 parameters")
+        (view,) = mixed._checked({name: param}, {name}, on_device, {name: _LOW_PRECISION})
+        fmt = "float16" if np.dtype(view.dtype) == np.float16 else "bfloat16"
+        master = lowp.from_bits(_memory.to_host(view), fmt)
+        return view, _memory.from_host(on_device, master)
+
+    def step(self, grads, *, grad_scale=None, max_norm=None, return_norm=False):
+        """Updates every parameter that has a gradient; checks everything before writing.
+
+        ``grad_scale``: the loss scale the gradients carry (they are divided by it, inside the
+        update). ``max_norm``: clip the gradients by their global L2 norm, as
+        ``torch.nn.utils.clip_grad_norm_`` (coefficient ``max_norm / (norm + 1e-6)``, at most 1).
+        ``return_norm``: compute the global norm even when nothing else needs it; when nothing
+        else does (and ``skip_nonfinite=False``), each update pass sums its own gradient: no
+        reduction pass, and a non-finite norm is reported (``found_inf``) but not skipped.
+        Returns a :class:`StepInfo`.
+        """
+        inv_scale = 1.0
+        if grad_scale is not None:
+            grad_scale = check_number("grad_scale", grad_scale)
+            if grad_scale <= 0:
+                raise ValueError(f"grad_scale: expected a value > 0, got {grad_scale}")
+            inv_scale = 1.0 / grad_scale
+        if max_norm is not None:
+            max_norm = check_number("max_norm", max_norm, 0.0)
+        if type(grads) is not list:
+            grads = [grads] if _single(grads) else list(grads)
+        if len(grads) != len(self._views):
+            raise ValueError(f"grads: expected {len(self._views)} gradients (one per parameter, "
+                             f"in param_groups order), got {len(grads)}")
+        plan = []
+        index = 0
+        for g_index, group in enumerate(self.param_groups):
+            hyper, uses = self._checked_hyper(g_index, group)
+            for param in group["params"]:
+                if grads[index] is not None:
+                    plan.append(self._prepare(index, param, grads[index], hyper, uses))
+                index += 1
+        info = _NO_INFO
+        in_pass = (return_norm and grad_scale is None and max_norm is None
+                   and not self.skip_nonfinite
+                   and not any("master" in self.state.get(i, ()) for i, *_ in plan))
+        if in_pass:  # nothing needs the norm first: each update pass also sums its gradient
+            return self._step_with_norm(plan)
+        if grad_scale is not None or max_norm is not None or return_norm or self.skip_nonfinite:
+            # The reduction pass: one read of every gradient.
+            total = sum(reduce() for *_, reduce, _ in plan)
+            norm = math.sqrt(total) * inv_scale
+            if not math.isfinite(norm):
+                return StepInfo(grad_norm=norm, found_inf=True, skipped=True)
+            clip = 1.0 if max_norm is None else min(1.0, max_norm / (norm + CLIP_EPS))
+            info = StepInfo(grad_norm=norm, clip_coef=clip)
+        factor = inv_scale * info.clip_coef
+        for index, new_state, step, _, run in plan:  # everything checked: now write
+            state = self.state.setdefault(index, {})
+            state.update(new_state)
+            state["step"] = step
+            run(factor)
+        return info
+
+    def _step_with_norm(self, plan):
+        """The update of every planned parameter, each pass also summing its gradient's squares
+        into a slot of its own (added in parameter order afterwards, so the norm is the reduction
+        pass's, bit for bit). Nothing is skipped: a non-finite norm is reported as ``found_inf``."""
+        norms = _memory.full(self._backend == "cuda", (max(len(plan), 1),), np.float64, 0.0)
+        for k, (index, new_state, step, _, run) in enumerate(plan):
+            state = self.state.setdefault(index, {})
+            state.update(new_state)
+            state["step"] = step
+            run(1.0, norms[k:k + 1])
+        norm = math.sqrt(sum(_memory.to_host(norms)[:len(plan)].tolist()))
+        return StepInfo(grad_norm=norm, found_inf=not math.isfinite(norm))
+
+    def _checked_hyper(self, g_index, group):
+        """The group's validated hyperparameters and which state they use, checked again only
+        when one of them changed."""
+        raw = tuple([group[name] for name in self.algorithm.defaults])
+        cached = self._hyper_cache.get(g_index)
+        if cached is not None and cached[0] == raw:
+            return cached[1]
+        try:
+            hyper = check_hyper(self.algorithm, group)
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"param_groups[{g_index}]: {exc}") from None
+        checked = (hyper, tuple(self.algorithm.uses(hyper)))
+        self._hyper_cache[g_index] = (raw, checked)
+        return checked
+
+    def _prepare(self, index, param, grad, hyper, uses):
+        """One parameter's step, checked: ``(index, new state, step count, reduce, run)``, where
+        ``reduce()`` is the gradient's squared norm and ``run(grad_scale)`` launches the update.
+        Missing state is created but not yet stored."""
+        on_device = self._backend == "cuda"
+        algorithm = self.algorithm
+        if "master" in self.state.get(index, ()):
+            return self._prepare_mixed(index, grad, hyper, uses, on_device)
+        user_param, view = self._views[index]
+        if param is not user_param:  # the user replaced it in param_groups
+            view = check_arrays({f"params[{index}]": _buffer(param)}, {f"params[{index}]"},
+                                on_device)[0]
+            self._views[index] = (param, view)
+        arrays = self._checked_grad(index, param, view, grad, on_device)
+        state = self.state.get(index, {})
+        new_state = {}
+        fresh = False
+        for name, used in zip(algorithm.state, uses):
+            if not used:
+                arrays.append(self._empty(view.dtype, on_device))
+                continue
+            if name not in state:
+                fill = algorithm.initial_state(hyper, name)
+                new_state[name] = _memory.full(on_device, view.shape, view.dtype, fill)
+                fresh = True
+            arrays.append(new_state.get(name, state.get(name)))
+        step = state.get("step", 0) + 1
+        host_state = algorithm.host_state
+        if host_state:  # host scalars (NAdam's mu_product) advance with the step, stored with it
+            host = algorithm.advance(hyper, step, {name: state.get(name, initial)
+                                                   for name, initial in host_state.items()})
+            new_state.update(host)
+        else:
+            host = {}
+        if algorithm.segmented:
+            arrays.append(self._segment_offsets(index, param, view.size, on_device))
+        scalars = algorithm.scalars(hyper, step, fresh, **host)
+        module = self._kernels
+
+        def run(factor, norm_out=None):
+            if norm_out is None:
+                launch(module, algorithm, arrays, scalars, factor)
+            else:
+                launch_with_norm(module, algorithm, arrays, scalars, factor, norm_out)
+
+        return (index, new_state, step, lambda: module.sum_of_squares(arrays[1]), run)
+
+    def _checked_grad(self, index, param, view, grad, on_device):
+        """``[parameter view, gradient buffer]`` after the checks of a step. The checks of a
+        gradient array passed unchanged at an earlier step are not repeated (see
+        :class:`fastopt._core.validate.CheckMemo`); nor is an arena gradient's layout check."""
+        pname, gname = f"params[{index}]", f"grads[{index}]"
+        if isinstance(param, FlatParams):
+            checked = self._layouts.get(index)
+            if checked is None or checked() is not grad:
+                if not isinstance(grad, FlatParams) and not (hasattr(grad, "shape")
+                                                           and tuple(grad.shape) == view.shape):
+                    raise ValueError(f"{gname}: expected a FlatParams of the same layout as "
+                                     f"{pname} (or a flat array of {view.size} elements)")
+                if isinstance(grad, FlatParams):
+                    if grad.shapes != param.shapes:
+                        raise ValueError(f"{gname}: arena layout does not match {pname}'s")
+                    self._layouts[index] = weakref.ref(grad)  # an arena's layout is fixed
+        buffer = _buffer(grad)
+        if _GRAD_CHECKS.seen(self._backend, (view, buffer)) is not None:
+            return [view, buffer]
+        choose({pname: view, gname: buffer}, self._backend)
+        arrays = check_arrays({pname: view, gname: buffer}, {pname}, on_device)
+        _GRAD_CHECKS.remember(self._backend, (view, buffer), True)
+        return arrays
+
+    def _empty(self, dtype, on_device):
+        """An empty array standing for state the step does not use, made once per dtype."""
+        empty = self._empties.get(dtype)
+        if empty is None:
+            empty = self._empties[dtype] = _memory.empty(on_device, dtype)
+        return empty
+
+    def _prepare_mixed(self, index, grad, hyper, uses, on_device):
+        """:meth:`_prepare` for a float16/bfloat16 parameter with float32 master weights."""
+        _, view = self._views[index]
+        pname, gname = f"params[{index}]", f"grads[{index}]"
+        choose({pname: view, gname: grad}, self._backend)
+        _, grad = mixed._checked({pname: view, gname: grad}, set(), on_device,
+                                 {pname: _LOW_PRECISION, gname: (np.dtype(np.float32), view.dtype)})
+        state = self.state[index]
+        state_dtype = _STATE_DTYPES[self._mixed["state_dtype"]]
+        new_state, states = {}, []
+        fresh = False
+        for name, used in zip(self.algorithm.state, uses):
+            if used and name not in state:
+                fill = mixed.state_fill(self.algorithm.initial_state(hyper, name), state_dtype)
+                new_state[name] = _memory.full(on_device, view.shape, state_dtype, fill)
+                fresh = True
+            states.append(new_state.get(name, state.get(name)) if used
+                          else _memory.empty(on_device, state_dtype))
+        step = state.get("step", 0) + 1
+        host = self.algorithm.advance(hyper, step, {name: state.get(name, initial) for name, initial
+                                                    in self.algorithm.host_state.items()})
+        new_state.update(host)
+        scalars = self.algorithm.scalars(hyper, step, fresh, **host)
+        stochastic = self._mixed["rounding"] == "stochastic"
+        key = lowp.stream_key(self._mixed["seed"], step, stream=index + 1)
+        module = kernels(self._backend, "mixed")
+        master, algorithm = state["master"], self.algorithm
+        return (index, new_state, step, lambda: mixed.grad_sum_of_squares(module, grad),
+                lambda factor: mixed.launch(module, algorithm, master, grad, states, view,
+                                            scalars, factor, stochastic, key))
+
+    def _segment_offsets(self, index, param, size, on_device):
+        """LAMB's per-tensor segments of one parameter, made once on the step's side: an arena's
+        tensor offsets (one trust ratio per tensor in one launch), or ``[0, size]`` for an array."""
+        cached = self._segments.get(index)
+        if cached is None or cached[0] is not param:
+            offsets = param.offsets + [size] if isinstance(param, FlatParams) else [0, size]
+            cached = (param, _memory.from_host(on_device, np.array(offsets, np.int64)))
+            self._segments[index] = cached
+        return cached[1]
+
+    def state_dict(self):
+        """A copy of the state as ``{"state": {index: {...}}, "param_groups": [...]}``.
+
+        State arrays are copied to numpy whatever the backend, so a state dict loads on any backend;
+        host scalars (NAdam's ``mu_product``) stay Python floats, as ``step`` stays an int.
+        """
+        groups, start = [], 0
+        for group in self.param_groups:
+            n = len(group["params"])
+            saved = {k: copy.deepcopy(v) for k, v in group.items() if k != "params"}
+            groups.append({**saved, "params": list(range(start, start + n))})
+            start += n
+        scalars = ("step", *self.algorithm.host_state)
+        state = {i: {k: (v if k in scalars else _memory.to_host(v)) for k, v in s.items()}
+                 for i, s in self.state.items()}
+        return {"state": state, "param_groups": groups}
+
+    def load_state_dict(self, state_dict):
+        """Restores a :meth:`state_dict`; checks all of it first and changes nothing if it fails."""
+        try:
+            saved_groups, saved_state = state_dict["param_groups"], state_dict["state"]
+        except (TypeError, KeyError):
+            raise ValueError("state_dict: expected a dict with 'state' and 'param_groups'") from None
+        if [len(g["params"]) for g in saved_groups] != [len(g["params"])
+                                                          for g in self.param_groups]:
+            raise ValueError("state_dict: its parameter groups do not match this optimizer's "
+                             "(different number of groups or of parameters per group)")
+        new_groups = []
+        for i, (group, saved) in enumerate(zip(self.param_groups, saved_groups)):
+            new = {**group, **{k: v for k, v in saved.items() if k != "params"},
+                   "params": group["params"]}
+            try:
+                check_hyper(self.algorithm, new)
+            except (TypeError, ValueError) as exc:
+                raise type(exc)(f"state_dict['param_groups'][{i}]: {exc}") from None
+            new_groups.append(new)
+        params = [p for p, _ in self._views]
+        on_device = self._backend == "cuda"
+        new_state = {}
+        for index, saved in saved_state.items():
+            if not isinstance(index, int) or not 0 <= index < len(params):
+                raise ValueError(f"state_dict['state']: no parameter with index {index!r}")
+            new_state[index] = self._checked_state(index, params[index], saved, on_device)
+        for index, (_, view) in enumerate(self._views):
+            if np.dtype(view.dtype) in _LOW_PRECISION and index not in new_state:
+                raise ValueError(f"state_dict['state']: parameter {index} is {view.dtype} and "
+                                 "needs its float32 'master' weights")
+        self.param_groups[:] = new_groups
+        self.state = new_state
+
+    def _checked_state(self, index, param, saved, on_device):
+        where = f"state_dict['state'][{index}]"
+        view = self._views[index][1]
+        shape = tuple(view.shape)
+        dtype = np.dtype(view.dtype)
+        low_precision = dtype in _LOW_PRECISION
+        if low_precision:  # float32 master weights; state in the chosen dtype
+            dtype = np.dtype(_STATE_DTYPES[self._mixed["state_dtype"]])
+            if "master" not in saved:
+                raise ValueError(f"{where}: a {view.dtype} parameter's state needs its float32 "
+                                 "'master' weights")
+        out = {}
+        for name, value in saved.items():
+            if name == "step":
+                if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                    raise ValueError(f"{where}['step']: expected an int >= 0, got {value!r}")
+                out[name] = value
+                continue
+            if name in self.algorithm.host_state:
+                out[name] = check_number(f"{where}[{name!r}]", value)
+                continue
+            if name not in self.algorithm.state and not (low_precision and name == "master"):
+                raise ValueError(f"{where}: unknown state {name!r} for {self.algorithm.name}")
+            host = _memory.to_host(value)
+            expected = np.dtype(np.float32) if name == "master" else dtype
+            if host.shape != shape or host.dtype != expected:
+                raise ValueError(f"{where}[{name!r}]: expected shape {shape} and dtype "
+                                 f"{expected}, got {host.shape} {host.dtype}")
+            out[name] = _memory.from_host(on_device, host)
+        return out
+
+    def __repr__(self):
+        groups = ", ".join(
+            "{" + ", ".join(f"{k}={v!r}" for k, v in g.items() if k != "params")
+            + f", params={len(g['params'])}" + "}" for g in self.param_groups)
+        return f"{type(self).__name__}(backend={self._backend!r}, groups=[{groups}])"
+
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent with optional momentum, dampening, Nesterov and weight decay.
+
+    A drop-in for ``torch.optim.SGD`` (same hyperparameters, defaults and update); plain full-batch
+    gradient descent is ``SGD(params, lr)`` with full-batch gradients. Formula and the mapping from
+    the lecture notes' velocity form: :func:`fastopt.optim.functional.sgd`.
+    """
+
+    algorithm = alg.SGD
+
+    def __init__(self, params, lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0,
+                 nesterov=False, *, maximize=False, backend=None, skip_nonfinite=True,
+                 rounding="nearest", seed=0, state_dtype="float32"):
+        self._mixed = _mixed_options(rounding, seed, state_dtype)
+        super().__init__(params, backend, skip_nonfinite,
+                         lr=lr, momentum=momentum, dampening=dampening,
+                         weight_decay=weight_decay, nesterov=nesterov, maximize=maximize)
+
+
+class Adagrad(Optimizer):
+    """Adagrad, as ``torch.optim.Adagrad``; formula: :func:`fastopt.optim.functional.adagrad`."""
+
+    algorithm = alg.ADAGRAD
+
+    def __init__(self, params, lr=1e-2, lr_decay=0.0, weight_decay=0.0,
+                 initial_accumulator_value=0.0, eps=1e-10, *, maximize=False, backend=None,
+                 skip_nonfinite=True, rounding="nearest", seed=0, state_dtype="float32"):
+        self._mixed = _mixed_options(rounding, seed, state_dtype)
+        super().__init__(params, backend, skip_nonfinite,
+                         lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
+                         initial_accumulator_value=initial_accumulator_value, eps=eps,
+                         maximize=maximize)
+
+
+class RMSprop(Optimizer):
+    """RMSprop, optionally centered and with momentum, as ``torch.optim.RMSprop``; formula:
+    :func:`fastopt.optim.functional.rmsprop`."""
+
+    algorithm = alg.RMSPROP
+
+    def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0,
+                 centered=False, *, maximize=False, backend=None, skip_nonfinite=True,
+                 rounding="nearest", seed=0, state_dtype="float32"):
+        self._mixed = _mixed_options(rounding, seed, state_dtype)
+        super().__init__(params, backend, skip_nonfinite,
+                         lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay,
+                         momentum=momentum, centered=centered, maximize=maximize)
+
+
+class Adam(Optimizer):
+    """Adam with L2 weight decay, optionally AMSGrad, as ``torch.optim.Adam``; formula:
+    :func:`fastopt.optim.functional.adam`. Mixed precision (``rounding``, ``seed``, ``state_dtype``):
+    see :class:`Optimizer`.
+    """
+
+    algorithm = alg.ADAM
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
+                 amsgrad=False, *, maximize=False, backend=None, skip_nonfinite=True,
+                 rounding="nearest", seed=0, state_dtype="float32"):
+        self._mixed = _mixed_options(rounding, seed, state_dtype)
+        super().__init__(params, backend, skip_nonfinite, lr=lr, betas=betas, eps=eps,
+                         weight_decay=weight_decay, amsgrad=amsgrad, maximize=maximize)
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay, as ``torch.optim.AdamW``; formula:
+    :func:`fastopt.optim.functional.adamw`. Mixed precision as :class:`Adam`."""
+
+    algorithm = alg.ADAMW
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2,
+                 amsgrad=False, *, maximize=False, backend=None, skip_nonfinite=True,
+                 rounding="nearest", seed=0, state_dtype="float32"):
+        super().__init__(params, lr, betas, eps, weight_decay, amsgrad, maximize=maximize,
+                         backend=backend, skip_nonfinite=skip_nonfinite, rounding=rounding,
+                         seed=seed, state_dtype=state_dtype)
+
+
+class Adamax(Optimizer):
+    """Adamax (Adam with the infinity norm), as ``torch.optim.Adamax``; formula and the placement
+    of ``eps``: :func:`fastopt.optim.functional.adamax`."""
+
+    algorithm = alg.ADAMAX
+
+    def __init__(self, params, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, *,
+                 maximize=False, backend=None, skip_nonfinite=True, rounding="nearest", seed=0,
+                 state_dtype="float32"):
+        self._mixed = _mixed_options(rounding, seed, state_dtype)
+        super().__init__(params, backend, skip_nonfinite, lr=lr, betas=betas, eps=eps,
+                         weight_decay=weight_decay, maximize=maximize)
+
+
+class NAdam(Optimizer):
+    """NAdam with PyTorch's momentum decay, L2 or decoupled weight decay, as ``torch.optim.NAdam``;
+    formula: :func:`fastopt.optim.functional.nadam`. Each parameter's ``mu_product`` is a float in its
+    state (as in PyTorch), advanced on the host at every step it takes."""
+
+    algorithm = alg.NADAM
+
+    def __init__(self, params, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
+                 momentum_decay=4e-3, decoupled_weight_decay=False, *, maximize=False,
+                 backend=None, skip_nonfinite=True, rounding="nearest", seed=0,
+                 state_dtype="float32"):
+        self._mixed = _mixed_options(rounding, seed, state_dtype)
+        super().__init__(params, backend, skip_nonfinite, lr=lr, betas=betas, eps=eps,
+                         weight_decay=weight_decay, momentum_decay=momentum_decay,
+                         decoupled_weight_decay=decoupled_weight_decay, maximize=maximize)
+
+
+class RAdam(Optimizer):
+    """RAdam, L2 or decoupled weight decay, as ``torch.optim.RAdam``; the rectification branch is
+    decided on the host per step. Formula: :func:`fastopt.optim.functional.radam`."""
+
+    algorithm = alg.RADAM
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
+                 decoupled_weight_decay=False, *, maximize=False, backend=None,
+                 skip_nonfinite=True, rounding="nearest", seed=0, state_dtype="float32"):
+        self._mixed = _mixed_options(rounding, seed, state_dtype)
+        super().__init__(params, backend, skip_nonfinite, lr=lr, betas=betas, eps=eps,
+                         weight_decay=weight_decay, decoupled_weight_decay=decoupled_weight_decay,
+                         maximize=maximize)
+
+
+class Adadelta(Optimizer):
+    """Adadelta, as ``torch.optim.Adadelta``; formula: :func:`fastopt.optim.functional.adadelta`."""
+
+    algorithm = alg.ADADELTA
+
+    def __init__(self, params, lr=1.0, rho=0.9, eps=1e-6, weight_decay=0.0, *, maximize=False,
+                 backend=None, skip_nonfinite=True, rounding="nearest", seed=0,
+                 state_dtype="float32"):
+        self._mixed = _mixed_options(rounding, seed, state_dtype)
+        super().__init__(params, backend, skip_nonfinite, lr=lr, rho=rho, eps=eps,
+                         weight_decay=weight_decay, maximize=maximize)
+
+
+class Lion(Optimizer):
+    """Lion (Chen et al. 2023, arXiv:2302.06675): the sign of an interpolated momentum, with
+    decoupled weight decay; one state array (``exp_avg``). Formula:
+    :func:`fastopt.optim.functional.lion`."""
+
+    algorithm = alg.LION
+
+    def __init__(self, params, lr=1e-4, betas=(0.9, 0.99), weight_decay=0.0, *, maximize=False,
+                 backend=None, skip_nonfinite=True, rounding="nearest", seed=0,
+                 state_dtype="float32"):
+        self._mixed = _mixed_options(rounding, seed, state_dtype)
+        super().__init__(params, backend, skip_nonfinite, lr=lr, betas=betas,
+                         weight_decay=weight_decay, maximize=maximize)
+
+
+class LAMB(Optimizer):
+    """LAMB (You et al. 2019, arXiv:1904.00962, Algorithm 2): Adam directions scaled per tensor by
+    the trust ratio ``||p|| / ||u||``. Formula and the choices where implementations differ:
+    :func:`fastopt.optim.functional.lamb`.
+
+    An array is one tensor. An arena (or arena segment) is stepped with two launches over its
+    whole buffer, a segmented reduction and the update, with one trust ratio per tensor of the
+    arena: the same result as stepping its tensors one by one, whatever their number.
+
+    LAMB takes float32 or float64 parameters only: it keeps no float32 master weights for
+    float16/bfloat16 ones (its second pass recomputes the update from the moments the first pass
+    stored, which in bfloat16 would no longer be the float32 step's).
+    """
+
+    algorithm = alg.LAMB
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-6, weight_decay=0.0, *,
+                 maximize=False, backend=None, skip_nonfinite=True):
+        super().__init__(params, backend, skip_nonfinite, lr=lr, betas=betas, eps=eps,
+                         weight_decay=weight_decay, maximize=maximize)
