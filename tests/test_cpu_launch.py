@@ -1,15 +1,14 @@
 """The ``cpu`` launchers' hyperparameters: Python floats or numpy scalars of float dtypes up to
 float64, rounded to the arrays' dtype once (as ``dtype.type(x)``, in the kernel), flags as ``bool``
-or ``numpy.bool_``; the kernels' prologue computes the derived constants as the host does for
-``cuda`` (``_optim_args``)."""
+or ``numpy.bool_``; the kernels' prologue derives the element constants as the table's
+``Algorithm.constants`` does on the host."""
 
-import inspect
-
+import numba
 import numpy as np
 import pytest
 
 from fastopt.optim import algorithms as _algorithms
-from fastopt.backends.elements import args as _optim_args
+from fastopt.optim.algorithms import ALGORITHMS
 from fastopt.backends.cpu import optim as cpu_optim
 from cases import LR, OPTIONS, case_ids, new_state, problem
 
@@ -71,12 +70,13 @@ def test_python_floats_and_numpy_scalars_give_the_same_bits(name, options, dtype
 
 def test_a_kernel_compiles_once_per_dtype_whatever_the_scalars_types():
     for dtype in (np.float32, np.float64):
-        run("adam", {}, (10,), dtype, float)
-    compiled = len(cpu_optim._adam.serial.signatures)
+        run("adam", {"amsgrad": True}, (10,), dtype, float)
+    kernel = cpu_optim._kernels("adam", (True, True, True))[0].serial
+    compiled = len(kernel.signatures)
     for dtype in (np.float32, np.float64):
         for as_float in (float, np.float64, np.float32, np.float16):
             run("adam", {"amsgrad": True}, (10,), dtype, as_float, as_flag=np.bool_)
-    assert len(cpu_optim._adam.serial.signatures) == compiled
+    assert len(kernel.signatures) == compiled
 
 
 def test_float64_scalars_into_a_float32_step_round_as_the_dtype_does():
@@ -92,28 +92,23 @@ def test_float64_scalars_into_a_float32_step_round_as_the_dtype_does():
         assert got.tobytes() == expected.tobytes() == (p - np.float32(lr)).tobytes()
 
 
-def _constants(name):
-    return getattr(cpu_optim, f"_{name}_constants")
-
-
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("name", ["sgd", "adagrad", "rmsprop", "adam", "adamax", "nadam", "radam",
                                   "adadelta", "lion"])
-def test_the_prologue_computes_what_the_cuda_host_does(name, dtype):
-    """Each kernel's derived constants are _optim_args's, in the dtype, for every flag setting."""
+def test_the_kernels_constants_are_the_tables_on_the_host(name, dtype):
+    """The prologue compiled by numba derives, in the dtype, the constants that the table's
+    derivation gives on the host with numpy scalars of the dtype, for every flag setting."""
+    algorithm = ALGORITHMS[name]
     dtype = np.dtype(dtype)
-    launcher = inspect.signature(getattr(cpu_optim, name)).parameters
-    hyper = list(inspect.signature(_constants(name)).parameters.values())[1:]
-    arrays = len(launcher) - len(hyper)
-    flags = [h.name for h in hyper if h.annotation is bool]
+    compiled = numba.njit(algorithm.constants)
     rng = np.random.default_rng(0)
-    empty = np.empty(0, dtype)
+    flags = algorithm.flag_args
     for setting in range(2 ** len(flags)):
-        on = {f: bool(setting >> k & 1) for k, f in enumerate(flags)}
-        values = [on[h.name] if h.name in on else dtype.type(rng.uniform(0.01, 2.0))
-                  for h in hyper]
-        expected = getattr(_optim_args, name)(*[empty] * arrays, *values)[arrays:]
-        got = _constants(name)(dtype.type(1), *values)
+        f = tuple(bool(setting >> k & 1) for k in range(len(flags)))
+        h = (dtype.type(1), *[dtype.type(rng.uniform(0.01, 2.0)) for _ in algorithm.float_args],
+             dtype.type(rng.uniform(0.01, 2.0)))
+        expected = algorithm.constants(h, f)
+        got = compiled(h, f)
         assert len(got) == len(expected)
         for e, g in zip(expected, got):
             if type(e) is bool:
@@ -121,7 +116,7 @@ def test_the_prologue_computes_what_the_cuda_host_does(name, dtype):
             else:
                 assert type(e) is dtype.type and np.array(g, dtype).tobytes() == e.tobytes()
         # Computed in the dtype: numba returns float32 boxed as a Python float.
-        returned = _constants(name).nopython_signatures[-1].return_type
+        returned = compiled.nopython_signatures[-1].return_type
         assert {str(t) for t in returned} <= {dtype.name, "bool"}
 
 

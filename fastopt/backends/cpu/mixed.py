@@ -15,8 +15,11 @@ from numba.extending import intrinsic
 from fastopt.backends.elements import bits as _bits
 from fastopt.backends.elements.mixed import make_mixed_elements, mixed_step
 from fastopt.backends._numba.compile import serial_and_parallel
-from fastopt.backends.cpu.optim import (PARALLEL_THRESHOLD, REDUCTION_CHUNK, E,
+from fastopt.backends.cpu.optim import (PARALLEL_THRESHOLD, REDUCTION_CHUNK,
                                         _compile_serial_and_parallel)
+from fastopt.backends.elements.optim_legacy import make_elements
+
+E = make_elements(numba.njit(error_model="numpy"))
 
 
 @intrinsic

@@ -45,9 +45,11 @@ import numpy as np
 from numba import prange
 from numba.core import errors, types
 from numba.extending import overload
+from numba.np.unsafe.ndarray import to_fixed_tuple
 
 from fastopt.backends.cpu import optim as _optim
 from fastopt.backends._numba.compile import serial_and_parallel
+from fastopt.optim.algorithms import ALGORITHMS
 from fastopt.nn.reference import (CROSS_ENTROPY, EPOCH_OPTIMIZERS, GELU, IDENTITY, MSE, RELU,
                                   SIGMOID, TANH)
 
@@ -427,14 +429,9 @@ def _sign(maximize, one):
     return -one if maximize != 0 else one
 
 
-# Each *_args(p, g, s1, s2, s3, r): the kernel's arguments from the row r of Algorithm.scalars
-# (named in the comment, flags as 0 or 1): the state arrays, the float hyperparameters after a 1 in
-# one array of the dtype (_hyper; cpu_optim's launchers pass a tuple of floats, rounded by the
-# kernel to the same values), then the flags.
-
 @numba.njit(**_EPOCH_OPTIONS)
 def _hyper(r, columns):
-    """cpu_optim's array of float hyperparameters: 1, r[columns], then grad_scale 1."""
+    """The floats a cpu kernel takes: 1, r[columns], then grad_scale 1, in r's dtype."""
     hyper = np.empty(len(columns) + 2, r.dtype)
     hyper[0] = 1
     for k in range(len(columns)):
@@ -444,81 +441,39 @@ def _hyper(r, columns):
 
 
 @numba.njit(**_EPOCH_OPTIONS)
-def _sgd_args(p, g, s1, s2, s3, r):
-    # r: lr, weight_decay, momentum, dampening, nesterov, maximize, first_step
-    return (p, g, s1, _hyper(r, (0, 1, 2, 3)), r[4] != 0, r[5] != 0, r[6] != 0)
+def _flags(r, columns):
+    """The flags a cpu kernel takes: r[columns] != 0."""
+    flags = np.empty(len(columns), np.bool_)
+    for k in range(len(columns)):
+        flags[k] = r[columns[k]] != 0
+    return flags
 
 
-@numba.njit(**_EPOCH_OPTIONS)
-def _adagrad_args(p, g, s1, s2, s3, r):
-    # r: weight_decay, eps, maximize, clr
-    return (p, g, s1, _hyper(r, (0, 1, 3)), r[2] != 0)
-
-
-@numba.njit(**_EPOCH_OPTIONS)
-def _rmsprop_args(p, g, s1, s2, s3, r):
-    # r: lr, alpha, eps, weight_decay, momentum, centered, maximize
-    return (p, g, s1, s2, s3, _hyper(r, (0, 1, 2, 3, 4)), r[5] != 0, r[6] != 0)
-
-
-@numba.njit(**_EPOCH_OPTIONS)
-def _adam_args(p, g, s1, s2, s3, r):
-    # r: lr, beta1, beta2, eps, weight_decay, amsgrad, maximize, decoupled, step_size,
-    #    bias_correction2_sqrt
-    return (p, g, s1, s2, s3, _hyper(r, (0, 1, 2, 3, 4, 8, 9)), r[5] != 0, r[6] != 0, r[7] != 0)
-
-
-@numba.njit(**_EPOCH_OPTIONS)
-def _adamax_args(p, g, s1, s2, s3, r):
-    # r: beta1, beta2, eps, weight_decay, maximize, clr
-    return (p, g, s1, s2, _hyper(r, (0, 1, 2, 3, 5)), r[4] != 0)
-
-
-@numba.njit(**_EPOCH_OPTIONS)
-def _nadam_args(p, g, s1, s2, s3, r):
-    # r: lr, beta1, beta2, eps, weight_decay, maximize, decoupled, grad_coef, exp_avg_coef,
-    #    bias_correction2
-    return (p, g, s1, s2, _hyper(r, (0, 1, 2, 3, 4, 7, 8, 9)), r[5] != 0, r[6] != 0)
-
-
-@numba.njit(**_EPOCH_OPTIONS)
-def _radam_args(p, g, s1, s2, s3, r):
-    # r: lr, beta1, beta2, eps, weight_decay, maximize, decoupled, rectify, step_size,
-    #    bias_correction2_sqrt
-    return (p, g, s1, s2, _hyper(r, (0, 1, 2, 3, 4, 8, 9)), r[5] != 0, r[6] != 0, r[7] != 0)
-
-
-@numba.njit(**_EPOCH_OPTIONS)
-def _adadelta_args(p, g, s1, s2, s3, r):
-    # r: lr, rho, eps, weight_decay, maximize
-    return (p, g, s1, s2, _hyper(r, (0, 1, 2, 3)), r[4] != 0)
-
-
-@numba.njit(**_EPOCH_OPTIONS)
-def _lion_args(p, g, s1, s2, s3, r):
-    # r: lr, beta1, beta2, weight_decay, maximize
-    return (p, g, s1, _hyper(r, (0, 1, 2, 3)), r[4] != 0)
-
-
-_STEPS = {SGD: (_sgd_args, _optim._sgd), ADAGRAD: (_adagrad_args, _optim._adagrad),
-          RMSPROP: (_rmsprop_args, _optim._rmsprop), ADAM: (_adam_args, _optim._adam),
-          ADAMAX: (_adamax_args, _optim._adamax), NADAM: (_nadam_args, _optim._nadam),
-          RADAM: (_radam_args, _optim._radam), ADADELTA: (_adadelta_args, _optim._adadelta),
-          LION: (_lion_args, _optim._lion)}
 _lamb_ratios, _LAMB_CHUNK = _optim._lamb_ratios, _optim.LAMB_CHUNK
 
 
-def _optimizer_step(kernel, parallel, p, g, s1, s2, s3, r, offsets, partial, ratio):
-    """One step of cpu_optim's kernel ``EPOCH_OPTIMIZERS[kernel]`` (literal), its parallel version
-    if ``parallel`` (literal), grad_scale 1, ``r`` the step's row of ``Algorithm.scalars``; LAMB
-    uses ``offsets`` (one segment), ``partial`` and ``ratio`` as scratch. For numba code only."""
+def epoch_uses(optimizer, row):
+    """Which state arrays the optimizer ``EPOCH_OPTIMIZERS[optimizer]`` uses with the kernel
+    scalars ``row`` (one row of ``Algorithm.scalars``), as a bit mask: bit k for state k."""
+    algorithm = ALGORITHMS[EPOCH_OPTIMIZERS[optimizer]]
+    named = {a: row[algorithm.kernel_args.index(a)] for a in algorithm.uses_args}
+    return sum(1 << k for k, used in enumerate(algorithm.uses(named)) if used)
+
+
+def _optimizer_step(kernel, uses, parallel, p, g, s1, s2, s3, r, offsets, partial, ratio):
+    """One step of the cpu kernel of ``EPOCH_OPTIMIZERS[kernel]`` (literal) specialized on the
+    state arrays of the bit mask ``uses`` (literal, see :func:`epoch_uses`), its parallel version
+    if ``parallel`` (literal), grad_scale 1, ``r`` the step's row of ``Algorithm.scalars`` (flags
+    as 0 or 1); LAMB uses ``offsets`` (one segment), ``partial`` and ``ratio`` as scratch. For
+    numba code only."""
     raise NotImplementedError("_optimizer_step runs in compiled code only")
 
 
 @overload(_optimizer_step, prefer_literal=True, jit_options=_EPOCH_OPTIONS)
-def _optimizer_step_impl(kernel, parallel, p, g, s1, s2, s3, r, offsets, partial, ratio):
-    if not isinstance(kernel, types.IntegerLiteral):
-        raise errors.RequireLiteralValue("kernel")
+def _optimizer_step_impl(kernel, uses, parallel, p, g, s1, s2, s3, r, offsets, partial, ratio):
+    for name, value in (("kernel", kernel), ("uses", uses)):
+        if not isinstance(value, types.IntegerLiteral):
+            raise errors.RequireLiteralValue(name)
     if not isinstance(parallel, types.BooleanLiteral):
         raise errors.RequireLiteralValue("parallel")
     version = "parallel" if parallel.literal_value else "serial"
@@ -526,19 +481,40 @@ def _optimizer_step_impl(kernel, parallel, p, g, s1, s2, s3, r, offsets, partial
         moments = getattr(_optim._lamb_moments, version)
         update = getattr(_optim._lamb_update, version)
 
-        def lamb(kernel, parallel, p, g, s1, s2, s3, r, offsets, partial, ratio):
+        def lamb(kernel, uses, parallel, p, g, s1, s2, s3, r, offsets, partial, ratio):
             # lr, beta1, beta2, eps, weight_decay, maximize, bias_correction1, bias_correction2
             one = p.dtype.type(1)
             moments(p, g, s1, s2, offsets, partial, _LAMB_CHUNK, r[1], one - r[1], r[2],
-                    one - r[2], r[3], r[4], r[6], r[7], _sign(r[5], one))
+                    one - r[2], r[3], r[4], r[6], r[7], -one if r[5] != 0 else one)
             _lamb_ratios(offsets, partial, _LAMB_CHUNK, np.float64(r[0]), ratio)
             update(p, s1, s2, offsets, ratio, _LAMB_CHUNK, r[3], r[4], r[6], r[7])
         return lamb
-    arguments, launcher = _STEPS[kernel.literal_value]
-    run = getattr(launcher, version)
+    algorithm = ALGORITHMS[EPOCH_OPTIMIZERS[kernel.literal_value]]
+    mask = uses.literal_value
+    used = tuple(bool(mask >> k & 1) for k in range(len(algorithm.state)))
+    run = getattr(_optim._kernels(algorithm.name, used)[0], version)
+    names = algorithm.kernel_args
+    float_columns = tuple(names.index(a) for a in algorithm.float_args)
+    flag_columns = tuple(names.index(a) for a in algorithm.flag_args)
+    n_floats, n_flags = len(float_columns) + 2, len(flag_columns)
 
-    def step(kernel, parallel, p, g, s1, s2, s3, r, offsets, partial, ratio):
-        run(*arguments(p, g, s1, s2, s3, r))
+    def scalars(r):
+        return (to_fixed_tuple(_hyper(r, float_columns), n_floats),
+                to_fixed_tuple(_flags(r, flag_columns), n_flags))
+
+    scalars = numba.njit(inline="always")(scalars)
+    if len(algorithm.state) == 1:
+        def step(kernel, uses, parallel, p, g, s1, s2, s3, r, offsets, partial, ratio):
+            floats, flags = scalars(r)
+            run(p, g, (s1,), floats, flags)
+    elif len(algorithm.state) == 2:
+        def step(kernel, uses, parallel, p, g, s1, s2, s3, r, offsets, partial, ratio):
+            floats, flags = scalars(r)
+            run(p, g, (s1, s2), floats, flags)
+    else:
+        def step(kernel, uses, parallel, p, g, s1, s2, s3, r, offsets, partial, ratio):
+            floats, flags = scalars(r)
+            run(p, g, (s1, s2, s3), floats, flags)
     return step
 
 
@@ -601,12 +577,13 @@ def _pre_view(pres, offset, rows, fan_out, code):
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
 def _train_epoch(X, labels, targets, order, batch_size, layout, codes, loss, params, grads, outs,
-                 deltas, pres, xb, yb, tb, scratch, stats, optimizer, parallel_layers,
+                 deltas, pres, xb, yb, tb, scratch, stats, optimizer, uses, parallel_layers,
                  parallel_optimizer, s1, s2, s3, scalars, offsets, partial, ratio, max_norm,
                  skip_nonfinite, losses, wrongs, norms):
     """The steps of one epoch; returns how many ran (fewer when a non-finite one is skipped).
-    ``optimizer``, ``parallel_layers`` (some layer takes the parallel kernels) and
-    ``parallel_optimizer`` are literals (see :func:`_epoch_entry`)."""
+    ``optimizer``, ``uses`` (its state arrays, see :func:`epoch_uses`), ``parallel_layers`` (some
+    layer takes the parallel kernels) and ``parallel_optimizer`` are literals (see
+    :func:`_epoch_entry`)."""
     n = order.size
     layers = layout.shape[0]
     steps = (n + batch_size - 1) // batch_size
@@ -668,14 +645,14 @@ def _train_epoch(X, labels, targets, order, batch_size, layout, codes, loss, par
             return step + 1
         if max_norm > 0 and norm > max_norm:
             _scale(grads, grads.dtype.type(max_norm / (norm + 1e-6)))
-        _optimizer_step(optimizer, parallel_optimizer, params, grads, s1, s2, s3, scalars[step],
-                        offsets, partial, ratio)
+        _optimizer_step(optimizer, uses, parallel_optimizer, params, grads, s1, s2, s3,
+                        scalars[step], offsets, partial, ratio)
     return steps
 
 
 @functools.cache
-def _epoch_entry(optimizer, parallel_layers, parallel_optimizer):
-    """:func:`_train_epoch` with these three fixed: a closure, which numba compiles, and caches on
+def _epoch_entry(optimizer, uses, parallel_layers, parallel_optimizer):
+    """:func:`_train_epoch` with these four fixed: a closure, which numba compiles, and caches on
     disk, apart for each combination used, passing them on as literals, so that each compiles only
     the kernels it runs (an epoch of small layers no parallel kernel, each optimizer its own). A
     literal argument at the Python boundary instead (``numba.literally``) would retype the call,
@@ -686,7 +663,7 @@ def _epoch_entry(optimizer, parallel_layers, parallel_optimizer):
               ratio, max_norm, skip_nonfinite, losses, wrongs, norms):
         return _train_epoch(X, labels, targets, order, batch_size, layout, codes, loss, params,
                             grads, outs, deltas, pres, xb, yb, tb, scratch, stats, optimizer,
-                            parallel_layers, parallel_optimizer, s1, s2, s3, scalars, offsets,
+                            uses, parallel_layers, parallel_optimizer, s1, s2, s3, scalars, offsets,
                             partial, ratio, max_norm, skip_nonfinite, losses, wrongs, norms)
     return entry
 
@@ -720,7 +697,8 @@ def train_epoch(X, labels, targets, order, batch_size, layout, codes, loss, para
                        dtype)
     parallel_layers = bool((batch_size * fan_in * fan_out >= PARALLEL_MACS).any())
     parallel_optimizer = params.size >= _optim.PARALLEL_THRESHOLD
-    entry = _epoch_entry(int(optimizer), parallel_layers, bool(parallel_optimizer))
+    uses = epoch_uses(int(optimizer), scalars[0]) if len(scalars) else 0
+    entry = _epoch_entry(int(optimizer), uses, parallel_layers, bool(parallel_optimizer))
     ran = entry(X, labels, targets, order, batch_size, layout, codes, loss, params, grads, outs,
                 deltas, pres, xb, yb, tb, scratch, stats, s1, s2, s3, scalars, offsets, partial,
                 ratio, float(max_norm), bool(skip_nonfinite), losses, wrongs, norms)

@@ -3,37 +3,33 @@
 Each kernel is compiled twice from one source: a ``prange`` version for large arrays and a serial one
 below :data:`PARALLEL_THRESHOLD`, where starting the thread pool costs more than the update.
 
-The launchers take float hyperparameters as Python floats or numpy scalars of float dtypes up to
-float64 (:data:`TAKES_PYTHON_FLOATS`) and flags as ``bool`` or ``numpy.bool_``. A launcher passes
-the floats to the kernel as one tuple of Python floats ``(1.0, lr, beta1, ...)``, with the flags
-and flat views of the arrays: numba unboxes a few arguments, and a kernel is compiled once per
-dtype whatever the values. The kernel's prologue rounds the floats to the arrays' dtype (as
-``dtype.type(x)`` rounds) and computes the derived constants (``1 - beta``, the decoupled weight
-decay's ``1 - lr*wd``, the gradient scale signed by ``maximize``) in the arrays' dtype, as
-:mod:`fastopt.backends.elements.args` does on the host for the ``cuda`` backend.
-
-The math of each step is its element in :mod:`fastopt.backends.elements.optim`, shared with the
-``cuda`` backend. A kernel runs it over blocks of :data:`BLOCK` elements, one vectorized loop per
-block. ``<algo>_with_norm`` runs the same update and returns the gradient's sum of squares with the
-bits of :func:`sum_of_squares`, from the same pass over memory. The two kernels and two launchers
-of every algorithm are expanded from the templates :func:`_step`, :func:`_step_with_norm`,
-:func:`_launch` and :func:`_launch_with_norm` by :func:`_algorithm`, from the algorithm's loop
-(``_<algo>_range``) and prologue (``_<algo>_constants``).
+Every elementwise algorithm runs one kernel template, specialized per algorithm and per set of
+used state arrays (:mod:`fastopt.backends._numba.specialize`): its element
+(:mod:`fastopt.backends.elements.optim`, shared with the ``cuda`` backend and the mixed-precision
+kernels) over blocks of :data:`BLOCK` elements, one vectorized loop per block, after a prologue
+that rounds the float hyperparameters to the arrays' dtype and derives the element constants in
+that dtype (``Algorithm.constants``). The launchers, made from the algorithm table
+(:func:`_launchers`), take the contract's scalars (:data:`TAKES_PYTHON_FLOATS`: Python floats or
+numpy scalars of float dtypes up to float64, flags as ``bool`` or ``numpy.bool_``) and pass the
+floats as one tuple of Python floats and the flags as one tuple: numba unboxes a few arguments,
+and a kernel is compiled once per dtype whatever the values. ``<algo>_with_norm`` runs the same
+update and returns the gradient's sum of squares with the bits of :func:`sum_of_squares`, from the
+same pass over memory.
 """
 
 import functools
-import inspect
 import math
 
 import numba
 import numpy as np
-from numba import prange, types
-from numba.extending import overload
+from numba import prange
 
-from fastopt.backends._numba import templates as templates
 from fastopt.backends._numba.compile import serial_and_parallel
+from fastopt.backends._numba.launch import KernelArgs
+from fastopt.backends._numba.specialize import load, mode_name, rounded, specialized, store
 from fastopt.backends.elements.args import flat
 from fastopt.backends.elements.optim import make_elements
+from fastopt.optim.algorithms import ALGORITHMS
 
 #: Inlined into its callers in numba's IR: a kernel's loops then see its mode flags as constants.
 _inline = numba.njit(inline="always", error_model="numpy")
@@ -135,386 +131,123 @@ def _chunked_sum_of_squares(g, chunk):
     return _sum_in_order(partial)
 
 
-# ---- One algorithm over elements [lo, hi) -------------------------------------------------------
+# ---- The steps: one template for every algorithm ----------------------------------------------
 #
-# Each runs the array step of _optim_element over [lo, hi) in one loop per use of the optional
-# state arrays, with the flags that choose them as constants: each loop is then free of branches
-# around loads and stores, and vectorizes (a runtime flag would need LLVM to unswitch the loop,
-# which it does not reliably do). The indices are unsigned: numba then drops the negative-index
-# wraparound, whose select on every access keeps a loop over [lo, hi) from vectorizing.
+# See fastopt.backends._numba.specialize: each kernel is a copy of _step or _step_with_norm whose
+# globals bind _element, _constants and USES (through _update, a copy of _update_block bound the
+# same way). The indices are unsigned: numba then drops the negative-index wraparound, whose select
+# on every access keeps a loop over [lo, hi) from vectorizing.
+
+def _update_block(lo, hi, p, g, states, c):
+    """Template: the element on [lo, hi), the state arrays of USES loaded and stored"""
+    for i in range(np.uint64(lo), np.uint64(hi)):
+        x = g[i]
+        p[i], s = _element(p[i], x, load(states, i, USES, x), c, USES)
+        store(states, i, s, USES)
 
 
-@_inline
-def _sgd_range(lo, hi, p, g, momentum_buffer, lr, weight_decay, momentum, one_minus_dampening,
-               nesterov, first_step, scale):
-    """E.sgd_at over [lo, hi); momentum_buffer is used when momentum != 0"""
-    lo, hi = np.uint64(lo), np.uint64(hi)
-    if momentum == 0:
-        for i in range(lo, hi):
-            E.sgd_at(i, p, g, momentum_buffer, lr, weight_decay, momentum, one_minus_dampening,
-                     nesterov, first_step, scale, False)
-    else:
-        for i in range(lo, hi):
-            E.sgd_at(i, p, g, momentum_buffer, lr, weight_decay, momentum, one_minus_dampening,
-                     nesterov, first_step, scale, True)
+def _step(p, g, states, floats, flags):
+    """Template: the constants once, then _update over every BLOCK of the arrays"""
+    c = _constants(rounded(p, floats), flags)
+    for b in prange((p.size + BLOCK - 1) // BLOCK):
+        lo = b * BLOCK
+        _update(lo, min(p.size, lo + BLOCK), p, g, states, c)
 
 
-@_inline
-def _adagrad_range(lo, hi, p, g, state_sum, weight_decay, eps, clr, scale):
-    """E.adagrad_at over [lo, hi)"""
-    lo, hi = np.uint64(lo), np.uint64(hi)
-    for i in range(lo, hi):
-        E.adagrad_at(i, p, g, state_sum, weight_decay, eps, clr, scale)
-
-
-@_inline
-def _rmsprop_range(lo, hi, p, g, square_avg, grad_avg, momentum_buffer, lr, alpha,
-                   one_minus_alpha, eps, weight_decay, momentum, centered, scale):
-    """E.rmsprop_at over [lo, hi); grad_avg is used when centered, momentum_buffer when
-    momentum > 0"""
-    lo, hi = np.uint64(lo), np.uint64(hi)
-    if centered and momentum > 0:
-        for i in range(lo, hi):
-            E.rmsprop_at(i, p, g, square_avg, grad_avg, momentum_buffer, lr, alpha,
-                         one_minus_alpha, eps, weight_decay, momentum, True, scale, True)
-    elif centered:
-        for i in range(lo, hi):
-            E.rmsprop_at(i, p, g, square_avg, grad_avg, momentum_buffer, lr, alpha,
-                         one_minus_alpha, eps, weight_decay, momentum, True, scale, False)
-    elif momentum > 0:
-        for i in range(lo, hi):
-            E.rmsprop_at(i, p, g, square_avg, grad_avg, momentum_buffer, lr, alpha,
-                         one_minus_alpha, eps, weight_decay, momentum, False, scale, True)
-    else:
-        for i in range(lo, hi):
-            E.rmsprop_at(i, p, g, square_avg, grad_avg, momentum_buffer, lr, alpha,
-                         one_minus_alpha, eps, weight_decay, momentum, False, scale, False)
-
-
-@_inline
-def _adam_range(lo, hi, p, g, exp_avg, exp_avg_sq, max_exp_avg_sq, beta1, one_minus_beta1,
-                beta2, one_minus_beta2, eps, weight_decay, decay, amsgrad, step_size,
-                bias_correction2_sqrt, scale):
-    """E.adam_at over [lo, hi); max_exp_avg_sq is used with amsgrad"""
-    lo, hi = np.uint64(lo), np.uint64(hi)
-    if amsgrad:
-        for i in range(lo, hi):
-            E.adam_at(i, p, g, exp_avg, exp_avg_sq, max_exp_avg_sq, beta1, one_minus_beta1,
-                      beta2, one_minus_beta2, eps, weight_decay, decay, True, step_size,
-                      bias_correction2_sqrt, scale)
-    else:
-        for i in range(lo, hi):
-            E.adam_at(i, p, g, exp_avg, exp_avg_sq, max_exp_avg_sq, beta1, one_minus_beta1,
-                      beta2, one_minus_beta2, eps, weight_decay, decay, False, step_size,
-                      bias_correction2_sqrt, scale)
-
-
-@_inline
-def _adamax_range(lo, hi, p, g, exp_avg, exp_inf, beta1, one_minus_beta1, beta2, eps,
-                  weight_decay, clr, scale):
-    """E.adamax_at over [lo, hi)"""
-    lo, hi = np.uint64(lo), np.uint64(hi)
-    for i in range(lo, hi):
-        E.adamax_at(i, p, g, exp_avg, exp_inf, beta1, one_minus_beta1, beta2, eps, weight_decay,
-                    clr, scale)
-
-
-@_inline
-def _nadam_range(lo, hi, p, g, exp_avg, exp_avg_sq, beta1, one_minus_beta1, beta2,
-                 one_minus_beta2, eps, weight_decay, decay, grad_coef, exp_avg_coef,
-                 bias_correction2, scale):
-    """E.nadam_at over [lo, hi)"""
-    lo, hi = np.uint64(lo), np.uint64(hi)
-    for i in range(lo, hi):
-        E.nadam_at(i, p, g, exp_avg, exp_avg_sq, beta1, one_minus_beta1, beta2, one_minus_beta2,
-                   eps, weight_decay, decay, grad_coef, exp_avg_coef, bias_correction2, scale)
-
-
-@_inline
-def _radam_range(lo, hi, p, g, exp_avg, exp_avg_sq, beta1, one_minus_beta1, beta2,
-                 one_minus_beta2, eps, weight_decay, decay, rectify, step_size,
-                 bias_correction2_sqrt, scale):
-    """E.radam_at over [lo, hi); a loop per rectify, so the unrectified one has no square root"""
-    lo, hi = np.uint64(lo), np.uint64(hi)
-    if rectify:
-        for i in range(lo, hi):
-            E.radam_at(i, p, g, exp_avg, exp_avg_sq, beta1, one_minus_beta1, beta2,
-                       one_minus_beta2, eps, weight_decay, decay, True, step_size,
-                       bias_correction2_sqrt, scale)
-    else:
-        for i in range(lo, hi):
-            E.radam_at(i, p, g, exp_avg, exp_avg_sq, beta1, one_minus_beta1, beta2,
-                       one_minus_beta2, eps, weight_decay, decay, False, step_size,
-                       bias_correction2_sqrt, scale)
-
-
-@_inline
-def _adadelta_range(lo, hi, p, g, square_avg, acc_delta, lr, rho, one_minus_rho, eps,
-                    weight_decay, scale):
-    """E.adadelta_at over [lo, hi)"""
-    lo, hi = np.uint64(lo), np.uint64(hi)
-    for i in range(lo, hi):
-        E.adadelta_at(i, p, g, square_avg, acc_delta, lr, rho, one_minus_rho, eps, weight_decay,
-                      scale)
-
-
-@_inline
-def _lion_range(lo, hi, p, g, exp_avg, lr, beta1, one_minus_beta1, beta2, one_minus_beta2,
-                decay, scale):
-    """E.lion_at over [lo, hi)"""
-    lo, hi = np.uint64(lo), np.uint64(hi)
-    for i in range(lo, hi):
-        E.lion_at(i, p, g, exp_avg, lr, beta1, one_minus_beta1, beta2, one_minus_beta2, decay,
-                  scale)
-
-
-# ---- The prologue: a kernel's scalars from its hyperparameters ----------------------------------
-#
-# A kernel gets its float hyperparameters as one tuple `hyper` of floats (or an array of the arrays'
-# dtype, from numba code), hyper[0] = 1, rounded to the arrays' dtype by _in_dtype_of, and its mode
-# flags as bools. Each _<algo>_constants takes them in the launcher's order (`one` first; the flags
-# annotated bool) and returns the parameters of _<algo>_range after its arrays, the derived ones
-# (1 - beta, the weight decay's factor, the signed gradient scale) computed in that dtype: from the
-# rounded values, never from a literal, which would promote float32 to float64.
-
-
-def _in_dtype_of(p, x):
-    """``x`` rounded to the dtype of the array ``p``, as ``p.dtype.type(x)`` rounds it; for numba
-    code only."""
-    raise NotImplementedError("_in_dtype_of runs in compiled code only")
-
-
-@overload(_in_dtype_of, inline="always")
-def _in_dtype_of_impl(p, x):
-    if p.dtype == types.float32:
-        return lambda p, x: np.float32(x)
-    return lambda p, x: np.float64(x)
-
-
-@_inline
-def _signed(grad_scale, maximize):
-    """The gradient's factor: -(g*s) == g*(-s) exactly, so maximize costs nothing in the loop"""
-    return -grad_scale if maximize else grad_scale
-
-
-@_inline
-def _decay_and_l2(one, lr, weight_decay, decoupled):
-    """(decay, l2): decoupled decay scales p by 1 - lr*wd and adds no L2 term (0 as one - one);
-    L2 scales by 1 and adds wd*p"""
-    return (one - lr * weight_decay, one - one) if decoupled else (one, weight_decay)
-
-
-@_inline
-def _sgd_constants(one, lr, weight_decay, momentum, dampening, nesterov: bool, maximize: bool,
-                   first_step: bool, grad_scale):
-    return (lr, weight_decay, momentum, one - dampening, nesterov, first_step,
-            _signed(grad_scale, maximize))
-
-
-@_inline
-def _adagrad_constants(one, weight_decay, eps, maximize: bool, clr, grad_scale):
-    return weight_decay, eps, clr, _signed(grad_scale, maximize)
-
-
-@_inline
-def _rmsprop_constants(one, lr, alpha, eps, weight_decay, momentum, centered: bool,
-                       maximize: bool, grad_scale):
-    return (lr, alpha, one - alpha, eps, weight_decay, momentum, centered,
-            _signed(grad_scale, maximize))
-
-
-@_inline
-def _adam_constants(one, lr, beta1, beta2, eps, weight_decay, amsgrad: bool, maximize: bool,
-                    decoupled: bool, step_size, bias_correction2_sqrt, grad_scale):
-    decay, l2 = _decay_and_l2(one, lr, weight_decay, decoupled)
-    return (beta1, one - beta1, beta2, one - beta2, eps, l2, decay, amsgrad, step_size,
-            bias_correction2_sqrt, _signed(grad_scale, maximize))
-
-
-@_inline
-def _adamax_constants(one, beta1, beta2, eps, weight_decay, maximize: bool, clr, grad_scale):
-    return beta1, one - beta1, beta2, eps, weight_decay, clr, _signed(grad_scale, maximize)
-
-
-@_inline
-def _nadam_constants(one, lr, beta1, beta2, eps, weight_decay, maximize: bool, decoupled: bool,
-                     grad_coef, exp_avg_coef, bias_correction2, grad_scale):
-    decay, l2 = _decay_and_l2(one, lr, weight_decay, decoupled)
-    return (beta1, one - beta1, beta2, one - beta2, eps, l2, decay, grad_coef, exp_avg_coef,
-            bias_correction2, _signed(grad_scale, maximize))
-
-
-@_inline
-def _radam_constants(one, lr, beta1, beta2, eps, weight_decay, maximize: bool, decoupled: bool,
-                     rectify: bool, step_size, bias_correction2_sqrt, grad_scale):
-    decay, l2 = _decay_and_l2(one, lr, weight_decay, decoupled)
-    return (beta1, one - beta1, beta2, one - beta2, eps, l2, decay, rectify, step_size,
-            bias_correction2_sqrt, _signed(grad_scale, maximize))
-
-
-@_inline
-def _adadelta_constants(one, lr, rho, eps, weight_decay, maximize: bool, grad_scale):
-    return lr, rho, one - rho, eps, weight_decay, _signed(grad_scale, maximize)
-
-
-@_inline
-def _lion_constants(one, lr, beta1, beta2, weight_decay, maximize: bool, grad_scale):
-    return (lr, beta1, one - beta1, beta2, one - beta2, one - lr * weight_decay,
-            _signed(grad_scale, maximize))
-
-
-# ---- The steps: every block of the arrays, in parallel above PARALLEL_THRESHOLD -----------------
-#
-# Five templates for every algorithm (see _kernel_templates and _algorithm), whose placeholders
-# stand for: STATE its state arrays, FLAGS its flags, HYPER its hyperparameters (named as in the
-# launcher), AS_FLOATS those that are not flags as Python floats, VALUES all of them in a kernel
-# (hyper[k] in the arrays' dtype, or the flag), SCALARS the parameters of its loop after the state
-# arrays, KERNEL and KERNEL_NORM its kernels; _update is its loop over [lo, hi), _constants its
-# prologue.
-
-#: The placeholders that are neither parameters nor assigned, named here for linters: never used.
-VALUES = AS_FLOATS = FLAGS = KERNEL = KERNEL_NORM = None
-
-
-def _update(lo, hi, p, g, *args):
-    """The algorithm's loop over [lo, hi) in the templates below, bound by _algorithm"""
-    raise NotImplementedError("a template's _update is bound when it is expanded")
-
-
-def _constants(one, *hyper):
-    """The algorithm's prologue in the templates below, bound by _algorithm"""
-    raise NotImplementedError("a template's _constants is bound when it is expanded")
-
-
-def _step(p, g, STATE, hyper, FLAGS):
-    """Template: _update over every BLOCK of the arrays"""
-    SCALARS = _constants(_in_dtype_of(p, hyper[0]), VALUES)
-    for c in prange((p.size + BLOCK - 1) // BLOCK):
-        lo = c * BLOCK
-        _update(lo, min(p.size, lo + BLOCK), p, g, STATE, SCALARS)
-
-
-def _step_with_norm(p, g, STATE, hyper, FLAGS, chunk):
+def _step_with_norm(p, g, states, floats, flags, chunk):
     """Template: _step, also adding each block's squares of g right after updating it (in cache),
     in the chunks of _chunked_sum_of_squares: returns the sum with that kernel's bits"""
-    SCALARS = _constants(_in_dtype_of(p, hyper[0]), VALUES)
+    c = _constants(rounded(p, floats), flags)
     partial = np.empty((p.size + chunk - 1) // chunk, np.float64)
-    for c in prange(partial.size):
-        lo, hi = c * chunk, min(p.size, (c + 1) * chunk)
+    for k in prange(partial.size):
+        lo, hi = k * chunk, min(p.size, (k + 1) * chunk)
         sums = _NO_SUMS
         for a in range(lo, hi, BLOCK):
             b = min(a + BLOCK, hi)
-            _update(a, b, p, g, STATE, SCALARS)
+            _update(a, b, p, g, states, c)
             sums = _add_squares(g, a, b, sums)
-        partial[c] = _total(sums)
+        partial[k] = _total(sums)
     return _sum_in_order(partial)
 
 
-def _launch(param, grad, STATE, HYPER):
-    """Template: KERNEL on flat arrays, the floats in one tuple"""
-    if param.ndim != 1:  # the others have its shape, or are empty (1-D)
-        param, grad, STATE = map(flat, (param, grad, STATE))
-    KERNEL(param.size, param, grad, STATE, (1.0, AS_FLOATS), FLAGS)
+#: Unbound names of the templates above (bound in each copy by _kernels); never used.
+_element = _constants = _update = USES = None
 
 
-def _launch_with_norm(param, grad, STATE, HYPER, norm_out):
-    """Template: _launch with KERNEL_NORM, setting norm_out[0]"""
-    if param.ndim != 1:
-        param, grad, STATE = map(flat, (param, grad, STATE))
-    norm_out[0] = KERNEL_NORM(param.size, param, grad, STATE, (1.0, AS_FLOATS), FLAGS,
-                              REDUCTION_CHUNK)
+@functools.cache
+def _kernels(name, uses):
+    """``(step, step_with_norm)`` of the algorithm ``name`` specialized on ``uses``, each with a
+    serial and a parallel version (see :func:`_compile_serial_and_parallel`)."""
+    algorithm = ALGORITHMS[name]
+    tag = f"{algorithm.kernel}_{mode_name(uses)}"
+    bound = dict(_element=getattr(E, algorithm.kernel), USES=uses,
+                 _constants=_inline(algorithm.constants))
+    update = _inline(specialized(_update_block, f"_update_{tag}", **bound))
+    doc = f"{algorithm.kernel} (uses {uses}); formula in fastopt.optim.reference.{algorithm.kernel}"
+    step = specialized(_step, f"_step_{tag}", doc, _update=update, **bound)
+    fused = specialized(_step_with_norm, f"_step_with_norm_{tag}",
+                        f"{doc}; returns sum(g_i^2) as _chunked_sum_of_squares(g, chunk)",
+                        _update=update, **bound)
+    return _compile_serial_and_parallel(step), _compile_serial_and_parallel(fused)
 
 
-def _bind(param, grad, STATE):
-    """Template: ``run(<hyperparameters>)``, the launcher on these arrays with what does not change
-    between steps done once (the flat views made, KERNEL's serial or parallel version chosen)"""
-    kernel = KERNEL.parallel if param.size >= PARALLEL_THRESHOLD else KERNEL.serial
-    param, grad, STATE = map(flat, (param, grad, STATE))
+def _launchers(algorithm):
+    """``(launcher, launcher_with_norm)`` of ``algorithm``, with the launcher's ``bind``.
 
-    def run(HYPER):
-        kernel(param, grad, STATE, (1.0, AS_FLOATS), FLAGS)
-    return run
+    ``launcher(param, grad, <state arrays>, <kernel scalars>, grad_scale)`` runs the kernel of the
+    step's ``uses`` on flat views, serial or parallel by size; ``launcher_with_norm`` takes
+    ``norm_out`` after them and sets ``norm_out[0] = sum_of_squares(grad)`` from the same pass.
+    ``launcher.bind(param, grad, <state arrays>, uses=None)`` returns ``run(<kernel scalars>,
+    grad_scale)``, the launcher on those arrays with the views made and the kernel chosen once
+    (``uses`` given, or taken from the scalars of the first call)."""
+    n_states = len(algorithm.state)
+    args = KernelArgs(algorithm)
+    name = algorithm.name
 
+    def launcher(param, grad, *rest):
+        states, scalars = rest[:n_states], rest[n_states:]
+        if param.ndim != 1:  # the others have its shape, or are empty (1-D)
+            param, grad, states = flat(param), flat(grad), tuple(map(flat, states))
+        step = _kernels(name, args.uses(scalars))[0]
+        step(param.size, param, grad, states, args.floats(scalars), args.flags(scalars))
 
-def _algorithm(name, title, update, constants, formula):
-    """``(kernel, kernel_norm, launcher, launcher_with_norm)`` of one algorithm: the templates
-    expanded with its loop ``update`` and its prologue ``constants``.
+    def launcher_with_norm(param, grad, *rest):
+        states, scalars, norm_out = rest[:n_states], rest[n_states:-1], rest[-1]
+        if param.ndim != 1:
+            param, grad, states = flat(param), flat(grad), tuple(map(flat, states))
+        fused = _kernels(name, args.uses(scalars))[1]
+        norm_out[0] = fused(param.size, param, grad, states, args.floats(scalars),
+                            args.flags(scalars), REDUCTION_CHUNK)
 
-    The launcher ``name(param, grad, <state arrays>, <hyperparameters>)`` takes the parameters of
-    ``update`` after ``(lo, hi, p, g)`` up to its first hyperparameter as state arrays, and the
-    parameters of ``constants`` after ``one`` as hyperparameters, those annotated ``bool`` as
-    flags. It calls the kernel ``_name(n, p, g, <state arrays>, hyper, <flags>)`` (serial or
-    parallel by ``n``; see :func:`_compile_serial_and_parallel`), ``hyper`` holding ``1`` and the
-    float hyperparameters as Python floats; ``name.bind(param, grad, <state arrays>)`` returns
-    ``run(<hyperparameters>)``, the launcher on those arrays. ``name_with_norm`` takes
-    ``norm_out`` after them, and ``_name_norm`` also ``chunk``, returning sum(g_i^2) as
-    ``_chunked_sum_of_squares(g, chunk)``. ``formula`` is the kernels' docstring; ``title``
-    names the algorithm in the launchers'."""
-    hyper = list(inspect.signature(constants).parameters.values())[1:]
-    flags = [h.name for h in hyper if h.annotation is bool]
-    floats = [h.name for h in hyper if h.annotation is not bool]
-    loop = list(inspect.signature(update).parameters)[4:]
-    first = next(i for i, arg in enumerate(loop) if arg in {h.name for h in hyper})
-    text = dict(
-        STATE=", ".join(loop[:first]), FLAGS=", ".join(flags),
-        HYPER=", ".join(h.name for h in hyper),
-        # float(): numba compiles a kernel per tuple type; one of Python floats is one type.
-        AS_FLOATS=", ".join(f"float({f})" for f in floats),
-        VALUES=", ".join(h.name if h.name in flags
-                         else f"_in_dtype_of(p, hyper[{floats.index(h.name) + 1}])"
-                         for h in hyper),
-        SCALARS=", ".join(loop[first:]), KERNEL=f"_{name}", KERNEL_NORM=f"_{name}_norm")
-    bind = {"_constants": constants}
-    fused_doc = (f"{formula}\n\n    and, in the same pass, returns sum(g_i^2) in float64 as "
-                 "_chunked_sum_of_squares(g, chunk)")
-    kernel = templates.expand(_step, f"_{name}", update=update, doc=formula, text=text, bind=bind)
-    kernel_norm = templates.expand(_step_with_norm, f"_{name}_norm", update=update, doc=fused_doc,
-                                   text=text, bind=bind)
-    # Defined in this module: they find _name and _name_norm there when called.
-    launcher = templates.expand(_launch, name, text=text, doc=(
-        f"{title} step in place; formula in :func:`fastopt.optim.reference.{name}`."))
-    launcher_with_norm = templates.expand(_launch_with_norm, f"{name}_with_norm", text=text, doc=(
-        f":func:`{name}`, also setting ``norm_out[0] = sum_of_squares(grad)`` (bit for bit) "
-        "from the same pass over memory."))
-    launcher.bind = templates.expand(_bind, f"bind_{name}", text=text, doc=(
-        f"``run(<hyperparameters>)``: :func:`{name}` on these arrays (see "
-        ":func:`fastopt.optim._step.bound_launch`)."))
-    return (_compile_serial_and_parallel(kernel), _compile_serial_and_parallel(kernel_norm),
-            launcher, launcher_with_norm)
+    def bind(param, grad, *states, uses=None):
+        param, grad, states = flat(param), flat(grad), tuple(map(flat, states))
+        parallel = param.size >= PARALLEL_THRESHOLD
+        floats, flags = args.floats, args.flags
+        chosen = [None]
+
+        def run(*scalars):
+            kernel = chosen[0]
+            if kernel is None:
+                step = _kernels(name, uses or args.uses(scalars))[0]
+                kernel = chosen[0] = step.parallel if parallel else step.serial
+            kernel(param, grad, states, floats(scalars), flags(scalars))
+        return run
+
+    title = algorithm.kernel
+    launcher.__name__ = launcher.__qualname__ = title
+    launcher.__doc__ = f"{title} step in place; formula in :func:`fastopt.optim.reference.{title}`."
+    launcher_with_norm.__name__ = launcher_with_norm.__qualname__ = f"{title}_with_norm"
+    launcher_with_norm.__doc__ = (f":func:`{title}`, also setting ``norm_out[0] = "
+                                  "sum_of_squares(grad)`` (bit for bit) from the same pass.")
+    launcher.bind = bind
+    return launcher, launcher_with_norm
 
 
-_sgd, _sgd_norm, sgd, sgd_with_norm = _algorithm("sgd", "SGD", _sgd_range, _sgd_constants, """
-    d = s*g + wd*p; b = d (first step) or mu*b + (1-tau)*d; d = d + mu*b (Nesterov) or b;
-    p -= lr*d""")
-_adagrad, _adagrad_norm, adagrad, adagrad_with_norm = _algorithm(
-    "adagrad", "Adagrad", _adagrad_range, _adagrad_constants, """
-    d = s*g + wd*p; v += d^2; p -= clr * d / (sqrt(v) + eps)""")
-_rmsprop, _rmsprop_norm, rmsprop, rmsprop_with_norm = _algorithm(
-    "rmsprop", "RMSprop", _rmsprop_range, _rmsprop_constants, """
-    d = s*g + wd*p; v = a*v + (1-a)*d^2; gbar = a*gbar + (1-a)*d; den = sqrt(v - gbar^2 or v) + eps;
-    b = mu*b + d/den, p -= lr*b  (mu > 0)  or  p -= lr*d/den""")
-_adam, _adam_norm, adam, adam_with_norm = _algorithm(
-    "adam", "Adam/AdamW", _adam_range, _adam_constants, """
-    p *= decay (AdamW) or d = s*g + wd*p (Adam); m = b1*m + (1-b1)*d; v = b2*v + (1-b2)*d^2;
-    vhat = max(vhat, v) (AMSGrad); p -= step_size * m / (sqrt(vhat)/sqrt(1-b2^t) + eps)""")
-_adamax, _adamax_norm, adamax, adamax_with_norm = _algorithm(
-    "adamax", "Adamax", _adamax_range, _adamax_constants, """
-    d = s*g + wd*p; m = b1*m + (1-b1)*d; u = max(b2*u, |d| + eps); p -= clr * m / u""")
-_nadam, _nadam_norm, nadam, nadam_with_norm = _algorithm(
-    "nadam", "NAdam", _nadam_range, _nadam_constants, """
-    p *= decay (decoupled) or d = s*g + wd*p; m = b1*m + (1-b1)*d; v = b2*v + (1-b2)*d^2;
-    den = sqrt(v / (1-b2^t)) + eps; p -= grad_coef * d / den + exp_avg_coef * m / den""")
-_radam, _radam_norm, radam, radam_with_norm = _algorithm(
-    "radam", "RAdam", _radam_range, _radam_constants, """
-    p *= decay (decoupled) or d = s*g + wd*p; m = b1*m + (1-b1)*d; v = b2*v + (1-b2)*d^2;
-    p -= step_size * m * sqrt(1-b2^t) / (sqrt(v) + eps)  (rectified)  or  step_size * m""")
-_adadelta, _adadelta_norm, adadelta, adadelta_with_norm = _algorithm(
-    "adadelta", "Adadelta", _adadelta_range, _adadelta_constants, """
-    d = s*g + wd*p; v = rho*v + (1-rho)*d^2; delta = sqrt(a + eps) / sqrt(v + eps) * d;
-    a = rho*a + (1-rho)*delta^2; p -= lr * delta""")
-_lion, _lion_norm, lion, lion_with_norm = _algorithm(
-    "lion", "Lion", _lion_range, _lion_constants, """
-    c = b1*m + (1-b1)*d; p = p*(1 - lr*wd) - lr*sign(c); m = b2*m + (1-b2)*d""")
+for _algorithm in ALGORITHMS.values():
+    if not _algorithm.segmented and _algorithm.kernel == _algorithm.name:
+        globals()[_algorithm.kernel], globals()[_algorithm.kernel + "_with_norm"] = \
+            _launchers(_algorithm)
+del _algorithm
 
 
 # ---- LAMB: a segmented reduction, the per-tensor trust ratios, then the update ------------------

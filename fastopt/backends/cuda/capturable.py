@@ -39,7 +39,7 @@ import numba
 import numpy as np
 from numba import cuda
 
-from fastopt.backends.elements.optim import make_elements
+from fastopt.backends.elements.optim_legacy import make_elements
 from fastopt.backends.cuda.optim import SIMULATOR, _partial_sums_of_squares, launch_config
 
 #: Added to the norm before dividing, as ``torch.nn.utils.clip_grad_norm_`` (and

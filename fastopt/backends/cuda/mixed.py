@@ -15,7 +15,7 @@ from fastopt.backends.elements import bits as _bits
 from fastopt.backends.cuda import optim as cuda_optim
 from fastopt.backends.elements.mixed import make_mixed_elements, mixed_step
 from fastopt.backends.elements.args import flat
-from fastopt.backends.elements.optim import make_elements
+from fastopt.backends.elements.optim_legacy import make_elements
 from fastopt.backends.cuda.optim import SIMULATOR, launch
 
 if SIMULATOR:  # the simulator runs device functions as Python, without libdevice

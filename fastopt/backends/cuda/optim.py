@@ -33,7 +33,7 @@ from numba import cuda
 from fastopt.backends._numba import templates as templates
 from fastopt.backends.elements import args as kernel_args
 from fastopt.backends.elements.args import flat, signed
-from fastopt.backends.elements.optim import make_elements
+from fastopt.backends.elements.optim_legacy import make_elements
 
 #: The element updates (see :mod:`fastopt.backends.elements.optim`), as device functions.
 E = make_elements(cuda.jit(device=True))
