@@ -133,3 +133,48 @@ def test_sgd_momentum_switched_on_midway_starts_its_buffer_from_the_gradient():
         tp.grad = torch.tensor(g)
         topt.step()
     np.testing.assert_allclose(p, tp.detach().numpy(), rtol=1e-14)
+
+
+@pytest.mark.parametrize("backend", [b for b in AVAILABLE if b != "cuda"])
+@pytest.mark.parametrize("name", list(CLASSES))
+def test_a_reused_gradient_buffer_and_a_new_one_give_the_functional_bits(backend, name):
+    # The class binds a parameter's kernel to its gradient buffer and reuses it while the same
+    # buffer comes back; a new buffer, or a state array replaced, binds again.
+    options = RICHEST[name]
+    param, grads = problem((5, 7), np.float32, 6)
+    expected, state = param.copy(), new_state(name, options, param)
+    mu_product = None
+    for t, g in enumerate(grads, start=1):
+        kwargs = dict(step=t, lr=LR[name], backend=backend, **options)
+        if name == "nadam":
+            mu_product = functional.nadam(expected, g, *state, mu_product=mu_product, **kwargs)
+        else:
+            getattr(functional, name)(expected, g, *state, **kwargs)
+    p, buffer = param.copy(), np.empty_like(param)
+    opt = CLASSES[name]([p], lr=LR[name], backend=backend, **options)
+    for t, g in enumerate(grads, start=1):
+        if t == 4:  # a state array replaced by an equal copy: the step must use the new one
+            arrays = [k for k, v in opt.state[0].items() if hasattr(v, "shape")]
+            opt.state[0][arrays[0]] = opt.state[0][arrays[0]].copy()
+        if t in (3, 5):
+            opt.step([g.copy()])  # a new buffer
+        else:
+            buffer[...] = g
+            opt.step([buffer])
+    assert p.tobytes() == expected.tobytes()
+
+
+def test_a_list_hyperparameter_changed_in_place_is_checked_and_used():
+    p = np.ones(3, np.float32)
+    opt = fastopt.Adam([p], lr=0.1)
+    opt.param_groups[0]["betas"] = [0.9, 0.999]
+    opt.step([np.ones(3, np.float32)])
+    opt.param_groups[0]["betas"][0] = 1.5
+    with pytest.raises(ValueError, match=r"betas\[0\]"):
+        opt.step([np.ones(3, np.float32)])
+    assert opt.state[0]["step"] == 1
+    opt.param_groups[0]["betas"][0] = 0.5  # a valid change in place takes effect
+    expected, m, v = p.copy(), opt.state[0]["exp_avg"].copy(), opt.state[0]["exp_avg_sq"].copy()
+    functional.adam(expected, np.ones(3, np.float32), m, v, step=2, lr=0.1, betas=(0.5, 0.999))
+    opt.step([np.ones(3, np.float32)])
+    assert p.tobytes() == expected.tobytes()

@@ -35,7 +35,7 @@ from fastopt.optim import algorithms as alg
 from fastopt._core import memory as _memory, lowp
 from fastopt.optim import mixed
 from fastopt._core.dispatch import choose, is_device_array, kernels
-from fastopt.optim._step import check_hyper, launch, launch_with_norm
+from fastopt.optim._step import bound_launch, check_hyper, launch, launch_with_norm
 from fastopt._core.validate import (CheckMemo, as_device_array, as_host_array, check_arrays,
                                     check_number)
 from fastopt.optim.arena import FlatParams
@@ -84,6 +84,27 @@ def _buffer(x):
     return x.data if isinstance(x, FlatParams) else x
 
 
+class _BoundParameter:
+    """One parameter's step bound to its arrays: the gradient and state array objects it was
+    checked and bound with, and the bound kernel."""
+
+    __slots__ = ("param", "grad", "uses", "states", "arrays", "run")
+
+    def __init__(self, param, grad, uses, states, arrays, run):
+        self.param, self.grad, self.uses, self.states = param, grad, uses, states
+        self.arrays, self.run = arrays, run
+
+    def matches(self, param, grad, uses, state):
+        """Whether a step of these objects can run this bound kernel: the same parameter and
+        gradient objects, the same used state arrays, all held by ``state``."""
+        if grad is not self.grad or param is not self.param or uses != self.uses:
+            return False
+        for name, array in self.states.items():
+            if state.get(name) is not array:
+                return False
+        return True
+
+
 class Optimizer:
     """Base class: parameter groups, lazily created per-parameter state, ``step``, state dicts.
 
@@ -112,6 +133,7 @@ class Optimizer:
         self._hyper_cache = {}  # group index -> (raw hyperparameters, (validated ones, uses))
         self._segments = {}  # LAMB: parameter index -> (user's object, segment_offsets array)
         self._layouts = {}  # arena parameter index -> weak reference to a checked arena gradient
+        self._bound = {}  # parameter index -> its last step's _BoundParameter
         self._empties = {}  # dtype -> an empty array standing for unused state
         self._requested_backend = backend
         groups = [params] if _single(params) else list(params)
@@ -244,7 +266,9 @@ class Optimizer:
     def _checked_hyper(self, g_index, group):
         """The group's validated hyperparameters and which state they use, checked again only
         when one of them changed."""
-        raw = tuple([group[name] for name in self.algorithm.defaults])
+        # A snapshot: a list (betas) changed in place must not compare equal to itself.
+        raw = tuple([tuple(v) if type(v) is list else v
+                     for v in map(group.__getitem__, self.algorithm.defaults)])
         cached = self._hyper_cache.get(g_index)
         if cached is not None and cached[0] == raw:
             return cached[1]
@@ -259,18 +283,53 @@ class Optimizer:
     def _prepare(self, index, param, grad, hyper, uses):
         """One parameter's step, checked: ``(index, new state, step count, reduce, run)``, where
         ``reduce()`` is the gradient's squared norm and ``run(grad_scale)`` launches the update.
-        Missing state is created but not yet stored."""
+        Missing state is created but not yet stored.
+
+        A host parameter whose gradient is the same numpy array (or arena) as at its previous
+        step, with the same state arrays and the same used ones, reuses that step's checks and
+        its bound kernel (:func:`fastopt.optim._step.bound_launch`): only the scalars are new."""
+        state = self.state.get(index, {})
+        if "master" in state:
+            return self._prepare_mixed(index, grad, hyper, uses, self._backend == "cuda")
+        algorithm = self.algorithm
+        step = state.get("step", 0) + 1
+        bound = self._bound.get(index)
+        if bound is not None and bound.matches(param, grad, uses, state):
+            new_state, fresh, arrays, run_bound = {}, False, bound.arrays, bound.run
+        else:
+            new_state, fresh, arrays = self._arrays(index, param, grad, hyper, uses, state)
+            run_bound = self._bind(index, param, grad, uses, arrays, new_state)
+        host_state = algorithm.host_state
+        if host_state:  # host scalars (NAdam's mu_product) advance with the step, stored with it
+            host = algorithm.advance(hyper, step, {name: state.get(name, initial)
+                                                   for name, initial in host_state.items()})
+            new_state.update(host)
+            scalars = algorithm.scalars(hyper, step, fresh, **host)
+        else:
+            scalars = algorithm.scalars(hyper, step, fresh)
+        module = self._kernels
+
+        def run(factor, norm_out=None):
+            if norm_out is not None:
+                launch_with_norm(module, algorithm, arrays, scalars, factor, norm_out)
+            elif run_bound is not None:
+                run_bound(*scalars, factor)
+            else:
+                launch(module, algorithm, arrays, scalars, factor)
+
+        return (index, new_state, step, lambda: module.sum_of_squares(arrays[1]), run)
+
+    def _arrays(self, index, param, grad, hyper, uses, state):
+        """``(new state, fresh, arrays)``: the step's arrays in kernel order after the checks,
+        state the step needs but does not have created (``new state``, not yet stored)."""
         on_device = self._backend == "cuda"
         algorithm = self.algorithm
-        if "master" in self.state.get(index, ()):
-            return self._prepare_mixed(index, grad, hyper, uses, on_device)
         user_param, view = self._views[index]
         if param is not user_param:  # the user replaced it in param_groups
             view = check_arrays({f"params[{index}]": _buffer(param)}, {f"params[{index}]"},
                                 on_device)[0]
             self._views[index] = (param, view)
         arrays = self._checked_grad(index, param, view, grad, on_device)
-        state = self.state.get(index, {})
         new_state = {}
         fresh = False
         for name, used in zip(algorithm.state, uses):
@@ -282,26 +341,22 @@ class Optimizer:
                 new_state[name] = _memory.full(on_device, view.shape, view.dtype, fill)
                 fresh = True
             arrays.append(new_state.get(name, state.get(name)))
-        step = state.get("step", 0) + 1
-        host_state = algorithm.host_state
-        if host_state:  # host scalars (NAdam's mu_product) advance with the step, stored with it
-            host = algorithm.advance(hyper, step, {name: state.get(name, initial)
-                                                   for name, initial in host_state.items()})
-            new_state.update(host)
-        else:
-            host = {}
         if algorithm.segmented:
             arrays.append(self._segment_offsets(index, param, view.size, on_device))
-        scalars = algorithm.scalars(hyper, step, fresh, **host)
-        module = self._kernels
+        return new_state, fresh, tuple(arrays)
 
-        def run(factor, norm_out=None):
-            if norm_out is None:
-                launch(module, algorithm, arrays, scalars, factor)
-            else:
-                launch_with_norm(module, algorithm, arrays, scalars, factor, norm_out)
-
-        return (index, new_state, step, lambda: module.sum_of_squares(arrays[1]), run)
+    def _bind(self, index, param, grad, uses, arrays, new_state):
+        """The kernel bound to ``arrays`` (``run(*scalars, grad_scale)``), remembered for the next
+        step, when they are all numpy arrays: a torch tensor or a device array can be re-pointed
+        at other memory under the same object, so their steps are checked every time."""
+        self._bound.pop(index, None)
+        if not all(type(a) is np.ndarray for a in arrays) or (
+                type(_buffer(grad)) is not np.ndarray or type(_buffer(param)) is not np.ndarray):
+            return None
+        run = bound_launch(self._kernels, self.algorithm, arrays)
+        named = {name: a for name, used, a in zip(self.algorithm.state, uses, arrays[2:]) if used}
+        self._bound[index] = _BoundParameter(param, grad, uses, named, arrays, run)
+        return run
 
     def _checked_grad(self, index, param, view, grad, on_device):
         """``[parameter view, gradient buffer]`` after the checks of a step. The checks of a
