@@ -1,61 +1,30 @@
 """The ``numpy`` backend: the reference formulas of :mod:`fastopt.optim.reference`, applied in place."""
 
 from fastopt.optim import reference
+from fastopt.optim.algorithms import ALGORITHMS
 
 #: The reference computes in the dtype of the scalars it is given: they come cast to the arrays'.
 TAKES_PYTHON_FLOATS = False
 
 
-def _write_back(outputs, targets):
-    for target, value in zip(targets, outputs):
-        if target is not value and target.size:
-            target[...] = value
+def _step(algorithm):
+    """The backend step of ``algorithm``: its reference run, the results written into ``param``
+    and the state arrays (an empty unused one is left alone)."""
+    reference_step = getattr(reference, algorithm.kernel)
+    arrays = 2 + len(algorithm.state) + algorithm.segmented
+    written = (0, *range(2, 2 + len(algorithm.state)))
 
+    def step(*args):
+        outputs = reference_step(*args)
+        for k, value in zip(written, outputs):
+            target = args[k]
+            if target is not value and target.size:
+                target[...] = value
 
-def sgd(param, grad, momentum_buffer, *hyper):
-    _write_back(reference.sgd(param, grad, momentum_buffer, *hyper), (param, momentum_buffer))
-
-
-def adagrad(param, grad, state_sum, *hyper):
-    _write_back(reference.adagrad(param, grad, state_sum, *hyper), (param, state_sum))
-
-
-def rmsprop(param, grad, square_avg, grad_avg, momentum_buffer, *hyper):
-    _write_back(reference.rmsprop(param, grad, square_avg, grad_avg, momentum_buffer, *hyper),
-                (param, square_avg, grad_avg, momentum_buffer))
-
-
-def adam(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, *hyper):
-    _write_back(reference.adam(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, *hyper),
-                (param, exp_avg, exp_avg_sq, max_exp_avg_sq))
-
-
-def adamax(param, grad, exp_avg, exp_inf, *hyper):
-    _write_back(reference.adamax(param, grad, exp_avg, exp_inf, *hyper), (param, exp_avg, exp_inf))
-
-
-def nadam(param, grad, exp_avg, exp_avg_sq, *hyper):
-    _write_back(reference.nadam(param, grad, exp_avg, exp_avg_sq, *hyper),
-                (param, exp_avg, exp_avg_sq))
-
-
-def radam(param, grad, exp_avg, exp_avg_sq, *hyper):
-    _write_back(reference.radam(param, grad, exp_avg, exp_avg_sq, *hyper),
-                (param, exp_avg, exp_avg_sq))
-
-
-def adadelta(param, grad, square_avg, acc_delta, *hyper):
-    _write_back(reference.adadelta(param, grad, square_avg, acc_delta, *hyper),
-                (param, square_avg, acc_delta))
-
-
-def lion(param, grad, exp_avg, *hyper):
-    _write_back(reference.lion(param, grad, exp_avg, *hyper), (param, exp_avg))
-
-
-def lamb(param, grad, exp_avg, exp_avg_sq, segment_offsets, *hyper):
-    _write_back(reference.lamb(param, grad, exp_avg, exp_avg_sq, segment_offsets, *hyper),
-                (param, exp_avg, exp_avg_sq))
+    step.__name__ = step.__qualname__ = algorithm.kernel
+    step.__doc__ = (f":func:`fastopt.optim.reference.{algorithm.kernel}` in place: its first "
+                    f"{arrays} arguments are the arrays, the rest its scalars.")
+    return step
 
 
 #: The sum of squares, accumulated in float64 (see :func:`fastopt.optim.reference.sum_of_squares`).
@@ -76,13 +45,8 @@ def _with_norm(step):
     return step_with_norm
 
 
-sgd_with_norm = _with_norm(sgd)
-adagrad_with_norm = _with_norm(adagrad)
-rmsprop_with_norm = _with_norm(rmsprop)
-adam_with_norm = _with_norm(adam)
-adamax_with_norm = _with_norm(adamax)
-nadam_with_norm = _with_norm(nadam)
-radam_with_norm = _with_norm(radam)
-adadelta_with_norm = _with_norm(adadelta)
-lion_with_norm = _with_norm(lion)
-lamb_with_norm = _with_norm(lamb)
+for _algorithm in ALGORITHMS.values():
+    if _algorithm.kernel == _algorithm.name:  # AdamW runs Adam's kernel
+        globals()[_algorithm.kernel] = _step(_algorithm)
+        globals()[_algorithm.kernel + "_with_norm"] = _with_norm(globals()[_algorithm.kernel])
+del _algorithm
