@@ -37,4 +37,4 @@ bench: $(VENV)/.test-installed
 		--benchmark-warmup-iterations=100 $(ARGS)
 
 clean:
-	rm -rf $(VENV) build *.egg-info fastopt/_fastopt_c*.so fastopt/_fastopt_c.c
+	rm -rf $(VENV) build *.egg-info fastopt/backends/c/_fastopt_c*.so fastopt/backends/c/_fastopt_c.c

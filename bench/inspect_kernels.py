@@ -19,14 +19,15 @@ import tempfile
 
 _COMPILE_ALL = r"""
 import numpy as np
-from fastopt import benchmark as B
+from fastopt.bench.cases import CONFIGS, make_step
+from fastopt.bench.timing import make_same_traffic
 for dtype in (np.float32, np.float64):
-    for label, name, options in B.CONFIGS:
+    for label, name, options in CONFIGS:
         for n in (1000, 100_000):  # serial and parallel variants
-            B.make_step(name, options, "cpu", n, dtype)()
+            make_step(name, options, "cpu", n, dtype)()
     for w in (1, 2, 3):
         for n in (1000, 100_000):
-            B.make_same_traffic(w, "cpu", n, dtype)()
+            make_same_traffic(w, "cpu", n, dtype)()
 """
 
 PATTERNS = {"ymm": r"\bymm\d", "xmm": r"\bxmm\d", "sqrt packed": r"\bv?sqrtp[sd]\b",

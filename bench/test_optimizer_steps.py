@@ -28,10 +28,11 @@ import numpy as np
 import pytest
 
 from fastopt import available_backends
-from fastopt.bench.benchmark import (CONFIGS, PEERS, ROOFLINE_BACKENDS, Unsupported,
-                                     bytes_per_step, make_arena_step, make_bound_step,
-                                     make_class_step, make_peer, make_same_traffic, make_step,
-                                     make_torch_step, roofline_kernels, written_arrays)
+from fastopt.bench.cases import (CONFIGS, Unsupported, bytes_per_step, make_bound_step,
+                                 make_class_step, make_step, written_arrays)
+from fastopt.bench.many import make_arena_step
+from fastopt.bench.peers import PEERS, make_peer, make_torch_step
+from fastopt.bench.timing import ROOFLINE_BACKENDS, make_same_traffic, roofline_kernels
 from fastopt._core.threads import get_num_threads
 
 SIZES = [int(float(s)) for s in

@@ -1,13 +1,14 @@
 /* fastopt.h: the C backend of fastopt, optimizer steps that update arrays in place.
  *
  * Every step follows the kernel contract of fastopt/backends/__init__.py and the formulas of
- * fastopt/reference.py (torch.optim, single-tensor semantics), computed in the arrays' precision:
- * _f32 functions take float arrays and float hyperparameters, _f64 ones double. Arguments come in
- * contract order: the element count n, the arrays (param, grad, then state), the hyperparameters,
- * then the values the host computes for this step (first_step, clr, step_size,
+ * fastopt/optim/reference.py (torch.optim, single-tensor semantics), computed in the arrays'
+ * precision: _f32 functions take float arrays and float hyperparameters, _f64 ones double.
+ * Arguments come in contract order: the element count n, the arrays (param, grad, then state), the
+ * hyperparameters, then the values the host computes for this step (first_step, clr, step_size,
  * bias_correction2_sqrt, grad_scale), so kernels never call pow. Mode flags are ints (0 or not 0).
- * Every step first multiplies the gradient by grad_scale, the factor that unscales a mixed-precision
- * loss scale and clips by the global norm (1 when neither is used): grad = grad_scale * grad.
+ * Every step first multiplies the gradient by grad_scale, the factor that unscales a
+ * mixed-precision loss scale and clips by the global norm (1 when neither is used):
+ * grad = grad_scale * grad.
  * Steps return nothing, except LAMB's, which allocates scratch and returns whether it could.
  *
  * The kernels trust their inputs: every array used holds n elements and the written arrays
@@ -20,7 +21,7 @@
  * least 32768 elements run on all OpenMP threads, smaller ones on the calling thread; results are
  * bit-identical for any thread count.
  *
- * This file is also fed to cffi's cdef by fastopt/_c_build.py, which drops the preprocessor
+ * This file is also fed to cffi's cdef by fastopt/backends/c/build.py, which drops the preprocessor
  * lines: keep the rest plain declarations.
  */
 #ifndef FASTOPT_H

@@ -3,8 +3,8 @@
  * No optimizer math here: each step decodes a block of elements into float32 buffers, runs the
  * float32 step of optim_template.h (through its public fastopt_<algo>_f32 function) on the block,
  * and encodes the state and the model copy back. The rounding and random-stream functions are
- * those of fastopt/backends/_bits.py, in uint32 arithmetic (wrapping multiplication is exactly the
- * int64-safe mul32 there).
+ * those of fastopt/backends/elements/bits.py, in uint32 arithmetic (wrapping multiplication is
+ * exactly the int64-safe mul32 there).
  */
 #include <string.h>
 

@@ -7,7 +7,7 @@
  * format is to nearest, ties to even, or stochastic: element i of a step draws its random bits
  * from a counter-based hash of (key, i), where key = stream_key(seed, step) is computed on the
  * host, so results are reproducible and identical on every backend (see
- * fastopt/backends/_bits.py, whose integer algorithms these are).
+ * fastopt/backends/elements/bits.py, whose integer algorithms these are).
  *
  * Every step has the arguments of its float32 step in fastopt.h, with:
  *   master             float32 master weights (the float32 step's param), updated

@@ -14,9 +14,8 @@
  * In parallel, tasks (a panel and a run of its row blocks, so a thread's panel stays in its L2
  * cache while it sweeps the rows) are handed to the OpenMP threads dynamically. Each element of C
  * is summed by one thread in one order: results do not depend on the thread count. The AVX2+FMA
- * micro-kernel is compiled with a target attribute
- * and chosen at run time (the rest of the file keeps the portable flags of _c_build.py); the
- * portable micro-kernel is plain C.
+ * micro-kernel is compiled with a target attribute and chosen at run time (the rest of the file
+ * keeps the portable flags of fastopt/backends/c/build.py); the portable micro-kernel is plain C.
  *
  * The file includes itself once per element type (float, double) for the typed bodies, after the
  * shared definitions.
@@ -46,7 +45,8 @@
 #endif
 
 enum { IDENTITY = 0, RELU = 1, TANH = 2, SIGMOID = 3, GELU = 4 };
-/* The optimizer functions of fastopt.h that an epoch runs (EPOCH_OPTIMIZERS of reference_mlp.py) */
+/* The optimizer functions of fastopt.h that an epoch runs (EPOCH_OPTIMIZERS of
+ * fastopt/nn/reference.py) */
 enum { OPT_SGD, OPT_ADAGRAD, OPT_RMSPROP, OPT_ADAM, OPT_ADAMAX, OPT_NADAM, OPT_RADAM, OPT_ADADELTA,
        OPT_LION, OPT_LAMB };
 

@@ -1,20 +1,20 @@
 /* mlp.h: the C backend of fastopt's MLP kernels: dense layers and losses, in place.
  *
- * The kernel family "mlp" of fastopt/reference_mlp.py, where the formulas are: a dense layer maps
+ * The kernel family "mlp" of fastopt/nn/reference.py, where the formulas are: a dense layer maps
  * x (batch x fan_in) with w (fan_in x fan_out, row-major: the forward pass is x @ w) and b
  * (fan_out) to out = act(x @ w + b). All matrices are row-major and contiguous; _f32 functions
  * take float arrays and float scalars, _f64 ones double. activation: 0 identity, 1 relu, 2 tanh,
  * 3 sigmoid, 4 gelu (exact, erf).
  *
- * The kernels trust their inputs (fastopt/mlp.py checks them): sizes >= 1, arrays of the stated
+ * The kernels trust their inputs (fastopt/nn/mlp.py checks them): sizes >= 1, arrays of the stated
  * sizes, written arrays not overlapping the others. Matrix products are cache-blocked (6-row
  * tiles against 16-column panels, float; 8 columns, double) with an AVX2+FMA micro-kernel chosen
  * at run time when the CPU has it, a portable C one otherwise; products of at least 2^20
  * multiply-adds run on all OpenMP threads, which take their tasks dynamically. Every output
  * element is summed by one thread in a fixed order: results do not depend on the thread count.
  *
- * This file is fed to cffi's cdef by fastopt/_c_build.py, which drops the preprocessor lines:
- * keep the rest plain declarations.
+ * This file is fed to cffi's cdef by fastopt/backends/c/build.py, which drops the preprocessor
+ * lines: keep the rest plain declarations.
  */
 #ifndef FASTOPT_MLP_H
 #define FASTOPT_MLP_H
@@ -65,7 +65,7 @@ void fastopt_scale_f32(int64_t n, float *x, float s);
 void fastopt_scale_f64(int64_t n, double *x, double s);
 
 /* A whole epoch of minibatch training in one call (the contract of train_epoch in
- * fastopt/reference_mlp.py): for each batch of batch_size rows of X (n_rows x features) taken in
+ * fastopt/nn/reference.py): for each batch of batch_size rows of X (n_rows x features) taken in
  * the given order (the last batch may be smaller): gather, forward, the loss, backward, gradient
  * norm, clipping to max_norm (if > 0: the gradient is scaled by max_norm / (norm + 1e-6) when its
  * norm exceeds max_norm), then one step of an optimizer function of fastopt.h over all n_params

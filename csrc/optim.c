@@ -146,7 +146,7 @@ static inline double sum_of_8(const double sums[8])
 #define OPENMP "OpenMP off"
 #endif
 
-/* FASTOPT_CFLAGS is defined by fastopt/_c_build.py as a string literal. */
+/* FASTOPT_CFLAGS is defined by fastopt/backends/c/build.py as a string literal. */
 #ifndef FASTOPT_CFLAGS
 #define FASTOPT_CFLAGS "unknown"
 #endif

@@ -736,7 +736,8 @@ int NAME(fastopt_lamb)(int64_t n, REAL *restrict param, const REAL *restrict gra
     if (l2) LAMB_MOMENTS(1); else LAMB_MOMENTS(0);
 #undef LAMB_MOMENTS
 
-    /* Per segment: its pieces' sums in order, then the step lr * ||p|| / ||u|| (lr if a norm is 0). */
+    /* Per segment: its pieces' sums in order, then the step lr * ||p|| / ||u||
+     * (lr if a norm is 0). */
     for (int64_t s = 0; s < num_segments; s++) {
         double pp = 0, uu = 0;
         if (segment_offsets[s + 1] > segment_offsets[s]) {

@@ -9,7 +9,6 @@ import sys
 import numpy as np
 
 from fastopt import __version__, selfcheck
-from fastopt.bench import benchmark
 from fastopt._core.dispatch import backend_status
 
 
@@ -59,26 +58,35 @@ def _progress(item):
 
 
 def cmd_bench(args):
-    sizes = args.size or (benchmark.FULL_SIZES if args.full else [4_000_000])
+    from fastopt import bench
+
+    sizes = args.size or (bench.FULL_SIZES if args.full else [4_000_000])
     dtypes = args.dtype or (["float32", "float64"] if args.full else ["float32"])
-    sections = args.sections.split(",") if args.sections else benchmark.SECTIONS
-    unknown = set(sections) - set(benchmark.SECTIONS)
+    sections = args.sections.split(",") if args.sections else bench.SECTIONS
+    unknown = set(sections) - set(bench.SECTIONS)
     if unknown:
         print(f"--sections: unknown {', '.join(sorted(unknown))}; choose from "
-              f"{','.join(benchmark.SECTIONS)}", file=sys.stderr)
+              f"{','.join(bench.SECTIONS)}", file=sys.stderr)
         return 2
     print(f"\nbenchmark: sizes {', '.join(f'{n:,}' for n in sizes)}; {', '.join(dtypes)}; "
           f"sections {','.join(sections)}; median of {args.repeat} warmed-up repeats per case")
-    report = benchmark.run_all(sizes, [np.dtype(d) for d in dtypes], args.backend, args.repeat,
-                               peers=() if args.no_peers else benchmark.PEERS,
-                               sections=sections, many=args.many, progress=_progress,
-                               max_s=args.max_time)
+    report = bench.run_all(sizes, [np.dtype(d) for d in dtypes], args.backend, args.repeat,
+                           peers=() if args.no_peers else bench.PEERS,
+                           sections=sections, many=args.many, progress=_progress,
+                           max_s=args.max_time)
     if sys.stderr.isatty():
         print(file=sys.stderr)
-    print(benchmark.format_report(report))
+    print(bench.format_report(report))
+    if args.targets:  # planning goals, read only on request
+        from fastopt.bench import targets
+
+        print("\n" + targets.format_targets(report))
     if args.json:
+        data = report.as_dict()
+        if args.targets:
+            data["targets"] = targets.targets_as_dicts(report)
         with open(args.json, "w") as f:
-            json.dump(report.as_dict(), f, indent=1)
+            json.dump(data, f, indent=1)
         print(f"\nwrote {args.json}")
     return 0
 
@@ -132,6 +140,9 @@ def main(argv=None):
     bench_args.add_argument("--full", action="store_true",
                             help="the full run: sizes 1e3 ... 1e8, float32 and float64")
     bench_args.add_argument("--json", metavar="PATH", help="also write the report as JSON")
+    bench_args.add_argument("--targets", action="store_true",
+                            help="also read the run against the planning targets "
+                                 "(fastopt.bench.targets)")
     sub.add_parser("selfcheck", help="compare every backend with the numpy reference")
     sub.add_parser("bench", parents=[bench_args], help="time every optimizer on every backend")
     sub.add_parser("all", parents=[bench_args], help="self-check, then benchmark (the default)")

@@ -84,12 +84,14 @@ def test_import_works_without_the_c_extension():
             "import numpy as np, fastopt\n"
             "print(fastopt.backend_status()['c'])\n"
             "print('c' in fastopt.available_backends())\n"
-            "p = np.ones(3, np.float32); fastopt.SGD([p], lr=0.5, backend='numpy').step([p * 0 + 1])\n"
+            "p = np.ones(3, np.float32)\n"
+            "fastopt.SGD([p], lr=0.5, backend='numpy').step([p * 0 + 1])\n"
             "print(p[0])\n"
             "try:\n    fastopt.functional.sgd(p, p.copy(), step=1, backend='c')\n"
             "except fastopt.BackendUnavailableError as e:\n    print('refused:', e)\n")
     out = _run_python(code).splitlines()
-    assert re.match(r"(ModuleNotFound|Import)Error: .*fastopt\.backends\.c\._fastopt_c", out[0]), out[0]
+    assert re.match(r"(ModuleNotFound|Import)Error: .*fastopt\.backends\.c\._fastopt_c",
+                    out[0]), out[0]
     assert out[1] == "False"
     assert out[2] == "0.5"
     assert out[3].startswith("refused: backend 'c' is not available: "), out[3]

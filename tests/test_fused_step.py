@@ -1,4 +1,5 @@
-"""Flat arenas, the global gradient norm, clipping, unscaling and non-finite skips, every backend."""
+"""Flat arenas, the global gradient norm, clipping, unscaling and non-finite skips, every
+backend."""
 
 import numpy as np
 import pytest

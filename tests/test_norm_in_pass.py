@@ -54,7 +54,8 @@ def run_both(name, options, backend, param, grads):
         scalars = algorithm.scalars(hyper, t, t == STEPS[0], **host)
         grad = to_backend(backend, g)
         module, arrays, _ = resolve(algorithm, hyper, plain[0], grad, plain[1:], backend)
-        launch(module, algorithm, [*arrays] + [offsets] * (offsets is not None), scalars, GRAD_SCALE)
+        launch(module, algorithm, [*arrays] + [offsets] * (offsets is not None), scalars,
+               GRAD_SCALE)
         module, arrays, _ = resolve(algorithm, hyper, fused[0], grad, fused[1:], backend)
         norm_out = to_backend(backend, np.full(1, -1.0))
         launch_with_norm(module, algorithm, [*arrays] + [offsets] * (offsets is not None), scalars,

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 from conftest import AVAILABLE
 
-from fastopt.bench import benchmark
-from fastopt.bench.benchmark import CONFIGS, ROOFLINE_BACKENDS
+from fastopt.bench import cases, many, table, timing
+from fastopt.bench.cases import CONFIGS
+from fastopt.bench.timing import ROOFLINE_BACKENDS
 
 BACKENDS = [b for b in ROOFLINE_BACKENDS if b in AVAILABLE]
 SIZES = [1, 257, 10_007, 40_009]
@@ -30,7 +31,7 @@ def _random(n, dtype, count, seed):
 @pytest.mark.parametrize("written", [1, 2, 3, 4])
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_same_traffic_reads_and_writes_its_arrays(backend, written, dtype, n):
-    kernels = benchmark.roofline_kernels(backend)
+    kernels = timing.roofline_kernels(backend)
     read, sentinel, *arrays = _random(n, dtype, written + 2, seed=written)
     before = [a.copy() for a in arrays]
     read_before, sentinel_before = read.copy(), sentinel.copy()
@@ -46,7 +47,7 @@ def test_same_traffic_reads_and_writes_its_arrays(backend, written, dtype, n):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_stream_copy_and_triad(backend, dtype, n):
-    kernels = benchmark.roofline_kernels(backend)
+    kernels = timing.roofline_kernels(backend)
     a, b, c = _random(n, dtype, 3, seed=1)
     b0, c0 = b.copy(), c.copy()
     kernels.stream_copy(a, b)
@@ -62,12 +63,12 @@ def test_same_traffic_bytes_match_the_step(label, name, options):
     """A step and its same-traffic kernel are credited with the same bytes: reads 1 + w arrays,
     writes w, where w = param + the state the step uses."""
     n, dtype = 1000, np.dtype(np.float32)
-    written = benchmark.written_arrays(name, options)
+    written = cases.written_arrays(name, options)
     expected = {"sgd": 1, "sgd momentum": 2, "adagrad": 2, "rmsprop": 2, "adam": 3, "adamw": 3}
     assert written == expected[label]
-    step_bytes = benchmark.bytes_per_step(name, options, n, dtype)
+    step_bytes = cases.bytes_per_step(name, options, n, dtype)
     assert step_bytes == (2 * written + 1) * n * dtype.itemsize
-    results = benchmark.time_yardsticks(BACKENDS[0], [written], n, dtype, repeat=1, max_s=0.1)
+    results = timing.time_yardsticks(BACKENDS[0], [written], n, dtype, repeat=1, max_s=0.1)
     (roof,) = [r for r in results if r.kind == "roofline"]
     assert roof.written == written and roof.bytes_per_step == step_bytes
     streams = {r.optimizer: r.bytes_per_step for r in results if r.kind == "stream"}
@@ -75,44 +76,44 @@ def test_same_traffic_bytes_match_the_step(label, name, options):
 
 
 def test_roofline_for_prefers_the_rows_own_backend():
-    R = benchmark.Result
+    R = cases.Result
     roofs = [R("same-traffic w=3", b, "float32", 10, t, 280, kind="roofline", written=3)
              for b, t in (("cpu", 2.0), ("c", 1.0))]
     step = R("adam", "cpu", "float32", 10, 4.0, 280, written=3)
     peer = R("adam", "torch-fused", "float32", 10, 4.0, 280, kind="peer", written=3)
-    assert benchmark.roofline_ratio(step, roofs) == 0.5      # cpu's own kernel
-    assert benchmark.roofline_ratio(peer, roofs) == 0.25     # the fastest host kernel
+    assert table.roofline_ratio(step, roofs) == 0.5      # cpu's own kernel
+    assert table.roofline_ratio(peer, roofs) == 0.25     # the fastest host kernel
 
 
 def test_interleaved_samples_take_turns():
     calls = []
     fns = {"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}
-    out = benchmark.interleaved_samples(fns, repeat=4, warmup=1, min_sample_s=0.0)
+    out = timing.interleaved_samples(fns, repeat=4, warmup=1, min_sample_s=0.0)
     assert [len(v) for v in out.values()] == [4, 4]
     assert calls[-16:] == ["a", "a", "b", "b"] * 4  # an untimed call before each sample
-    assert benchmark.paired_ratio([2.0, 6.0, 9.0], [1.0, 2.0, 3.0]) == 3.0
+    assert timing.paired_ratio([2.0, 6.0, 9.0], [1.0, 2.0, 3.0]) == 3.0
 
 
 def test_a_configuration_pairs_each_step_with_its_yardsticks():
     backends = [b for b in ("c", "numpy") if b in AVAILABLE]
-    results = benchmark.time_configuration("sgd", "sgd", {}, 1000, np.float32, backends,
-                                           peers=("numpy-user",), repeat=3, max_s=0.2)
+    results = table.time_configuration("sgd", "sgd", {}, 1000, np.float32, backends,
+                                       peers=("numpy-user",), repeat=3, max_s=0.2)
     by_backend = {r.backend: r for r in results}
     assert by_backend["numpy-user"].kind == "peer"
     assert set(by_backend) == {*backends, "numpy-user"}
     for backend in backends:
         r = by_backend[backend]
         assert r.kind == "fastopt" and r.median_s > 0
-        assert benchmark.peer_speedup(r, "numpy-user", results) == r.paired["numpy-user"] > 0
+        assert table.peer_speedup(r, "numpy-user", results) == r.paired["numpy-user"] > 0
         if "c" in backends:  # c's own kernel, or the host kernel for numpy
-            assert benchmark.roofline_ratio(r, results) == r.paired["roofline"] > 0
+            assert table.roofline_ratio(r, results) == r.paired["roofline"] > 0
 
 
 def test_many_tensors_pairs_each_case_with_one_tensor():
-    results = benchmark.many_tensors(count=20, size=50, backends=BACKENDS[:1], repeat=3,
-                                     peers=(), max_s=0.2)
-    cases = {r.backend: r for r in results}
+    results = many.many_tensors(count=20, size=50, backends=BACKENDS[:1], repeat=3,
+                                peers=(), max_s=0.2)
+    by_case = {r.backend: r for r in results}
     backend = BACKENDS[0]
-    assert f"{backend} arena" in cases and f"{backend} 1 tensor" in cases
-    assert cases[f"{backend} arena"].paired[f"{backend} 1 tensor"] > 0
-    assert f"{backend} 1 tensor" not in cases[f"{backend} 1 tensor"].paired
+    assert f"{backend} arena" in by_case and f"{backend} 1 tensor" in by_case
+    assert by_case[f"{backend} arena"].paired[f"{backend} 1 tensor"] > 0
+    assert f"{backend} 1 tensor" not in by_case[f"{backend} 1 tensor"].paired

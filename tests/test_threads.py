@@ -93,7 +93,8 @@ def test_grad_norm_is_bit_identical_for_any_thread_count(backend, restore_thread
 
 
 def _child(code, **env):
-    """Runs ``code`` in a new interpreter with ``env`` added; returns its last stdout line as JSON."""
+    """Runs ``code`` in a new interpreter with ``env`` added; returns its last stdout line as
+    JSON."""
     full = {**os.environ, **env}
     for key in ("OMP_NUM_THREADS", "NUMBA_NUM_THREADS"):
         if key not in env:
@@ -182,8 +183,8 @@ def test_large_steps_use_several_threads(backend, tmp_path):
 @needs_proc
 @pytest.mark.parametrize("backend", HOST)
 def test_same_traffic_kernels_use_several_threads(backend, tmp_path):
-    step = ("from fastopt.bench import benchmark\n"
-            f"kernels = benchmark.roofline_kernels({backend!r})\n"
+    step = ("from fastopt.bench.timing import roofline_kernels\n"
+            f"kernels = roofline_kernels({backend!r})\n"
             "def step(a, t):\n"
             "    kernels.same_traffic(a[:3], a[3], 0.5)")
     assert _threads_at_work(step, tmp_path) >= 2

@@ -1,9 +1,9 @@
 """Which backend runs a step: availability, preference order, and the choice that follows the data.
 
-Arrays exposing ``__cuda_array_interface__`` (or numba device arrays, including the simulator's) go
-to ``cuda``; host arrays go to the first usable of ``cpu``, ``c``, ``numpy``. A ``backend=`` argument,
-else the ``FASTOPT_BACKEND`` environment variable, overrides the choice. Backends are probed lazily,
-once: a host step never imports numba.cuda.
+Arrays exposing ``__cuda_array_interface__`` (or numba device arrays, including the simulator's)
+go to ``cuda``; host arrays go to the first usable of ``cpu``, ``c``, ``numpy``. A ``backend=``
+argument, else the ``FASTOPT_BACKEND`` environment variable, overrides the choice. Backends are
+probed lazily, once: a host step never imports numba.cuda.
 """
 
 import importlib
@@ -101,7 +101,8 @@ def is_device_array(x):
 
 
 def choose(named_arrays, backend=None):
-    """The backend for one step over ``named_arrays`` (``{argument name: array}``, ``None`` skipped).
+    """The backend for one step over ``named_arrays`` (``{argument name: array}``, ``None``
+    skipped).
 
     Raises ``ValueError`` when host and device arrays are mixed or the requested backend cannot take
     the arrays' kind, and :class:`BackendUnavailableError` when it cannot run here.

@@ -4,8 +4,8 @@ numpy has no bfloat16, and numba's CPU target has no float16, so fastopt passes 
 ``uint16`` bit patterns (a float16 array may also be passed as it is). These vectorized functions
 are the reference for the kernels' rounding: round to nearest, ties to even (numpy's own float16
 conversion, and its bfloat16 equivalent), or stochastic rounding driven by a counter-based random
-stream keyed on ``(seed, step, element index)``, so a run is reproducible and restartable bit for bit
-on every backend.
+stream keyed on ``(seed, step, element index)``, so a run is reproducible and restartable bit for
+bit on every backend.
 """
 
 import numpy as np

@@ -114,9 +114,9 @@ class MLP:
         sizes: layer widths ``[n_inputs, hidden..., n_outputs]`` (at least two).
         activation: ``"relu"`` (default), ``"tanh"``, ``"sigmoid"``, ``"gelu"`` (exact, erf) or
             ``"identity"``.
-        init: weight initializer, a name in :data:`fastopt.nn.init.INITIALIZERS` (``"xavier_uniform"``,
-            ``"xavier_normal"``, ``"he_uniform"``, ``"he_normal"``), an alias (``"he"`` is
-            ``he_normal``, ``"xavier"`` is ``xavier_uniform``) or a callable
+        init: weight initializer, a name in :data:`fastopt.nn.init.INITIALIZERS`
+            (``"xavier_uniform"``, ``"xavier_normal"``, ``"he_uniform"``, ``"he_normal"``), an
+            alias (``"he"`` is ``he_normal``, ``"xavier"`` is ``xavier_uniform``) or a callable
             ``(shape, rng, dtype) -> array``. Biases start at zero.
         dtype: ``np.float32`` (default) or ``np.float64``.
         backend: ``"c"``, ``"cpu"``, ``"numpy"`` or ``"cuda"``; default: ``FASTOPT_BACKEND`` if

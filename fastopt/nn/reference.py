@@ -51,8 +51,8 @@ gather; forward; the loss ``LOSSES[loss]`` against ``labels`` (int64, cross-entr
 ``1.0 / rows``, or ``1.0 / (rows * classes)``); backward; the gradient norm (``sum_squares``), and
 ``grads *= max_norm / (norm + 1e-6)`` when ``max_norm > 0`` and the norm exceeds it; then one step
 of the optimizer kernel ``EPOCH_OPTIMIZERS[optimizer]`` of the backend's optimizer family over the
-whole vector, with ``grad_scale`` 1, its state arrays ``states`` (``fastopt.optim.algorithms`` order,
-``None`` where unused) and the step's row of ``scalars`` (steps x k, the dtype): the kernel's
+whole vector, with ``grad_scale`` 1, its state arrays ``states`` (``fastopt.optim.algorithms``
+order, ``None`` where unused) and the step's row of ``scalars`` (steps x k, the dtype): the kernel's
 scalars as ``Algorithm.scalars`` gives them, flags as 0 or 1. With ``skip_nonfinite``, a step whose
 norm is not finite updates nothing and ends the call (the caller recomputes the scalars of the
 following steps, whose step count is one lower). ``layout`` is int64, one row per layer: weight

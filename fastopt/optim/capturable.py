@@ -30,11 +30,12 @@ the mode flags, the grid) are the same at every step, so a captured launch seque
 schedule changes the learning rate and the step count advances on the device.
 
 **Host-to-device updates.** A change of ``param_groups[i][...]`` (by hand, :meth:`set_lr` or a
-:class:`fastopt.optim.schedules.LRScheduler`), of ``grad_scale`` or of ``max_norm`` is copied into the
-block's input slots with one asynchronous copy from pinned memory on the optimizer's stream before
-the next launch sequence (:meth:`push_hyperparameters`, which :meth:`step` calls); a step with
-nothing changed copies nothing. The pinned staging buffers are reused once the copy that last read
-them has completed (an event query, never a wait); a new one is allocated when all are in flight.
+:class:`fastopt.optim.schedules.LRScheduler`), of ``grad_scale`` or of ``max_norm`` is copied into
+the block's input slots with one asynchronous copy from pinned memory on the optimizer's stream
+before the next launch sequence (:meth:`push_hyperparameters`, which :meth:`step` calls); a step
+with nothing changed copies nothing. The pinned staging buffers are reused once the copy that last
+read them has completed (an event query, never a wait); a new one is allocated when all are in
+flight.
 
 **Reading results.** :meth:`step` returns a :class:`StepResult` whose ``norm``, ``found_inf``,
 ``clip_coef`` and ``skipped`` are one-element float64 device arrays (views of the block, valid until
@@ -197,7 +198,7 @@ class CapturableOptimizer:
     """
 
     algorithm = None  # an :class:`fastopt.optim.algorithms.Algorithm`, set by each subclass
-    _kernel = None  # the update kernel's name in cuda_capturable.update_kernels
+    _kernel = None  # the update kernel's name in fastopt.backends.cuda.capturable.update_kernels
     _decoupled = False  # weight decay as p *= 1 - lr*wd (AdamW, Lion) rather than an L2 term
 
     def __init__(self, params, *, stream=None, **defaults):
@@ -292,9 +293,10 @@ class CapturableOptimizer:
             buffer = _buffer(p)
             if not is_device_array(buffer):
                 raise TypeError(f"{name}: is a host array ({type(buffer).__name__}); "
-                                f"fastopt.optim.capturable steps CUDA device arrays only (numba device "
-                                "arrays, CuPy, torch CUDA tensors: numba.cuda.to_device moves a "
-                                f"numpy array); for host arrays use fastopt.{type(self).__name__}")
+                                "fastopt.optim.capturable steps CUDA device arrays only (numba "
+                                "device arrays, CuPy, torch CUDA tensors: numba.cuda.to_device "
+                                "moves a numpy array); for host arrays use "
+                                f"fastopt.{type(self).__name__}")
             (view,) = check_arrays({name: buffer}, {name}, True)
             self._params.append((p, view))
         self._group_rows.append(range(start, len(self._params)))

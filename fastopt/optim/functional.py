@@ -14,6 +14,7 @@ were. The gradient's values are not inspected: a non-finite gradient makes non-f
 state. The optimizer classes skip such steps; here, check :func:`grad_norm` first where that matters.
 """
 
+import functools
 import math
 
 import numpy as np
@@ -21,7 +22,7 @@ import numpy as np
 from fastopt.optim import algorithms as alg
 from fastopt._core import memory as _memory
 from fastopt._core.dispatch import choose, is_device_array, kernels
-from fastopt.optim._step import check_hyper, checked_step, launch, resolve
+from fastopt.optim._step import check_hyper, checked_step, launch, resolve, resolve_bound
 from fastopt._core.validate import check_arrays, check_number, check_step
 
 
@@ -34,15 +35,22 @@ def _step(algorithm, param, grad, states, step, backend, hyper, fresh=False, hos
         grad_scale = check_number("grad_scale", grad_scale, 0.0)
     hyper, uses = checked_step(algorithm, hyper)
     step = check_step(step)
-    module, arrays, on_device = resolve(algorithm, hyper, param, grad, states, backend, uses)
     if algorithm.segmented:
+        module, arrays, on_device = resolve(algorithm, hyper, param, grad, states, backend, uses)
         arrays += (_checked_offsets(segment_offsets, arrays[0].size, on_device),)
+        run = functools.partial(_launch_all, module, algorithm, arrays)
+    else:
+        _, run = resolve_bound(algorithm, hyper, param, grad, states, backend, uses)
     if host is None:  # no host state (all but NAdam)
-        launch(module, algorithm, arrays, algorithm.scalars(hyper, step, fresh), grad_scale)
+        run(*algorithm.scalars(hyper, step, fresh), grad_scale)
         return {}
     host = algorithm.advance(hyper, step, host)
-    launch(module, algorithm, arrays, algorithm.scalars(hyper, step, fresh, **host), grad_scale)
+    run(*algorithm.scalars(hyper, step, fresh, **host), grad_scale)
     return host
+
+
+def _launch_all(module, algorithm, arrays, *scalars):
+    launch(module, algorithm, arrays, scalars[:-1], scalars[-1])
 
 
 def _checked_offsets(offsets, n, on_device):

@@ -15,7 +15,7 @@ measure the machine's bandwidth the usual way.
 The kernels are compiled like the optimizer kernels of :mod:`fastopt.backends.cpu.optim` (same
 options, serial below :data:`~fastopt.backends.cpu.optim.PARALLEL_THRESHOLD` elements, ``prange``
 above), so that a same-traffic kernel differs from a step only in its arithmetic. The C twins are
-in ``csrc/roofline.c``; :mod:`fastopt.bench.benchmark` runs both.
+in ``csrc/roofline.c``; :mod:`fastopt.bench.timing` runs both.
 """
 
 import functools
@@ -29,7 +29,8 @@ from fastopt.backends.cpu.optim import PARALLEL_THRESHOLD
 
 def _compile_serial_and_parallel(body):
     """A launcher ``f(n, *args)`` running a serial build of ``body`` below PARALLEL_THRESHOLD
-    elements and a ``parallel=True`` build above, with cpu_optim's options.
+    elements and a ``parallel=True`` build above, with the options of
+    :mod:`fastopt.backends.cpu.optim`.
 
     See :mod:`fastopt.backends._numba.compile` for why the two builds need distinct names.
     """

@@ -1,8 +1,9 @@
 """The ``numpy`` backend's mixed-precision steps: the float32 reference, then rounding.
 
 Every optimizer step of :mod:`fastopt.backends` but LAMB has a mixed-precision twin of the same
-name here and in ``cpu_mixed``, ``c_mixed`` and ``cuda_mixed``, with its arguments in the same
-order and these additions::
+name here and in the other backends' mixed-precision modules (:mod:`fastopt.backends.cpu.mixed`,
+:mod:`fastopt.backends.c.mixed`, :mod:`fastopt.backends.cuda.mixed`), with its arguments in the
+same order and these additions::
 
     <step>(master, grad, grad_fmt, <state arrays...>, state_fmt, model, model_fmt,
            <hyperparameters and host values...>, grad_scale, stochastic, key)
@@ -11,8 +12,8 @@ e.g. ``sgd(master, grad, grad_fmt, momentum_buffer, state_fmt, model, model_fmt,
 weight_decay, momentum, dampening, nesterov, maximize, first_step, grad_scale, stochastic, key)``.
 
 - ``master``: the float32 master weights (the float32 step's ``param``), updated in place.
-- ``grad``, ``grad_fmt``: the gradient's bits and format (:mod:`fastopt.backends.elements.bits` codes:
-  0 float32 as a ``uint32`` view, 1 float16 and 2 bfloat16 as ``uint16``).
+- ``grad``, ``grad_fmt``: the gradient's bits and format (:mod:`fastopt.backends.elements.bits`
+  codes: 0 float32 as a ``uint32`` view, 1 float16 and 2 bfloat16 as ``uint16``).
 - the state arrays and ``state_fmt`` (0 float32 or 2 bfloat16, one format for all of them),
   updated in place and stored rounded to nearest; a state array the mode does not use is empty
   and never touched, as in the float kernels.
@@ -21,8 +22,8 @@ weight_decay, momentum, dampening, nesterov, maximize, first_step, grad_scale, s
   element ``i``'s random bits ``random32(key, i)``; ``key`` is the step's stream key.
 - float hyperparameters are ``numpy.float32``, flags ``bool``, ``key`` an int in ``[0, 2**32)``.
 
-The step computes in float32 exactly as the float32 step of :mod:`fastopt.optim.reference`: every backend
-gives the same bits as this one.
+The step computes in float32 exactly as the float32 step of :mod:`fastopt.optim.reference`: every
+backend gives the same bits as this one.
 """
 
 import numpy as np
@@ -88,5 +89,6 @@ lion = _mixed(_algorithms.LION)
 
 
 def sum_of_squares(grad, grad_fmt):
-    """:func:`fastopt.optim.reference.sum_of_squares` of gradient bits stored in format ``grad_fmt``."""
+    """:func:`fastopt.optim.reference.sum_of_squares` of gradient bits stored in format
+    ``grad_fmt``."""
     return reference.sum_of_squares(_load(grad, grad_fmt))

@@ -1,4 +1,5 @@
-"""The ``numpy`` backend: the reference formulas of :mod:`fastopt.optim.reference`, applied in place."""
+"""The ``numpy`` backend: the reference formulas of :mod:`fastopt.optim.reference`, applied in
+place."""
 
 from fastopt.optim import reference
 from fastopt.optim.algorithms import ALGORITHMS

@@ -1,0 +1,141 @@
+"""What the benchmark times: the optimizer configurations, the bytes a step moves, the result of a
+timed case, and closures running one fastopt step (functional, bound to its arrays, or through an
+optimizer class) on fresh arrays."""
+
+import itertools
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from fastopt._core import memory as _memory
+from fastopt.optim import algorithms as _algorithms, functional
+
+#: (row label, optimizer, options): each optimizer in its default configuration, plus momentum SGD.
+CONFIGS = [
+    ("sgd", "sgd", {}),
+    ("sgd momentum", "sgd", {"momentum": 0.9}),
+    ("adagrad", "adagrad", {}),
+    ("rmsprop", "rmsprop", {}),
+    ("adam", "adam", {}),
+    ("adamw", "adamw", {}),
+]
+
+#: The sizes of the full run (``fastopt bench --full``): 10^3 ... 10^8 parameters.
+FULL_SIZES = [10 ** e for e in range(3, 9)]
+
+#: The optimizer classes the class and arena cases step, by optimizer name.
+CLASS_NAMES = {"sgd": "SGD", "adagrad": "Adagrad", "rmsprop": "RMSprop", "adam": "Adam",
+               "adamw": "AdamW"}
+
+
+class Unsupported(Exception):
+    """A case that cannot run here (peer not installed, option not supported); says why."""
+
+
+@dataclass
+class Result:
+    """One timed case. ``kind``: ``fastopt`` (a backend), ``peer``, ``roofline`` (same-traffic
+    kernel), ``stream`` or ``many``; ``written``: how many arrays the step updates in place."""
+    optimizer: str
+    backend: str
+    dtype: str
+    n: int
+    median_s: float
+    bytes_per_step: int
+    kind: str = "fastopt"
+    written: int = 0
+    min_s: float = None  # the fastest sample, for reading a run on a busy machine
+    #: Ratios taken round by round against cases timed in turn with this one (see
+    #: :func:`fastopt.bench.timing.interleaved_samples`): ``"roofline"`` (same-traffic time /
+    #: this time) and each peer (peer time / this time), the median over the rounds.
+    paired: dict = field(default_factory=dict)
+
+    @property
+    def params_per_s(self):
+        return self.n / self.median_s
+
+    @property
+    def gb_per_s(self):
+        return self.bytes_per_step / self.median_s / 1e9
+
+    def as_dict(self):
+        return {**asdict(self), "params_per_s": self.params_per_s, "gb_per_s": self.gb_per_s}
+
+
+def used_state(name, options):
+    """How many state arrays ``name`` with ``options`` reads and writes."""
+    algorithm = _algorithms.ALGORITHMS[name]
+    return sum(algorithm.uses(algorithm.check({**algorithm.defaults, **options})))
+
+
+def written_arrays(name, options):
+    """How many arrays a step updates in place: param and its used state."""
+    return 1 + used_state(name, options)
+
+
+def bytes_per_step(name, options, n, dtype):
+    """Bytes one step moves: reads param, grad and the used state, writes param and the state."""
+    return (3 + 2 * used_state(name, options)) * n * np.dtype(dtype).itemsize
+
+
+def problem(name, options, n, dtype, on_device=False):
+    """``(param, grad, state)`` of ``n`` parameters for ``name``: random param, small random grad,
+    the state at its initial value; on the device with ``on_device``."""
+    algorithm = _algorithms.ALGORITHMS[name]
+    hyper = algorithm.check({**algorithm.defaults, **options})
+    rng = np.random.default_rng(0)
+    param = _memory.from_host(on_device, rng.standard_normal(n).astype(dtype))
+    grad = _memory.from_host(on_device, (rng.standard_normal(n) * 1e-3).astype(dtype))
+    state = [_memory.full(on_device, n, dtype, algorithm.initial_state(hyper, s))
+             for s in algorithm.state]
+    return param, grad, state
+
+
+def synchronize(backend):
+    """Waits for the device on ``cuda``; nothing on the host backends."""
+    if backend == "cuda":
+        from numba import cuda
+
+        cuda.synchronize()
+
+
+def make_step(name, options, backend, n, dtype=np.float32, bound=False):
+    """A closure running one functional step (step count 1, 2, ...) on fresh arrays of size ``n``,
+    synchronized on CUDA so that timing it times the kernel; with ``bound``, the step bound to
+    its arrays once (:func:`fastopt.optim.functional.bind`), as ``torch.optim``'s ``step()`` is
+    to its tensors."""
+    param, grad, state = problem(name, options, n, dtype, on_device=backend == "cuda")
+    counter = itertools.count(1)
+    if bound:
+        step = functional.bind(name, param, grad, *state, backend=backend, **options)
+
+        def one_step():
+            step(next(counter))
+            synchronize(backend)
+    else:
+        step = getattr(functional, name)
+
+        def one_step():
+            step(param, grad, *state, step=next(counter), backend=backend, **options)
+            synchronize(backend)
+
+    return one_step
+
+
+def make_bound_step(name, options, backend, n, dtype=np.float32):
+    """:func:`make_step` bound to its arrays."""
+    return make_step(name, options, backend, n, dtype, bound=True)
+
+
+def make_class_step(name, options, backend, shapes, dtype=np.float32, **class_options):
+    """A closure running ``opt.step(grads)`` of the optimizer class of ``name`` over new arrays of
+    the given shapes (host backends); ``class_options`` go to the constructor (e.g.
+    ``skip_nonfinite=False``)."""
+    import fastopt
+
+    cls = getattr(fastopt, CLASS_NAMES[name])
+    rng = np.random.default_rng(0)
+    params = [rng.standard_normal(s).astype(dtype) for s in shapes]
+    grads = [(rng.standard_normal(s) * 1e-3).astype(dtype) for s in shapes]
+    opt = cls(params, backend=backend, **options, **class_options)
+    return lambda: opt.step(grads)

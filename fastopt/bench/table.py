@@ -1,0 +1,134 @@
+"""The table: every configuration × backend (+ peers) × size × dtype, each step timed in turn with
+its same-traffic kernel and its peers, and the ratios read from it.
+
+The table's steps are bound to their arrays (:func:`fastopt.optim.functional.bind`), as a
+``torch.optim`` step is to its tensors. A step is reported as time, params/s and GB/s, where the
+bytes moved count each array once (:func:`fastopt.bench.cases.bytes_per_step`). A step of the
+``cpu`` or ``c`` backend is compared with the same-traffic kernel of its own backend (1.0 = at the
+memory roofline); other rows with the faster of the two (:func:`roofline_ratio`).
+"""
+
+import gc
+import itertools
+import statistics
+
+import numpy as np
+
+from fastopt._core.dispatch import available_backends
+from fastopt._core.threads import get_num_threads
+from fastopt.bench.cases import (CONFIGS, Result, bytes_per_step, make_bound_step,
+                                 written_arrays)
+from fastopt.bench.peers import PEERS, make_peer, torch_threads
+from fastopt.bench.timing import (ROOFLINE_BACKENDS, make_same_traffic, paired_ratio, time_cases,
+                                  time_yardsticks)
+
+
+def run_table(sizes, dtypes=(np.float32,), backends=None, repeat=10, peers=PEERS,
+              roofline=True, configs=CONFIGS, progress=None, skipped=None, max_s=10.0):
+    """Every configuration × backend (+ peers) × size × dtype, plus the roofline kernels and STREAM
+    of each size: a list of :class:`Result`. ``sizes`` may be one int. Skipped cases are appended
+    to ``skipped`` as ``(what, reason)``."""
+    sizes = [sizes] if isinstance(sizes, (int, np.integer)) else list(sizes)
+    backends = list(backends or available_backends())
+    skipped = [] if skipped is None else skipped
+    results = []
+
+    def record(result):
+        results.append(result)
+        if progress:
+            progress(result)
+
+    with torch_threads(get_num_threads()):
+        for dtype, n in itertools.product(dtypes, sizes):
+            dtype = np.dtype(dtype)
+            if roofline:
+                written = sorted({written_arrays(name, o) for _, name, o in configs})
+                for backend in ROOFLINE_BACKENDS:
+                    if backend not in available_backends():
+                        continue
+                    for result in time_yardsticks(backend, written, n, dtype, repeat, max_s):
+                        record(result)
+                    gc.collect()
+            for label, name, options in configs:
+                for result in time_configuration(label, name, options, n, dtype, backends,
+                                                 peers, roofline, repeat, max_s, skipped):
+                    record(result)
+                gc.collect()
+    return results
+
+
+def time_configuration(label, name, options, n, dtype, backends, peers=PEERS, roofline=True,
+                       repeat=10, max_s=10.0, skipped=None):
+    """One configuration at one size: the step on every backend (bound to its arrays,
+    :func:`make_bound_step`, as a peer's ``step()`` is to its tensors), every peer, and the
+    same-traffic kernel of the ``cpu`` and ``c`` backends, timed in turn
+    (:func:`fastopt.bench.timing.interleaved_samples`) so that each step's ratios to its
+    same-traffic kernel and to the peers are taken round by round (``Result.paired``). When their
+    arrays would not fit in memory together (over 40% of it), each is timed alone instead, and the
+    ratios are taken between medians. Returns the :class:`Result` of each step and peer;
+    unsupported peers go to ``skipped``."""
+    dtype = np.dtype(dtype)
+    written = written_arrays(name, options)
+    moved = bytes_per_step(name, options, n, dtype)
+    makers = {b: (lambda b=b: make_bound_step(name, options, b, n, dtype)) for b in backends}
+    for peer in peers:
+        makers[peer] = lambda peer=peer: make_peer(peer, name, options, n, dtype)
+    if roofline:
+        for b in ROOFLINE_BACKENDS:
+            if b in backends:
+                makers["roof " + b] = lambda b=b: make_same_traffic(written, b, n, dtype)
+    samples, together = time_cases(makers, moved, repeat, max_s, skipped,
+                                   f"{label} {{}} {dtype.name} n={n:,}")
+    roofs = [samples["roof " + b] for b in ROOFLINE_BACKENDS if "roof " + b in samples]
+    results = []
+    for key, own in samples.items():
+        if key.startswith("roof "):
+            continue
+        peer = key in peers
+        paired = {}
+        if together:
+            own_roof = samples.get("roof " + key)
+            if own_roof is not None:
+                paired["roofline"] = paired_ratio(own_roof, own)
+            elif roofs and key != "cuda":  # a peer: the faster host kernel of each round
+                paired["roofline"] = paired_ratio(list(map(min, zip(*roofs))), own)
+            if not peer:
+                paired.update((p, paired_ratio(samples[p], own)) for p in peers if p in samples)
+        results.append(Result(label, key, dtype.name, n, statistics.median(own), moved,
+                              kind="peer" if peer else "fastopt", written=written,
+                              min_s=min(own), paired=paired))
+    return results
+
+
+def roofline_for(result, results):
+    """The same-traffic result that ``result`` is compared with: its own backend's (cpu, c), else
+    the fastest host one (none for ``cuda``); ``None`` if not measured."""
+    if result.backend == "cuda":
+        return None
+    same = [r for r in results if r.kind == "roofline" and r.written == result.written
+            and r.n == result.n and r.dtype == result.dtype]
+    own = [r for r in same if r.backend == result.backend]
+    if own:
+        return own[0]
+    return min(same, key=lambda r: r.median_s) if same else None
+
+
+def roofline_ratio(result, results):
+    """Fraction of the roofline a result reaches: same-traffic time / its time (1.0 = at it),
+    taken round by round when the two were timed in turn."""
+    if "roofline" in result.paired:
+        return result.paired["roofline"]
+    roof = roofline_for(result, results)
+    return roof.median_s / result.median_s if roof else None
+
+
+def peer_speedup(result, peer, results):
+    """How many times faster ``result`` is than ``peer`` on the same case (``None`` if absent),
+    taken round by round when the two were timed in turn."""
+    if peer in result.paired:
+        return result.paired[peer]
+    for r in results:
+        if (r.kind == "peer" and r.backend == peer and r.optimizer == result.optimizer
+                and r.n == result.n and r.dtype == result.dtype):
+            return r.median_s / result.median_s
+    return None
