@@ -1,6 +1,8 @@
 """Backends: one module per backend per kernel family, all with the same kernel signatures.
 
-The optimizer family (``numpy_optim``, ``cpu_optim``, ``c_optim``, ``cuda_optim``) defines, in place::
+The optimizer family (``numpy.optim``, ``cpu.optim``, ``c.optim``, ``cuda.optim``) defines, in place,
+for every algorithm of the table (:mod:`fastopt.optim.algorithms`; the scalars after the arrays are
+its ``kernel_args``, then ``grad_scale``)::
 
     sgd(param, grad, momentum_buffer,
         lr, weight_decay, momentum, dampening, nesterov, maximize, first_step, grad_scale)
@@ -32,15 +34,15 @@ Arrays first, then hyperparameters, then values computed on the host for this st
 ``clr``, ``step_size``, ``bias_correction2_sqrt``, NAdam's ``grad_coef`` and ``exp_avg_coef`` from
 its ``mu_product``, RAdam's ``rectify`` decision, and ``grad_scale``, the factor that unscales and
 clips the gradient), so kernels never call ``pow`` and never recompile when they change. The
-formulas are those of :mod:`fastopt.optim.reference`. ``sum_of_squares`` is the reduction pass of a fused
-step (global norm, clipping, non-finite detection): a float64 sum, deterministic for a given backend
+formulas are those of :mod:`fastopt.optim.reference`. ``sum_of_squares`` is the reduction pass of a
+fused step (global norm, clipping, non-finite detection): a float64 sum, deterministic for a given backend
 and size whatever the thread count.
 
 A step may have a ``bind`` attribute, ``<name>.bind(<its arrays>)``, returning ``run(<its
 hyperparameters and host values>)`` that runs ``<name>`` on those arrays, bit for bit, with the work
-that does not change between steps done once (``cpu_optim``: the flat views, the serial or parallel
-kernel; ``c_optim``: the C function, the arrays' pointers); a bound step (:mod:`fastopt.optim.bound`)
-uses it.
+that does not change between steps done once (``cpu.optim``: the flat views, the serial or parallel
+kernel; ``c.optim``: the C function, the arrays' pointers); a bound step
+(:mod:`fastopt.optim.bound`) uses it.
 
 Every step also has ``<name>_with_norm(<the same arguments>, norm_out)``: the same update, which in
 the same pass over memory sets ``norm_out[0]`` (a one-element float64 array on the arrays' side) to
@@ -55,7 +57,8 @@ the update ``param -= lr * r * u`` with each segment's trust ratio ``r`` (``u`` 
 updated moments, never stored). The sums are taken over fixed chunks, then in order, so they are
 deterministic for a given backend and layout whatever the thread count.
 
-The contract, established by :mod:`fastopt._core.validate` before any kernel runs, so kernels trust it:
+The contract, established by :mod:`fastopt._core.validate` before any kernel runs, so kernels trust
+it:
 
 - every array is 1-D or N-D, C-contiguous, of one dtype (float32 or float64), and the same shape as
   ``param``, except a state array that the mode does not use (momentum buffer with ``momentum == 0``,
@@ -66,15 +69,15 @@ The contract, established by :mod:`fastopt._core.validate` before any kernel run
 - float hyperparameters are scalars of the arrays' dtype (``numpy.float32`` or ``numpy.float64``),
   or, for a module that sets ``TAKES_PYTHON_FLOATS = True`` (every optimizer module says which),
   Python floats or numpy scalars of float dtypes up to float64, which it rounds to the arrays' dtype
-  as ``dtype.type(x)`` does (``c_optim``: cffi rounds them to the C type as numpy's cast does;
-  ``cpu_optim``: the kernel, from a tuple of them as Python floats); mode flags (and RAdam's
-  ``rectify``) are ``bool`` (``numpy.bool_`` too for ``cpu_optim``);
+  as ``dtype.type(x)`` does (``c.optim``: cffi rounds them to the C type as numpy's cast does;
+  ``cpu.optim``: the kernel, from a tuple of them as Python floats); mode flags (and RAdam's
+  ``rectify``) are ``bool`` (``numpy.bool_`` too for ``cpu.optim``);
 - the written arrays (param and used state) do not overlap each other or ``grad``;
 - host backends get numpy arrays; ``cuda`` gets numba device arrays (zero-copy views of any
   ``__cuda_array_interface__`` object).
 """
 
-try:  # kernels' disk cache keyed on all of this package's kernel sources (see _numba_cache)
+try:  # kernels' disk cache keyed on all of this package's kernel sources (see _numba.cache)
     from fastopt.backends._numba import cache as _numba_cache  # noqa: F401
 except ImportError:  # no numba: the c and numpy backends still work
     pass
