@@ -102,7 +102,7 @@ def synchronize(backend):
 def make_step(name, options, backend, n, dtype=np.float32, bound=False):
     """A closure running one functional step (step count 1, 2, ...) on fresh arrays of size ``n``,
     synchronized on CUDA so that timing it times the kernel; with ``bound``, the step bound to
-    its arrays once (:func:`fastopt.optim.functional.bind`), as ``torch.optim``'s ``step()`` is
+    its arrays once (:func:`fastopt.functional.bind`), as ``torch.optim``'s ``step()`` is
     to its tensors."""
     param, grad, state = problem(name, options, n, dtype, on_device=backend == "cuda")
     counter = itertools.count(1)

@@ -148,7 +148,7 @@ def _profile(fn, calls):
 
 
 def overhead(backends=None, name="adam", n=1000, dtype=np.float32, repeat=30):
-    """Per-call time of a small step (``n`` = 10^3) through :mod:`fastopt.optim.functional`,
+    """Per-call time of a small step (``n`` = 10^3) through :mod:`fastopt.functional`,
     bound to its arrays and through an optimizer class, and where it goes: each stage timed alone,
     and a cProfile of the functional and class paths."""
     backends = [b for b in (backends or ROOFLINE_BACKENDS) if b in available_backends()]

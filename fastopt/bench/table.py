@@ -1,7 +1,7 @@
 """The table: every configuration × backend (+ peers) × size × dtype, each step timed in turn with
 its same-traffic kernel and its peers, and the ratios read from it.
 
-The table's steps are bound to their arrays (:func:`fastopt.optim.functional.bind`), as a
+The table's steps are bound to their arrays (:func:`fastopt.functional.bind`), as a
 ``torch.optim`` step is to its tensors. A step is reported as time, params/s and GB/s, where the
 bytes moved count each array once (:func:`fastopt.bench.cases.bytes_per_step`). A step of the
 ``cpu`` or ``c`` backend is compared with the same-traffic kernel of its own backend (1.0 = at the

@@ -114,7 +114,7 @@ class MLP:
         sizes: layer widths ``[n_inputs, hidden..., n_outputs]`` (at least two).
         activation: ``"relu"`` (default), ``"tanh"``, ``"sigmoid"``, ``"gelu"`` (exact, erf) or
             ``"identity"``.
-        init: weight initializer, a name in :data:`fastopt.nn.init.INITIALIZERS`
+        init: weight initializer, a name in :data:`fastopt.init.INITIALIZERS`
             (``"xavier_uniform"``, ``"xavier_normal"``, ``"he_uniform"``, ``"he_normal"``), an
             alias (``"he"`` is ``he_normal``, ``"xavier"`` is ``xavier_uniform``) or a callable
             ``(shape, rng, dtype) -> array``. Biases start at zero.

@@ -1,8 +1,8 @@
 """A functional step bound to its arrays: validated once, then called once per step.
 
-``step = fastopt.optim.functional.bind("adam", param, grad, exp_avg, exp_avg_sq, lr=1e-3)`` checks the
-arrays and hyperparameters as :func:`fastopt.optim.functional.adam` does and returns a :class:`BoundStep`;
-``step(t)`` then runs step ``t`` in place, as ``fastopt.optim.functional.adam(param, grad, exp_avg,
+``step = fastopt.functional.bind("adam", param, grad, exp_avg, exp_avg_sq, lr=1e-3)`` checks the
+arrays and hyperparameters as :func:`fastopt.functional.adam` does and returns a :class:`BoundStep`;
+``step(t)`` then runs step ``t`` in place, as ``fastopt.functional.adam(param, grad, exp_avg,
 exp_avg_sq, step=t, lr=1e-3)`` would, bit for bit. What a call costs is what a step of fixed
 buffers needs: the step count's check, the step's scalars and the kernel's launch. A trainer that
 writes each gradient into the same buffer, as most do, pays it instead of a full functional call.
@@ -28,14 +28,14 @@ from fastopt._core.validate import check_number, check_step
 
 
 def _algorithm(step):
-    """The algorithm of ``step``: a name, or a step of :mod:`fastopt.optim.functional`."""
+    """The algorithm of ``step``: a name, or a step of :mod:`fastopt.functional`."""
     from fastopt.optim import functional
 
     name = step if isinstance(step, str) else getattr(step, "__name__", None)
     algorithm = alg.ALGORITHMS.get(name)
     if algorithm is None or not (isinstance(step, str) or getattr(functional, name) is step):
         raise ValueError(f"step: expected one of {', '.join(alg.ALGORITHMS)} (a name or a "
-                         f"fastopt.optim.functional step), got {step!r}")
+                         f"fastopt.functional step), got {step!r}")
     return algorithm
 
 

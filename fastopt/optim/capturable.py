@@ -1,6 +1,6 @@
 r"""Capturable optimizer steps on CUDA: no host synchronization, scalars read from the device.
 
-``opt = fastopt.optim.capturable.Adam(device_params, lr=1e-3)`` then ``result = opt.step(grads,
+``opt = fastopt.capturable.Adam(device_params, lr=1e-3)`` then ``result = opt.step(grads,
 grad_scale=..., max_norm=...)`` updates the parameters as :class:`fastopt.Adam` does on the same
 device arrays (with unscaling, clipping and the non-finite skip), but the step is a fixed sequence
 of launches that never copies anything back to the host:
@@ -30,7 +30,7 @@ the mode flags, the grid) are the same at every step, so a captured launch seque
 schedule changes the learning rate and the step count advances on the device.
 
 **Host-to-device updates.** A change of ``param_groups[i][...]`` (by hand, :meth:`set_lr` or a
-:class:`fastopt.optim.schedules.LRScheduler`), of ``grad_scale`` or of ``max_norm`` is copied into
+:class:`fastopt.schedules.LRScheduler`), of ``grad_scale`` or of ``max_norm`` is copied into
 the block's input slots with one asynchronous copy from pinned memory on the optimizer's stream
 before the next launch sequence (:meth:`push_hyperparameters`, which :meth:`step` calls); a step
 with nothing changed copies nothing. The pinned staging buffers are reused once the copy that last
@@ -293,7 +293,7 @@ class CapturableOptimizer:
             buffer = _buffer(p)
             if not is_device_array(buffer):
                 raise TypeError(f"{name}: is a host array ({type(buffer).__name__}); "
-                                "fastopt.optim.capturable steps CUDA device arrays only (numba "
+                                "fastopt.capturable steps CUDA device arrays only (numba "
                                 "device arrays, CuPy, torch CUDA tensors: numba.cuda.to_device "
                                 "moves a numpy array); for host arrays use "
                                 f"fastopt.{type(self).__name__}")
@@ -658,7 +658,7 @@ class SGD(CapturableOptimizer):
 class Adagrad(CapturableOptimizer):
     r"""Capturable :class:`fastopt.Adagrad`; :math:`\mathrm{clr} = \eta / (1 + (t-1)\,
     \mathrm{lr\_decay})` is computed on the device from the step count. Formula:
-    :func:`fastopt.optim.functional.adagrad`; ``maximize`` is fixed at construction, and the
+    :func:`fastopt.functional.adagrad`; ``maximize`` is fixed at construction, and the
     accumulator is filled with ``initial_accumulator_value`` at construction."""
 
     algorithm = alg.ADAGRAD
@@ -673,7 +673,7 @@ class Adagrad(CapturableOptimizer):
 
 
 class RMSprop(CapturableOptimizer):
-    """Capturable :class:`fastopt.RMSprop`; formula: :func:`fastopt.optim.functional.rmsprop`.
+    """Capturable :class:`fastopt.RMSprop`; formula: :func:`fastopt.functional.rmsprop`.
     ``centered``, ``maximize`` and whether ``momentum`` is zero are fixed at construction."""
 
     algorithm = alg.RMSPROP
@@ -688,7 +688,7 @@ class RMSprop(CapturableOptimizer):
 
 class Adamax(CapturableOptimizer):
     r"""Capturable :class:`fastopt.Adamax`; :math:`\eta / (1 - \beta_1^t)` is computed on the
-    device. Formula and the placement of ``eps``: :func:`fastopt.optim.functional.adamax`."""
+    device. Formula and the placement of ``eps``: :func:`fastopt.functional.adamax`."""
 
     algorithm = alg.ADAMAX
     _kernel = "adamax"
@@ -700,7 +700,7 @@ class Adamax(CapturableOptimizer):
 
 
 class Adadelta(CapturableOptimizer):
-    """Capturable :class:`fastopt.Adadelta`; formula: :func:`fastopt.optim.functional.adadelta`."""
+    """Capturable :class:`fastopt.Adadelta`; formula: :func:`fastopt.functional.adadelta`."""
 
     algorithm = alg.ADADELTA
     _kernel = "adadelta"
@@ -713,7 +713,7 @@ class Adadelta(CapturableOptimizer):
 
 class Lion(CapturableOptimizer):
     """Capturable :class:`fastopt.Lion` (decoupled weight decay); formula:
-    :func:`fastopt.optim.functional.lion`."""
+    :func:`fastopt.functional.lion`."""
 
     algorithm = alg.LION
     _kernel = "lion"

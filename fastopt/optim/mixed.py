@@ -1,19 +1,19 @@
 r"""Mixed-precision steps: float32 master weights, a float16/bfloat16 model copy, one pass.
 
 Each step updates the float32 ``master`` weights and their state in place, exactly as the float32
-step of :mod:`fastopt.optim.functional` of the same name would, and in the same pass writes
+step of :mod:`fastopt.functional` of the same name would, and in the same pass writes
 ``model``, the master weights rounded to the model's format: to nearest, ties to even, or
 stochastically (``rounding="stochastic"``), with random bits from a counter-based stream keyed on
 ``(seed, step, index)``, so runs are reproducible and restartable bit for bit, and identical on
 every backend.
 
 Formats follow the dtypes: ``float16`` arrays are float16; ``uint16`` arrays hold bfloat16 bit
-patterns (numpy has no bfloat16; see :func:`fastopt._core.lowp.to_bfloat16`); ``float32`` is
+patterns (numpy has no bfloat16; see :func:`fastopt.lowp.to_bfloat16`); ``float32`` is
 float32. The gradient may be float32, float16 or bfloat16; the state float32, or bfloat16 to halve
 its traffic (stored rounded to nearest; the step itself computes in float32). All state arrays of
 a step share one format.
 
-Every optimizer of :mod:`fastopt.optim.functional` but LAMB has its step here, with the same
+Every optimizer of :mod:`fastopt.functional` but LAMB has its step here, with the same
 hyperparameters and defaults plus ``rounding`` and ``seed``. Arguments: ``master``, ``grad``, the
 state arrays the step always needs, ``model``, then the state arrays that only some modes need
 (SGD's ``momentum_buffer``, RMSprop's ``grad_avg`` and ``momentum_buffer``, Adam's
@@ -149,7 +149,7 @@ def grad_sum_of_squares(module, grad):
 _NOTE = (r"""
 
     The float32 ``master`` weights and the state are updated as by
-    :func:`fastopt.optim.functional.{0}` (formula there), then ``model`` :math:`\leftarrow`
+    :func:`fastopt.functional.{0}` (formula there), then ``model`` :math:`\leftarrow`
     round(master), in the same pass.
     ``rounding``: ``"nearest"`` (ties to even) or ``"stochastic"``, from the random stream of
     ``(seed, step)``.
@@ -223,7 +223,7 @@ def nadam(master, grad, exp_avg, exp_avg_sq, model, *, step, mu_product=None, lr
           grad_scale=1.0, backend=None):
     """One mixed-precision NAdam step; returns the new ``mu_product`` (pass it to the next call;
     ``None`` recomputes it from constant hyperparameters, as
-    :func:`fastopt.optim.functional.nadam`)."""
+    :func:`fastopt.functional.nadam`)."""
     hyper = dict(locals())
     checked = check_hyper(alg.NADAM, hyper)
     if mu_product is None:

@@ -111,7 +111,7 @@ class Optimizer:
     Mixed precision (every class but :class:`LAMB`): float16 parameters, and uint16 arrays holding
     bfloat16 parameters, get float32 master weights (``state["master"]``, from the parameters'
     values at construction). Each step updates the master weights exactly as the float32 step
-    would and writes them back rounded in the same pass (:mod:`fastopt.optim.mixed`), to nearest even
+    would and writes them back rounded in the same pass (:mod:`fastopt.mixed`), to nearest even
     or, with ``rounding="stochastic"``, from a random stream keyed on ``(seed, step, parameter,
     element)``. Their gradients may be float32 or of the parameter's format, and
     ``state_dtype="bfloat16"`` stores their optimizer state as bfloat16 (rounded to nearest).
@@ -524,7 +524,7 @@ class SGD(Optimizer):
 
     A drop-in for ``torch.optim.SGD`` (same hyperparameters, defaults and update); plain full-batch
     gradient descent is ``SGD(params, lr)`` with full-batch gradients. Formula and the mapping from
-    the lecture notes' velocity form: :func:`fastopt.optim.functional.sgd`.
+    the lecture notes' velocity form: :func:`fastopt.functional.sgd`.
     """
 
     algorithm = alg.SGD
@@ -539,7 +539,7 @@ class SGD(Optimizer):
 
 
 class Adagrad(Optimizer):
-    """Adagrad, as ``torch.optim.Adagrad``; formula: :func:`fastopt.optim.functional.adagrad`."""
+    """Adagrad, as ``torch.optim.Adagrad``; formula: :func:`fastopt.functional.adagrad`."""
 
     algorithm = alg.ADAGRAD
 
@@ -555,7 +555,7 @@ class Adagrad(Optimizer):
 
 class RMSprop(Optimizer):
     """RMSprop, optionally centered and with momentum, as ``torch.optim.RMSprop``; formula:
-    :func:`fastopt.optim.functional.rmsprop`."""
+    :func:`fastopt.functional.rmsprop`."""
 
     algorithm = alg.RMSPROP
 
@@ -570,7 +570,7 @@ class RMSprop(Optimizer):
 
 class Adam(Optimizer):
     """Adam with L2 weight decay, optionally AMSGrad, as ``torch.optim.Adam``; formula:
-    :func:`fastopt.optim.functional.adam`. Mixed precision (``rounding``, ``seed``, ``state_dtype``):
+    :func:`fastopt.functional.adam`. Mixed precision (``rounding``, ``seed``, ``state_dtype``):
     see :class:`Optimizer`.
     """
 
@@ -586,7 +586,7 @@ class Adam(Optimizer):
 
 class AdamW(Adam):
     """Adam with decoupled weight decay, as ``torch.optim.AdamW``; formula:
-    :func:`fastopt.optim.functional.adamw`. Mixed precision as :class:`Adam`."""
+    :func:`fastopt.functional.adamw`. Mixed precision as :class:`Adam`."""
 
     algorithm = alg.ADAMW
 
@@ -600,7 +600,7 @@ class AdamW(Adam):
 
 class Adamax(Optimizer):
     """Adamax (Adam with the infinity norm), as ``torch.optim.Adamax``; formula and the placement
-    of ``eps``: :func:`fastopt.optim.functional.adamax`."""
+    of ``eps``: :func:`fastopt.functional.adamax`."""
 
     algorithm = alg.ADAMAX
 
@@ -614,7 +614,7 @@ class Adamax(Optimizer):
 
 class NAdam(Optimizer):
     """NAdam with PyTorch's momentum decay, L2 or decoupled weight decay, as ``torch.optim.NAdam``;
-    formula: :func:`fastopt.optim.functional.nadam`. Each parameter's ``mu_product`` is a float in its
+    formula: :func:`fastopt.functional.nadam`. Each parameter's ``mu_product`` is a float in its
     state (as in PyTorch), advanced on the host at every step it takes."""
 
     algorithm = alg.NADAM
@@ -631,7 +631,7 @@ class NAdam(Optimizer):
 
 class RAdam(Optimizer):
     """RAdam, L2 or decoupled weight decay, as ``torch.optim.RAdam``; the rectification branch is
-    decided on the host per step. Formula: :func:`fastopt.optim.functional.radam`."""
+    decided on the host per step. Formula: :func:`fastopt.functional.radam`."""
 
     algorithm = alg.RADAM
 
@@ -645,7 +645,7 @@ class RAdam(Optimizer):
 
 
 class Adadelta(Optimizer):
-    """Adadelta, as ``torch.optim.Adadelta``; formula: :func:`fastopt.optim.functional.adadelta`."""
+    """Adadelta, as ``torch.optim.Adadelta``; formula: :func:`fastopt.functional.adadelta`."""
 
     algorithm = alg.ADADELTA
 
@@ -660,7 +660,7 @@ class Adadelta(Optimizer):
 class Lion(Optimizer):
     """Lion (Chen et al. 2023, arXiv:2302.06675): the sign of an interpolated momentum, with
     decoupled weight decay; one state array (``exp_avg``). Formula:
-    :func:`fastopt.optim.functional.lion`."""
+    :func:`fastopt.functional.lion`."""
 
     algorithm = alg.LION
 
@@ -675,7 +675,7 @@ class Lion(Optimizer):
 class LAMB(Optimizer):
     """LAMB (You et al. 2019, arXiv:1904.00962, Algorithm 2): Adam directions scaled per tensor by
     the trust ratio ``||p|| / ||u||``. Formula and the choices where implementations differ:
-    :func:`fastopt.optim.functional.lamb`.
+    :func:`fastopt.functional.lamb`.
 
     An array is one tensor. An arena (or arena segment) is stepped with two launches over its
     whole buffer, a segmented reduction and the update, with one trust ratio per tensor of the
