@@ -13,8 +13,8 @@
  * multiply-adds run on all OpenMP threads, which take their tasks dynamically. Every output
  * element is summed by one thread in a fixed order: results do not depend on the thread count.
  *
- * This file is fed to cffi's cdef by fastopt/_c_build.py, which drops the preprocessor lines:
- * keep the rest plain declarations.
+ * This file is fed to cffi's cdef by fastopt/backends/c/build.py, which drops the preprocessor
+ * lines: keep the rest plain declarations.
  */
 #ifndef FASTOPT_MLP_H
 #define FASTOPT_MLP_H

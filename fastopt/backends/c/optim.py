@@ -14,9 +14,9 @@ arrays are ``NULL`` follows ``Algorithm.uses`` on the kernel scalars. Importing 
 each C function's argument types against the table (:func:`_c_function`). LAMB, whose step also
 takes its segments and can fail to allocate, has launchers of its own.
 
-Steps of 32768 elements or more run on OpenMP threads when the extension was built with OpenMP;
-see :func:`build_info`, :func:`max_threads` and :func:`set_num_threads`. The C call releases the
-GIL.
+Steps of ``FASTOPT_PARALLEL_THRESHOLD`` elements or more (:mod:`fastopt._core.config`) run on
+OpenMP threads when the extension was built with OpenMP; see :func:`build_info`,
+:func:`build_config`, :func:`max_threads` and :func:`set_num_threads`. The C call releases the GIL.
 
 Importing this module raises ``ImportError`` when the extension ``fastopt.backends.c._fastopt_c``
 was not built (no C compiler at install time); the dispatcher reports that as the reason ``c`` is
@@ -214,6 +214,13 @@ def sum_of_squares(grad):
 def build_info():
     """How the extension was built: compiler, OpenMP version or off, parallel threshold, flags."""
     return ffi.string(lib.fastopt_build_info()).decode()
+
+
+def build_config():
+    """The tunables the extension was built with: macro name -> value, as
+    :data:`fastopt._core.config.C_DEFINES` was when it was built."""
+    pairs = (item.split("=") for item in ffi.string(lib.fastopt_build_config()).decode().split())
+    return {name: int(value) for name, value in pairs}
 
 
 def max_threads():
