@@ -9,7 +9,8 @@ CUDASIM ?= 1
 JOBS ?= auto
 
 BIN = $(VENV)/bin
-SOURCES = pyproject.toml setup.py $(wildcard csrc/*.c csrc/*.h) fastopt/backends/c/build.py
+SOURCES = pyproject.toml setup.py $(wildcard csrc/*.c csrc/*.h) fastopt/backends/c/build.py \
+          fastopt/_core/config.py
 
 .PHONY: run test bench clean
 

@@ -17,12 +17,12 @@
  * max_exp_avg_sq without amsgrad) may be NULL and is never read or written.
  *
  * Each step reads every array it uses once and writes every array it updates once (LAMB, which
- * needs per-tensor norms before it can update, makes two passes). Steps of at
- * least 32768 elements run on all OpenMP threads, smaller ones on the calling thread; results are
- * bit-identical for any thread count.
+ * needs per-tensor norms before it can update, makes two passes). Steps of at least
+ * FASTOPT_PARALLEL_THRESHOLD elements (fastopt/_core/config.py) run on all OpenMP threads, smaller
+ * ones on the calling thread; results are bit-identical for any thread count.
  *
- * This file is also fed to cffi's cdef by fastopt/backends/c/build.py, which drops the preprocessor
- * lines: keep the rest plain declarations.
+ * This file is also fed to cffi's cdef by fastopt/backends/c/build.py, which drops the
+ * preprocessor lines: keep the rest plain declarations.
  */
 #ifndef FASTOPT_H
 #define FASTOPT_H
@@ -353,6 +353,10 @@ int fastopt_lamb_f64(int64_t n, double *param, const double *grad, double *exp_a
 /* How this library was built: compiler, OpenMP version or "off", the parallel threshold and the
  * compile flags. A static string; do not free it. */
 const char *fastopt_build_info(void);
+
+/* The tunables this library was built with, "NAME=value" separated by spaces: the C_DEFINES of
+ * fastopt/_core/config.py that build.py passed. A static string; do not free it. */
+const char *fastopt_build_config(void);
 
 /* The number of threads a parallel step uses (omp_get_max_threads); 1 without OpenMP. */
 int fastopt_max_threads(void);

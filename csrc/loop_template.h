@@ -8,24 +8,27 @@
 
 #include <stdint.h>
 
-/* Steps with fewer elements than this run on the calling thread: below it, starting the OpenMP
- * team costs more than the update itself. */
-#define PARALLEL_THRESHOLD 32768
-
-/* The reduction sums chunks of this many elements, FASTOPT_REDUCTION_BATCH chunks per parallel
- * region (a fixed-size array of partial sums on the stack). */
-#define FASTOPT_REDUCTION_CHUNK 16384
-#define FASTOPT_REDUCTION_BATCH 1024
+/* The tunables are fastopt/_core/config.py's (C_DEFINES), passed with -D by
+ * fastopt/backends/c/build.py; none is defined here, so that they have one definition.
+ *
+ * FASTOPT_PARALLEL_THRESHOLD: steps with fewer elements run on the calling thread (below it,
+ * starting the OpenMP team costs more than the update itself).
+ * FASTOPT_REDUCTION_CHUNK: the reduction sums chunks of this many elements, FASTOPT_REDUCTION_BATCH
+ * chunks per parallel region (a fixed-size array of partial sums on the stack). */
+#if !defined(FASTOPT_PARALLEL_THRESHOLD) || !defined(FASTOPT_REDUCTION_CHUNK) \
+    || !defined(FASTOPT_REDUCTION_BATCH)
+#error "tunables missing: build with fastopt/backends/c/build.py (-D from fastopt/_core/config.py)"
+#endif
 
 /* FOR_EACH_ELEMENT(i, update): runs the statement update for i in [0, n) of the enclosing step,
- * vectorized, and split statically over the OpenMP threads when n >= PARALLEL_THRESHOLD. The small
- * case is a loop of its own rather than an if clause on the parallel loop: an OpenMP region run on
- * one thread still costs about half a microsecond (as much as a 500-element Adam step), and a bare
- * if clause on "parallel for simd" also turns off the simd part (OpenMP 5.0). */
+ * vectorized, and split statically over the OpenMP threads when n >= FASTOPT_PARALLEL_THRESHOLD.
+ * The small case is a loop of its own rather than an if clause on the parallel loop: an OpenMP
+ * region run on one thread still costs about half a microsecond (as much as a 500-element Adam
+ * step), and a bare if clause on "parallel for simd" also turns off the simd part (OpenMP 5.0). */
 #ifdef _OPENMP
 #define FOR_EACH_ELEMENT(i, update)                                                               \
     do {                                                                                          \
-        if (n < PARALLEL_THRESHOLD) {                                                             \
+        if (n < FASTOPT_PARALLEL_THRESHOLD) {                                                     \
             _Pragma("omp simd")                                                                   \
             for (int64_t i = 0; i < n; i++)                                                       \
                 update;                                                                           \

@@ -12,9 +12,16 @@
 #include "loop_template.h"
 #include "mixed.h"
 
-/* Elements per block: the decoded buffers (up to four of MIXED_BLOCK floats) live on the stack and
- * in L1. Below PARALLEL_THRESHOLD, so the float32 step runs a block on the calling thread. */
-#define MIXED_BLOCK 512
+/* FASTOPT_MIXED_BLOCK (fastopt/_core/config.py, passed with -D): elements per block. The decoded
+ * buffers (up to four of a block's floats) live on the stack and in L1; a block is below
+ * FASTOPT_PARALLEL_THRESHOLD, so the float32 step runs it on the calling thread. */
+#ifndef FASTOPT_MIXED_BLOCK
+#error "tunables missing: build with fastopt/backends/c/build.py (-D from fastopt/_core/config.py)"
+#endif
+#if FASTOPT_MIXED_BLOCK >= FASTOPT_PARALLEL_THRESHOLD
+#error "FASTOPT_MIXED_BLOCK must be below FASTOPT_PARALLEL_THRESHOLD"
+#endif
+#define MIXED_BLOCK FASTOPT_MIXED_BLOCK
 
 static inline uint32_t bits_of(float x)
 {
@@ -184,9 +191,10 @@ static void store_model(uint16_t *model, int fmt, int64_t lo, int64_t len, const
 
 /* FOR_EACH_BLOCK(lo, len, body): runs body for the blocks [lo, lo + len) of MIXED_BLOCK elements
  * (the last one shorter) that cover [0, n) in the enclosing step, split statically over the OpenMP
- * threads when n >= PARALLEL_THRESHOLD. */
+ * threads when n >= FASTOPT_PARALLEL_THRESHOLD. */
 #ifdef _OPENMP
-#define PARALLEL_BLOCKS _Pragma("omp parallel for schedule(static) if (n >= PARALLEL_THRESHOLD)")
+#define PARALLEL_BLOCKS \
+    _Pragma("omp parallel for schedule(static) if (n >= FASTOPT_PARALLEL_THRESHOLD)")
 #else
 #define PARALLEL_BLOCKS
 #endif
@@ -384,7 +392,7 @@ double fastopt_sum_of_squares_mixed(int64_t n, const void *grad, int grad_fmt)
         const int64_t count = chunks - first < FASTOPT_REDUCTION_BATCH ? chunks - first
                                                                       : FASTOPT_REDUCTION_BATCH;
 #ifdef _OPENMP
-#pragma omp parallel for schedule(static) if (n >= PARALLEL_THRESHOLD)
+#pragma omp parallel for schedule(static) if (n >= FASTOPT_PARALLEL_THRESHOLD)
 #endif
         for (int64_t c = 0; c < count; c++) {
             const int64_t lo = (first + c) * FASTOPT_REDUCTION_CHUNK;

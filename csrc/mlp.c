@@ -50,17 +50,26 @@ enum { IDENTITY = 0, RELU = 1, TANH = 2, SIGMOID = 3, GELU = 4 };
 enum { OPT_SGD, OPT_ADAGRAD, OPT_RMSPROP, OPT_ADAM, OPT_ADAMAX, OPT_NADAM, OPT_RADAM, OPT_ADADELTA,
        OPT_LION, OPT_LAMB };
 
+/* The tunables, fastopt/_core/config.py's FASTOPT_MLP_* passed with -D by
+ * fastopt/backends/c/build.py, under short names. */
+#if !defined(FASTOPT_MLP_MR) || !defined(FASTOPT_MLP_PARALLEL_MACS)                               \
+    || !defined(FASTOPT_MLP_PANEL_IN_PLACE_BYTES) || !defined(FASTOPT_MLP_PARALLEL_ELEMENTS)      \
+    || !defined(FASTOPT_MLP_TASKS_PER_THREAD)
+#error "tunables missing: build with fastopt/backends/c/build.py (-D from fastopt/_core/config.py)"
+#endif
 /* Rows of a micro-kernel tile (its columns, NR, are two vectors of the element type). */
-#define MR 6
+#if FASTOPT_MLP_MR != 6
+#error "FASTOPT_MLP_MR: the micro-kernels (A_ROWS, micro_avx2) are written for 6 rows"
+#endif
+#define MR FASTOPT_MLP_MR
 /* Products with fewer multiply-adds run on the calling thread. */
-#define PARALLEL_MACS (1 << 20)
+#define PARALLEL_MACS FASTOPT_MLP_PARALLEL_MACS
 /* A panel of B (depth x NR) up to this size is read in place, a larger one packed. */
-#define PANEL_IN_PLACE_BYTES 16384
+#define PANEL_IN_PLACE_BYTES FASTOPT_MLP_PANEL_IN_PLACE_BYTES
 /* Elementwise passes (dZ) with fewer elements run on the calling thread. */
-#define PARALLEL_ELEMENTS 32768
-
+#define PARALLEL_ELEMENTS FASTOPT_MLP_PARALLEL_ELEMENTS
 /* A parallel product hands out at least this many tasks per thread (see gemm). */
-#define TASKS_PER_THREAD 4
+#define TASKS_PER_THREAD FASTOPT_MLP_TASKS_PER_THREAD
 
 #define MLP_MIN(a, b) ((a) < (b) ? (a) : (b))
 

@@ -48,16 +48,23 @@ static inline double sum_of_8(const double sums[8])
 }
 
 #ifdef _OPENMP
-#define REDUCTION_PARALLEL _Pragma("omp parallel for schedule(static) if (n >= PARALLEL_THRESHOLD)")
+#define REDUCTION_PARALLEL \
+    _Pragma("omp parallel for schedule(static) if (n >= FASTOPT_PARALLEL_THRESHOLD)")
 #define SIMD _Pragma("omp simd")
 #else
 #define REDUCTION_PARALLEL
 #define SIMD
 #endif
 
-/* A fused step updates blocks of this many elements (a multiple of 8 dividing the chunk), each
- * followed by the sum of its gradient's squares while the block is in cache. */
-#define FASTOPT_NORM_BLOCK 1024
+/* FASTOPT_NORM_BLOCK (fastopt/_core/config.py, passed with -D): a fused step updates blocks of
+ * this many elements, each followed by the sum of its gradient's squares while the block is in
+ * cache; a multiple of 8, so that only a chunk's last block can end off the running sums' cycle. */
+#ifndef FASTOPT_NORM_BLOCK
+#error "tunables missing: build with fastopt/backends/c/build.py (-D from fastopt/_core/config.py)"
+#endif
+#if FASTOPT_NORM_BLOCK % 8 != 0
+#error "FASTOPT_NORM_BLOCK must be a multiple of 8"
+#endif
 
 /* FOR_EACH_ELEMENT_WITH_NORM(i, update): runs update for i in [0, n) of the enclosing step and sets
  * *norm_out to the sum of the squares of grad[0, n), in the pass over memory of the update and with
@@ -141,7 +148,9 @@ static inline double sum_of_8(const double sums[8])
 #endif
 
 #ifdef _OPENMP
-#define OPENMP "OpenMP " STRINGIFY(_OPENMP) ", parallel from " STRINGIFY(PARALLEL_THRESHOLD) " elements"
+#define OPENMP                                                                                     \
+    "OpenMP " STRINGIFY(_OPENMP) ", parallel from " STRINGIFY(FASTOPT_PARALLEL_THRESHOLD)          \
+    " elements"
 #else
 #define OPENMP "OpenMP off"
 #endif
@@ -155,6 +164,19 @@ const char *fastopt_build_info(void)
 {
     return COMPILER "; " OPENMP "; flags: " FASTOPT_CFLAGS;
 }
+
+/* Every tunable that build.py passes (C_DEFINES of fastopt/_core/config.py), as the compiler saw
+ * it; each source checks that its own are defined. */
+#define TUNABLE(name) #name "=" STRINGIFY(name)
+const char *fastopt_build_config(void)
+{
+    return TUNABLE(FASTOPT_PARALLEL_THRESHOLD) " " TUNABLE(FASTOPT_REDUCTION_CHUNK) " "
+           TUNABLE(FASTOPT_REDUCTION_BATCH) " " TUNABLE(FASTOPT_NORM_BLOCK) " "
+           TUNABLE(FASTOPT_MIXED_BLOCK) " " TUNABLE(FASTOPT_MLP_MR) " "
+           TUNABLE(FASTOPT_MLP_PARALLEL_MACS) " " TUNABLE(FASTOPT_MLP_PANEL_IN_PLACE_BYTES) " "
+           TUNABLE(FASTOPT_MLP_PARALLEL_ELEMENTS) " " TUNABLE(FASTOPT_MLP_TASKS_PER_THREAD);
+}
+#undef TUNABLE
 
 int fastopt_max_threads(void)
 {

@@ -686,7 +686,8 @@ FASTOPT_INLINE void NAME(lamb_update_piece)(int64_t lo, int64_t hi, REAL *restri
  * Walking the array, c + s grows at every chunk or segment boundary, so each (chunk, segment) piece
  * owns slot c + s of a buffer of chunks + num_segments entries. */
 #ifdef _OPENMP
-#define LAMB_PARALLEL _Pragma("omp parallel for schedule(static) if (n >= PARALLEL_THRESHOLD)")
+#define LAMB_PARALLEL \
+    _Pragma("omp parallel for schedule(static) if (n >= FASTOPT_PARALLEL_THRESHOLD)")
 #else
 #define LAMB_PARALLEL
 #endif

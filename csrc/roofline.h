@@ -14,8 +14,9 @@
  * costs a write-allocate read that STREAM does not count).
  *
  * The kernels are built like the optimizer steps of optim.c: vectorized loops, split statically
- * over all OpenMP threads from 32768 elements (fastopt_set_num_threads sets how many), on the
- * calling thread below. Fed to cffi's cdef like fastopt.h: plain declarations only.
+ * over all OpenMP threads from FASTOPT_PARALLEL_THRESHOLD elements (fastopt_set_num_threads sets
+ * how many), on the calling thread below. Fed to cffi's cdef like fastopt.h: plain declarations
+ * only.
  */
 #ifndef FASTOPT_ROOFLINE_H
 #define FASTOPT_ROOFLINE_H

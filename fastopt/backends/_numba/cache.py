@@ -21,14 +21,16 @@ _BACKENDS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 @functools.cache
 def sources_stamp():
-    """SHA-256 of the paths and contents of every Python file under ``fastopt/backends`` and of
-    the algorithm table."""
+    """SHA-256 of the paths and contents of every Python file under ``fastopt/backends``, of the
+    algorithm table and of the tunables."""
     digest = hashlib.sha256()
     paths = sorted(os.path.relpath(os.path.join(folder, name), _BACKENDS)
                    for folder, _, names in os.walk(_BACKENDS) for name in names
                    if name.endswith(".py"))
     # The algorithm table: kernels inline its derivation of their constants.
     paths.append(os.path.join(os.pardir, "optim", "algorithms.py"))
+    # The tunables: kernels compile their block and chunk sizes in as constants.
+    paths.append(os.path.join(os.pardir, "_core", "config.py"))
     for path in paths:
         digest.update(path.encode())
         with open(os.path.join(_BACKENDS, path), "rb") as f:

@@ -1,7 +1,13 @@
-"""cffi builder of the C backend: compiles ``csrc/`` into the extension ``fastopt.backends.c._fastopt_c``.
+"""cffi builder of the C backend: compiles ``csrc/`` into the extension
+``fastopt.backends.c._fastopt_c``.
 
-``setup.py`` uses it through ``cffi_modules``; ``python fastopt/_c_build.py`` builds the extension
-in place, next to this file. Source paths are relative to the repository root, where setup.py runs.
+``setup.py`` uses it through ``cffi_modules``; ``python fastopt/backends/c/build.py`` builds the
+extension in place, next to this file. Source paths are relative to the repository root, where
+setup.py runs.
+
+The tunables (thread thresholds, chunk and block sizes) are those of ``fastopt/_core/config.py``,
+passed as ``-D NAME=value`` (its ``C_DEFINES``); the sources define none, and stop without them.
+The module is loaded by path: ``fastopt`` itself need not be importable during setup.py's build.
 
 Flags: ``-O3 -std=c99 -fno-math-errno -ffp-contract=off``, never ``-ffast-math``: the kernels are
 elementwise, so without it they vectorize and still match the numpy reference bit for bit, on any
@@ -14,6 +20,7 @@ names another ``-march`` value (e.g. ``x86-64-v2`` for a portable wheel), or ``n
 compiler's default.
 """
 
+import importlib.util
 import os
 import shlex
 import shutil
@@ -31,6 +38,7 @@ SOURCES = sorted(os.path.join("csrc", f) for f in os.listdir(os.path.join(ROOT, 
 DEPENDS = sorted(os.path.join("csrc", f) for f in os.listdir(os.path.join(ROOT, "csrc"))
                  if f.endswith(".h"))
 HEADERS = [h for h in DEPENDS if not h.endswith("_template.h")]
+CONFIG = os.path.join("fastopt", "_core", "config.py")
 
 BASE_FLAGS = ["-O3", "-std=c99", "-fno-math-errno", "-ffp-contract=off"]
 
@@ -87,6 +95,15 @@ def compile_flags():
     return flags, link
 
 
+def tunables():
+    """``C_DEFINES`` of ``fastopt/_core/config.py``, as ``define_macros``: ``[(name, "value")]``."""
+    path = os.path.join(ROOT, CONFIG)
+    spec = importlib.util.spec_from_file_location("_fastopt_build_config", path)
+    config = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(config)
+    return [(name, str(int(value))) for name, value in config.C_DEFINES.items()]
+
+
 def _cdef(header_paths):
     """The headers without their preprocessor lines, which cffi's cdef cannot parse."""
     lines = []
@@ -106,8 +123,8 @@ def make_builder(root=""):
         "".join(f'#include "{os.path.basename(h)}"\n' for h in HEADERS),
         sources=[os.path.join(root, path) for path in SOURCES],
         include_dirs=[os.path.join(root, "csrc")],
-        depends=[os.path.join(root, path) for path in DEPENDS],
-        define_macros=[("FASTOPT_CFLAGS", '"' + " ".join(flags) + '"')],
+        depends=[os.path.join(root, path) for path in (*DEPENDS, CONFIG)],
+        define_macros=[("FASTOPT_CFLAGS", '"' + " ".join(flags) + '"'), *tunables()],
         extra_compile_args=flags,
         extra_link_args=link_flags,
     )
@@ -119,4 +136,5 @@ ffibuilder = make_builder()
 if __name__ == "__main__":
     # Generated C and objects go under build/cffi/, the extension next to this file.
     built = make_builder(ROOT).compile(tmpdir=os.path.join(ROOT, "build", "cffi"), verbose=True)
-    shutil.copy(built, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.path.basename(built)))
+    here = os.path.dirname(os.path.abspath(__file__))
+    shutil.copy(built, os.path.join(here, os.path.basename(built)))

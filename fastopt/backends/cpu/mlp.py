@@ -47,6 +47,7 @@ from numba.core import errors, types
 from numba.extending import overload
 from numba.np.unsafe.ndarray import to_fixed_tuple
 
+from fastopt._core import config
 from fastopt.backends.cpu import optim as _optim
 from fastopt.backends._numba.compile import serial_and_parallel
 from fastopt.optim.algorithms import ALGORITHMS
@@ -54,13 +55,13 @@ from fastopt.nn.reference import (CROSS_ENTROPY, EPOCH_OPTIMIZERS, GELU, IDENTIT
                                   SIGMOID, TANH)
 
 #: Layers with fewer multiply-adds (batch x fan_in x fan_out) than this run on one thread.
-PARALLEL_MACS = 1 << 20
+PARALLEL_MACS = config.CPU_MLP_PARALLEL_MACS
 #: Layers with fewer outputs than this (an output layer of 10 classes) accumulate rows for dX and
 #: dW instead of taking dot products a few elements long.
-NARROW = 16
+NARROW = config.CPU_MLP_NARROW
 #: The threads' blocks of C: this many rows by this many columns (a multiple of the tile's 4 x 2).
-BLOCK_ROWS = 16
-BLOCK_COLS = 64
+BLOCK_ROWS = config.CPU_MLP_BLOCK_ROWS
+BLOCK_COLS = config.CPU_MLP_BLOCK_COLS
 
 # error_model="numpy": IEEE division, no zero checks that would keep loops from vectorizing.
 # fastmath contract (FMA) and reassoc (vectorized dot products), never the finite-math flags:

@@ -24,6 +24,7 @@ import numba
 import numpy as np
 from numba import prange
 
+from fastopt._core import config
 from fastopt.backends._numba.compile import serial_and_parallel
 from fastopt.backends._numba.launch import KernelArgs
 from fastopt.backends._numba.specialize import load, mode_name, rounded, specialized, store
@@ -41,13 +42,13 @@ E = make_elements(numba.njit(error_model="numpy"))
 TAKES_PYTHON_FLOATS = True
 
 #: Below this many elements a step runs on one thread.
-PARALLEL_THRESHOLD = 1 << 15
+PARALLEL_THRESHOLD = config.CPU_PARALLEL_THRESHOLD
 #: The reduction sums fixed chunks of this many elements in parallel, then the chunk sums in order:
 #: the result does not depend on the number of threads.
-REDUCTION_CHUNK = 1 << 14
+REDUCTION_CHUNK = config.REDUCTION_CHUNK
 #: LAMB's segmented reduction and update work on fixed chunks of this many elements: each chunk's
 #: piece of each tensor is summed on one thread, then a tensor's pieces in order.
-LAMB_CHUNK = 1 << 14
+LAMB_CHUNK = config.CPU_LAMB_CHUNK
 
 
 def _compile_serial_and_parallel(body):
@@ -63,7 +64,7 @@ def _compile_serial_and_parallel(body):
 #: The kernels work on blocks of this many elements (a multiple of 8 that divides REDUCTION_CHUNK):
 #: a block is one vectorized loop, and the fused kernels add the squares of a block's gradient
 #: right after updating it, while it is in cache.
-BLOCK = 1 << 10
+BLOCK = config.CPU_BLOCK
 
 
 # ---- The global gradient norm: alone, or computed in the update pass ---------------------------

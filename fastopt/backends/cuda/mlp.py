@@ -24,13 +24,14 @@ import warnings
 import numba
 from numba import cuda
 
+from fastopt._core import config
 from fastopt.nn.reference import GELU, IDENTITY, RELU, SIGMOID, TANH
 from fastopt.backends.cuda.optim import SIMULATOR, launch
 
 #: Tile edge of the matrix-product kernels (threads per block: TILE * TILE).
-TILE = 4 if SIMULATOR else 16
+TILE = config.CUDASIM_MLP_TILE if SIMULATOR else config.CUDA_MLP_TILE
 #: Threads per block of the row-wise loss kernels.
-ROW_THREADS = 4 if SIMULATOR else 128
+ROW_THREADS = config.CUDASIM_MLP_ROW_THREADS if SIMULATOR else config.CUDA_MLP_ROW_THREADS
 
 _INV_SQRT2 = 1.0 / math.sqrt(2.0)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)

@@ -30,6 +30,7 @@ import numba
 import numpy as np
 from numba import cuda
 
+from fastopt._core import config
 from fastopt.backends._numba import templates as templates
 from fastopt.backends.elements import args as kernel_args
 from fastopt.backends.elements.args import flat, signed
@@ -45,14 +46,15 @@ TAKES_PYTHON_FLOATS = False
 SIMULATOR = bool(numba.config.ENABLE_CUDASIM)
 
 #: Threads per block.
-THREADS_PER_BLOCK = 4 if SIMULATOR else 256
+THREADS_PER_BLOCK = config.CUDASIM_THREADS_PER_BLOCK if SIMULATOR else config.CUDA_THREADS_PER_BLOCK
 #: The grid holds at most this many blocks per SM.
-BLOCKS_PER_SM = 32
+BLOCKS_PER_SM = config.CUDA_BLOCKS_PER_SM
 #: The grid size cap under the simulator.
-SIMULATOR_MAX_BLOCKS = 4
+SIMULATOR_MAX_BLOCKS = config.CUDASIM_MAX_BLOCKS
 #: LAMB's segmented passes give each block chunks of this many elements (each chunk's piece of a
 #: tensor is one block's fixed-tree sum; a tensor's pieces are then summed in order).
-LAMB_CHUNK = 4 * THREADS_PER_BLOCK if SIMULATOR else 16 * THREADS_PER_BLOCK
+LAMB_CHUNK = THREADS_PER_BLOCK * (config.CUDASIM_LAMB_CHUNK_BLOCKS if SIMULATOR
+                                  else config.CUDA_LAMB_CHUNK_BLOCKS)
 
 
 @functools.cache
