@@ -17,24 +17,27 @@ from fastopt.optim import algorithms as _algorithms
 def _capture_kernel(module, algorithm, call):
     """Runs ``call()`` once with the compiled kernel behind ``module``'s launcher wrapped, and
     returns a closure calling that kernel alone with the same arguments (numba: the serial or
-    parallel dispatcher; C: the cffi function). Relies on the backends' private names (``_adam``
-    in :mod:`fastopt.backends.cpu.optim`, ``_ADAM`` in :mod:`fastopt.backends.c.optim`): raises
-    :class:`Unsupported` if they changed."""
+    parallel dispatcher; C: the cffi function). Relies on the backends' private names
+    (``_kernels`` in :mod:`fastopt.backends.cpu.optim`, ``_ADAM`` in
+    :mod:`fastopt.backends.c.optim`): raises :class:`Unsupported` if they changed."""
     captured = []
-    if hasattr(module, "_" + algorithm.kernel):  # numba: a launcher picking serial or parallel
-        name = "_" + algorithm.kernel
-        launcher = getattr(module, name)
+    if hasattr(module, "_kernels"):  # numba: kernels specialized per algorithm and used state
+        kernels = module._kernels
 
-        def recorder(n, *args):
-            captured.append((launcher.parallel if n >= module.PARALLEL_THRESHOLD
-                             else launcher.serial, args))
-            return launcher(n, *args)
+        def recording(name, uses):
+            step, fused = kernels(name, uses)
 
-        setattr(module, name, recorder)
+            def recorder(n, *args):
+                captured.append((step.parallel if n >= module.PARALLEL_THRESHOLD
+                                 else step.serial, args))
+                return step(n, *args)
+            return recorder, fused
+
+        module._kernels = recording
         try:
             call()
         finally:
-            setattr(module, name, launcher)
+            module._kernels = kernels
     elif hasattr(module, "_" + algorithm.kernel.upper()):  # C: dtype -> (cffi function, type)
         table = getattr(module, "_" + algorithm.kernel.upper())
         saved = dict(table)
