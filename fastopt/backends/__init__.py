@@ -67,7 +67,8 @@ The contract, established by :mod:`fastopt._core.validate` before any kernel run
   or, for a module that sets ``TAKES_PYTHON_FLOATS = True`` (every optimizer module says which),
   Python floats or numpy scalars of float dtypes up to float64, which it rounds to the arrays' dtype
   as ``dtype.type(x)`` does (``c_optim``: cffi rounds them to the C type as numpy's cast does;
-  ``cpu_optim``: the kernel, from a tuple of them as Python floats); mode flags (and RAdam's
+  ``cpu_optim`` and ``cuda_optim``: the kernel, from a tuple of them as Python floats, LAMB's
+  launcher on the host); mode flags (and RAdam's
   ``rectify``) are ``bool`` (``numpy.bool_`` too for ``cpu_optim``);
 - the written arrays (param and used state) do not overlap each other or ``grad``;
 - host backends get numpy arrays; ``cuda`` gets numba device arrays (zero-copy views of any
