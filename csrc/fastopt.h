@@ -3,13 +3,13 @@
  * Every step follows the kernel contract of fastopt/backends/__init__.py and the formulas of
  * fastopt/optim/reference.py (torch.optim, single-tensor semantics), computed in the arrays'
  * precision: _f32 functions take float arrays and float hyperparameters, _f64 ones double.
- * Arguments come in contract order: the element count n, the arrays (param, grad, then state), the
- * hyperparameters, then the values the host computes for this step (first_step, clr, step_size,
- * bias_correction2_sqrt, grad_scale), so kernels never call pow. Mode flags are ints (0 or not 0).
- * Every step first multiplies the gradient by grad_scale, the factor that unscales a
- * mixed-precision loss scale and clips by the global norm (1 when neither is used):
- * grad = grad_scale * grad.
- * Steps return nothing, except LAMB's, which allocates scratch and returns whether it could.
+ * Arguments come in contract order: the element count n, the arrays (param, grad, then state),
+ * the hyperparameters, then the values the host computes for this step (first_step, clr,
+ * step_size, bias_correction2_sqrt, grad_scale), so kernels never call pow. Mode flags are ints
+ * (0 or not 0). Every step first multiplies the gradient by grad_scale, the factor that unscales
+ * a mixed-precision loss scale and clips by the global norm (1 when neither is used):
+ * grad = grad_scale * grad. Steps return nothing, except LAMB's, which allocates scratch and
+ * returns whether it could.
  *
  * The kernels trust their inputs: every array used holds n elements and the written arrays
  * (param and the state the mode uses) overlap neither each other nor grad. A state array that the
@@ -20,6 +20,15 @@
  * needs per-tensor norms before it can update, makes two passes). Steps of at least
  * FASTOPT_PARALLEL_THRESHOLD elements (fastopt/_core/config.py) run on all OpenMP threads, smaller
  * ones on the calling thread; results are bit-identical for any thread count.
+ *
+ * Values are not checked: a NaN or an infinity in grad, param or state goes through the IEEE
+ * arithmetic of the formulas, as in fastopt/optim/reference.py (sqrt of a negative is NaN,
+ * inf - inf is NaN, x / inf is 0). The few places that compare values say what a NaN does there:
+ * the maxima of AMSGrad and Adamax (a NaN on either side wins, as torch.maximum), Lion's sign (a
+ * NaN stays NaN) and LAMB's trust ratio (a NaN norm counts as 0: the ratio is 1). One known
+ * difference from torch.optim: torch interpolates the first moment (exp_avg, and RMSprop's
+ * grad_avg) as m + (1 - beta) * (g - m), so an infinite m meeting a finite g becomes NaN there
+ * (inf - inf), where beta * m + (1 - beta) * g here keeps it infinite.
  *
  * This file is also fed to cffi's cdef by fastopt/backends/c/build.py, which drops the
  * preprocessor lines: keep the rest plain declarations.
@@ -123,7 +132,8 @@ void fastopt_rmsprop_f64(int64_t n, double *param, const double *grad, double *s
  *   else if weight_decay != 0: g = g + weight_decay * param
  *   exp_avg = beta1 * exp_avg + (1 - beta1) * g
  *   exp_avg_sq = beta2 * exp_avg_sq + (1 - beta2) * g * g
- *   if amsgrad: max_exp_avg_sq = max(max_exp_avg_sq, exp_avg_sq)    (NaN wins, as numpy.maximum)
+ *   if amsgrad: max_exp_avg_sq = max(max_exp_avg_sq, exp_avg_sq)    (NaN on either side wins,
+ *                                                                   as torch.maximum)
  *               v = max_exp_avg_sq
  *   else:       v = exp_avg_sq
  *   param = param - step_size * exp_avg / (sqrt(v) / bias_correction2_sqrt + eps)
@@ -159,7 +169,7 @@ void fastopt_adam_f64(int64_t n, double *param, const double *grad, double *exp_
  *
  *   g = (maximize ? -grad : grad) + weight_decay * param      (the term only if weight_decay != 0)
  *   exp_avg = beta1 * exp_avg + (1 - beta1) * g
- *   exp_inf = max(beta2 * exp_inf, |g| + eps)                  (NaN wins, as numpy.maximum)
+ *   exp_inf = max(beta2 * exp_inf, |g| + eps)    (NaN on either side wins, as torch.maximum)
  *   param = param - clr * exp_avg / exp_inf
  *
  * n             element count of every array
@@ -314,6 +324,11 @@ void fastopt_lion_f64(int64_t n, double *param, const double *grad, double *exp_
  *   for each segment s, [segment_offsets[s], segment_offsets[s + 1]):
  *       r = ||param_s|| / ||u_s||, or 1 when either norm is 0   (norms accumulated in double)
  *       param_s = param_s - (REAL)(lr * r) * u_s                 (lr * r in double)
+ *
+ * The test is "both norms > 0", so a NaN norm (a NaN in param_s or u_s) gives r = 1: the
+ * segment's elements move by lr * u, its NaN ones stay NaN. An infinite ||u_s|| with a finite
+ * ||param_s|| gives r = 0: the elements where u is finite do not move, those where it is infinite
+ * become NaN (0 * inf). An infinite ||param_s|| gives r = inf, or NaN when ||u_s|| is infinite too.
  *
  * Two passes: a segmented reduction that updates the moments and sums param^2 and u^2 per
  * segment, then the update, with u recomputed from the updated moments (never stored). Both

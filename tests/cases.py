@@ -1,6 +1,8 @@
 """The table that drives the tests: every optimizer with every combination of its options."""
 
 import itertools
+import math
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -67,3 +69,90 @@ def problem(shape, dtype, steps, seed=0):
     param = rng.standard_normal(shape).astype(dtype)
     grads = [rng.standard_normal(shape).astype(dtype) for _ in range(steps)]
     return param, grads
+
+
+# ---- Non-finite rows -----------------------------------------------------------------------------
+
+#: Option sets for the non-finite rows: together they use every state array of each algorithm,
+#: with the modes that change how a non-finite value travels (AMSGrad's maximum, centered RMSprop's
+#: subtraction, momentum and Nesterov, weight decay reading the parameter, maximize's sign).
+NONFINITE_OPTIONS = {
+    "sgd": [{}, dict(momentum=0.9, dampening=0.3, weight_decay=0.1),
+            dict(momentum=0.9, nesterov=True, maximize=True)],
+    "adagrad": [{}, dict(lr_decay=0.1, weight_decay=0.1, initial_accumulator_value=0.5,
+                         maximize=True)],
+    "rmsprop": [{}, dict(centered=True, weight_decay=0.1),
+                dict(centered=True, momentum=0.9, maximize=True)],
+    "adam": [{}, dict(amsgrad=True), dict(amsgrad=True, weight_decay=0.1, maximize=True)],
+    "adamw": [{}, dict(amsgrad=True), dict(amsgrad=True, weight_decay=0.1, maximize=True)],
+    "adamax": [{}, dict(weight_decay=0.1, maximize=True)],
+    "nadam": [{}, dict(weight_decay=0.1, decoupled_weight_decay=True, maximize=True)],
+    "radam": [{}, dict(weight_decay=0.1, decoupled_weight_decay=True, maximize=True)],
+    "adadelta": [{}, dict(weight_decay=0.1, maximize=True)],
+    "lion": [{}, dict(weight_decay=0.1, maximize=True)],
+    "lamb": [{}, dict(weight_decay=0.1, maximize=True)],
+}
+
+#: Element counts of the non-finite rows' arrays: odd, so that vector loops have a tail; small on
+#: CUDA, where the simulator runs every thread in Python.
+NONFINITE_SIZE = {"host": 257, "cuda": 33}
+
+
+def nonfinite_indices(size):
+    """Where a row puts its non-finite value: the first, the middle and the last element."""
+    return [0, size // 2, size - 1]
+
+
+@dataclass(frozen=True)
+class Nonfinite:
+    """One non-finite row: ``value`` at :func:`nonfinite_indices` of ``where``, the gradient of the
+    first step run (``"grad"``) or a state array (its name) before it; every other element finite.
+    The steps run are numbered from ``first``."""
+
+    name: str
+    options: dict = field(hash=False)
+    where: str
+    value: float
+    first: int
+
+    @property
+    def id(self):
+        options = ",".join(f"{k}={v}" for k, v in self.options.items())
+        return f"{self.name}[{options}]-{self.where}={self.value}"
+
+
+def _first_step(name, where):
+    """RAdam's rows run steps 4-6, so that the last is rectified (rho_t > 5 from step 6); a state
+    row starts at step 2 at least, where SGD reads its momentum buffer instead of overwriting it."""
+    first = 4 if name == "radam" else 1
+    return first if where == "grad" else max(first, 2)
+
+
+def _nonfinite_rows(name):
+    algorithm = _algorithms.ALGORITHMS[name]
+    rows = []
+    for options in NONFINITE_OPTIONS[name]:
+        uses = algorithm.uses(algorithm.check({**algorithm.defaults, **options}))
+        rows += [Nonfinite(name, options, "grad", value, _first_step(name, "grad"))
+                 for value in (math.nan, math.inf, -math.inf)]
+        rows += [Nonfinite(name, options, state, math.inf, _first_step(name, state))
+                 for state, used in zip(algorithm.state, uses) if used]
+    return rows
+
+
+#: The non-finite rows of every algorithm: nan, +inf and -inf in the gradient, and +inf in each
+#: state array that an option set uses.
+NONFINITE = {name: _nonfinite_rows(name) for name in OPTIONS}
+
+
+def nonfinite_problem(row, size, dtype, steps):
+    """The parameter, one gradient per step and the state of ``row``, with its non-finite value
+    written at :func:`nonfinite_indices`."""
+    param, grads = problem((size,), dtype, steps)
+    state = new_state(row.name, row.options, param)
+    if row.where == "grad":
+        target = grads[0]
+    else:
+        target = state[_algorithms.ALGORITHMS[row.name].state.index(row.where)]
+    target[nonfinite_indices(size)] = row.value
+    return param, grads, state

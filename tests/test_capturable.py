@@ -372,6 +372,6 @@ def test_layout_and_flags_agree_with_the_classes():
     assert kern.CLIP_EPS == CLIP_EPS
     for name, _ in CASES:
         cls = getattr(capturable, name)
-        for flag in kern.FLAGS[cls._kernel]:
+        for flag in kern.FLAGS[cls.algorithm.kernel]:
             assert flag in cls.algorithm.defaults
     assert kern.block_size(3) == kern.row_dev(3, 3)

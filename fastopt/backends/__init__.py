@@ -70,8 +70,9 @@ it:
   or, for a module that sets ``TAKES_PYTHON_FLOATS = True`` (every optimizer module says which),
   Python floats or numpy scalars of float dtypes up to float64, which it rounds to the arrays' dtype
   as ``dtype.type(x)`` does (``c.optim``: cffi rounds them to the C type as numpy's cast does;
-  ``cpu.optim``: the kernel, from a tuple of them as Python floats); mode flags (and RAdam's
-  ``rectify``) are ``bool`` (``numpy.bool_`` too for ``cpu.optim``);
+  ``cpu.optim`` and ``cuda.optim``: the kernel, from a tuple of them as Python floats, LAMB's
+  launcher on the host); mode flags (and RAdam's ``rectify``) are ``bool`` (``numpy.bool_`` too
+  for ``cpu.optim``);
 - the written arrays (param and used state) do not overlap each other or ``grad``;
 - host backends get numpy arrays; ``cuda`` gets numba device arrays (zero-copy views of any
   ``__cuda_array_interface__`` object).

@@ -20,14 +20,15 @@ step-dependent host state, branch or per-tensor norms would need more device-sid
 **What is captured.** Everything a step reads that can change between steps lives in one small
 float64 device array per optimizer, the *block* (layout: :mod:`fastopt.backends.cuda.capturable`):
 each parameter's hyperparameters (learning rate, betas, eps, weight decay, momentum, dampening,
-alpha or rho, lr_decay) and the derived ``1 - beta`` and decoupled decay ``1 - lr*wd`` (inputs,
-written by the host); ``1 / grad_scale`` and ``max_norm`` (inputs); each parameter's step count,
-``lr / (1 - beta1**t)``, ``sqrt(1 - beta2**t)``, Adagrad's ``lr / (1 + (t-1)*lr_decay)`` and the
-first-step flag of a momentum buffer (device state); the step's norm, ``found_inf``, clipping
-coefficient and gradient factor (outputs). The launch arguments (array pointers, block offsets,
-the mode flags, the grid) are the same at every step, so a captured launch sequence
-(:meth:`CapturableOptimizer.launch` recorded into a CUDA graph) replays correctly while a
-schedule changes the learning rate and the step count advances on the device.
+alpha or rho, lr_decay: inputs, written by the host, from which each update kernel derives
+``1 - beta``, the decoupled decay ``1 - lr*wd`` and the like); ``1 / grad_scale`` and
+``max_norm`` (inputs); each parameter's step count, ``lr / (1 - beta1**t)``,
+``sqrt(1 - beta2**t)``, Adagrad's ``lr / (1 + (t-1)*lr_decay)`` and the first-step flag of a
+momentum buffer (device state); the step's norm, ``found_inf``, clipping coefficient and gradient
+factor (outputs). The launch arguments (array pointers, block offsets, the mode flags, the grid)
+are the same at every step, so a captured launch sequence (:meth:`CapturableOptimizer.launch`
+recorded into a CUDA graph) replays correctly while a schedule changes the learning rate and the
+step count advances on the device.
 
 **Host-to-device updates.** A change of ``param_groups[i][...]`` (by hand, :meth:`set_lr` or a
 :class:`fastopt.schedules.LRScheduler`), of ``grad_scale`` or of ``max_norm`` is copied into
@@ -52,8 +53,9 @@ float16/bfloat16 master weights).
 
 On the bits: in numba's simulator the results are bit-identical to the fastopt classes of the
 same names: the same element arithmetic in the same order (the update kernels call the elements
-of :mod:`fastopt.backends.elements.optim`), the same rounding of the scalars, the same reduction
-order and the same C ``pow`` for the bias corrections. On a GPU the bias corrections use the
+of :mod:`fastopt.backends.elements.optim` and derive their constants as the ``cuda`` backend's
+kernels do), the same rounding of the scalars, the same reduction order and the same C ``pow``
+for the bias corrections. On a GPU the bias corrections use the
 device's ``pow`` (libdevice, within 2 ulp in float64) where the other classes use the host's, so
 results may differ in the last bits.
 
@@ -198,12 +200,10 @@ class CapturableOptimizer:
     """
 
     algorithm = None  # an :class:`fastopt.optim.algorithms.Algorithm`, set by each subclass
-    _kernel = None  # the update kernel's name in fastopt.backends.cuda.capturable.update_kernels
-    _decoupled = False  # weight decay as p *= 1 - lr*wd (AdamW, Lion) rather than an L2 term
 
     def __init__(self, params, *, stream=None, **defaults):
         cuda, kern = _cuda(), _kernels()
-        self._flags = kern.FLAGS[self._kernel]  # kernel arguments: fixed at construction
+        self._flags = kern.FLAGS[self.algorithm.kernel]  # fixed at construction
         self.defaults = check_hyper(self.algorithm, defaults)
         groups = [params] if _single(params) else list(params)
         if not groups:
@@ -264,11 +264,11 @@ class CapturableOptimizer:
             if not view.size:
                 self._updates.append(None)
                 continue
-            kernel = kern.update_kernels(view.dtype)[self._kernel]
-            flags = tuple(self._modes[self._group_of(row)][1])
-            tail = (self._block, kern.row_in(row), kern.row_dev(rows, row), *flags)
+            uses, flags = self._modes[self._group_of(row)]
+            kernel = kern.update_kernel(self.algorithm.name, uses)
+            tail = (self._block, kern.row_in(row), kern.row_dev(rows, row), flags)
             self._updates.append((kern.configured(kernel, view.size, self._stream), _flat(view),
-                                  [_flat(s) for s in states], tail))
+                                  tuple(_flat(s) for s in states), tail))
         cuda.synchronize()
 
     # -- construction helpers ------------------------------------------------------------------
@@ -318,27 +318,17 @@ class CapturableOptimizer:
 
     # -- host inputs ---------------------------------------------------------------------------
 
-    def _row_inputs(self, hyper, dtype):
-        """One row's input slots (see :mod:`fastopt.backends.cuda.capturable`), rounded to
-        ``dtype`` where :mod:`fastopt.backends.cuda.optim`'s launchers round them."""
+    def _row_inputs(self, hyper):
+        """One row's input slots (see :mod:`fastopt.backends.cuda.capturable`): the
+        hyperparameters, which the update kernel rounds to the parameter's dtype."""
         kern = _kernels()
-        t = np.dtype(dtype).type
-        one = t(1)
-        beta1, beta2 = hyper.get("betas", (0.0, 0.0))
-        alpha = hyper.get("alpha", hyper.get("rho", 0.0))  # RMSprop's alpha, Adadelta's rho
-        lr, weight_decay = t(hyper["lr"]), t(hyper["weight_decay"])
         row = np.zeros(kern.ROW_IN)
-        row[kern.LR] = hyper["lr"]
-        row[kern.BETA1], row[kern.BETA2] = beta1, beta2
-        row[kern.ONE_MINUS_BETA1], row[kern.ONE_MINUS_BETA2] = one - t(beta1), one - t(beta2)
+        row[kern.LR], row[kern.WEIGHT_DECAY] = hyper["lr"], hyper["weight_decay"]
+        row[kern.BETA1], row[kern.BETA2] = hyper.get("betas", (0.0, 0.0))
         row[kern.EPS] = hyper.get("eps", 0.0)
-        if self._decoupled:  # p *= 1 - lr*wd, no L2 term
-            row[kern.DECAY], row[kern.L2] = one - lr * weight_decay, 0.0
-        else:
-            row[kern.DECAY], row[kern.L2] = one, hyper["weight_decay"]
         row[kern.MOMENTUM] = hyper.get("momentum", 0.0)
-        row[kern.ONE_MINUS_DAMPENING] = one - t(hyper.get("dampening", 0.0))
-        row[kern.ALPHA], row[kern.ONE_MINUS_ALPHA] = alpha, one - t(alpha)
+        row[kern.DAMPENING] = hyper.get("dampening", 0.0)
+        row[kern.ALPHA] = hyper.get("alpha", hyper.get("rho", 0.0))  # RMSprop's, Adadelta's rho
         row[kern.LR_DECAY] = hyper.get("lr_decay", 0.0)
         return row
 
@@ -374,8 +364,7 @@ class CapturableOptimizer:
         for g_index, raw, hyper in pending:
             for row in self._group_rows[g_index]:
                 at = kern.row_in(row) - kern.INV_SCALE
-                self._inputs[at:at + kern.ROW_IN] = self._row_inputs(hyper,
-                                                                     self._params[row][1].dtype)
+                self._inputs[at:at + kern.ROW_IN] = self._row_inputs(hyper)
             self._raws[g_index] = raw
         return bool(pending)
 
@@ -458,7 +447,7 @@ class CapturableOptimizer:
         for update, g in zip(self._updates, flat_grads):
             if update is not None:
                 launch, param, states, tail = update
-                launch(param, g, *states, *tail)
+                launch(param, g, states, *tail)
         self._serial += 1
 
     def step(self, grads, *, grad_scale=None, max_norm=None):
@@ -611,7 +600,6 @@ class Adam(CapturableOptimizer):
     """
 
     algorithm = alg.ADAM
-    _kernel = "adam"
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
                  amsgrad=False, *, maximize=False, stream=None):
@@ -625,7 +613,6 @@ class AdamW(Adam):
     ``torch.optim.AdamW``'s (``weight_decay=1e-2``), otherwise as :class:`Adam`."""
 
     algorithm = alg.ADAMW
-    _decoupled = True
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2,
                  amsgrad=False, *, maximize=False, stream=None):
@@ -647,7 +634,6 @@ class SGD(CapturableOptimizer):
     """
 
     algorithm = alg.SGD
-    _kernel = "sgd"
 
     def __init__(self, params, lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0,
                  nesterov=False, *, maximize=False, stream=None):
@@ -662,7 +648,6 @@ class Adagrad(CapturableOptimizer):
     accumulator is filled with ``initial_accumulator_value`` at construction."""
 
     algorithm = alg.ADAGRAD
-    _kernel = "adagrad"
 
     def __init__(self, params, lr=1e-2, lr_decay=0.0, weight_decay=0.0,
                  initial_accumulator_value=0.0, eps=1e-10, *, maximize=False, stream=None):
@@ -677,7 +662,6 @@ class RMSprop(CapturableOptimizer):
     ``centered``, ``maximize`` and whether ``momentum`` is zero are fixed at construction."""
 
     algorithm = alg.RMSPROP
-    _kernel = "rmsprop"
 
     def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0,
                  centered=False, *, maximize=False, stream=None):
@@ -691,7 +675,6 @@ class Adamax(CapturableOptimizer):
     device. Formula and the placement of ``eps``: :func:`fastopt.functional.adamax`."""
 
     algorithm = alg.ADAMAX
-    _kernel = "adamax"
 
     def __init__(self, params, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, *,
                  maximize=False, stream=None):
@@ -703,7 +686,6 @@ class Adadelta(CapturableOptimizer):
     """Capturable :class:`fastopt.Adadelta`; formula: :func:`fastopt.functional.adadelta`."""
 
     algorithm = alg.ADADELTA
-    _kernel = "adadelta"
 
     def __init__(self, params, lr=1.0, rho=0.9, eps=1e-6, weight_decay=0.0, *, maximize=False,
                  stream=None):
@@ -716,8 +698,6 @@ class Lion(CapturableOptimizer):
     :func:`fastopt.functional.lion`."""
 
     algorithm = alg.LION
-    _kernel = "lion"
-    _decoupled = True
 
     def __init__(self, params, lr=1e-4, betas=(0.9, 0.99), weight_decay=0.0, *, maximize=False,
                  stream=None):

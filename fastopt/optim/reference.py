@@ -11,6 +11,13 @@ Every step first multiplies the gradient by ``grad_scale``, the factor that unsc
 loss scale and applies global-norm clipping (1 when neither is used): :math:`\nabla \leftarrow s\nabla`.
 
 Arithmetic happens in the arrays' dtype: numpy's weak Python scalars keep float32 arrays float32.
+
+Non-finite values are not checked: they go through IEEE arithmetic. The maxima of AMSGrad and
+Adamax are ``numpy.maximum``, where a NaN on either side wins, as in ``torch.maximum``. One known
+difference from ``torch.optim``: torch interpolates the first moment (``exp_avg``, and RMSprop's
+``grad_avg``) with ``lerp``, :math:`m + (1-\beta)(g - m)`, so an infinite :math:`m` meeting a
+finite :math:`g` becomes NaN there (``inf - inf``) and stays infinite here, where the formula
+:math:`\beta m + (1-\beta) g` is used.
 """
 
 import numpy as np
@@ -92,7 +99,8 @@ def adam(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, lr, beta1, beta2, eps
             g = \pm\nabla + \lambda\theta \text{ (Adam)} \\
         m &\leftarrow \beta_1 m + (1-\beta_1) g \\
         v &\leftarrow \beta_2 v + (1-\beta_2) g^2 \\
-        \hat v &\leftarrow \max(\hat v, v) \text{ (AMSGrad), else } \hat v = v \\
+        \hat v &\leftarrow \max(\hat v, v) \text{ (AMSGrad; a NaN on either side wins), else }
+            \hat v = v \\
         \theta &\leftarrow \theta - \frac{\eta}{1-\beta_1^t}\,
             \frac{m}{\sqrt{\hat v} / \sqrt{1-\beta_2^t} + \epsilon}
     """
@@ -120,7 +128,7 @@ def adamax(param, grad, exp_avg, exp_inf, beta1, beta2, eps, weight_decay, maxim
     .. math::
         g &= \pm\nabla + \lambda\theta \\
         m &\leftarrow \beta_1 m + (1-\beta_1) g \\
-        u &\leftarrow \max(\beta_2 u, |g| + \epsilon) \\
+        u &\leftarrow \max(\beta_2 u, |g| + \epsilon) \quad \text{(a NaN on either side wins)} \\
         \theta &\leftarrow \theta - \mathrm{clr}\; m / u
 
     Note that :math:`\epsilon` is added to :math:`|g|` inside the maximum (PyTorch's placement), not
@@ -248,7 +256,7 @@ def lamb(param, grad, exp_avg, exp_avg_sq, segment_offsets, lr, beta1, beta2, ep
             v \leftarrow \beta_2 v + (1-\beta_2) g^2 \\
         u &= \frac{m / (1-\beta_1^t)}{\sqrt{v / (1-\beta_2^t)} + \epsilon} + \lambda\theta \\
         r &= \lVert\theta\rVert / \lVert u\rVert \text{ per segment } (r = 1 \text{ when either
-            norm is } 0) \\
+            norm is 0 or NaN}) \\
         \theta &\leftarrow \theta - (\eta r)\, u
 
     The squared norms are accumulated in float64 and :math:`\eta r` is computed in float64, then

@@ -23,6 +23,10 @@ globals, so each copy gets a name of its own (``_step_adam_110``: the algorithm 
 A closure instead would be keyed by its pickled cells, and a numba function pickles with an id
 new in every process: every process would compile again. The disk cache stays fresh through the
 locators of :mod:`fastopt.backends._numba.cache`, which cover the element and table sources.
+
+numba-cuda's simulator runs a kernel as Python, where an intrinsic cannot be called: a kernel copy
+made for it binds ``rounded`` to :func:`rounded_in_python`. :func:`load` and :func:`store` run as
+Python as they are (their bodies; compiled code calls the overloads that :func:`register` adds).
 """
 
 import types
@@ -66,14 +70,21 @@ def rounded(typingctx, p, floats):
     return result(p, floats), codegen
 
 
+def rounded_in_python(p, floats):
+    """:func:`rounded` in Python, for a kernel run as Python (numba-cuda's simulator)."""
+    return tuple(p.dtype.type(x) for x in floats)
+
+
 def load(states, i, uses, placeholder):
-    """``(states[k][i] if uses[k] else placeholder for each k)``; for numba code only."""
-    raise NotImplementedError("load runs in compiled code only")
+    """``(states[k][i] if uses[k] else placeholder for each k)``."""
+    return tuple(a[i] if used else placeholder for a, used in zip(states, uses))
 
 
 def store(states, i, values, uses):
-    """``states[k][i] = values[k]`` for each k where ``uses[k]``; for numba code only."""
-    raise NotImplementedError("store runs in compiled code only")
+    """``states[k][i] = values[k]`` for each k where ``uses[k]``."""
+    for a, value, used in zip(states, values, uses):
+        if used:
+            a[i] = value
 
 
 # One implementation per number of state arrays (an algorithm has one to three; four leaves room):
@@ -134,12 +145,19 @@ _STORES = {1: _store1, 2: _store2, 3: _store3, 4: _store4}
 
 
 def register(target):
-    """Registers :func:`load` and :func:`store` for numba's ``target`` ("cpu" or "cuda")."""
-    @overload(load, inline="always", target=target)
+    """Registers :func:`load` and :func:`store` for numba's ``target``: "cpu", or "cuda", which
+    numba-cuda types and inlines through extension registries of its own (numba's ``overload``
+    would type there but give it IR of numba's own classes to inline)."""
+    if target == "cuda":
+        from numba.cuda.extending import overload as for_target
+    else:
+        for_target = overload
+
+    @for_target(load, inline="always", target=target)
     def _load_impl(states, i, uses, placeholder):
         return _LOADS.get(len(states))
 
-    @overload(store, inline="always", target=target)
+    @for_target(store, inline="always", target=target)
     def _store_impl(states, i, values, uses):
         return _STORES.get(len(states))
 

@@ -11,7 +11,7 @@ launch reads a host scalar or copies anything back to the host. The sequence, al
    :func:`fastopt.backends.cuda.optim.sum_of_squares`, so the sums are the same, bit for bit);
 2. :func:`finalize`, one thread: the global norm, the non-finite flag, the clipping coefficient
    and, only on a finite step, every parameter's step count and bias corrections;
-3. one update kernel per parameter (:func:`update_kernels`), which returns without writing when
+3. one update kernel per parameter (:func:`update_kernel`), which returns without writing when
    the flag is set.
 
 Block layout (float64 slots; ``n`` parameters, one row each)::
@@ -22,10 +22,12 @@ Block layout (float64 slots; ``n`` parameters, one row each)::
     [6 + n*ROW_IN + r*ROW_DEV, ...) device state of row r:  STEP .. BUFFER_READY
 
 The host writes the input slots ``[4, 6 + n*ROW_IN)``, one contiguous range, with an asynchronous
-copy when they change; the device writes everything else. Row inputs that the host computes
-(``1 - beta``, the decoupled decay ``1 - lr*wd`` of AdamW and Lion) are rounded to the
-parameter's dtype exactly as :mod:`fastopt.backends.cuda.optim`'s launchers do, then stored in
-float64 (exactly); the kernels cast every slot back to the parameter's dtype, so a float32 step
+copy when they change; the device writes everything else. A row's inputs are its group's
+hyperparameters as given (float64). An update kernel (:func:`update_kernel`, one template for
+every algorithm) reads its float kernel arguments (``Algorithm.kernel_args``) from the block,
+rounds them to the parameter's dtype as :mod:`fastopt.backends.cuda.optim`'s launchers round the
+host's floats, and derives the element constants (``1 - beta``, the decoupled decay ``1 - lr*wd``
+of AdamW and Lion) with the table's ``Algorithm.constants``, as those kernels do: a float32 step
 does float32 arithmetic on the same scalars as the non-capturable step. Step-dependent scalars
 (bias corrections, Adagrad's decayed rate) are computed on the device by :func:`finalize` from
 the device step count, in float64, with the host's formulas.
@@ -35,12 +37,12 @@ import functools
 import math
 import warnings
 
-import numba
-import numpy as np
 from numba import cuda
 
-from fastopt.backends.elements.optim_legacy import make_elements
-from fastopt.backends.cuda.optim import SIMULATOR, _partial_sums_of_squares, launch_config
+from fastopt.backends._numba.specialize import mode_name, rounded, specialized
+from fastopt.backends.cuda.optim import (_TARGET, SIMULATOR, _partial_sums_of_squares, constants,
+                                         element_update, launch_config)
+from fastopt.optim.algorithms import ALGORITHMS
 
 #: Added to the norm before dividing, as ``torch.nn.utils.clip_grad_norm_`` (and
 #: :data:`fastopt.optim.optimizers.CLIP_EPS`).
@@ -51,19 +53,14 @@ NORM, FOUND_INF, CLIP_COEF, FACTOR = range(4)
 # Step inputs, written by the host.
 INV_SCALE, MAX_NORM = 4, 5
 HEADER = 6
-# Row inputs (offsets within a row), written by the host. ALPHA is RMSprop's alpha or Adadelta's
-# rho; L2 is the weight decay the kernel adds to the gradient (0 for decoupled decay, which is
-# DECAY = 1 - lr*wd instead).
-LR, BETA1, BETA2, ONE_MINUS_BETA1, ONE_MINUS_BETA2, EPS, L2, DECAY, MOMENTUM, \
-    ONE_MINUS_DAMPENING, ALPHA, ONE_MINUS_ALPHA, LR_DECAY = range(13)
-ROW_IN = 13
+# Row inputs (offsets within a row), written by the host: the group's hyperparameters. ALPHA is
+# RMSprop's alpha or Adadelta's rho.
+LR, BETA1, BETA2, EPS, WEIGHT_DECAY, MOMENTUM, DAMPENING, ALPHA, LR_DECAY = range(9)
+ROW_IN = 9
 # Row device state (offsets within a row), written by finalize. STEP_SIZE is Adam's
 # lr / (1 - beta1^t) and Adamax's clr; CLR is Adagrad's lr / (1 + (t - 1) * lr_decay).
 STEP, STEP_SIZE, BIAS_CORRECTION2_SQRT, CLR, FIRST_STEP, BUFFER_READY = range(6)
 ROW_DEV = 6
-
-#: The element updates (:mod:`fastopt.backends.elements.optim`) as CUDA device functions.
-E = make_elements(cuda.jit(device=True))
 
 
 def block_size(rows):
@@ -137,203 +134,130 @@ def finalize(partial, ends, block, rows):
         block[dst + BUFFER_READY] = 1.0
 
 
-#: Each update kernel's mode flags (kernel arguments after the block offsets), in order.
+#: Each update kernel's mode flags (its last argument, a tuple), in order: fixed at construction.
 FLAGS = {"adam": ("amsgrad", "maximize"), "sgd": ("nesterov", "maximize"),
          "adagrad": ("maximize",), "rmsprop": ("centered", "maximize"), "adamax": ("maximize",),
          "adadelta": ("maximize",), "lion": ("maximize",)}
 
 
+# ---- What each algorithm's update reads from the block: its float kernel arguments between 1 and
+# the gradient factor (the table's h, before rounding), and its flags (the table's f), from the
+# row's input slots at src, its device state at dst and the fixed flags of FLAGS.
+
+@cuda.jit(device=True)
+def _sgd_inputs(block, src, dst, flags):
+    """SGD: lr, weight_decay, momentum, dampening; nesterov, maximize, first_step"""
+    nesterov, maximize = flags
+    return ((1.0, block[src + LR], block[src + WEIGHT_DECAY], block[src + MOMENTUM],
+             block[src + DAMPENING], block[FACTOR]),
+            (nesterov, maximize, block[dst + FIRST_STEP] != 0))
+
+
+@cuda.jit(device=True)
+def _adagrad_inputs(block, src, dst, flags):
+    """Adagrad: weight_decay, eps, clr; maximize"""
+    return (1.0, block[src + WEIGHT_DECAY], block[src + EPS], block[dst + CLR],
+            block[FACTOR]), flags
+
+
+@cuda.jit(device=True)
+def _rmsprop_inputs(block, src, dst, flags):
+    """RMSprop: lr, alpha, eps, weight_decay, momentum; centered, maximize"""
+    return (1.0, block[src + LR], block[src + ALPHA], block[src + EPS], block[src + WEIGHT_DECAY],
+            block[src + MOMENTUM], block[FACTOR]), flags
+
+
+@cuda.jit(device=True)
+def _adam_floats(block, src, dst):
+    """Adam and AdamW: lr, beta1, beta2, eps, weight_decay, step_size, bias_correction2_sqrt"""
+    return (1.0, block[src + LR], block[src + BETA1], block[src + BETA2], block[src + EPS],
+            block[src + WEIGHT_DECAY], block[dst + STEP_SIZE], block[dst + BIAS_CORRECTION2_SQRT],
+            block[FACTOR])
+
+
+@cuda.jit(device=True)
+def _adam_inputs(block, src, dst, flags):
+    """Adam: amsgrad, maximize, decoupled (False)"""
+    amsgrad, maximize = flags
+    return _adam_floats(block, src, dst), (amsgrad, maximize, False)
+
+
+@cuda.jit(device=True)
+def _adamw_inputs(block, src, dst, flags):
+    """AdamW: amsgrad, maximize, decoupled (True)"""
+    amsgrad, maximize = flags
+    return _adam_floats(block, src, dst), (amsgrad, maximize, True)
+
+
+@cuda.jit(device=True)
+def _adamax_inputs(block, src, dst, flags):
+    """Adamax: beta1, beta2, eps, weight_decay, clr (lr / (1 - beta1^t)); maximize"""
+    return (1.0, block[src + BETA1], block[src + BETA2], block[src + EPS],
+            block[src + WEIGHT_DECAY], block[dst + STEP_SIZE], block[FACTOR]), flags
+
+
+@cuda.jit(device=True)
+def _adadelta_inputs(block, src, dst, flags):
+    """Adadelta: lr, rho, eps, weight_decay; maximize"""
+    return (1.0, block[src + LR], block[src + ALPHA], block[src + EPS], block[src + WEIGHT_DECAY],
+            block[FACTOR]), flags
+
+
+@cuda.jit(device=True)
+def _lion_inputs(block, src, dst, flags):
+    """Lion: lr, beta1, beta2, weight_decay; maximize"""
+    return (1.0, block[src + LR], block[src + BETA1], block[src + BETA2],
+            block[src + WEIGHT_DECAY], block[FACTOR]), flags
+
+
+#: Algorithm name -> its reader above.
+_INPUTS = {"sgd": _sgd_inputs, "adagrad": _adagrad_inputs, "rmsprop": _rmsprop_inputs,
+           "adam": _adam_inputs, "adamw": _adamw_inputs, "adamax": _adamax_inputs,
+           "adadelta": _adadelta_inputs, "lion": _lion_inputs}
+
+
+# ---- The update: one template for every algorithm (see fastopt.backends._numba.specialize) -----
+
+def _update(p, g, states, block, src, dst, flags):
+    """Template: nothing on a non-finite step; else the constants derived from the block, then
+    the element on every element (_update_at: its state arrays of USES), in a grid-stride loop"""
+    if block[FOUND_INF] != 0:
+        return
+    floats, kernel_flags = _inputs(block, src, dst, flags)
+    c = _constants(rounded(p, floats), kernel_flags)
+    i = cuda.grid(1)
+    stride = cuda.gridsize(1)
+    while i < p.size:
+        _update_at(i, p, g, states, c)
+        i += stride
+
+
+#: Unbound names of the template above (bound in each copy); never used.
+_inputs = _constants = _update_at = None
+
+
 @functools.cache
-def update_kernels(dtype):
-    r"""The update kernels for parameters of ``dtype`` (float32 or float64), by algorithm.
+def update_kernel(name, uses):
+    r"""The update kernel of the algorithm ``name`` (one with a capturable class: adam, adamw,
+    sgd, adagrad, rmsprop, adamax, adadelta, lion) for the state arrays ``uses``.
 
-    Every kernel takes ``(param, grad, *state, block, src, dst, *flags)``: the arrays of
-    :mod:`fastopt.backends`' contract (flattened), the block, the first input and device-state
+    It takes ``(param, grad, states, block, src, dst, flags)``: flat arrays (``states`` a tuple in
+    ``Algorithm.state`` order, an unused one empty), the block, the first input and device-state
     slots of the parameter's row, and the mode flags of :data:`FLAGS`. It returns without writing
-    when ``block[FOUND_INF]`` is set; otherwise it casts the block's float64 slots to ``dtype``
-    (as :func:`fastopt.optim._step.launch` casts the host scalars), sets the gradient factor
-    :math:`s = \pm\,` ``block[FACTOR]`` (negative to maximize) and, in a grid-stride loop, runs
-    the algorithm's element step ``E.<algo>_at`` (:mod:`fastopt.backends.elements.optim`, as the
-    ``cuda`` backend does), touching no state array the mode does not use. Compiled once per dtype.
+    when ``block[FOUND_INF]`` is set; otherwise it reads the step's scalars from the block (the
+    gradient factor :math:`s = \pm\,` ``block[FACTOR]``, negative to maximize), rounds them to the
+    arrays' dtype, derives the element constants with ``Algorithm.constants`` and runs the
+    algorithm's element (:mod:`fastopt.backends.elements.optim`) on every element, as the
+    ``cuda`` backend's step does, touching no state array that ``uses`` leaves out. Compiled
+    once per dtype.
     """
-    T = numba.from_dtype(np.dtype(dtype))
-
-    @cuda.jit(device=True)
-    def factor(block, maximize):
-        """The gradient factor s in dtype: block[FACTOR], negated to maximize"""
-        scale = T(block[FACTOR])
-        return -scale if maximize else scale
-
-    @cuda.jit
-    def adam(p, g, exp_avg, exp_avg_sq, max_exp_avg_sq, block, src, dst, amsgrad, maximize):
-        r"""Adam/AdamW (:func:`fastopt.optim.reference.adam`), scalars from the block:
-
-        .. math::
-            x &= \delta\theta, \quad d = s\nabla + \lambda_{L2} x, \quad
-            m \leftarrow \beta_1 m + (1-\beta_1) d, \quad
-            v \leftarrow \beta_2 v + (1-\beta_2) d^2 \\
-            \theta &\leftarrow x - \mathrm{step\_size}\; m /
-                (\sqrt{\hat v} / \mathrm{bias\_correction2\_sqrt} + \epsilon)
-
-        (:math:`\delta = 1 - \eta\lambda`, :math:`\lambda_{L2} = 0` for AdamW; :math:`\delta
-        = 1` for Adam; :math:`\hat v = \max(\hat v, v)` with AMSGrad, else :math:`v`).
-        """
-        if block[FOUND_INF] != 0:
-            return
-        scale = factor(block, maximize)
-        beta1, one_minus_beta1 = T(block[src + BETA1]), T(block[src + ONE_MINUS_BETA1])
-        beta2, one_minus_beta2 = T(block[src + BETA2]), T(block[src + ONE_MINUS_BETA2])
-        eps, weight_decay, decay = T(block[src + EPS]), T(block[src + L2]), T(block[src + DECAY])
-        step_size = T(block[dst + STEP_SIZE])
-        bias_correction2_sqrt = T(block[dst + BIAS_CORRECTION2_SQRT])
-        i = cuda.grid(1)
-        stride = cuda.gridsize(1)
-        while i < p.size:
-            E.adam_at(i, p, g, exp_avg, exp_avg_sq, max_exp_avg_sq, beta1, one_minus_beta1,
-                      beta2, one_minus_beta2, eps, weight_decay, decay, amsgrad, step_size,
-                      bias_correction2_sqrt, scale)
-            i += stride
-
-    @cuda.jit
-    def sgd(p, g, buf, block, src, dst, nesterov, maximize):
-        r"""SGD (:func:`fastopt.optim.reference.sgd`), scalars from the block:
-
-        .. math::
-            d &= s\nabla + \lambda\theta, \quad
-            b \leftarrow d \text{ (first step) or } \mu b + (1-\tau) d \quad (\mu \ne 0) \\
-            \theta &\leftarrow \theta - \eta\,(d + \mu b \text{ (Nesterov) or } b
-                \text{ or } d \;(\mu = 0))
-
-        The first step is the first finite one the buffer sees (``block[dst + FIRST_STEP]``).
-        """
-        if block[FOUND_INF] != 0:
-            return
-        scale = factor(block, maximize)
-        lr, weight_decay = T(block[src + LR]), T(block[src + L2])
-        momentum = T(block[src + MOMENTUM])
-        one_minus_dampening = T(block[src + ONE_MINUS_DAMPENING])
-        first_step = block[dst + FIRST_STEP] != 0
-        buffered = momentum != 0
-        i = cuda.grid(1)
-        stride = cuda.gridsize(1)
-        while i < p.size:
-            E.sgd_at(i, p, g, buf, lr, weight_decay, momentum, one_minus_dampening, nesterov,
-                     first_step, scale, buffered)
-            i += stride
-
-    @cuda.jit
-    def adagrad(p, g, state_sum, block, src, dst, maximize):
-        r"""Adagrad (:func:`fastopt.optim.reference.adagrad`), scalars from the block:
-
-        .. math::
-            d = s\nabla + \lambda\theta, \quad S \leftarrow S + d^2, \quad
-            \theta \leftarrow \theta - \mathrm{clr}\; d / (\sqrt{S} + \epsilon), \quad
-            \mathrm{clr} = \eta / (1 + (t-1)\,\mathrm{lr\_decay})
-        """
-        if block[FOUND_INF] != 0:
-            return
-        scale = factor(block, maximize)
-        weight_decay, eps, clr = T(block[src + L2]), T(block[src + EPS]), T(block[dst + CLR])
-        i = cuda.grid(1)
-        stride = cuda.gridsize(1)
-        while i < p.size:
-            E.adagrad_at(i, p, g, state_sum, weight_decay, eps, clr, scale)
-            i += stride
-
-    @cuda.jit
-    def rmsprop(p, g, square_avg, grad_avg, buf, block, src, dst, centered, maximize):
-        r"""RMSprop (:func:`fastopt.optim.reference.rmsprop`), scalars from the block:
-
-        .. math::
-            d &= s\nabla + \lambda\theta, \quad v \leftarrow \alpha v + (1-\alpha) d^2,
-            \quad \bar g \leftarrow \alpha \bar g + (1-\alpha) d \text{ (centered)} \\
-            q &= \sqrt{v - \bar g^2 \text{ or } v} + \epsilon, \quad
-            b \leftarrow \mu b + d/q,\; \theta \leftarrow \theta - \eta b \;(\mu > 0)
-            \text{ or } \theta \leftarrow \theta - \eta d / q
-        """
-        if block[FOUND_INF] != 0:
-            return
-        scale = factor(block, maximize)
-        lr, alpha, one_minus_alpha = (T(block[src + LR]), T(block[src + ALPHA]),
-                                      T(block[src + ONE_MINUS_ALPHA]))
-        eps, weight_decay = T(block[src + EPS]), T(block[src + L2])
-        momentum = T(block[src + MOMENTUM])
-        buffered = momentum > 0
-        i = cuda.grid(1)
-        stride = cuda.gridsize(1)
-        while i < p.size:
-            E.rmsprop_at(i, p, g, square_avg, grad_avg, buf, lr, alpha, one_minus_alpha, eps,
-                         weight_decay, momentum, centered, scale, buffered)
-            i += stride
-
-    @cuda.jit
-    def adamax(p, g, exp_avg, exp_inf, block, src, dst, maximize):
-        r"""Adamax (:func:`fastopt.optim.reference.adamax`), scalars from the block:
-
-        .. math::
-            d = s\nabla + \lambda\theta, \quad m \leftarrow \beta_1 m + (1-\beta_1) d,
-            \quad u \leftarrow \max(\beta_2 u, |d| + \epsilon), \quad
-            \theta \leftarrow \theta - \frac{\eta}{1 - \beta_1^t}\, m / u
-        """
-        if block[FOUND_INF] != 0:
-            return
-        scale = factor(block, maximize)
-        beta1, one_minus_beta1 = T(block[src + BETA1]), T(block[src + ONE_MINUS_BETA1])
-        beta2, eps, weight_decay = T(block[src + BETA2]), T(block[src + EPS]), T(block[src + L2])
-        clr = T(block[dst + STEP_SIZE])
-        i = cuda.grid(1)
-        stride = cuda.gridsize(1)
-        while i < p.size:
-            E.adamax_at(i, p, g, exp_avg, exp_inf, beta1, one_minus_beta1, beta2, eps,
-                        weight_decay, clr, scale)
-            i += stride
-
-    @cuda.jit
-    def adadelta(p, g, square_avg, acc_delta, block, src, dst, maximize):
-        r"""Adadelta (:func:`fastopt.optim.reference.adadelta`), scalars from the block:
-
-        .. math::
-            d = s\nabla + \lambda\theta, \quad v \leftarrow \rho v + (1-\rho) d^2, \quad
-            \Delta = \frac{\sqrt{a + \epsilon}}{\sqrt{v + \epsilon}}\, d, \quad
-            a \leftarrow \rho a + (1-\rho)\Delta^2, \quad \theta \leftarrow \theta - \eta\Delta
-        """
-        if block[FOUND_INF] != 0:
-            return
-        scale = factor(block, maximize)
-        lr, rho, one_minus_rho = (T(block[src + LR]), T(block[src + ALPHA]),
-                                  T(block[src + ONE_MINUS_ALPHA]))
-        eps, weight_decay = T(block[src + EPS]), T(block[src + L2])
-        i = cuda.grid(1)
-        stride = cuda.gridsize(1)
-        while i < p.size:
-            E.adadelta_at(i, p, g, square_avg, acc_delta, lr, rho, one_minus_rho, eps,
-                          weight_decay, scale)
-            i += stride
-
-    @cuda.jit
-    def lion(p, g, exp_avg, block, src, dst, maximize):
-        r"""Lion (:func:`fastopt.optim.reference.lion`), scalars from the block:
-
-        .. math::
-            d = s\nabla, \quad c = \beta_1 m + (1-\beta_1) d, \quad
-            \theta \leftarrow (1 - \eta\lambda)\theta - \eta \operatorname{sign}(c), \quad
-            m \leftarrow \beta_2 m + (1-\beta_2) d
-        """
-        if block[FOUND_INF] != 0:
-            return
-        scale = factor(block, maximize)
-        lr, decay = T(block[src + LR]), T(block[src + DECAY])
-        beta1, one_minus_beta1 = T(block[src + BETA1]), T(block[src + ONE_MINUS_BETA1])
-        beta2, one_minus_beta2 = T(block[src + BETA2]), T(block[src + ONE_MINUS_BETA2])
-        i = cuda.grid(1)
-        stride = cuda.gridsize(1)
-        while i < p.size:
-            E.lion_at(i, p, g, exp_avg, lr, beta1, one_minus_beta1, beta2, one_minus_beta2, decay,
-                      scale)
-            i += stride
-
-    return {"adam": adam, "sgd": sgd, "adagrad": adagrad, "rmsprop": rmsprop, "adamax": adamax,
-            "adadelta": adadelta, "lion": lion}
+    kernel = ALGORITHMS[name].kernel
+    return cuda.jit(specialized(
+        _update, f"_capturable_{name}_{mode_name(uses)}",
+        f"{name} (uses {uses}), scalars from the block; formula in "
+        f"fastopt.optim.reference.{kernel}",
+        _inputs=_INPUTS[name], _constants=constants(kernel),
+        _update_at=element_update(kernel, uses), **_TARGET))
 
 
 def configured(kernel, n, stream):
@@ -355,4 +279,4 @@ def reduction(size, stream):
 
 
 __all__ = ["CLIP_EPS", "FLAGS", "block_size", "configured", "finalize",
-           "reduction", "row_dev", "row_in", "update_kernels"]
+           "reduction", "row_dev", "row_in", "update_kernel"]

@@ -1,25 +1,28 @@
 """The ``cuda`` backend: numba-cuda optimizer kernels, one element per thread in a grid-stride loop.
 
-Each kernel compiles lazily, once per dtype: hyperparameters arrive as scalars of the arrays' dtype
-and mode flags as ``bool`` runtime arguments, so changing either never recompiles. The launchers
-take the kernels' arguments from :mod:`fastopt.backends.elements.args` (the ``cpu`` backend computes
-the same constants in its kernels' prologue): flat views of the arrays (no copy for the
-C-contiguous arrays the contract guarantees) and ``1 - beta`` style constants in the array dtype,
-so a float32 kernel never promotes to float64. A step launches on the default stream and neither
-allocates, copies nor synchronizes (LAMB allocates its scratch sums on its first step for each
-layout, then reuses them).
+Every elementwise algorithm runs one kernel template, specialized per algorithm and per set of
+used state arrays (:mod:`fastopt.backends._numba.specialize`, as the ``cpu`` backend does): its
+element (:mod:`fastopt.backends.elements.optim`, shared with the ``cpu`` backend and the
+capturable steps) on every element, after a prologue that rounds the float hyperparameters to the
+arrays' dtype and derives the element constants in that dtype (``Algorithm.constants``, compiled as
+a device function), so a float32 kernel never promotes to float64. The launchers, made from the
+algorithm table (:func:`_launchers`), take the contract's scalars (:data:`TAKES_PYTHON_FLOATS`)
+and pass the floats as one tuple of Python floats and the flags as one tuple, which numba-cuda
+flattens into kernel parameters: a kernel compiles once per dtype, and changing a hyperparameter
+never recompiles. The arrays go as flat views (no copy for the C-contiguous arrays the contract
+guarantees). A step launches on the default stream and neither allocates, copies nor synchronizes
+(LAMB allocates its scratch sums on its first step for each layout, then reuses them).
 
-The math of each step is its element in :mod:`fastopt.backends.elements.optim`, shared with the
-``cpu`` backend. ``<algo>_with_norm`` runs the same update and, in the same grid-stride pass, the
-per-block sums of :func:`sum_of_squares`; their ordered sum lands in a device array (no copy back,
-no synchronization), with the bits :func:`sum_of_squares` returns. Both kernels of every
-algorithm are expanded from the templates :func:`_step` and :func:`_step_with_norm` (see
-:func:`_steps`).
+``<algo>_with_norm`` runs the same update and, in the same grid-stride pass, the per-block sums of
+:func:`sum_of_squares`; their ordered sum lands in a device array (no copy back, no
+synchronization), with the bits :func:`sum_of_squares` returns.
 
 Launch configuration lives in :func:`launch_config`: :data:`THREADS_PER_BLOCK` threads per block and
 enough blocks to cover the array, capped at :data:`BLOCKS_PER_SM` per SM (a few waves; the
 grid-stride loop covers the rest). Under the CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``) blocks are
-tiny and few, so small test arrays span several blocks and the grid-stride loop iterates.
+tiny and few, so small test arrays span several blocks and the grid-stride loop iterates; kernels
+run there as Python, with :func:`fastopt.backends._numba.specialize.rounded_in_python` bound in
+place of the ``rounded`` intrinsic.
 """
 
 import functools
@@ -31,22 +34,32 @@ import numpy as np
 from numba import cuda
 
 from fastopt._core import config
-from fastopt.backends._numba import templates as templates
-from fastopt.backends.elements import args as kernel_args
-from fastopt.backends.elements.args import flat, signed
-from fastopt.backends.elements.optim_legacy import make_elements
+from fastopt.backends._numba.launch import KernelArgs
+from fastopt.backends._numba.specialize import (load, mode_name, register, rounded,
+                                                rounded_in_python, specialized, store)
+from fastopt.backends.elements.args import flat
+from fastopt.backends.elements.optim import make_elements
+from fastopt.optim.algorithms import ALGORITHMS
 
 #: The element updates (see :mod:`fastopt.backends.elements.optim`), as device functions.
 E = make_elements(cuda.jit(device=True))
 
-#: The launchers take scalars already cast to the arrays' dtype (see :mod:`fastopt.backends`).
-TAKES_PYTHON_FLOATS = False
+#: The launchers round Python floats to the arrays' dtype themselves (see :mod:`fastopt.backends`).
+TAKES_PYTHON_FLOATS = True
 
 #: True under the CUDA simulator, where each thread runs in Python.
 SIMULATOR = bool(numba.config.ENABLE_CUDASIM)
 
+if not SIMULATOR:
+    register("cuda")
+
+#: Bound in every kernel copy besides the algorithm's names: under the simulator, which cannot
+#: call an intrinsic, the plain-Python rounding of the float hyperparameters.
+_TARGET = {"rounded": rounded_in_python} if SIMULATOR else {}
+
 #: Threads per block.
-THREADS_PER_BLOCK = config.CUDASIM_THREADS_PER_BLOCK if SIMULATOR else config.CUDA_THREADS_PER_BLOCK
+THREADS_PER_BLOCK = (config.CUDASIM_THREADS_PER_BLOCK if SIMULATOR
+                     else config.CUDA_THREADS_PER_BLOCK)
 #: The grid holds at most this many blocks per SM.
 BLOCKS_PER_SM = config.CUDA_BLOCKS_PER_SM
 #: The grid size cap under the simulator.
@@ -147,27 +160,32 @@ def _sum_in_order(partial, out):
         out[0] = s
 
 
-# ---- The steps: a grid-stride loop over the element update, alone or summing the squares of g --
+# ---- The steps: one template for every algorithm ----------------------------------------------
 #
-# Two templates for every algorithm (see _kernel_templates): ARGS stands for the parameters of its
-# element update after (i, p, g), and _update for that update (E.<algo>_at).
+# See fastopt.backends._numba.specialize: each kernel is a copy of _step or _step_with_norm whose
+# globals bind _constants, _update (a copy of _update_at, which binds _element and USES) and, under
+# the simulator, rounded.
 
-def _update(i, p, g, *args):
-    """The algorithm's element update in the templates below, bound by _steps"""
-    raise NotImplementedError("a template's _update is bound when it is expanded")
+def _update_at(i, p, g, states, c):
+    """Template: the element on element i, the state arrays of USES loaded and stored"""
+    x = g[i]
+    p[i], s = _element(p[i], x, load(states, i, USES, x), c, USES)
+    store(states, i, s, USES)
 
 
-def _step(p, g, ARGS):
-    """Template: _update on every element, in a grid-stride loop"""
+def _step(p, g, states, floats, flags):
+    """Template: the constants once, then _update on every element, in a grid-stride loop"""
+    c = _constants(rounded(p, floats), flags)
     i = cuda.grid(1)
     stride = cuda.gridsize(1)
     while i < p.size:
-        _update(i, p, g, ARGS)
+        _update(i, p, g, states, c)
         i += stride
 
 
-def _step_with_norm(p, g, ARGS, partial):
+def _step_with_norm(p, g, states, floats, flags, partial):
     """Template: _step, also setting partial[block] as _partial_sums_of_squares does"""
+    c = _constants(rounded(p, floats), flags)
     cache = cuda.shared.array(THREADS_PER_BLOCK, numba.float64)
     i = cuda.grid(1)
     stride = cuda.gridsize(1)
@@ -175,64 +193,82 @@ def _step_with_norm(p, g, ARGS, partial):
     while i < p.size:
         x = numba.float64(g[i])
         s += x * x
-        _update(i, p, g, ARGS)
+        _update(i, p, g, states, c)
         i += stride
     _store_block_sum(cache, s, partial)
 
 
-def _steps(name, update, formula):
-    """``(step, step_with_norm)`` of the element update ``update``: the templates expanded as
-    ``name`` and ``name + "_norm"``, with docstring ``formula``. ``step_with_norm`` also sets
-    partial[block], its last argument, to the block's sum of g_i^2 as
-    :func:`_partial_sums_of_squares` does."""
-    args = templates.parameters(update, 3)
-    doc = f"{formula}\n\n    See :func:`fastopt.optim.reference.{name.lstrip('_')}`.\n    "
-    fused_doc = (f"{doc.rstrip()}\n\n    and, in the same pass, partial[block] = sum(g_i^2) over "
-                 "the block's share, as _partial_sums_of_squares\n    ")
-    return (cuda.jit(templates.expand(_step, name, args, update, doc)),
-            cuda.jit(templates.expand(_step_with_norm, name + "_norm", args, update, fused_doc)))
+#: Unbound names of the templates above (bound in each copy); never used.
+_element = _constants = _update = USES = None
 
 
-@cuda.jit(device=True)
-def _sgd_at(i, p, g, buf, lr, weight_decay, momentum, one_minus_dampening, nesterov, first_step,
-            scale):
-    """E.sgd_at; buf is used when momentum != 0"""
-    E.sgd_at(i, p, g, buf, lr, weight_decay, momentum, one_minus_dampening, nesterov, first_step,
-             scale, momentum != 0)
+@functools.cache
+def constants(kernel):
+    """The table's derivation of the element constants of ``kernel`` (``Algorithm.constants``), as
+    a device function."""
+    return cuda.jit(device=True)(ALGORITHMS[kernel].constants)
 
 
-@cuda.jit(device=True)
-def _rmsprop_at(i, p, g, square_avg, grad_avg, buf, lr, alpha, one_minus_alpha, eps, weight_decay,
-                momentum, centered, scale):
-    """E.rmsprop_at; buf is used when momentum > 0"""
-    E.rmsprop_at(i, p, g, square_avg, grad_avg, buf, lr, alpha, one_minus_alpha, eps, weight_decay,
-                 momentum, centered, scale, momentum > 0)
+@functools.cache
+def element_update(kernel, uses):
+    """``update(i, p, g, states, c)``: the element of ``kernel`` on element ``i``, the state arrays
+    of ``uses`` loaded and stored, as a device function (also run by the capturable steps)."""
+    return cuda.jit(device=True)(specialized(
+        _update_at, f"_update_{kernel}_{mode_name(uses)}", _element=getattr(E, kernel),
+        USES=uses))
 
 
-_sgd, _sgd_norm = _steps("_sgd", _sgd_at, """
-    d = s*g + wd*p; b = d (first step) or mu*b + (1-tau)*d;
-    d = d + mu*b (Nesterov) or b (heavy ball); p -= lr*d""")
-_adagrad, _adagrad_norm = _steps("_adagrad", E.adagrad_at, """
-    d = s*g + wd*p; v += d^2; p -= clr * d / (sqrt(v) + eps)""")
-_rmsprop, _rmsprop_norm = _steps("_rmsprop", _rmsprop_at, """
-    d = s*g + wd*p; v = a*v + (1-a)*d^2; gbar = a*gbar + (1-a)*d; den = sqrt(v - gbar^2 or v) + eps;
-    b = mu*b + d/den, p -= lr*b  (mu > 0)  or  p -= lr*d/den""")
-_adam, _adam_norm = _steps("_adam", E.adam_at, """
-    p *= decay (AdamW) or d = s*g + wd*p (Adam); m = b1*m + (1-b1)*d; v = b2*v + (1-b2)*d^2;
-    vhat = max(vhat, v) (AMSGrad); p -= step_size * m / (sqrt(vhat)/sqrt(1-b2^t) + eps)""")
-_adamax, _adamax_norm = _steps("_adamax", E.adamax_at, """
-    d = s*g + wd*p; m = b1*m + (1-b1)*d; u = max(b2*u, |d| + eps); p -= clr * m / u""")
-_nadam, _nadam_norm = _steps("_nadam", E.nadam_at, """
-    p *= decay (decoupled) or d = s*g + wd*p; m = b1*m + (1-b1)*d; v = b2*v + (1-b2)*d^2;
-    den = sqrt(v / (1-b2^t)) + eps; p -= grad_coef * d / den + exp_avg_coef * m / den""")
-_radam, _radam_norm = _steps("_radam", E.radam_at, """
-    p *= decay (decoupled) or d = s*g + wd*p; m = b1*m + (1-b1)*d; v = b2*v + (1-b2)*d^2;
-    p -= step_size * m * sqrt(1-b2^t) / (sqrt(v) + eps)  (rectified)  or  step_size * m""")
-_adadelta, _adadelta_norm = _steps("_adadelta", E.adadelta_at, """
-    d = s*g + wd*p; v = rho*v + (1-rho)*d^2; delta = sqrt(a + eps) / sqrt(v + eps) * d;
-    a = rho*a + (1-rho)*delta^2; p -= lr * delta""")
-_lion, _lion_norm = _steps("_lion", E.lion_at, """
-    c = b1*m + (1-b1)*d; p = p*(1 - lr*wd) - lr*sign(c); m = b2*m + (1-b2)*d""")
+@functools.cache
+def _kernels(kernel, uses):
+    """``(step, step_with_norm)`` of ``kernel`` specialized on ``uses``."""
+    tag = f"{kernel}_{mode_name(uses)}"
+    bound = dict(_constants=constants(kernel), _update=element_update(kernel, uses), **_TARGET)
+    doc = f"{kernel} (uses {uses}); formula in fastopt.optim.reference.{kernel}"
+    return (cuda.jit(specialized(_step, f"_step_{tag}", doc, **bound)),
+            cuda.jit(specialized(_step_with_norm, f"_step_with_norm_{tag}",
+                                 f"{doc}; sets partial[block] as _partial_sums_of_squares",
+                                 **bound)))
+
+
+def _launchers(algorithm):
+    """``(launcher, launcher_with_norm)`` of ``algorithm``.
+
+    ``launcher(param, grad, <state arrays>, <kernel scalars>, grad_scale)`` launches the kernel of
+    the step's ``uses`` on flat views; ``launcher_with_norm`` takes ``norm_out`` after them and
+    sets ``norm_out[0] = sum_of_squares(grad)`` on the device, from the same pass."""
+    n_states = len(algorithm.state)
+    args = KernelArgs(algorithm)
+    kernel = algorithm.kernel
+
+    def launcher(param, grad, *rest):
+        if param.size:
+            states, scalars = rest[:n_states], rest[n_states:]
+            step = _kernels(kernel, args.uses(scalars))[0]
+            launch(step, param.size, flat(param), flat(grad), tuple(map(flat, states)),
+                   args.floats(scalars), args.flags(scalars))
+
+    def launcher_with_norm(param, grad, *rest):
+        states, scalars, norm_out = rest[:n_states], rest[n_states:-1], rest[-1]
+        fused = _kernels(kernel, args.uses(scalars))[1]
+        _launch_with_norm(fused, param.size, norm_out, flat(param), flat(grad),
+                          tuple(map(flat, states)), args.floats(scalars), args.flags(scalars))
+
+    launcher.__name__ = launcher.__qualname__ = kernel
+    launcher.__doc__ = (f"{kernel} step in place; formula in "
+                        f":func:`fastopt.optim.reference.{kernel}`.")
+    launcher_with_norm.__name__ = launcher_with_norm.__qualname__ = f"{kernel}_with_norm"
+    launcher_with_norm.__doc__ = (f":func:`{kernel}`, also setting ``norm_out[0] = "
+                                  "sum_of_squares(grad)`` (bit for bit) from the same pass; "
+                                  "``norm_out`` is a float64 device array, written by a kernel: "
+                                  "nothing is copied to the host and nothing waits.")
+    return launcher, launcher_with_norm
+
+
+for _algorithm in ALGORITHMS.values():
+    if not _algorithm.segmented and _algorithm.kernel == _algorithm.name:
+        globals()[_algorithm.kernel], globals()[_algorithm.kernel + "_with_norm"] = \
+            _launchers(_algorithm)
+del _algorithm
 
 
 # ---- LAMB: a segmented reduction (one block per chunk), the trust ratios, then the update ------
@@ -341,82 +377,6 @@ def _lamb_update(p, exp_avg, exp_avg_sq, offsets, ratio, eps, weight_decay, bias
         c += cuda.gridDim.x
 
 
-def sgd(param, grad, momentum_buffer, lr, weight_decay, momentum, dampening, nesterov, maximize,
-        first_step, grad_scale):
-    """SGD step in place; formula in :func:`fastopt.optim.reference.sgd`."""
-    if param.size:
-        launch(_sgd, param.size, *kernel_args.sgd(
-            param, grad, momentum_buffer, lr, weight_decay, momentum, dampening, nesterov, maximize,
-            first_step, grad_scale))
-
-
-def adagrad(param, grad, state_sum, weight_decay, eps, maximize, clr, grad_scale):
-    """Adagrad step in place; formula in :func:`fastopt.optim.reference.adagrad`."""
-    if param.size:
-        launch(_adagrad, param.size, *kernel_args.adagrad(
-            param, grad, state_sum, weight_decay, eps, maximize, clr, grad_scale))
-
-
-def rmsprop(param, grad, square_avg, grad_avg, momentum_buffer, lr, alpha, eps, weight_decay,
-            momentum, centered, maximize, grad_scale):
-    """RMSprop step in place; formula in :func:`fastopt.optim.reference.rmsprop`."""
-    if param.size:
-        launch(_rmsprop, param.size, *kernel_args.rmsprop(
-            param, grad, square_avg, grad_avg, momentum_buffer, lr, alpha, eps, weight_decay,
-            momentum, centered, maximize, grad_scale))
-
-
-def adam(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, lr, beta1, beta2, eps, weight_decay,
-         amsgrad, maximize, decoupled, step_size, bias_correction2_sqrt, grad_scale):
-    """Adam/AdamW step in place; formula in :func:`fastopt.optim.reference.adam`."""
-    if param.size:
-        launch(_adam, param.size, *kernel_args.adam(
-            param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, lr, beta1, beta2, eps, weight_decay,
-            amsgrad, maximize, decoupled, step_size, bias_correction2_sqrt, grad_scale))
-
-
-def adamax(param, grad, exp_avg, exp_inf, beta1, beta2, eps, weight_decay, maximize, clr,
-           grad_scale):
-    """Adamax step in place; formula in :func:`fastopt.optim.reference.adamax`."""
-    if param.size:
-        launch(_adamax, param.size, *kernel_args.adamax(
-            param, grad, exp_avg, exp_inf, beta1, beta2, eps, weight_decay, maximize, clr,
-            grad_scale))
-
-
-def nadam(param, grad, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, weight_decay, maximize,
-          decoupled, grad_coef, exp_avg_coef, bias_correction2, grad_scale):
-    """NAdam step in place; formula in :func:`fastopt.optim.reference.nadam`."""
-    if param.size:
-        launch(_nadam, param.size, *kernel_args.nadam(
-            param, grad, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, weight_decay, maximize,
-            decoupled, grad_coef, exp_avg_coef, bias_correction2, grad_scale))
-
-
-def radam(param, grad, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, weight_decay, maximize,
-          decoupled, rectify, step_size, bias_correction2_sqrt, grad_scale):
-    """RAdam step in place; formula in :func:`fastopt.optim.reference.radam`."""
-    if param.size:
-        launch(_radam, param.size, *kernel_args.radam(
-            param, grad, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, weight_decay, maximize,
-            decoupled, rectify, step_size, bias_correction2_sqrt, grad_scale))
-
-
-def adadelta(param, grad, square_avg, acc_delta, lr, rho, eps, weight_decay, maximize,
-             grad_scale):
-    """Adadelta step in place; formula in :func:`fastopt.optim.reference.adadelta`."""
-    if param.size:
-        launch(_adadelta, param.size, *kernel_args.adadelta(
-            param, grad, square_avg, acc_delta, lr, rho, eps, weight_decay, maximize, grad_scale))
-
-
-def lion(param, grad, exp_avg, lr, beta1, beta2, weight_decay, maximize, grad_scale):
-    """Lion step in place; formula in :func:`fastopt.optim.reference.lion`."""
-    if param.size:
-        launch(_lion, param.size, *kernel_args.lion(
-            param, grad, exp_avg, lr, beta1, beta2, weight_decay, maximize, grad_scale))
-
-
 _lamb_buffers = {}  # (pieces, segments, dtype) -> (partial sums, per-segment steps)
 
 
@@ -428,7 +388,11 @@ def lamb(param, grad, exp_avg, exp_avg_sq, segment_offsets, lr, beta1, beta2, ep
     n = param.size
     if n == 0:
         return
-    one = param.dtype.type(1)
+    # The floats rounded to the arrays' dtype, as numpy scalars of it (lr too: the trust ratio
+    # takes it in float64 from its rounded value).
+    one, lr, beta1, beta2, eps, weight_decay, bias_correction1, bias_correction2, grad_scale = \
+        np.array((1.0, lr, beta1, beta2, eps, weight_decay, bias_correction1, bias_correction2,
+                  grad_scale), param.dtype)
     chunks = (n + LAMB_CHUNK - 1) // LAMB_CHUNK
     segments = segment_offsets.size - 1
     key = (chunks + segments, segments, param.dtype)
@@ -440,8 +404,8 @@ def lamb(param, grad, exp_avg, exp_avg_sq, segment_offsets, lr, beta1, beta2, ep
     by_chunk = chunks * THREADS_PER_BLOCK  # launch() then gives one block per chunk, capped
     launch(_lamb_moments, by_chunk, p, flat(grad), m, v, segment_offsets, partial, beta1,
            one - beta1, beta2, one - beta2, eps, weight_decay, bias_correction1, bias_correction2,
-           signed(grad_scale, maximize))
-    launch(_lamb_ratios, segments, segment_offsets, partial, np.float64(lr), ratio)
+           -grad_scale if maximize else grad_scale)
+    launch(_lamb_ratios, segments, segment_offsets, partial, float(lr), ratio)
     launch(_lamb_update, by_chunk, p, m, v, segment_offsets, ratio, eps, weight_decay,
            bias_correction1, bias_correction2)
 
@@ -483,80 +447,6 @@ def _launch_with_norm(kernel, n, norm_out, *args):
     if n:
         launch(kernel, n, *args, partial)
     launch(_sum_in_order, 1, partial, norm_out)
-
-
-# ---- Steps that also compute the gradient's sum of squares --------------------------------------
-
-def sgd_with_norm(param, grad, momentum_buffer, lr, weight_decay, momentum, dampening, nesterov,
-                  maximize, first_step, grad_scale, norm_out):
-    """:func:`sgd`, also setting ``norm_out[0] = sum_of_squares(grad)`` (bit for bit) from the
-    same pass over memory; ``norm_out`` is a float64 device array, written by a kernel: nothing
-    is copied to the host and nothing waits."""
-    _launch_with_norm(_sgd_norm, param.size, norm_out, *kernel_args.sgd(
-        param, grad, momentum_buffer, lr, weight_decay, momentum, dampening, nesterov, maximize,
-        first_step, grad_scale))
-
-
-def adagrad_with_norm(param, grad, state_sum, weight_decay, eps, maximize, clr, grad_scale,
-                      norm_out):
-    """:func:`adagrad` and ``norm_out[0] = sum_of_squares(grad)``, as :func:`sgd_with_norm`."""
-    _launch_with_norm(_adagrad_norm, param.size, norm_out, *kernel_args.adagrad(
-        param, grad, state_sum, weight_decay, eps, maximize, clr, grad_scale))
-
-
-def rmsprop_with_norm(param, grad, square_avg, grad_avg, momentum_buffer, lr, alpha, eps,
-                      weight_decay, momentum, centered, maximize, grad_scale, norm_out):
-    """:func:`rmsprop` and ``norm_out[0] = sum_of_squares(grad)``, as :func:`sgd_with_norm`."""
-    _launch_with_norm(_rmsprop_norm, param.size, norm_out, *kernel_args.rmsprop(
-        param, grad, square_avg, grad_avg, momentum_buffer, lr, alpha, eps, weight_decay,
-        momentum, centered, maximize, grad_scale))
-
-
-def adam_with_norm(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, lr, beta1, beta2, eps,
-                   weight_decay, amsgrad, maximize, decoupled, step_size, bias_correction2_sqrt,
-                   grad_scale, norm_out):
-    """:func:`adam` and ``norm_out[0] = sum_of_squares(grad)``, as :func:`sgd_with_norm`."""
-    _launch_with_norm(_adam_norm, param.size, norm_out, *kernel_args.adam(
-        param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, lr, beta1, beta2, eps, weight_decay,
-        amsgrad, maximize, decoupled, step_size, bias_correction2_sqrt, grad_scale))
-
-
-def adamax_with_norm(param, grad, exp_avg, exp_inf, beta1, beta2, eps, weight_decay, maximize, clr,
-                     grad_scale, norm_out):
-    """:func:`adamax` and ``norm_out[0] = sum_of_squares(grad)``, as :func:`sgd_with_norm`."""
-    _launch_with_norm(_adamax_norm, param.size, norm_out, *kernel_args.adamax(
-        param, grad, exp_avg, exp_inf, beta1, beta2, eps, weight_decay, maximize, clr,
-        grad_scale))
-
-
-def nadam_with_norm(param, grad, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, weight_decay, maximize,
-                    decoupled, grad_coef, exp_avg_coef, bias_correction2, grad_scale, norm_out):
-    """:func:`nadam` and ``norm_out[0] = sum_of_squares(grad)``, as :func:`sgd_with_norm`."""
-    _launch_with_norm(_nadam_norm, param.size, norm_out, *kernel_args.nadam(
-        param, grad, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, weight_decay, maximize,
-        decoupled, grad_coef, exp_avg_coef, bias_correction2, grad_scale))
-
-
-def radam_with_norm(param, grad, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, weight_decay, maximize,
-                    decoupled, rectify, step_size, bias_correction2_sqrt, grad_scale, norm_out):
-    """:func:`radam` and ``norm_out[0] = sum_of_squares(grad)``, as :func:`sgd_with_norm`."""
-    _launch_with_norm(_radam_norm, param.size, norm_out, *kernel_args.radam(
-        param, grad, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, weight_decay, maximize,
-        decoupled, rectify, step_size, bias_correction2_sqrt, grad_scale))
-
-
-def adadelta_with_norm(param, grad, square_avg, acc_delta, lr, rho, eps, weight_decay, maximize,
-                       grad_scale, norm_out):
-    """:func:`adadelta` and ``norm_out[0] = sum_of_squares(grad)``, as :func:`sgd_with_norm`."""
-    _launch_with_norm(_adadelta_norm, param.size, norm_out, *kernel_args.adadelta(
-        param, grad, square_avg, acc_delta, lr, rho, eps, weight_decay, maximize, grad_scale))
-
-
-def lion_with_norm(param, grad, exp_avg, lr, beta1, beta2, weight_decay, maximize, grad_scale,
-                   norm_out):
-    """:func:`lion` and ``norm_out[0] = sum_of_squares(grad)``, as :func:`sgd_with_norm`."""
-    _launch_with_norm(_lion_norm, param.size, norm_out, *kernel_args.lion(
-        param, grad, exp_avg, lr, beta1, beta2, weight_decay, maximize, grad_scale))
 
 
 def lamb_with_norm(param, grad, exp_avg, exp_avg_sq, segment_offsets, lr, beta1, beta2, eps,
