@@ -105,6 +105,34 @@ def test_backend_gives_the_bits_of_the_reference(backend, name, options, formats
         assert_same_bits(e, g, backend, name, what)
 
 
+@pytest.mark.parametrize("backend", [b for b in AVAILABLE if b != "numpy"])
+@pytest.mark.parametrize("name,options", [("adam", dict(amsgrad=True)), ("adamax", {})])
+def test_maxima_let_nan_win_as_numpy_maximum(backend, name, options):
+    """A NaN gradient element makes AMSGrad's max_exp_avg_sq and Adamax's exp_inf NaN there for
+    good, as numpy.maximum does in the reference; the other elements keep the reference's bits.
+    NaNs are compared as NaNs: a GPU does not keep their payloads."""
+    size = 33
+    rng = np.random.default_rng(4)
+    master0 = rng.standard_normal(size).astype(np.float32)
+    grads = [(rng.standard_normal(size) * 0.1).astype(np.float16) for _ in range(3)]
+    grads[1][[3, 20]] = np.nan
+    results = []
+    for b in ("numpy", backend):
+        master = to_backend(b, master0)
+        states = [to_backend(b, s) for s in new_states(name, options, size, "float32")]
+        model = to_backend(b, np.zeros(size, np.float16))
+        for t, g in enumerate(grads, start=1):
+            call(name, master, to_backend(b, g), states, model, step=t, lr=LR[name], backend=b,
+                 **options)
+        results.append([to_host(a) for a in (master, model, *states)])
+    what = ["master", "model", *_algorithms.ALGORITHMS[name].state]
+    assert np.isnan(results[0][-1][[3, 20]]).all()  # the maximum's state, NaN from step 2 on
+    for w, expected, got in zip(what, *results):
+        nan = np.isnan(expected)
+        assert np.array_equal(nan, np.isnan(got)), w
+        assert expected[~nan].tobytes() == got[~nan].tobytes(), w
+
+
 def assert_same_bits(expected, got, backend, name, what):
     """The same dtype and bits; except for Adadelta under the CUDA simulator, which runs the
     elements as Python, where math.sqrt returns a Python float: sqrt(a + eps) / sqrt(v + eps) is

@@ -1,9 +1,11 @@
 """The ``cuda`` backend's mixed-precision steps: float32 master weights updated in place and the
 float16/bfloat16 model copy written in the same pass (numba-cuda, grid-stride).
 
-Signatures as in :mod:`fastopt.backends.numpy.mixed`; each kernel runs the mixed-precision array
-step of :mod:`fastopt.backends.elements.mixed` around the float32 element of
-:mod:`fastopt.backends.elements.optim`.
+Signatures as in :mod:`fastopt.backends.numpy.mixed`. Every algorithm runs one kernel template,
+specialized per algorithm and per set of used state arrays: the mixed-precision update of
+:mod:`fastopt.backends.elements.mixed` (decode, the float32 element of
+:mod:`fastopt.backends.elements.optim`, encode) on every element. Under the CUDA simulator the
+device functions run as Python, the bit casts through numpy.
 """
 
 import functools
@@ -11,12 +13,14 @@ import functools
 import numpy as np
 from numba import cuda
 
-from fastopt.backends.elements import bits as _bits
+from fastopt.backends._numba import specialize
+from fastopt.backends._numba.specialize import mode_name, specialized
 from fastopt.backends.cuda import optim as cuda_optim
-from fastopt.backends.elements.mixed import make_mixed_elements, mixed_step
-from fastopt.backends.elements.args import flat
-from fastopt.backends.elements.optim_legacy import make_elements
 from fastopt.backends.cuda.optim import SIMULATOR, launch
+from fastopt.backends.elements import bits as _bits
+from fastopt.backends.elements.args import flat
+from fastopt.backends.elements.mixed import make_mixed_elements, mixed_step, specialized_update
+from fastopt.backends.elements.optim import ELEMENTS, make_elements
 
 if SIMULATOR:  # the simulator runs device functions as Python, without libdevice
     def _f32_from_bits(u):
@@ -35,135 +39,55 @@ else:
     def _bits_from_f32(x):
         return np.int64(libdevice.float_as_int(x)) & 0xFFFFFFFF
 
-M = make_mixed_elements(cuda.jit(device=True), _f32_from_bits, _bits_from_f32,
-                        make_elements(cuda.jit(device=True)))
+#: The element updates (see :mod:`fastopt.backends.elements.optim`) and the helpers of the
+#: mixed-precision update (:mod:`fastopt.backends.elements.mixed`), as device functions.
+E = make_elements(cuda.jit(device=True))
+M = make_mixed_elements(cuda.jit(device=True), _f32_from_bits, _bits_from_f32)
 
-# One grid-stride kernel per algorithm over M.<algo>_at; arguments as in _mixed_element (the
-# element constants).
+#: The loads and stores of the state arrays, by their number: the implementations of
+#: fastopt.backends._numba.specialize's load and store, plain functions, compiled as device
+#: functions. The overloads themselves serve neither target: numba-cuda cannot inline an overload
+#: of numba.extending (its pass inserting variable deletions fails on the inlined IR), and the
+#: simulator runs kernels as Python, where no overload runs.
+_LOADS = {n: cuda.jit(device=True)(f) for n, f in specialize._LOADS.items()}
+_STORES = {n: cuda.jit(device=True)(f) for n, f in specialize._STORES.items()}
 
 
-@cuda.jit
-def _sgd(master, grad, grad_fmt, buf, state_fmt, model, model_fmt, lr, weight_decay, momentum,
-         one_minus_dampening, nesterov, first_step, scale, stochastic, key):
-    """Mixed precision, a grid-stride loop: M.sgd_at decodes grad and state, runs the float32
-    step d = s*g + wd*p; b = d (first step) or mu*b + (1-tau)*d; d = d + mu*b (Nesterov) or b; p
-    -= lr*d on master, stores the state in state_fmt and model = master rounded to model_fmt"""
+# ---- The steps: one template for every algorithm -----------------------------------------------
+#
+# See fastopt.backends._numba.specialize: each kernel is a copy of _step whose globals bind USES and
+# _update, the mixed-precision update of fastopt.backends.elements.mixed specialized on the
+# algorithm's element and USES.
+
+def _step(master, grad, grad_fmt, states, state_fmt, model, model_fmt, c, stochastic, key):
+    """Template: _update on every element, in a grid-stride loop, the state arrays of USES
+    loaded and stored"""
     for i in range(cuda.grid(1), master.size, cuda.gridsize(1)):
-        M.sgd_at(i, master, grad, grad_fmt, buf, state_fmt, model, model_fmt, lr, weight_decay,
-                 momentum, one_minus_dampening, nesterov, first_step, scale, stochastic, key)
+        g = grad[i]
+        master[i], s, model[i] = _update(master[i], g, load(states, i, USES, g), c, i, grad_fmt,
+                                         state_fmt, model_fmt, stochastic, key)
+        store(states, i, s, USES)
 
 
-@cuda.jit
-def _adagrad(master, grad, grad_fmt, state_sum, state_fmt, model, model_fmt, weight_decay, eps,
-             clr, scale, stochastic, key):
-    """Mixed precision, a grid-stride loop: M.adagrad_at decodes grad and state, runs the
-    float32 step d = s*g + wd*p; v += d^2; p -= clr * d / (sqrt(v) + eps) on master, stores the
-    state in state_fmt and model = master rounded to model_fmt"""
-    for i in range(cuda.grid(1), master.size, cuda.gridsize(1)):
-        M.adagrad_at(i, master, grad, grad_fmt, state_sum, state_fmt, model, model_fmt,
-                     weight_decay, eps, clr, scale, stochastic, key)
+#: Unbound names of the template above (bound in each copy by _kernel); never used.
+_update = USES = load = store = None
 
 
-@cuda.jit
-def _rmsprop(master, grad, grad_fmt, square_avg, grad_avg, buf, state_fmt, model, model_fmt, lr,
-             alpha, one_minus_alpha, eps, weight_decay, momentum, centered, scale, stochastic,
-             key):
-    """Mixed precision, a grid-stride loop: M.rmsprop_at decodes grad and state, runs the
-    float32 step d = s*g + wd*p; v = a*v + (1-a)*d^2; gbar = a*gbar + (1-a)*d; den = sqrt(v -
-    gbar^2 or v) + eps; b = mu*b + d/den, p -= lr*b (mu > 0) or p -= lr*d/den on master, stores
-    the state in state_fmt and model = master rounded to model_fmt"""
-    for i in range(cuda.grid(1), master.size, cuda.gridsize(1)):
-        M.rmsprop_at(i, master, grad, grad_fmt, square_avg, grad_avg, buf, state_fmt, model,
-                     model_fmt, lr, alpha, one_minus_alpha, eps, weight_decay, momentum,
-                     centered, scale, stochastic, key)
+@functools.cache
+def _kernel(name, uses):
+    """The mixed-precision kernel of the algorithm kernel ``name`` specialized on ``uses``, as
+    ``run(n, <its arguments>)`` (see :func:`fastopt.backends.cuda.optim.launch`)."""
+    update = cuda.jit(device=True)(specialized_update(M, E, name, uses))
+    doc = (f"Mixed-precision {name} (uses {uses}), a grid-stride loop; formula in "
+           f"fastopt.backends.numpy.mixed.{name}")
+    step = specialized(_step, f"_mixed_step_{name}_{mode_name(uses)}", doc, _update=update,
+                       USES=uses, load=_LOADS[len(uses)], store=_STORES[len(uses)])
+    return functools.partial(launch, cuda.jit(step))
 
 
-@cuda.jit
-def _adam(master, grad, grad_fmt, exp_avg, exp_avg_sq, max_exp_avg_sq, state_fmt, model,
-          model_fmt, beta1, one_minus_beta1, beta2, one_minus_beta2, eps, weight_decay, decay,
-          amsgrad, step_size, bias_correction2_sqrt, scale, stochastic, key):
-    """Mixed precision, a grid-stride loop: M.adam_at decodes grad and state, runs the float32
-    step p *= decay (AdamW) or d = s*g + wd*p (Adam); m = b1*m + (1-b1)*d; v = b2*v +
-    (1-b2)*d^2; vhat = max(vhat, v) (AMSGrad); p -= step_size * m / (sqrt(vhat)/sqrt(1-b2^t) +
-    eps) on master, stores the state in state_fmt and model = master rounded to model_fmt"""
-    for i in range(cuda.grid(1), master.size, cuda.gridsize(1)):
-        M.adam_at(i, master, grad, grad_fmt, exp_avg, exp_avg_sq, max_exp_avg_sq, state_fmt,
-                  model, model_fmt, beta1, one_minus_beta1, beta2, one_minus_beta2, eps,
-                  weight_decay, decay, amsgrad, step_size, bias_correction2_sqrt, scale,
-                  stochastic, key)
-
-
-@cuda.jit
-def _adamax(master, grad, grad_fmt, exp_avg, exp_inf, state_fmt, model, model_fmt, beta1,
-            one_minus_beta1, beta2, eps, weight_decay, clr, scale, stochastic, key):
-    """Mixed precision, a grid-stride loop: M.adamax_at decodes grad and state, runs the float32
-    step d = s*g + wd*p; m = b1*m + (1-b1)*d; u = max(b2*u, |d| + eps); p -= clr * m / u on
-    master, stores the state in state_fmt and model = master rounded to model_fmt"""
-    for i in range(cuda.grid(1), master.size, cuda.gridsize(1)):
-        M.adamax_at(i, master, grad, grad_fmt, exp_avg, exp_inf, state_fmt, model, model_fmt,
-                    beta1, one_minus_beta1, beta2, eps, weight_decay, clr, scale, stochastic, key)
-
-
-@cuda.jit
-def _nadam(master, grad, grad_fmt, exp_avg, exp_avg_sq, state_fmt, model, model_fmt, beta1,
-           one_minus_beta1, beta2, one_minus_beta2, eps, weight_decay, decay, grad_coef,
-           exp_avg_coef, bias_correction2, scale, stochastic, key):
-    """Mixed precision, a grid-stride loop: M.nadam_at decodes grad and state, runs the float32
-    step p *= decay (decoupled) or d = s*g + wd*p; m = b1*m + (1-b1)*d; v = b2*v + (1-b2)*d^2;
-    den = sqrt(v / (1-b2^t)) + eps; p -= grad_coef * d / den + exp_avg_coef * m / den on master,
-    stores the state in state_fmt and model = master rounded to model_fmt"""
-    for i in range(cuda.grid(1), master.size, cuda.gridsize(1)):
-        M.nadam_at(i, master, grad, grad_fmt, exp_avg, exp_avg_sq, state_fmt, model, model_fmt,
-                   beta1, one_minus_beta1, beta2, one_minus_beta2, eps, weight_decay, decay,
-                   grad_coef, exp_avg_coef, bias_correction2, scale, stochastic, key)
-
-
-@cuda.jit
-def _radam(master, grad, grad_fmt, exp_avg, exp_avg_sq, state_fmt, model, model_fmt, beta1,
-           one_minus_beta1, beta2, one_minus_beta2, eps, weight_decay, decay, rectify, step_size,
-           bias_correction2_sqrt, scale, stochastic, key):
-    """Mixed precision, a grid-stride loop: M.radam_at decodes grad and state, runs the float32
-    step p *= decay (decoupled) or d = s*g + wd*p; m = b1*m + (1-b1)*d; v = b2*v + (1-b2)*d^2; p
-    -= step_size * m * sqrt(1-b2^t) / (sqrt(v) + eps) (rectified) or step_size * m on master,
-    stores the state in state_fmt and model = master rounded to model_fmt"""
-    for i in range(cuda.grid(1), master.size, cuda.gridsize(1)):
-        M.radam_at(i, master, grad, grad_fmt, exp_avg, exp_avg_sq, state_fmt, model, model_fmt,
-                   beta1, one_minus_beta1, beta2, one_minus_beta2, eps, weight_decay, decay,
-                   rectify, step_size, bias_correction2_sqrt, scale, stochastic, key)
-
-
-@cuda.jit
-def _adadelta(master, grad, grad_fmt, square_avg, acc_delta, state_fmt, model, model_fmt, lr, rho,
-              one_minus_rho, eps, weight_decay, scale, stochastic, key):
-    """Mixed precision, a grid-stride loop: M.adadelta_at decodes grad and state, runs the
-    float32 step d = s*g + wd*p; v = rho*v + (1-rho)*d^2; delta = sqrt(a + eps) / sqrt(v + eps)
-    * d; a = rho*a + (1-rho)*delta^2; p -= lr * delta on master, stores the state in state_fmt
-    and model = master rounded to model_fmt"""
-    for i in range(cuda.grid(1), master.size, cuda.gridsize(1)):
-        M.adadelta_at(i, master, grad, grad_fmt, square_avg, acc_delta, state_fmt, model,
-                      model_fmt, lr, rho, one_minus_rho, eps, weight_decay, scale, stochastic, key)
-
-
-@cuda.jit
-def _lion(master, grad, grad_fmt, exp_avg, state_fmt, model, model_fmt, lr, beta1,
-          one_minus_beta1, beta2, one_minus_beta2, decay, scale, stochastic, key):
-    """Mixed precision, a grid-stride loop: M.lion_at decodes grad and state, runs the float32
-    step c = b1*m + (1-b1)*d; p = p*(1 - lr*wd) - lr*sign(c); m = b2*m + (1-b2)*d on master,
-    stores the state in state_fmt and model = master rounded to model_fmt"""
-    for i in range(cuda.grid(1), master.size, cuda.gridsize(1)):
-        M.lion_at(i, master, grad, grad_fmt, exp_avg, state_fmt, model, model_fmt, lr, beta1,
-                  one_minus_beta1, beta2, one_minus_beta2, decay, scale, stochastic, key)
-
-
-sgd = mixed_step("sgd", functools.partial(launch, _sgd))
-adagrad = mixed_step("adagrad", functools.partial(launch, _adagrad))
-rmsprop = mixed_step("rmsprop", functools.partial(launch, _rmsprop))
-adam = mixed_step("adam", functools.partial(launch, _adam))
-adamax = mixed_step("adamax", functools.partial(launch, _adamax))
-nadam = mixed_step("nadam", functools.partial(launch, _nadam))
-radam = mixed_step("radam", functools.partial(launch, _radam))
-adadelta = mixed_step("adadelta", functools.partial(launch, _adadelta))
-lion = mixed_step("lion", functools.partial(launch, _lion))
+for _name in ELEMENTS:
+    globals()[_name] = mixed_step(_name, functools.partial(_kernel, _name))
+del _name
 
 
 @cuda.jit

@@ -1,111 +1,69 @@
-"""The element updates of the mixed-precision steps, written once for numba CPU and CUDA.
+"""The mixed-precision update of one element, written once for numba's CPU and CUDA targets and
+for every algorithm.
 
-No optimizer math here: :func:`make_mixed_elements` wraps the float32 elements of
-:mod:`fastopt.backends.elements.optim` (``E.adam``, ...), which take and return values. The
-mixed-precision array step ``<algo>_at(i, ...)`` decodes element ``i`` of the gradient and of the
-state it uses into float32, runs the element, stores the new state rounded to nearest in its format,
-the new master weight, and the model copy rounded to the model's format (nearest even, or
-stochastically from ``random32(key, i)``). A state array the mode does not use is not touched.
+A mixed-precision step (contract: :mod:`fastopt.backends.numpy.mixed`) updates float32 master
+weights whose gradient, state and model copy are stored as bit patterns in integer arrays
+(:mod:`fastopt.backends.elements.bits`): the gradient as float32 (``uint32`` views), float16 or
+bfloat16 (``uint16``), the state as float32 or bfloat16, the model copy as float16 or bfloat16.
+:func:`update` holds no optimizer math: from one element's stored bits it
 
-Stored values are bit patterns in integer arrays (:mod:`fastopt.backends.elements.bits`): gradients and
-state as float32 (``uint32`` views), float16 or bfloat16 (``uint16``), the model copy as float16 or
-bfloat16. The float32 master weights are a float32 array. Argument order: that of the mixed kernels
-(:mod:`fastopt.backends.numpy.mixed`) with the element's constants (:data:`CONSTANTS`) in place of
-the contract's scalars.
+1. decodes the gradient and the state values the step uses into float32,
+2. runs the algorithm's element (:mod:`fastopt.backends.elements.optim`) on the master weight,
+3. returns the new master weight, the state values encoded rounded to nearest in their format,
+   and the model copy's bits: the new weight rounded to nearest even, or stochastically from
+   ``random32(key, i)``.
+
+It is a template in the sense of :mod:`fastopt.backends._numba.specialize`: its ``_element`` and
+``USES`` (and the decoding and encoding of that many state values) are bound per algorithm and set
+of used state arrays by :func:`specialized_update`. A backend's kernel loads the bits, runs the
+copy and stores the results, the state arrays through ``load`` and ``store`` as the float kernels
+do, so that a state array the step does not use (empty) is never touched; the element ignores its
+placeholder value, as SGD's on the first step. The update takes and returns values, never arrays:
+on the CPU an array passed to a function inlined in numba's IR is reference-counted on every
+element, which costs more than the update itself.
+
+Every helper is an ordinary function compiled by the target's device decorator
+(:func:`make_mixed_elements`), none an ``overload`` or ``intrinsic``: the CUDA simulator runs
+device functions as Python, where those cannot run. The element constants are the table's
+(``Algorithm.constants``), derived on the host by :func:`mixed_step` (see there why).
 """
-
 import types
 
 import numpy as np
 
-from fastopt.optim.algorithms import ALGORITHMS
+from fastopt.backends._numba.launch import KernelArgs
+from fastopt.backends._numba.specialize import mode_name, specialized
 from fastopt.backends.elements import bits as _bits
 from fastopt.backends.elements.args import flat
 from fastopt.backends.numpy.mixed import split_args
-
-_one, _zero = np.float32(1), np.float32(0)
-
-
-def _scale(grad_scale, maximize):
-    return -grad_scale if maximize else grad_scale  # -(g*s) == g*(-s) exactly
+from fastopt.optim.algorithms import ALGORITHMS
 
 
-def _decay_and_l2(lr, weight_decay, decoupled):
-    # Decoupled decay scales p by (1 - lr*wd) and adds no L2 term; L2 scales by 1 and adds wd*p.
-    return (_one - lr * weight_decay, _zero) if decoupled else (_one, weight_decay)
+def mixed_step(kernel, kernel_for):
+    """The backend step ``kernel`` (a kernel name; signature of :mod:`fastopt.backends.numpy.mixed`)
+    of a numba backend whose kernel for the used state arrays ``uses`` is ``kernel_for(uses)``,
+    run as ``kernel_for(uses)(n, master, grad, grad_fmt, states, state_fmt, model, model_fmt,
+    constants, stochastic, key)`` on flat views (``states`` a tuple). An empty ``master`` has
+    nothing to update.
 
-
-def _sgd(lr, weight_decay, momentum, dampening, nesterov, maximize, first_step, grad_scale):
-    return (lr, weight_decay, momentum, _one - dampening, nesterov, first_step,
-            _scale(grad_scale, maximize))
-
-
-def _adagrad(weight_decay, eps, maximize, clr, grad_scale):
-    return weight_decay, eps, clr, _scale(grad_scale, maximize)
-
-
-def _rmsprop(lr, alpha, eps, weight_decay, momentum, centered, maximize, grad_scale):
-    return (lr, alpha, _one - alpha, eps, weight_decay, momentum, centered,
-            _scale(grad_scale, maximize))
-
-
-def _adam(lr, beta1, beta2, eps, weight_decay, amsgrad, maximize, decoupled, step_size,
-          bias_correction2_sqrt, grad_scale):
-    decay, l2 = _decay_and_l2(lr, weight_decay, decoupled)
-    return (beta1, _one - beta1, beta2, _one - beta2, eps, l2, decay, amsgrad, step_size,
-            bias_correction2_sqrt, _scale(grad_scale, maximize))
-
-
-def _adamax(beta1, beta2, eps, weight_decay, maximize, clr, grad_scale):
-    return beta1, _one - beta1, beta2, eps, weight_decay, clr, _scale(grad_scale, maximize)
-
-
-def _nadam(lr, beta1, beta2, eps, weight_decay, maximize, decoupled, grad_coef, exp_avg_coef,
-           bias_correction2, grad_scale):
-    decay, l2 = _decay_and_l2(lr, weight_decay, decoupled)
-    return (beta1, _one - beta1, beta2, _one - beta2, eps, l2, decay, grad_coef, exp_avg_coef,
-            bias_correction2, _scale(grad_scale, maximize))
-
-
-def _radam(lr, beta1, beta2, eps, weight_decay, maximize, decoupled, rectify, step_size,
-           bias_correction2_sqrt, grad_scale):
-    decay, l2 = _decay_and_l2(lr, weight_decay, decoupled)
-    return (beta1, _one - beta1, beta2, _one - beta2, eps, l2, decay, rectify, step_size,
-            bias_correction2_sqrt, _scale(grad_scale, maximize))
-
-
-def _adadelta(lr, rho, eps, weight_decay, maximize, grad_scale):
-    return lr, rho, _one - rho, eps, weight_decay, _scale(grad_scale, maximize)
-
-
-def _lion(lr, beta1, beta2, weight_decay, maximize, grad_scale):
-    return (lr, beta1, _one - beta1, beta2, _one - beta2, _one - lr * weight_decay,
-            _scale(grad_scale, maximize))
-
-
-#: kernel name -> the element's constants from the kernel contract's scalars (hyperparameters and
-#: host values as numpy.float32, flags as bool, then grad_scale), computed in float32 as the
-#: reference computes them: ``1 - beta``, the decoupled decay ``1 - lr * wd``, the signed scale.
-CONSTANTS = {"sgd": _sgd, "adagrad": _adagrad, "rmsprop": _rmsprop, "adam": _adam,
-             "adamax": _adamax, "nadam": _nadam, "radam": _radam, "adadelta": _adadelta,
-             "lion": _lion}
-
-
-def mixed_step(kernel, launch):
-    """The backend step ``kernel`` (signature of :mod:`fastopt.backends.numpy.mixed`) of a numba
-    backend: splits its arguments, computes the element constants on the host (:data:`CONSTANTS`)
-    and runs ``launch(n, *args)``, the backend's loop over the ``n`` elements, with the arguments
-    of the array step ``<kernel>_at`` after ``i`` (arrays as flat views). An empty ``master`` has
-    nothing to update."""
-    constants = CONSTANTS[kernel]
+    The element constants are derived here, on the host, by ``Algorithm.constants`` from the
+    floats as numpy.float32 scalars: the contract already hands them rounded to float32
+    (:func:`fastopt.optim.mixed.launch`), the table's derivation gives the same bits on numpy
+    scalars as compiled, one derivation then serves both targets (the CUDA simulator could not run
+    the ``rounded`` intrinsic a kernel prologue would need), and it costs a few scalar operations
+    per call, nothing next to a pass over the arrays."""
     algorithm = ALGORITHMS[kernel]
+    args = KernelArgs(algorithm)
 
-    def step(master, grad, grad_fmt, *args):
+    def step(master, grad, grad_fmt, *rest):
         if master.size == 0:
             return
-        states, state_fmt, model, model_fmt, scalars, stochastic, key = split_args(algorithm, args)
-        launch(master.size, flat(master), flat(grad), grad_fmt, *map(flat, states), state_fmt,
-               flat(model), model_fmt, *constants(*scalars), stochastic, key)
+        states, state_fmt, model, model_fmt, scalars, stochastic, key = split_args(algorithm, rest)
+        constants = algorithm.constants(tuple(map(np.float32, args.floats(scalars))),
+                                        args.flags(scalars))
+        kernel_for(args.uses(scalars))(master.size, flat(master), flat(grad), grad_fmt,
+                                       tuple(map(flat, states)), state_fmt, flat(model),
+                                       model_fmt, constants, stochastic, key)
 
     step.__name__ = step.__qualname__ = kernel
     step.__doc__ = (f"Mixed-precision {kernel} in place; formula in "
@@ -113,133 +71,79 @@ def mixed_step(kernel, launch):
     return step
 
 
-def make_mixed_elements(device_jit, f32_from_bits, bits_from_f32, E):
-    """The mixed-precision array steps, compiled with ``device_jit`` around the float32 elements
-    ``E`` (:func:`fastopt.backends.elements.optim.make_elements` of the same target); the two bit
-    casts are the target's (float32 <-> its 32-bit pattern as int64). Returned as attributes of a
-    module object, as ``E``."""
+def make_mixed_elements(device_jit, f32_from_bits, bits_from_f32):
+    """The helpers of :func:`update` compiled with ``device_jit`` for one target, whose bit casts
+    (float32 <-> its 32-bit pattern as an int64) are ``f32_from_bits`` and ``bits_from_f32``, as
+    attributes of a module object: ``value``, ``stored``, ``model_bits``, and ``decoded[n]`` and
+    ``encoded[n]`` for ``n`` state values. They take and return values, never arrays."""
     M = types.ModuleType("fastopt_mixed_elements")
     decode, encode, random32 = _bits.decode, _bits.encode, _bits.random32
 
-    def load(a, i, fmt):
-        """a[i] as float32, from its bits in format fmt"""
-        return f32_from_bits(decode(np.int64(a[i]), fmt))
+    def value(u, fmt):
+        """The float32 value of the bits u stored in format fmt"""
+        return f32_from_bits(decode(np.int64(u), fmt))
 
-    def store(a, i, x, fmt):
-        """a[i] = float32 x in format fmt, rounded to nearest"""
-        a[i] = encode(bits_from_f32(x), fmt, False, 0)
+    def stored(x, fmt):
+        """The bits of the float32 x in format fmt, rounded to nearest"""
+        return encode(bits_from_f32(x), fmt, False, 0)
 
-    def finish(i, master, p, model, model_fmt, stochastic, key):
-        """master[i] = p; model[i] = p rounded to model_fmt"""
-        master[i] = p
+    def model_bits(p, i, model_fmt, stochastic, key):
+        """The bits of element i's model copy: p rounded to model_fmt, to nearest even or
+        stochastically from random32(key, i)"""
         rnd = random32(key, i) if stochastic else 0
-        model[i] = encode(bits_from_f32(p), model_fmt, stochastic, rnd)
+        return encode(bits_from_f32(p), model_fmt, stochastic, rnd)
 
-    def sgd_at(i, master, grad, grad_fmt, buf, state_fmt, model, model_fmt, lr, weight_decay,
-               momentum, one_minus_dampening, nesterov, first_step, scale, stochastic, key):
-        """E.sgd on element i; buf is used only when momentum != 0"""
-        g = M.load(grad, i, grad_fmt)
-        b = M.load(buf, i, state_fmt) if momentum != 0 and not first_step else g
-        p, b = E.sgd(master[i], g, b, lr, weight_decay, momentum, one_minus_dampening, nesterov,
-                     first_step, scale)
-        if momentum != 0:
-            M.store(buf, i, b, state_fmt)
-        M.finish(i, master, p, model, model_fmt, stochastic, key)
+    # The state values decoded from their bits (``placeholder`` where ``uses`` leaves one out),
+    # and encoded (0 there): one version per number of state values, a tuple's length being part
+    # of its type.
 
-    def adagrad_at(i, master, grad, grad_fmt, state_sum, state_fmt, model, model_fmt,
-                   weight_decay, eps, clr, scale, stochastic, key):
-        """E.adagrad on element i"""
-        p, s = E.adagrad(master[i], M.load(grad, i, grad_fmt), M.load(state_sum, i, state_fmt),
-                         weight_decay, eps, clr, scale)
-        M.store(state_sum, i, s, state_fmt)
-        M.finish(i, master, p, model, model_fmt, stochastic, key)
+    def decoded1(s, uses, fmt, placeholder):
+        return (M.value(s[0], fmt) if uses[0] else placeholder,)
 
-    def rmsprop_at(i, master, grad, grad_fmt, square_avg, grad_avg, buf, state_fmt, model,
-                   model_fmt, lr, alpha, one_minus_alpha, eps, weight_decay, momentum, centered,
-                   scale, stochastic, key):
-        """E.rmsprop on element i; grad_avg is used only when centered, buf when momentum > 0"""
-        v = M.load(square_avg, i, state_fmt)
-        a = M.load(grad_avg, i, state_fmt) if centered else v  # placeholders E.rmsprop ignores
-        b = M.load(buf, i, state_fmt) if momentum > 0 else v
-        p, v, a, b = E.rmsprop(master[i], M.load(grad, i, grad_fmt), v, a, b, lr, alpha,
-                               one_minus_alpha, eps, weight_decay, momentum, centered, scale)
-        M.store(square_avg, i, v, state_fmt)
-        if centered:
-            M.store(grad_avg, i, a, state_fmt)
-        if momentum > 0:
-            M.store(buf, i, b, state_fmt)
-        M.finish(i, master, p, model, model_fmt, stochastic, key)
+    def decoded2(s, uses, fmt, placeholder):
+        return (M.value(s[0], fmt) if uses[0] else placeholder,
+                M.value(s[1], fmt) if uses[1] else placeholder)
 
-    def adam_at(i, master, grad, grad_fmt, exp_avg, exp_avg_sq, max_exp_avg_sq, state_fmt, model,
-                model_fmt, beta1, one_minus_beta1, beta2, one_minus_beta2, eps, weight_decay,
-                decay, amsgrad, step_size, bias_correction2_sqrt, scale, stochastic, key):
-        """E.adam on element i; max_exp_avg_sq is used only with amsgrad"""
-        v = M.load(exp_avg_sq, i, state_fmt)
-        vmax = M.load(max_exp_avg_sq, i, state_fmt) if amsgrad else v  # a placeholder
-        p, m, v, vmax = E.adam(master[i], M.load(grad, i, grad_fmt),
-                               M.load(exp_avg, i, state_fmt), v, vmax, beta1, one_minus_beta1,
-                               beta2, one_minus_beta2, eps, weight_decay, decay, amsgrad,
-                               step_size, bias_correction2_sqrt, scale)
-        M.store(exp_avg, i, m, state_fmt)
-        M.store(exp_avg_sq, i, v, state_fmt)
-        if amsgrad:
-            M.store(max_exp_avg_sq, i, vmax, state_fmt)
-        M.finish(i, master, p, model, model_fmt, stochastic, key)
+    def decoded3(s, uses, fmt, placeholder):
+        return (M.value(s[0], fmt) if uses[0] else placeholder,
+                M.value(s[1], fmt) if uses[1] else placeholder,
+                M.value(s[2], fmt) if uses[2] else placeholder)
 
-    def adamax_at(i, master, grad, grad_fmt, exp_avg, exp_inf, state_fmt, model, model_fmt,
-                  beta1, one_minus_beta1, beta2, eps, weight_decay, clr, scale, stochastic, key):
-        """E.adamax on element i"""
-        p, m, u = E.adamax(master[i], M.load(grad, i, grad_fmt), M.load(exp_avg, i, state_fmt),
-                           M.load(exp_inf, i, state_fmt), beta1, one_minus_beta1, beta2, eps,
-                           weight_decay, clr, scale)
-        M.store(exp_avg, i, m, state_fmt)
-        M.store(exp_inf, i, u, state_fmt)
-        M.finish(i, master, p, model, model_fmt, stochastic, key)
+    def encoded1(s, uses, fmt):
+        return (M.stored(s[0], fmt) if uses[0] else 0,)
 
-    def nadam_at(i, master, grad, grad_fmt, exp_avg, exp_avg_sq, state_fmt, model, model_fmt,
-                 beta1, one_minus_beta1, beta2, one_minus_beta2, eps, weight_decay, decay,
-                 grad_coef, exp_avg_coef, bias_correction2, scale, stochastic, key):
-        """E.nadam on element i"""
-        p, m, v = E.nadam(master[i], M.load(grad, i, grad_fmt), M.load(exp_avg, i, state_fmt),
-                          M.load(exp_avg_sq, i, state_fmt), beta1, one_minus_beta1, beta2,
-                          one_minus_beta2, eps, weight_decay, decay, grad_coef, exp_avg_coef,
-                          bias_correction2, scale)
-        M.store(exp_avg, i, m, state_fmt)
-        M.store(exp_avg_sq, i, v, state_fmt)
-        M.finish(i, master, p, model, model_fmt, stochastic, key)
+    def encoded2(s, uses, fmt):
+        return M.stored(s[0], fmt) if uses[0] else 0, M.stored(s[1], fmt) if uses[1] else 0
 
-    def radam_at(i, master, grad, grad_fmt, exp_avg, exp_avg_sq, state_fmt, model, model_fmt,
-                 beta1, one_minus_beta1, beta2, one_minus_beta2, eps, weight_decay, decay,
-                 rectify, step_size, bias_correction2_sqrt, scale, stochastic, key):
-        """E.radam on element i"""
-        p, m, v = E.radam(master[i], M.load(grad, i, grad_fmt), M.load(exp_avg, i, state_fmt),
-                          M.load(exp_avg_sq, i, state_fmt), beta1, one_minus_beta1, beta2,
-                          one_minus_beta2, eps, weight_decay, decay, rectify, step_size,
-                          bias_correction2_sqrt, scale)
-        M.store(exp_avg, i, m, state_fmt)
-        M.store(exp_avg_sq, i, v, state_fmt)
-        M.finish(i, master, p, model, model_fmt, stochastic, key)
+    def encoded3(s, uses, fmt):
+        return (M.stored(s[0], fmt) if uses[0] else 0, M.stored(s[1], fmt) if uses[1] else 0,
+                M.stored(s[2], fmt) if uses[2] else 0)
 
-    def adadelta_at(i, master, grad, grad_fmt, square_avg, acc_delta, state_fmt, model,
-                    model_fmt, lr, rho, one_minus_rho, eps, weight_decay, scale, stochastic,
-                    key):
-        """E.adadelta on element i"""
-        p, v, a = E.adadelta(master[i], M.load(grad, i, grad_fmt),
-                             M.load(square_avg, i, state_fmt), M.load(acc_delta, i, state_fmt),
-                             lr, rho, one_minus_rho, eps, weight_decay, scale)
-        M.store(square_avg, i, v, state_fmt)
-        M.store(acc_delta, i, a, state_fmt)
-        M.finish(i, master, p, model, model_fmt, stochastic, key)
-
-    def lion_at(i, master, grad, grad_fmt, exp_avg, state_fmt, model, model_fmt, lr, beta1,
-                one_minus_beta1, beta2, one_minus_beta2, decay, scale, stochastic, key):
-        """E.lion on element i"""
-        p, m = E.lion(master[i], M.load(grad, i, grad_fmt), M.load(exp_avg, i, state_fmt), lr,
-                      beta1, one_minus_beta1, beta2, one_minus_beta2, decay, scale)
-        M.store(exp_avg, i, m, state_fmt)
-        M.finish(i, master, p, model, model_fmt, stochastic, key)
-
-    for f in (load, store, finish, sgd_at, adagrad_at, rmsprop_at, adam_at, adamax_at, nadam_at,
-              radam_at, adadelta_at, lion_at):
+    for f in (value, stored, model_bits):
         setattr(M, f.__name__, device_jit(f))
+    M.decoded = {n: device_jit(f) for n, f in enumerate((decoded1, decoded2, decoded3), start=1)}
+    M.encoded = {n: device_jit(f) for n, f in enumerate((encoded1, encoded2, encoded3), start=1)}
     return M
+
+
+def update(p, g, s, c, i, grad_fmt, state_fmt, model_fmt, stochastic, key):
+    """Template: _element on one element's stored bits, in float32: ``p`` the master weight,
+    ``g`` the gradient's bits, ``s`` those of the state values (placeholders where USES leaves
+    one out); returns the new master weight, the state values' bits (rounded to nearest) and the
+    model copy's bits"""
+    x = _M.value(g, grad_fmt)
+    p, s = _element(p, x, _decoded(s, USES, state_fmt, x), c, USES)
+    return p, _encoded(s, USES, state_fmt), _M.model_bits(p, i, model_fmt, stochastic, key)
+
+
+#: Unbound names of the template above (bound in each copy by specialized_update); never used.
+_M = _element = _decoded = _encoded = USES = None
+
+
+def specialized_update(M, E, kernel, uses):
+    """:func:`update` for the element ``E.<kernel>`` and the used state arrays ``uses``, with
+    ``M``'s helpers (both of one target), uncompiled; named ``_mixed_update_<kernel>_<uses>``."""
+    return specialized(update, f"_mixed_update_{kernel}_{mode_name(uses)}",
+                       f"Mixed-precision {kernel} on one element (uses {uses})",
+                       _M=M, _element=getattr(E, kernel), USES=uses,
+                       _decoded=M.decoded[len(uses)], _encoded=M.encoded[len(uses)])
