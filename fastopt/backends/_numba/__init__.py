@@ -1,2 +1,3 @@
-"""numba machinery of the kernels: the disk cache's locators, serial and parallel twins, and kernel
-templates."""
+"""numba machinery of the kernels: the disk cache's locators (``cache``), serial and parallel twins
+(``compile``), kernel templates specialized per algorithm (``specialize``) and the host side of
+their arguments (``launch``)."""
