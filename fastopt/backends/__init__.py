@@ -1,8 +1,8 @@
 """Backends: one module per backend per kernel family, all with the same kernel signatures.
 
-The optimizer family (``numpy.optim``, ``cpu.optim``, ``c.optim``, ``cuda.optim``) defines, in place,
-for every algorithm of the table (:mod:`fastopt.optim.algorithms`; the scalars after the arrays are
-its ``kernel_args``, then ``grad_scale``)::
+The optimizer family (``numpy.optim``, ``cpu.optim``, ``c.optim``, ``cuda.optim``) defines, in
+place, for every algorithm of the table (:mod:`fastopt.optim.algorithms`; the scalars after the
+arrays are its ``kernel_args``, then ``grad_scale``)::
 
     sgd(param, grad, momentum_buffer,
         lr, weight_decay, momentum, dampening, nesterov, maximize, first_step, grad_scale)
@@ -35,8 +35,8 @@ Arrays first, then hyperparameters, then values computed on the host for this st
 its ``mu_product``, RAdam's ``rectify`` decision, and ``grad_scale``, the factor that unscales and
 clips the gradient), so kernels never call ``pow`` and never recompile when they change. The
 formulas are those of :mod:`fastopt.optim.reference`. ``sum_of_squares`` is the reduction pass of a
-fused step (global norm, clipping, non-finite detection): a float64 sum, deterministic for a given backend
-and size whatever the thread count.
+fused step (global norm, clipping, non-finite detection): a float64 sum, deterministic for a given
+backend and size whatever the thread count.
 
 A step may have a ``bind`` attribute, ``<name>.bind(<its arrays>)``, returning ``run(<its
 hyperparameters and host values>)`` that runs ``<name>`` on those arrays, bit for bit, with the work
@@ -61,11 +61,12 @@ The contract, established by :mod:`fastopt._core.validate` before any kernel run
 it:
 
 - every array is 1-D or N-D, C-contiguous, of one dtype (float32 or float64), and the same shape as
-  ``param``, except a state array that the mode does not use (momentum buffer with ``momentum == 0``,
-  ``grad_avg`` when not centered, ``max_exp_avg_sq`` without AMSGrad), which may be empty (1-D,
+  ``param``, except a state array that the mode does not use (momentum buffer with ``momentum ==
+  0``, ``grad_avg`` when not centered, ``max_exp_avg_sq`` without AMSGrad), which may be empty (1-D,
   as :func:`fastopt._core.memory.empty` makes it) and must not be touched;
 - ``segment_offsets`` (``lamb`` only) is a 1-D int64 array on the same side as the others, not
-  written: ``k + 1 >= 2`` nondecreasing offsets from ``0`` to ``param.size`` (empty segments allowed);
+  written: ``k + 1 >= 2`` nondecreasing offsets from ``0`` to ``param.size`` (empty segments
+  allowed);
 - float hyperparameters are scalars of the arrays' dtype (``numpy.float32`` or ``numpy.float64``),
   or, for a module that sets ``TAKES_PYTHON_FLOATS = True`` (every optimizer module says which),
   Python floats or numpy scalars of float dtypes up to float64, which it rounds to the arrays' dtype

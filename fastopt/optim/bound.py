@@ -48,8 +48,8 @@ def _check_names(algorithm, hyper):
 
 
 class BoundStep:
-    """One optimizer step of fixed arrays (see :mod:`fastopt.optim.bound`); ``bound(t, **hyper)`` runs
-    step ``t`` (1-based) in place and returns ``None``."""
+    """One optimizer step of fixed arrays (see :mod:`fastopt.optim.bound`); ``bound(t, **hyper)``
+    runs step ``t`` (1-based) in place and returns ``None``."""
 
     def __init__(self, step, param, grad, *states, backend=None, segment_offsets=None,
                  mu_product=None, **hyper):
@@ -112,8 +112,8 @@ class BoundStep:
         return raw, checked, grad_scale
 
     def _resolved(self):
-        """``run`` of :func:`fastopt.optim._step.bound_launch` for arrays that are not numpy's, checked
-        and viewed again as a functional step does; raises as it would."""
+        """``run`` of :func:`fastopt.optim._step.bound_launch` for arrays that are not numpy's,
+        checked and viewed again as a functional step does; raises as it would."""
         param, grad, *states = self._given
         module, arrays, _ = resolve(self.algorithm, self._hyper, param, grad, states,
                                     self._backend)

@@ -3,16 +3,16 @@
 Each function updates ``param`` and its state arrays in place for one step and returns ``None``.
 Arrays may be numpy arrays, DLPack host arrays (e.g. CPU torch tensors) or CUDA arrays exposing
 ``__cuda_array_interface__`` (CuPy, torch, numba), all viewed without copying. ``step`` is the
-1-based number of this step (PyTorch's ``state["step"]`` after its increment). Hyperparameters follow
-``torch.optim`` (names, defaults, checks, ``foreach=False`` update rules). ``grad_scale`` multiplies
-the gradient inside the kernel before anything else (unscaling a mixed-precision loss scale,
-clipping by a norm computed with :func:`grad_norm`). ``backend`` overrides the choice that follows the
-arrays (see :func:`fastopt.available_backends`).
+1-based number of this step (PyTorch's ``state["step"]`` after its increment). Hyperparameters
+follow ``torch.optim`` (names, defaults, checks, ``foreach=False`` update rules). ``grad_scale``
+multiplies the gradient inside the kernel before anything else (unscaling a mixed-precision loss
+scale, clipping by a norm computed with :func:`grad_norm`). ``backend`` overrides the choice that
+follows the arrays (see :func:`fastopt.available_backends`).
 
 Every argument is checked before anything is written: a call that raises leaves all arrays as they
 were. The gradient's values are not inspected: a non-finite gradient makes non-finite parameters and
-state. The optimizer classes skip such steps; here, check :func:`grad_norm` first where that matters.
-"""
+state. The optimizer classes skip such steps; here, check :func:`grad_norm` first where that
+matters."""
 
 import functools
 import math
@@ -71,8 +71,8 @@ def _checked_offsets(offsets, n, on_device):
 def bind(step, param, grad, *states, backend=None, **hyper):
     """``step`` (a name such as ``"adam"``, or a step of this module) bound to its arrays and
     hyperparameters, checked now: a :class:`fastopt.optim.bound.BoundStep`, whose call ``bound(t)``
-    runs step ``t`` in place as this module's step would, bit for bit, at a fraction of the cost
-    of a call (see :mod:`fastopt.optim.bound`). ``states`` are the step's state arrays in its argument
+    runs step ``t`` in place as this module's step would, bit for bit, at a fraction of the cost of
+    a call (see :mod:`fastopt.optim.bound`). ``states`` are the step's state arrays in its argument
     order; trailing unused ones may be left out. ``segment_offsets`` (LAMB) and ``mu_product``
     (NAdam) are keywords, as here."""
     from fastopt.optim.bound import BoundStep
@@ -105,8 +105,8 @@ def sgd(param, grad, momentum_buffer=None, *, step, lr=1e-3, momentum=0.0, dampe
         \theta &\leftarrow \theta - \eta\,(g + \mu b) \text{ (Nesterov)}, \quad
         \theta - \eta b \text{ (momentum)}, \quad \theta - \eta g \text{ (}\mu = 0\text{)}
 
-    ``momentum_buffer`` is needed when ``momentum != 0``; it is set to the gradient at ``step == 1``,
-    as PyTorch does.
+    ``momentum_buffer`` is needed when ``momentum != 0``; it is set to the gradient at ``step ==
+    1``, as PyTorch does.
 
     The lecture notes put the learning rate inside the velocity: :math:`g_t = \alpha g_{t-1} +
     \eta\nabla J(\theta),\ \theta \leftarrow \theta - g_t`. With :math:`\mu = \alpha` and a constant

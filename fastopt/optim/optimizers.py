@@ -452,7 +452,8 @@ class Optimizer:
         try:
             saved_groups, saved_state = state_dict["param_groups"], state_dict["state"]
         except (TypeError, KeyError):
-            raise ValueError("state_dict: expected a dict with 'state' and 'param_groups'") from None
+            raise ValueError(
+                "state_dict: expected a dict with 'state' and 'param_groups'") from None
         if [len(g["params"]) for g in saved_groups] != [len(g["params"])
                                                           for g in self.param_groups]:
             raise ValueError("state_dict: its parameter groups do not match this optimizer's "

@@ -2,13 +2,14 @@ r"""The numpy reference: the specification every backend is tested against.
 
 One plain, non-mutating function per algorithm, written straight from the update formula of
 ``torch.optim`` (single-tensor, ``foreach=False`` semantics), or of the paper for the optimizers
-``torch.optim`` lacks (Lion, LAMB). Each takes the kernel contract's
-arguments (see :mod:`fastopt.backends`) and returns new arrays ``(param, *state)`` in argument order,
-leaving its inputs untouched. State arrays that a mode does not use (the momentum buffer of plain
-SGD, ``grad_avg`` of uncentered RMSprop, ``max_exp_avg_sq`` without AMSGrad) are returned as given.
+``torch.optim`` lacks (Lion, LAMB). Each takes the kernel contract's arguments (see
+:mod:`fastopt.backends`) and returns new arrays ``(param, *state)`` in argument order, leaving its
+inputs untouched. State arrays that a mode does not use (the momentum buffer of plain SGD,
+``grad_avg`` of uncentered RMSprop, ``max_exp_avg_sq`` without AMSGrad) are returned as given.
 
-Every step first multiplies the gradient by ``grad_scale``, the factor that unscales a mixed-precision
-loss scale and applies global-norm clipping (1 when neither is used): :math:`\nabla \leftarrow s\nabla`.
+Every step first multiplies the gradient by ``grad_scale``, the factor that unscales a
+mixed-precision loss scale and applies global-norm clipping (1 when neither is used): :math:`\nabla
+\leftarrow s\nabla`.
 
 Arithmetic happens in the arrays' dtype: numpy's weak Python scalars keep float32 arrays float32.
 
@@ -283,5 +284,6 @@ def lamb(param, grad, exp_avg, exp_avg_sq, segment_offsets, lr, beta1, beta2, ep
 
 
 def sum_of_squares(grad):
-    """The sum of the squared gradient elements, accumulated in float64 (the squared global norm)."""
+    """The sum of the squared gradient elements, accumulated in float64 (the squared global
+    norm)."""
     return float(np.sum(np.square(grad, dtype=np.float64)))

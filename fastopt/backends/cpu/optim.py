@@ -1,7 +1,7 @@
 """The ``cpu`` backend: numba ``njit(parallel=True)`` optimizer kernels, cached on disk.
 
-Each kernel is compiled twice from one source: a ``prange`` version for large arrays and a serial one
-below :data:`PARALLEL_THRESHOLD`, where starting the thread pool costs more than the update.
+Each kernel is compiled twice from one source: a ``prange`` version for large arrays and a serial
+one below :data:`PARALLEL_THRESHOLD`, where starting the thread pool costs more than the update.
 
 Every elementwise algorithm runs one kernel template, specialized per algorithm and per set of
 used state arrays (:mod:`fastopt.backends._numba.specialize`): its element
@@ -353,5 +353,5 @@ def lamb_with_norm(param, grad, exp_avg, exp_avg_sq, segment_offsets, lr, beta1,
 
 
 def sum_of_squares(grad):
-    """The squared global norm in float64; formula in :func:`fastopt.optim.reference.sum_of_squares`."""
+    """The squared global norm in float64; formula in :func:`fastopt.reference.sum_of_squares`."""
     return float(_chunked_sum_of_squares(grad.size, flat(grad), REDUCTION_CHUNK))

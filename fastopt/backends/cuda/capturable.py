@@ -1,10 +1,10 @@
 r"""Capturable CUDA optimizer steps: kernels that read every scalar of a step from a device block.
 
-A step of :mod:`fastopt.optim.capturable` is a fixed sequence of launches whose arguments never change
-from one step to the next (arrays, offsets into the block, mode flags), so a captured launch
+A step of :mod:`fastopt.optim.capturable` is a fixed sequence of launches whose arguments never
+change from one step to the next (arrays, offsets into the block, mode flags), so a captured launch
 sequence (a CUDA graph) replays correctly while the learning rate, the step count, the loss scale
-and the clipping threshold change: they live in one float64 device array, the *block*, and no
-launch reads a host scalar or copies anything back to the host. The sequence, all on one stream:
+and the clipping threshold change: they live in one float64 device array, the *block*, and no launch
+reads a host scalar or copies anything back to the host. The sequence, all on one stream:
 
 1. :func:`fastopt.backends.cuda.optim._partial_sums_of_squares` per gradient, each into its own
    slice of one float64 partial-sum buffer (the launch configuration of

@@ -383,7 +383,7 @@ _lamb_buffers = {}  # (pieces, segments, dtype) -> (partial sums, per-segment st
 def lamb(param, grad, exp_avg, exp_avg_sq, segment_offsets, lr, beta1, beta2, eps, weight_decay,
          maximize, bias_correction1, bias_correction2, grad_scale):
     """LAMB step in place: the segmented reduction (one block per chunk), the per-segment ratios,
-    then the update; formula in :func:`fastopt.optim.reference.lamb`. Its scratch is allocated on the
+    then the update; formula in :func:`fastopt.reference.lamb`. Its scratch is allocated on the
     first step of each layout and reused."""
     n = param.size
     if n == 0:

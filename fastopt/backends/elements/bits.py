@@ -3,10 +3,10 @@
 Plain integer arithmetic written once as ``numba.njit`` functions, which numba CPU kernels and numba
 CUDA kernels both call (numba compiles them for the target of the caller; ``.py_func`` is the plain
 Python version, which also works on numpy int64 arrays where a function has no branches), so that
-every backend rounds to the same bits. Values are Python/int64 integers: a float32 as its 32-bit pattern ``u`` in
-``[0, 2**32)``, a 16-bit float as its pattern in ``[0, 2**16)``. Every product stays below
-``2**63``, so int64 arithmetic never overflows and no unsigned types are needed (numba would turn
-mixed signed/unsigned arithmetic into float64).
+every backend rounds to the same bits. Values are Python/int64 integers: a float32 as its 32-bit
+pattern ``u`` in ``[0, 2**32)``, a 16-bit float as its pattern in ``[0, 2**16)``. Every product
+stays below ``2**63``, so int64 arithmetic never overflows and no unsigned types are needed (numba
+would turn mixed signed/unsigned arithmetic into float64).
 
 Formats (``fmt``): 0 float32, 1 float16 (IEEE binary16), 2 bfloat16.
 """
