@@ -114,22 +114,6 @@ def resolve(algorithm, hyper, param, grad, states, backend, uses=None):
     return module, in_kernel_order(checked), on_device
 
 
-def resolve_bound(algorithm, hyper, param, grad, states, backend, uses):
-    """:func:`resolve`, then ``(arrays, run)``, ``run(*scalars, grad_scale)`` the step bound to
-    those arrays (:func:`bound_launch`; not remembered: a bound step holds its arrays, which the
-    memo of checks must not). Nothing is written."""
-    module, arrays, on_device = resolve(algorithm, hyper, param, grad, states, backend, uses)
-    if on_device or algorithm.segmented:
-        return arrays, _unbound(module, algorithm, arrays)
-    return arrays, bound_launch(module, algorithm, arrays)
-
-
-def _unbound(module, algorithm, arrays):
-    def run(*scalars):
-        launch(module, algorithm, arrays, scalars[:-1], scalars[-1])
-    return run
-
-
 def _kernel_order(uses, on_device, dtype):
     """``(param, grad, used states...) -> (param, grad, every state)``, an empty array standing
     for each unused one."""

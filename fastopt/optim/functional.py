@@ -22,7 +22,7 @@ import numpy as np
 from fastopt.optim import algorithms as alg
 from fastopt._core import memory as _memory
 from fastopt._core.dispatch import choose, is_device_array, kernels
-from fastopt.optim._step import check_hyper, checked_step, launch, resolve, resolve_bound
+from fastopt.optim._step import check_hyper, checked_step, launch, resolve
 from fastopt._core.validate import check_arrays, check_number, check_step
 
 
@@ -35,12 +35,12 @@ def _step(algorithm, param, grad, states, step, backend, hyper, fresh=False, hos
         grad_scale = check_number("grad_scale", grad_scale, 0.0)
     hyper, uses = checked_step(algorithm, hyper)
     step = check_step(step)
+    module, arrays, on_device = resolve(algorithm, hyper, param, grad, states, backend, uses)
     if algorithm.segmented:
-        module, arrays, on_device = resolve(algorithm, hyper, param, grad, states, backend, uses)
         arrays += (_checked_offsets(segment_offsets, arrays[0].size, on_device),)
-        run = functools.partial(_launch_all, module, algorithm, arrays)
-    else:
-        _, run = resolve_bound(algorithm, hyper, param, grad, states, backend, uses)
+    # One launch of unbound arrays: binding (views, pointers, the kernel chosen) pays only when
+    # the arrays come back, as in fastopt.functional.bind and the classes.
+    run = functools.partial(_launch_all, module, algorithm, arrays)
     if host is None:  # no host state (all but NAdam)
         run(*algorithm.scalars(hyper, step, fresh), grad_scale)
         return {}
