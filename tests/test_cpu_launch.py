@@ -31,10 +31,10 @@ def run(name, options, shape, dtype, as_float, as_flag=bool, with_norm=False):
               for s, used in zip(new_state(name, options, param), algorithm.uses(hyper))]
     offsets = [np.array([0, param.size // 3, param.size], np.int64)] if algorithm.segmented else []
     launcher = getattr(cpu_optim, algorithm.kernel + ("_with_norm" if with_norm else ""))
-    host, norms = dict(algorithm.host_state), []
+    host, norms = algorithm.initial_host(hyper), []
     for t, g in enumerate(grads, start=1):
-        host = algorithm.advance(hyper, t, host)
         scalars = [*algorithm.scalars(hyper, t, t == 1, **host), 0.37 if t % 2 else 1.0]
+        host = algorithm.advance(hyper, t, host)
         scalars = [as_flag(s) if type(s) is bool else as_float(s) for s in scalars]
         if with_norm:
             norms.append(np.zeros(1))

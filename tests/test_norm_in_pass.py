@@ -47,11 +47,11 @@ def run_both(name, options, backend, param, grads):
     plain = [to_backend(backend, a) for a in (param, *state)]
     fused = [to_backend(backend, a) for a in (param, *state)]
     offsets = offsets_for(name, param.size, backend)
-    host = dict(algorithm.host_state)
+    host = algorithm.host_at(hyper, STEPS[0]) if algorithm.host_state else {}
     norms = []
     for t, g in zip(STEPS, grads):
-        host = algorithm.advance(hyper, t, host)
         scalars = algorithm.scalars(hyper, t, t == STEPS[0], **host)
+        host = algorithm.advance(hyper, t, host)
         grad = to_backend(backend, g)
         module, arrays, _ = resolve(algorithm, hyper, plain[0], grad, plain[1:], backend)
         launch(module, algorithm, [*arrays] + [offsets] * (offsets is not None), scalars,

@@ -155,13 +155,13 @@ class _FusedEpochs:
             state = opt.state.get(0, {})
             states, new, fresh = self._states(hyper, state)
             step = state.get("step", 0)
-            host = {name: state.get(name, value) for name, value in alg.host_state.items()}
+            host = alg.host_before(hyper, state)
             rows, hosts = [], []
             for s in range(done, steps):  # Optimizer.step's scalars for each step
                 h = hyper if schedule is None else {**hyper, "lr": lrs[s]}
                 t = step + 1 + s - done
-                host = alg.advance(h, t, host)
                 rows.append(alg.scalars(h, t, fresh and s == done, **host))
+                host = alg.advance(h, t, host)
                 hosts.append(host)
             scalars = np.array(rows, np.float64).astype(model.dtype)  # flags become 0 or 1
             losses, wrongs, norms = self.kernel(

@@ -5,8 +5,8 @@ the tests. Defaults, names and checks are ``torch.optim``'s; every float is also
 ``scalars`` turns validated hyperparameters and the step count into the kernel's scalar arguments,
 named by ``kernel_args`` (see :mod:`fastopt.backends`), doing the step-dependent arithmetic (bias
 corrections, learning-rate decay, RAdam's rectification) once on the host. Per-parameter host
-scalars (NAdam's ``mu_product``) are ``host_state``: ``advance`` moves them one step, and
-``scalars`` reads the advanced values. ``constants`` derives the element constants of the numba
+scalars (NAdam's ``mu_product``, ASGD's ``eta`` and ``mu``) are ``host_state``: ``scalars`` reads
+their values before the step and ``advance`` moves them past it. ``constants`` derives the element constants of the numba
 kernels (:mod:`fastopt.backends.elements.optim`) from the kernel's scalars in the arrays' dtype;
 the C kernels derive the same ones in ``csrc/optim_template.h``. Lion and LAMB, which
 ``torch.optim`` lacks, follow their papers.
@@ -43,16 +43,30 @@ class Algorithm:
     # call; numpy scalars of the dtype give the same bits on the host.
     constants: Callable = None
     initial_state: Callable = lambda hyper, name: 0.0  # fill value of a new state array
-    # Per-parameter host scalars kept in the optimizer state beside the arrays (NAdam's
-    # mu_product): name -> value before the first step.
+    # Per-parameter host scalars kept in the optimizer state beside the arrays, as torch keeps
+    # them (NAdam's mu_product): name -> value before the first step, or a function of the
+    # validated hyperparameters giving it. ``scalars`` receives the values before a step as
+    # keyword arguments.
     host_state: dict = field(default_factory=dict)
-    # (validated hyper, step, host values before this step) -> host values after it, which
-    # ``scalars`` then receives as keyword arguments.
+    # (validated hyper, step, host values before this step) -> host values after it.
     advance: Callable = lambda hyper, step, host: {}
+    # (validated hyper, step) -> host values before ``step`` when the hyperparameters never
+    # changed: what a functional call given none starts from.
+    host_at: Callable = None
     # The kernel takes ``segment_offsets`` (int64 tensor starts + end) after the state arrays.
     segmented: bool = False
     # The kernel arguments that ``uses`` reads (none: every state array is always used).
     uses_args: tuple = ()
+
+    def initial_host(self, hyper):
+        """The host values before the first step, from the validated hyperparameters."""
+        return {name: value(hyper) if callable(value) else value
+                for name, value in self.host_state.items()}
+
+    def host_before(self, hyper, state):
+        """The host values before this step: those kept in ``state``, else the initial ones."""
+        return {name: state[name] if name in state else value
+                for name, value in self.initial_host(hyper).items()}
 
     @property
     def float_args(self):
@@ -230,9 +244,10 @@ def nadam_mu_product(beta1, momentum_decay, steps):
 
 
 def _nadam_scalars(h, step, fresh, mu_product):
-    # mu_product already includes this step's mu (see NADAM.advance), as in torch.
+    # This step's product, as NADAM.advance computes it (torch advances it before the update).
     beta1, beta2 = h["betas"]
     mu = nadam_mu(beta1, h["momentum_decay"], step)
+    mu_product = mu_product * mu
     mu_next = nadam_mu(beta1, h["momentum_decay"], step + 1)
     grad_coef = h["lr"] * (1.0 - mu) / (1.0 - mu_product)
     exp_avg_coef = h["lr"] * mu_next / (1.0 - mu_product * mu_next)
@@ -260,6 +275,8 @@ NADAM = Algorithm(
                  "grad_coef", "exp_avg_coef", "bias_correction2"),
     constants=_nadam_constants,
     host_state={"mu_product": 1.0},
+    host_at=lambda h, step: {"mu_product": nadam_mu_product(h["betas"][0], h["momentum_decay"],
+                                                            step - 1)},
     advance=lambda h, step, host: {
         "mu_product": host["mu_product"] * nadam_mu(h["betas"][0], h["momentum_decay"], step)},
 )
@@ -349,5 +366,101 @@ LAMB = Algorithm(
     segmented=True,
 )
 
+
+def _check_rprop(hyper):
+    etas, step_sizes = hyper["etas"], hyper["step_sizes"]
+    try:
+        etaminus, etaplus = etas
+    except (TypeError, ValueError):
+        raise ValueError(f"etas: expected a pair (etaminus, etaplus), got {etas!r}") from None
+    try:
+        low, high = step_sizes
+    except (TypeError, ValueError):
+        raise ValueError("step_sizes: expected a pair (step_size_min, step_size_max), "
+                         f"got {step_sizes!r}") from None
+    etaminus = check_number("etas[0]", etaminus, 0.0, 1.0, high_open=True)
+    etaplus = check_number("etas[1]", etaplus)
+    if not 0.0 < etaminus < 1.0 < etaplus:
+        raise ValueError(f"etas: expected 0 < etaminus < 1 < etaplus, got {etas!r}")
+    low = check_number("step_sizes[0]", low, 0.0)
+    high = check_number("step_sizes[1]", high, low)
+    return {"lr": check_number("lr", hyper["lr"], 0.0), "etas": (etaminus, etaplus),
+            "step_sizes": (low, high), "maximize": check_flag("maximize", hyper["maximize"])}
+
+
+def _rprop_constants(h, f):
+    one, etaminus, etaplus, step_size_min, step_size_max, grad_scale = h
+    (maximize,) = f
+    return (etaminus, etaplus, step_size_min, step_size_max, one, one - one,
+            -grad_scale if maximize else grad_scale)
+
+
+RPROP = Algorithm(
+    name="rprop", kernel="rprop", state=("prev", "step_size"),
+    defaults=dict(lr=1e-2, etas=(0.5, 1.2), step_sizes=(1e-6, 50.0), maximize=False),
+    check=_check_rprop,
+    uses=lambda h: (True, True),
+    scalars=lambda h, step, fresh: (*h["etas"], *h["step_sizes"], h["maximize"]),
+    kernel_args=("etaminus", "etaplus", "step_size_min", "step_size_max", "maximize"),
+    constants=_rprop_constants,
+    # Each element's step size starts at lr (a later lr does not enter the update, as in torch).
+    initial_state=lambda h, name: h["lr"] if name == "step_size" else 0.0,
+)
+
+
+def asgd_eta_mu(hyper, steps):
+    """ASGD's ``(eta, mu)`` after ``steps`` steps, as ``torch.optim.ASGD`` sets them for the next
+    step: ``(lr, 1)`` before the first, then ``lr / (1 + lambd*lr*t)**alpha`` and
+    ``1 / max(1, t - t0)`` after step ``t``."""
+    if steps == 0:
+        return hyper["lr"], 1.0
+    lr = hyper["lr"]
+    return (lr / ((1 + hyper["lambd"] * lr * steps) ** hyper["alpha"]),
+            1 / max(1, steps - hyper["t0"]))
+
+
+def _asgd_constants(h, f):
+    one, weight_decay, eta, decay, mu, grad_scale = h
+    (maximize,) = f
+    return weight_decay, eta, decay, mu, one, -grad_scale if maximize else grad_scale
+
+
+def _asgd_advance(h, step, host):
+    eta, mu = asgd_eta_mu(h, step)
+    return {"eta": eta, "mu": mu}
+
+
+ASGD = Algorithm(
+    name="asgd", kernel="asgd", state=("ax",),
+    defaults=dict(lr=1e-2, lambd=1e-4, alpha=0.75, t0=1e6, weight_decay=0.0, maximize=False),
+    check=lambda hyper: _numbers(hyper, lr=(0.0, None), lambd=(0.0, None),
+                                 alpha=(None, None), t0=(None, None), weight_decay=(0.0, None)),
+    uses=lambda h: (True,),
+    scalars=lambda h, step, fresh, eta, mu: (h["weight_decay"], h["maximize"], eta,
+                                             1 - h["lambd"] * eta, mu),
+    kernel_args=("weight_decay", "maximize", "eta", "decay", "mu"),
+    constants=_asgd_constants,
+    # eta and mu as torch keeps them: set by each step for the next one, from that step's lr.
+    host_state={"eta": lambda h: h["lr"], "mu": 1.0},
+    host_at=lambda h, step: dict(zip(("eta", "mu"), asgd_eta_mu(h, step - 1))),
+    advance=_asgd_advance,
+)
+
+#: The bounds of the host scalars a caller may pass (a functional step, ``bind``).
+HOST_BOUNDS = {"mu_product": (0.0, 1.0), "eta": (0.0, None), "mu": (0.0, 1.0)}
+
+
+def check_host(algorithm, given):
+    """Validated host values ``given`` by a caller for ``algorithm``; ``TypeError`` for a name it
+    keeps none of, ``ValueError`` for a value out of bounds."""
+    checked = {}
+    for name, value in given.items():
+        if name not in algorithm.host_state:
+            owners = [a.name for a in ALGORITHMS.values() if name in a.host_state]
+            raise TypeError(f"{name}: {algorithm.name} keeps none ({', '.join(owners)} does)")
+        checked[name] = check_number(name, value, *HOST_BOUNDS[name])
+    return checked
+
+
 ALGORITHMS = {a.name: a for a in (SGD, ADAGRAD, RMSPROP, ADAM, ADAMW, ADAMAX, NADAM, RADAM,
-                                  ADADELTA, LION, LAMB)}
+                                  ADADELTA, LION, LAMB, RPROP, ASGD)}

@@ -14,8 +14,9 @@ arrays) are checked and viewed again at every call, since a tensor can be re-poi
 under the same object.
 
 Hyperparameters given to a call (``step(t, lr=3e-4)``) replace the bound ones from then on, after
-the same checks as the functional API's. A call that raises writes nothing. NAdam's ``mu_product``
-lives in the bound step (from ``mu_product=`` at binding, else 1) and advances with each call.
+the same checks as the functional API's. A call that raises writes nothing. Host scalars (NAdam's
+``mu_product``, ASGD's ``eta`` and ``mu``) live in the bound step: from keyword arguments at binding,
+else as of the first call's step with constant hyperparameters, then advanced by each call.
 """
 
 from itertools import compress
@@ -52,7 +53,7 @@ class BoundStep:
     runs step ``t`` (1-based) in place and returns ``None``."""
 
     def __init__(self, step, param, grad, *states, backend=None, segment_offsets=None,
-                 mu_product=None, **hyper):
+                 **hyper):
         from fastopt.optim.functional import _checked_offsets
 
         algorithm = _algorithm(step)
@@ -60,11 +61,12 @@ class BoundStep:
             raise TypeError(f"states: {algorithm.name} takes at most {len(algorithm.state)} state "
                             f"arrays ({', '.join(algorithm.state)}), got {len(states)}")
         states = (*states, *[None] * (len(algorithm.state) - len(states)))
+        given_host = {name: hyper.pop(name) for name in list(hyper) if name in alg.HOST_BOUNDS
+                      and hyper[name] is not None}
         _check_names(algorithm, hyper)
         if segment_offsets is not None and not algorithm.segmented:
             raise TypeError(f"segment_offsets: {algorithm.name} has no segments (LAMB has)")
-        if mu_product is not None and "mu_product" not in algorithm.host_state:
-            raise TypeError(f"mu_product: {algorithm.name} keeps none (NAdam does)")
+        given_host = alg.check_host(algorithm, given_host)
         self.algorithm = algorithm
         self._raw = {**algorithm.defaults, "grad_scale": 1.0, **hyper}
         self._hyper, self._uses = checked_step(algorithm, self._raw)
@@ -82,9 +84,7 @@ class BoundStep:
         else:
             self._run = None
         self._segments = arrays[-1:] if algorithm.segmented else ()
-        self._host = dict(algorithm.host_state)
-        if mu_product is not None:
-            self._host["mu_product"] = check_number("mu_product", mu_product, 0.0, 1.0)
+        self._host = given_host  # completed at the first call (Algorithm.host_at)
 
     def __call__(self, step, **hyper):
         step = check_step(step)
@@ -93,10 +93,12 @@ class BoundStep:
         if changed:  # everything checked: kept from now on
             self._raw, self._hyper, self._grad_scale = changed
         algorithm = self.algorithm
-        if self._host:
-            host = algorithm.advance(self._hyper, step, self._host)
+        if algorithm.host_state:
+            host = self._host
+            if len(host) < len(algorithm.host_state):  # the rest as of this step
+                host = {**algorithm.host_at(self._hyper, step), **host}
             run(*algorithm.scalars(self._hyper, step, step == 1, **host), self._grad_scale)
-            self._host = host
+            self._host = algorithm.advance(self._hyper, step, host)
         else:
             run(*algorithm.scalars(self._hyper, step, step == 1), self._grad_scale)
 

@@ -44,9 +44,8 @@ def _step(algorithm, param, grad, states, step, backend, hyper, fresh=False, hos
     if host is None:  # no host state (all but NAdam)
         run(*algorithm.scalars(hyper, step, fresh), grad_scale)
         return {}
-    host = algorithm.advance(hyper, step, host)
     run(*algorithm.scalars(hyper, step, fresh, **host), grad_scale)
-    return host
+    return algorithm.advance(hyper, step, host)
 
 
 def _launch_all(module, algorithm, arrays, *scalars):

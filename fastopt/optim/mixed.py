@@ -119,11 +119,11 @@ def _step(algorithm, master, grad, model, states, step, hyper, fresh=False, host
             raise TypeError(f"{name}: dtype {a.dtype} does not match {used[0][0]}'s "
                             f"{state_dtype}; the state arrays share one format")
     states = [_memory.empty(on_device, state_dtype) if a is None else a for a in states]
-    host = algorithm.advance(checked, step, host or {})
+    host = host or {}
     launch(kernels(backend, "mixed"), algorithm, master, grad, states, model,
            algorithm.scalars(checked, step, fresh, **host), grad_scale,
            rounding == "stochastic", lowp.stream_key(seed, step))
-    return host
+    return algorithm.advance(checked, step, host)
 
 
 def launch(module, algorithm, master, grad, states, model, scalars, grad_scale, stochastic, key):

@@ -25,6 +25,7 @@ zero-copy views. State lives beside the parameters (host or device).
 """
 
 import copy
+import functools
 import math
 import weakref
 from typing import NamedTuple
@@ -58,6 +59,7 @@ class StepInfo(NamedTuple):
 
 #: What a step without a norm, clipping or skipping did.
 _NO_INFO = StepInfo()
+_NO_STATE = {}  # a step's new state when it creates none (never written to)
 
 # Parameter views and gradients that passed a step's checks, keyed by backend.
 _GRAD_CHECKS = CheckMemo()
@@ -88,11 +90,21 @@ class _BoundParameter:
     """One parameter's step bound to its arrays: the gradient and state array objects it was
     checked and bound with, and the bound kernel."""
 
-    __slots__ = ("param", "grad", "uses", "states", "arrays", "run")
+    __slots__ = ("param", "grad", "uses", "states", "arrays", "run", "reduce", "module",
+                 "algorithm")
 
-    def __init__(self, param, grad, uses, states, arrays, run):
+    def __init__(self, param, grad, uses, states, arrays, run, module, algorithm):
         self.param, self.grad, self.uses, self.states = param, grad, uses, states
-        self.arrays, self.run = arrays, run
+        self.arrays, self.run, self.module, self.algorithm = arrays, run, module, algorithm
+        self.reduce = functools.partial(module.sum_of_squares, arrays[1])
+
+    def run_with(self, scalars, factor, norm_out=None):
+        """The bound kernel with ``scalars`` and gradient factor ``factor``; with ``norm_out``,
+        the kernel that also sums the gradient's squares into it."""
+        if norm_out is None:
+            self.run(*scalars, factor)
+        else:
+            launch_with_norm(self.module, self.algorithm, self.arrays, scalars, factor, norm_out)
 
     def matches(self, param, grad, uses, state):
         """Whether a step of these objects can run this bound kernel: the same parameter and
@@ -243,9 +255,13 @@ class Optimizer:
             clip = 1.0 if max_norm is None else min(1.0, max_norm / (norm + CLIP_EPS))
             info = StepInfo(grad_norm=norm, clip_coef=clip)
         factor = inv_scale * info.clip_coef
+        states = self.state
         for index, new_state, step, _, run in plan:  # everything checked: now write
-            state = self.state.setdefault(index, {})
-            state.update(new_state)
+            state = states.get(index)
+            if state is None:
+                state = states[index] = {}
+            if new_state:
+                state.update(new_state)
             state["step"] = step
             run(factor)
         return info
@@ -266,10 +282,13 @@ class Optimizer:
     def _checked_hyper(self, g_index, group):
         """The group's validated hyperparameters and which state they use, checked again only
         when one of them changed."""
-        # A snapshot: a list (betas) changed in place must not compare equal to itself.
-        raw = tuple([tuple(v) if type(v) is list else v
-                     for v in map(group.__getitem__, self.algorithm.defaults)])
+        raw = tuple(map(group.__getitem__, self.algorithm.defaults))
         cached = self._hyper_cache.get(g_index)
+        # The cache holds a snapshot with lists (betas) as tuples, which no list compares equal
+        # to: a list changed in place is compared by its values now.
+        if cached is not None and cached[0] == raw:
+            return cached[1]
+        raw = tuple([tuple(v) if type(v) is list else v for v in raw])
         if cached is not None and cached[0] == raw:
             return cached[1]
         try:
@@ -295,16 +314,17 @@ class Optimizer:
         step = state.get("step", 0) + 1
         bound = self._bound.get(index)
         if bound is not None and bound.matches(param, grad, uses, state):
+            if not algorithm.host_state:  # the common step: a bound kernel and its scalars
+                return (index, _NO_STATE, step, bound.reduce,
+                        functools.partial(bound.run_with, algorithm.scalars(hyper, step, False)))
             new_state, fresh, arrays, run_bound = {}, False, bound.arrays, bound.run
         else:
             new_state, fresh, arrays = self._arrays(index, param, grad, hyper, uses, state)
             run_bound = self._bind(index, param, grad, uses, arrays, new_state)
-        host_state = algorithm.host_state
-        if host_state:  # host scalars (NAdam's mu_product) advance with the step, stored with it
-            host = algorithm.advance(hyper, step, {name: state.get(name, initial)
-                                                   for name, initial in host_state.items()})
-            new_state.update(host)
+        if algorithm.host_state:  # host scalars (NAdam's mu_product) advance with the step
+            host = algorithm.host_before(hyper, state)
             scalars = algorithm.scalars(hyper, step, fresh, **host)
+            new_state.update(algorithm.advance(hyper, step, host))
         else:
             scalars = algorithm.scalars(hyper, step, fresh)
         module = self._kernels
@@ -355,7 +375,8 @@ class Optimizer:
             return None
         run = bound_launch(self._kernels, self.algorithm, arrays)
         named = {name: a for name, used, a in zip(self.algorithm.state, uses, arrays[2:]) if used}
-        self._bound[index] = _BoundParameter(param, grad, uses, named, arrays, run)
+        self._bound[index] = _BoundParameter(param, grad, uses, named, arrays, run,
+                                             self._kernels, self.algorithm)
         return run
 
     def _checked_grad(self, index, param, view, grad, on_device):
@@ -408,10 +429,9 @@ class Optimizer:
             states.append(new_state.get(name, state.get(name)) if used
                           else _memory.empty(on_device, state_dtype))
         step = state.get("step", 0) + 1
-        host = self.algorithm.advance(hyper, step, {name: state.get(name, initial) for name, initial
-                                                    in self.algorithm.host_state.items()})
-        new_state.update(host)
+        host = self.algorithm.host_before(hyper, state)
         scalars = self.algorithm.scalars(hyper, step, fresh, **host)
+        new_state.update(self.algorithm.advance(hyper, step, host))
         stochastic = self._mixed["rounding"] == "stochastic"
         key = lowp.stream_key(self._mixed["seed"], step, stream=index + 1)
         module = kernels(self._backend, "mixed")

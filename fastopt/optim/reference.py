@@ -242,6 +242,59 @@ def lion(param, grad, exp_avg, lr, beta1, beta2, weight_decay, maximize, grad_sc
     return p, beta2 * exp_avg + (1 - beta2) * g
 
 
+
+def _sign(x):
+    """``torch.sign``: -1, 0 or 1 in the dtype of ``x``, and 0 for NaN (where ``numpy.sign``
+    gives NaN)."""
+    return (x > 0).astype(x.dtype) - (x < 0).astype(x.dtype)
+
+
+def rprop(param, grad, prev, step_size, etaminus, etaplus, step_size_min, step_size_max,
+          maximize, grad_scale):
+    r"""Rprop (resilient backpropagation, Riedmiller & Braun 1993), as ``torch.optim.Rprop``:
+    a step size per element, grown while the gradient keeps its sign and shrunk when it flips.
+
+    .. math::
+        g &= \pm\nabla, \quad s = \operatorname{sign}(g\, g_{\mathrm{prev}}) \\
+        \Delta &\leftarrow \operatorname{clamp}(\Delta \cdot \{\eta_+ \text{ if } s > 0,\
+            \eta_- \text{ if } s < 0,\ 1 \text{ otherwise}\},\ \Delta_{\min}, \Delta_{\max}) \\
+        g &\leftarrow 0 \text{ where } s < 0, \quad
+        \theta \leftarrow \theta - \operatorname{sign}(g)\, \Delta, \quad g_{\mathrm{prev}}
+        \leftarrow g
+
+    ``sign`` is ``torch.sign``'s, 0 for NaN: a NaN gradient leaves the step size and the
+    parameter as they were (and is kept as ``prev``, so the next step does not grow or shrink
+    either), as in PyTorch. ``step_size`` starts filled with ``lr``, ``prev`` with 0.
+    """
+    g = -(grad * grad_scale) if maximize else grad * grad_scale
+    s = _sign(g * prev)
+    one = param.dtype.type(1)
+    factor = np.where(s > 0, etaplus, np.where(s < 0, etaminus, one))
+    new_step_size = np.minimum(np.maximum(step_size * factor, step_size_min), step_size_max)
+    g = np.where(s < 0, param.dtype.type(0), g)
+    return param - _sign(g) * new_step_size, g, new_step_size
+
+
+def asgd(param, grad, ax, weight_decay, maximize, eta, decay, mu, grad_scale):
+    r"""ASGD (averaged SGD, Polyak & Juditsky 1992), as ``torch.optim.ASGD``.
+
+    The host keeps per parameter the rate :math:`\eta_t` and the averaging weight :math:`\mu_t`
+    (PyTorch's ``eta`` and ``mu`` state, set after each step for the next:
+    :math:`\eta_{t+1} = \mathrm{lr} / (1 + \lambda\,\mathrm{lr}\, t)^\alpha`,
+    :math:`\mu_{t+1} = 1 / \max(1, t - t_0)`) and passes ``decay`` :math:`= 1 - \lambda\eta_t`.
+
+    .. math::
+        g &= \pm\nabla + w\theta, \quad
+        \theta \leftarrow \theta\,(1 - \lambda\eta_t) - \eta_t\, g \\
+        \bar\theta &\leftarrow \theta \text{ if } \mu_t = 1, \text{ else }
+            \bar\theta + (\theta - \bar\theta)\,\mu_t
+    """
+    g = -(grad * grad_scale) if maximize else grad * grad_scale
+    if weight_decay != 0:
+        g = g + weight_decay * param
+    p = param * decay - eta * g
+    return p, (p.copy() if mu == 1 else ax + (p - ax) * mu)
+
 def lamb(param, grad, exp_avg, exp_avg_sq, segment_offsets, lr, beta1, beta2, eps, weight_decay,
          maximize, bias_correction1, bias_correction2, grad_scale):
     r"""LAMB, You et al. (2019), "Large Batch Optimization for Deep Learning: Training BERT in 76

@@ -34,10 +34,18 @@ used by two passes: :func:`lamb_moments` and :func:`lamb_direction`.
 import math
 import types
 
+from fastopt.optim.algorithms import ALGORITHMS
+
 
 def maximum(a, b):
     """``numpy.maximum(a, b)`` on scalars: ``a`` when it is NaN or not below ``b``, else ``b``"""
     return a if a >= b or a != a else b
+
+
+def minimum(a, b):
+    """``numpy.minimum(a, b)`` on scalars whose ``b`` is not NaN: ``a`` when it is NaN or not
+    above ``b``, else ``b``"""
+    return a if a <= b or a != a else b
 
 
 def sgd(p, g, s, c, uses):
@@ -238,6 +246,44 @@ def lion(p, g, s, c, uses):
     return p * decay - lr * direction, (beta2 * m + one_minus_beta2 * d,)
 
 
+def rprop(p, g, s, c, uses):
+    r"""Rprop: ``s = (prev, step_size)``; ``sign`` is ``torch.sign``'s (0 for NaN).
+
+    .. math::
+        d = s g, \quad r = \operatorname{sign}(d\, d_{\mathrm{prev}}), \quad
+        \Delta \leftarrow \operatorname{clamp}(\Delta \cdot \{\eta_+, \eta_-, 1\}_r,
+        \Delta_{\min}, \Delta_{\max}) \\
+        d \leftarrow 0 \text{ where } r < 0, \quad p \leftarrow p - \operatorname{sign}(d)\,
+        \Delta, \quad d_{\mathrm{prev}} \leftarrow d
+    """
+    prev, step_size = s
+    etaminus, etaplus, step_size_min, step_size_max, one, zero, scale = c
+    d = g * scale
+    product = d * prev
+    factor = etaplus if product > zero else (etaminus if product < zero else one)
+    step_size = minimum(maximum(step_size * factor, step_size_min), step_size_max)
+    if product < zero:
+        d = zero
+    direction = one if d > zero else (-one if d < zero else zero)
+    return p - direction * step_size, (d, step_size)
+
+
+def asgd(p, g, s, c, uses):
+    r"""ASGD: ``s = (ax,)``; ``decay = 1 - lambd*eta``, and ``eta``, ``mu`` this step's.
+
+    .. math::
+        d = s g + w p, \quad p \leftarrow \text{decay}\; p - \eta d, \quad
+        \bar p \leftarrow p \text{ if } \mu = 1 \text{ else } \bar p + (p - \bar p)\mu
+    """
+    (ax,) = s
+    weight_decay, eta, decay, mu, one, scale = c
+    d = g * scale
+    if weight_decay != 0:
+        d += weight_decay * p
+    p = p * decay - eta * d
+    return p, (p if mu == one else ax + (p - ax) * mu,)
+
+
 def lamb_moments(g, m, v, beta1, one_minus_beta1, beta2, one_minus_beta2, scale):
     r"""LAMB's moments on one element: ``(m, v) -> (m, v)``.
 
@@ -261,20 +307,20 @@ def lamb_direction(p, m, v, eps, weight_decay, bias_correction1, bias_correction
     return u
 
 
-#: Kernel name -> the element of the elementwise steps.
-ELEMENTS = {f.__name__: f for f in (sgd, adagrad, rmsprop, adam, adamax, nadam, radam, adadelta,
-                                    lion)}
+#: Kernel name -> the element of the elementwise steps (every algorithm of the table but LAMB's).
+ELEMENTS = {a.kernel: globals()[a.kernel] for a in ALGORITHMS.values() if not a.segmented}
 
 
 def make_elements(device_jit):
     """The elements (and :func:`maximum`, LAMB's two) compiled with ``device_jit``, as attributes
     of a module object; each element finds ``maximum`` compiled for the same target."""
     E = types.ModuleType("fastopt_optim_elements")
-    E.maximum = device_jit(maximum)
+    E.maximum, E.minimum = device_jit(maximum), device_jit(minimum)
     for f in (*ELEMENTS.values(), lamb_moments, lamb_direction):
-        # A copy whose global ``maximum`` is the compiled one (numba resolves globals when
-        # compiling; a plain Python function cannot be called from a kernel).
-        copy = types.FunctionType(f.__code__, {**f.__globals__, "maximum": E.maximum},
+        # A copy whose globals ``maximum`` and ``minimum`` are the compiled ones (numba resolves
+        # globals when compiling; a plain Python function cannot be called from a kernel).
+        copy = types.FunctionType(f.__code__, {**f.__globals__, "maximum": E.maximum,
+                                               "minimum": E.minimum},
                                   f.__name__, f.__defaults__, f.__closure__)
         copy.__doc__, copy.__qualname__ = f.__doc__, f.__qualname__
         setattr(E, f.__name__, device_jit(copy))

@@ -77,15 +77,11 @@ def _mixed(algorithm):
     return step
 
 
-sgd = _mixed(_algorithms.SGD)
-adagrad = _mixed(_algorithms.ADAGRAD)
-rmsprop = _mixed(_algorithms.RMSPROP)
-adam = _mixed(_algorithms.ADAM)
-adamax = _mixed(_algorithms.ADAMAX)
-nadam = _mixed(_algorithms.NADAM)
-radam = _mixed(_algorithms.RADAM)
-adadelta = _mixed(_algorithms.ADADELTA)
-lion = _mixed(_algorithms.LION)
+# Every elementwise algorithm's step (AdamW runs Adam's; LAMB has no mixed-precision step).
+for _algorithm in _algorithms.ALGORITHMS.values():
+    if not _algorithm.segmented and _algorithm.kernel == _algorithm.name:
+        globals()[_algorithm.kernel] = _mixed(_algorithm)
+del _algorithm
 
 
 def sum_of_squares(grad, grad_fmt):
