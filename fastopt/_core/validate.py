@@ -72,6 +72,10 @@ def check_arrays(named, written, on_device):
             flags = a.flags
             readonly = not flags.writeable
             contiguous = flags.c_contiguous
+            if not flags.aligned:  # the kernels load whole floats
+                raise ValueError(f"{name}: expected an array aligned to its dtype (this one "
+                                 "starts inside an element; use a copy, np.require(..., "
+                                 "requirements='A'))")
         dtype = a.dtype
         if ref_dtype is None:
             if dtype not in FLOAT_DTYPES:
@@ -143,6 +147,20 @@ class CheckMemo:
         entries[key] = (refs, tuple(map(ARRAY_FINGERPRINT, arrays)), payload)
 
 
+def check_disjoint(pairs):
+    """Raises ``ValueError`` naming two arrays of ``pairs`` (``(name, array)``, contiguous host
+    or device arrays) that share memory: sorted by start address, each range is compared with
+    the furthest end before it."""
+    ranges = sorted((*_address_range(a), name) for name, a in pairs if a.size)
+    furthest = None
+    for lo, hi, name in ranges:
+        if furthest is not None and lo < furthest[0]:
+            raise ValueError(f"{furthest[1]} and {name}: parameters share memory (the same "
+                             "array twice, or overlapping views); each would be stepped twice")
+        if furthest is None or hi > furthest[0]:
+            furthest = (hi, name)
+
+
 def _check_no_overlap(pairs, written):
     if pairs and type(pairs[0][1]) is np.ndarray:
         def overlap(a, b):  # a bounds check in C: exact for the contiguous arrays checked here
@@ -165,7 +183,11 @@ def check_number(name, value, low=None, high=None, high_open=False):
     if kind is not float and kind is not int:  # the fast path skips the ABC check
         if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
             raise TypeError(f"{name}: expected a real number, got {type(value).__name__}")
-    value = float(value)
+    try:
+        value = float(value)
+    except OverflowError:  # an int past the float range
+        raise ValueError(f"{name}: expected a finite number, got an int of "
+                         f"{value.bit_length()} bits") from None
     if value - value != 0:  # inf or nan, without a call
         raise ValueError(f"{name}: expected a finite number, got {value}")
     if low is not None and value < low:
@@ -184,12 +206,19 @@ def check_flag(name, value):
     return bool(value)
 
 
+#: The largest step count (an int64, as checkpoints store it).
+MAX_STEP = 2**63 - 1
+
+
 def check_step(step):
-    if type(step) is int and step >= 1:
+    if type(step) is int and 1 <= step <= MAX_STEP:
         return step
-    if isinstance(step, (bool, np.bool_)) or not isinstance(step, numbers.Integral) or step < 1:
-        raise ValueError(f"step: expected the 1-based number of this step (an int >= 1), "
-                         f"got {step!r}")
+    if (isinstance(step, (bool, np.bool_)) or not isinstance(step, numbers.Integral)
+            or not 1 <= step <= MAX_STEP):
+        shown = repr(step) if not isinstance(step, numbers.Integral) or abs(step) < 2**64 \
+            else f"an int of {int(step).bit_length()} bits"
+        raise ValueError(f"step: expected the 1-based number of this step (an int from 1 to "
+                         f"2**63 - 1), got {shown}")
     return int(step)
 
 

@@ -17,6 +17,7 @@ here, once, before any kernel runs.
 """
 
 import math
+import numbers
 
 import numpy as np
 
@@ -134,6 +135,10 @@ class MLP:
 
     def __init__(self, sizes, activation="relu", init="he", dtype=np.float32, backend=None,
                  seed=0, loss="cross_entropy"):
+        sizes = list(sizes)
+        for k, width in enumerate(sizes):
+            if isinstance(width, (bool, np.bool_)) or not isinstance(width, numbers.Integral):
+                raise TypeError(f"sizes[{k}]: expected an int layer width, got {width!r}")
         sizes = [int(s) for s in sizes]
         if len(sizes) < 2 or min(sizes) < 1:
             raise ValueError(f"sizes: expected at least two layer widths >= 1, got {sizes}")

@@ -232,15 +232,36 @@ def nadam_mu(beta1, momentum_decay, step):
     return beta1 * (1.0 - 0.5 * (0.96 ** (step * momentum_decay)))
 
 
+#: Up to this many steps, :func:`nadam_mu_product` multiplies as a step-by-step run does.
+NADAM_EXACT_STEPS = 10_000
+
+
 def nadam_mu_product(beta1, momentum_decay, steps):
     """The product of the momentum coefficients of steps ``1..steps`` (1 for none), as NAdam's
-    ``mu_product`` state holds it after ``steps`` steps with constant hyperparameters."""
-    product = 1.0
-    for t in range(1, steps + 1):
-        product *= nadam_mu(beta1, momentum_decay, t)
-        if product == 0.0:  # underflowed (mu_t < beta1 < 1): it stays 0
-            break
-    return product
+    ``mu_product`` state holds it after ``steps`` steps with constant hyperparameters.
+
+    Up to :data:`NADAM_EXACT_STEPS` steps it is the same product, bit for bit, until it falls
+    below 2**-64, where it stops: every NAdam scalar takes ``1 - mu_product`` (times at most 1),
+    which is 1.0 from there on. Past that many steps it is a closed form, in constant time:
+    ``log mu_t = log beta1 + log(1 - x r**t)`` with ``x = 1/2`` and ``r = 0.96**psi``, whose sum
+    over ``t`` is ``steps * log beta1 - sum_j x**j / j * r**j (1 - r**(j steps)) / (1 - r**j)``
+    (the series of ``log(1 - y)``, 60 terms for ``x**j`` below 1e-18)."""
+    if steps <= NADAM_EXACT_STEPS:
+        product = 1.0
+        for t in range(1, steps + 1):
+            product *= nadam_mu(beta1, momentum_decay, t)
+            if product < 2.0**-64:
+                break
+        return product
+    if beta1 == 0.0:
+        return 0.0
+    r = 0.96 ** momentum_decay
+    log_product = steps * math.log(beta1)
+    for j in range(1, 61):
+        rj = r ** j
+        terms = steps if rj == 1.0 else rj * -math.expm1(steps * j * math.log(r)) / (1.0 - rj)
+        log_product -= 0.5 ** j / j * terms
+    return math.exp(log_product)
 
 
 def _nadam_scalars(h, step, fresh, mu_product):

@@ -27,6 +27,7 @@ zero-copy views. State lives beside the parameters (host or device).
 import copy
 import functools
 import math
+import threading
 import weakref
 from typing import NamedTuple
 
@@ -38,7 +39,7 @@ from fastopt.optim import mixed
 from fastopt._core.dispatch import choose, is_device_array, kernels
 from fastopt.optim._step import bound_launch, check_hyper, launch, launch_with_norm
 from fastopt._core.validate import (CheckMemo, as_device_array, as_host_array, check_arrays,
-                                    check_number)
+                                    check_disjoint, check_number, _address_range)
 from fastopt.optim.arena import FlatParams
 
 #: Added to the norm before dividing, as ``torch.nn.utils.clip_grad_norm_`` does.
@@ -84,6 +85,28 @@ def _single(x):
 def _buffer(x):
     """The array a kernel steps: an arena's flat buffer, or the array itself."""
     return x.data if isinstance(x, FlatParams) else x
+
+
+def _check_range(hyper, largest, precision, where=""):
+    """Raises ``ValueError`` for a float hyperparameter past ``largest``, the largest finite
+    value of the ``precision`` the steps compute in."""
+    for name, value in hyper.items():
+        if type(value) is float and abs(value) > largest:
+            raise ValueError(f"{where}{name}: {value:g} overflows {precision}, the parameters' "
+                             "precision")
+
+
+def _moved(param, view):
+    """Whether ``param``, when it is not a numpy array, has memory or a shape other than its
+    ``view`` (a torch tensor re-pointed by ``t.data = ...``, ``set_`` or ``resize_``): its view
+    would then read and write memory that may have been freed."""
+    buffer = _buffer(param)
+    if type(buffer) is np.ndarray or is_device_array(buffer):
+        return False  # a numpy or numba array cannot be re-pointed
+    data_ptr = getattr(buffer, "data_ptr", None)
+    if data_ptr is None:
+        return True  # another DLPack producer: viewed again at every step
+    return data_ptr() != _address_range(view)[0] or tuple(buffer.shape) != view.shape
 
 
 class _BoundParameter:
@@ -148,6 +171,7 @@ class Optimizer:
         self._bound = {}  # parameter index -> its last step's _BoundParameter
         self._empties = {}  # dtype -> an empty array standing for unused state
         self._requested_backend = backend
+        self._lock = threading.Lock()
         groups = [params] if _single(params) else list(params)
         if not groups:
             raise ValueError("params: got an empty list of parameters")
@@ -189,8 +213,17 @@ class Optimizer:
                 view, master = check_arrays({name: _buffer(p)}, {name}, on_device)[0], None
             views.append(view)
             masters.append(master)
+        check_disjoint([(f"params[{i}]", v) for i, (_, v) in enumerate(self._views)]
+                       + list(zip(names, views)))
         self._backend = backend
         self._kernels = kernels(backend)
+        # The narrowest precision the steps compute in (float32 for 16-bit parameters' masters).
+        precision = min((np.finfo(np.float64 if np.dtype(v.dtype) == np.float64 else np.float32)
+                         for v in [*views, *(v for _, v in self._views)]), key=lambda f: f.max)
+        largest, narrowest = float(precision.max), precision.dtype.name
+        for g in [*self.param_groups, new]:
+            _check_range(check_hyper(self.algorithm, g), largest, narrowest)
+        self._largest, self._narrowest = largest, narrowest
         for i, master in enumerate(masters, start=start):
             if master is not None:
                 self.state[i] = {"master": master}
@@ -218,13 +251,31 @@ class Optimizer:
         else does (and ``skip_nonfinite=False``), each update pass sums its own gradient: no
         reduction pass, and a non-finite norm is reported (``found_inf``) but not skipped.
         Returns a :class:`StepInfo`.
+
+        Steps of one optimizer from several threads run one after the other (a lock).
         """
+        with self._lock:
+            return self._step(grads, grad_scale, max_norm, return_norm)
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        del state["_lock"]
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+    def _step(self, grads, grad_scale, max_norm, return_norm):
         inv_scale = 1.0
         if grad_scale is not None:
             grad_scale = check_number("grad_scale", grad_scale)
             if grad_scale <= 0:
                 raise ValueError(f"grad_scale: expected a value > 0, got {grad_scale}")
             inv_scale = 1.0 / grad_scale
+            if inv_scale > self._largest:
+                raise ValueError(f"grad_scale: 1/grad_scale = {inv_scale:g} overflows "
+                                 f"{self._narrowest}, the parameters' precision")
         if max_norm is not None:
             max_norm = check_number("max_norm", max_norm, 0.0)
         if type(grads) is not list:
@@ -250,21 +301,47 @@ class Optimizer:
             # The reduction pass: one read of every gradient.
             total = sum(reduce() for *_, reduce, _ in plan)
             norm = math.sqrt(total) * inv_scale
-            if not math.isfinite(norm):
+            if total - total != 0 and (total != math.inf or not self._finite(grads, plan)):
                 return StepInfo(grad_norm=norm, found_inf=True, skipped=True)
+            # An infinite norm from finite gradients (float64 near 1e200): reported, not skipped.
             clip = 1.0 if max_norm is None else min(1.0, max_norm / (norm + CLIP_EPS))
             info = StepInfo(grad_norm=norm, clip_coef=clip)
+            if math.sqrt(total) * inv_scale * clip > self._largest and (
+                    self._largest_scaled(grads, plan, inv_scale * clip) > self._largest):
+                # Some gradient times its factor overflows the parameters' precision.
+                return StepInfo(grad_norm=norm, found_inf=True, skipped=True)
         factor = inv_scale * info.clip_coef
         states = self.state
         for index, new_state, step, _, run in plan:  # everything checked: now write
+            run(factor)
+            # Recorded after the launch: a failing one leaves its parameter's count as it was.
             state = states.get(index)
             if state is None:
                 state = states[index] = {}
             if new_state:
                 state.update(new_state)
             state["step"] = step
-            run(factor)
         return info
+
+    def _host_grads(self, grads, plan):
+        """The planned gradients as float host arrays (decoded when stored as bfloat16 bits)."""
+        out = []
+        for index, *_ in plan:
+            g = _memory.to_host(_buffer(grads[index]))
+            g = np.asarray(g)
+            if g.dtype == np.uint16:
+                g = lowp.from_bits(g, "bfloat16")
+            out.append(g)
+        return out
+
+    def _finite(self, grads, plan):
+        """Whether every planned gradient element is finite (when their sum of squares is not)."""
+        return all(np.isfinite(g).all() for g in self._host_grads(grads, plan))
+
+    def _largest_scaled(self, grads, plan, factor):
+        """The largest ``|g| * factor`` of the planned gradients, in float64."""
+        return max((float(np.max(np.abs(g), initial=0.0)) for g in self._host_grads(grads, plan)),
+                   default=0.0) * factor
 
     def _step_with_norm(self, plan):
         """The update of every planned parameter, each pass also summing its gradient's squares
@@ -272,10 +349,10 @@ class Optimizer:
         pass's, bit for bit). Nothing is skipped: a non-finite norm is reported as ``found_inf``."""
         norms = _memory.full(self._backend == "cuda", (max(len(plan), 1),), np.float64, 0.0)
         for k, (index, new_state, step, _, run) in enumerate(plan):
+            run(1.0, norms[k:k + 1])
             state = self.state.setdefault(index, {})
             state.update(new_state)
             state["step"] = step
-            run(1.0, norms[k:k + 1])
         norm = math.sqrt(sum(_memory.to_host(norms)[:len(plan)].tolist()))
         return StepInfo(grad_norm=norm, found_inf=not math.isfinite(norm))
 
@@ -295,6 +372,7 @@ class Optimizer:
             hyper = check_hyper(self.algorithm, group)
         except (TypeError, ValueError) as exc:
             raise type(exc)(f"param_groups[{g_index}]: {exc}") from None
+        _check_range(hyper, self._largest, self._narrowest, f"param_groups[{g_index}]: ")
         checked = (hyper, tuple(self.algorithm.uses(hyper)))
         self._hyper_cache[g_index] = (raw, checked)
         return checked
@@ -344,11 +422,7 @@ class Optimizer:
         state the step needs but does not have created (``new state``, not yet stored)."""
         on_device = self._backend == "cuda"
         algorithm = self.algorithm
-        user_param, view = self._views[index]
-        if param is not user_param:  # the user replaced it in param_groups
-            view = check_arrays({f"params[{index}]": _buffer(param)}, {f"params[{index}]"},
-                                on_device)[0]
-            self._views[index] = (param, view)
+        view = self._view(index, param, on_device)
         arrays = self._checked_grad(index, param, view, grad, on_device)
         new_state = {}
         fresh = False
@@ -364,6 +438,34 @@ class Optimizer:
         if algorithm.segmented:
             arrays.append(self._segment_offsets(index, param, view.size, on_device))
         return new_state, fresh, tuple(arrays)
+
+    def _view(self, index, param, on_device):
+        """The checked zero-copy view of parameter ``index`` (``param``, from param_groups), made
+        again when the user replaced the parameter, or re-pointed a tensor at other memory
+        (``t.data = ...``, ``set_``, ``resize_``); ``ValueError`` when the new memory does not
+        have the shape and dtype its state was made for."""
+        user_param, view = self._views[index]
+        if param is user_param and not _moved(param, view):
+            return view
+        name = f"params[{index}]"
+        new = as_device_array(name, _buffer(param))[0] if on_device \
+            else as_host_array(name, _buffer(param))
+        if new.dtype in _LOW_PRECISION or view.dtype in _LOW_PRECISION:
+            if (new.dtype, tuple(new.shape)) != (view.dtype, view.shape):
+                raise ValueError(f"{name}: now {new.dtype} of shape {tuple(new.shape)}; its master "
+                                 f"weights are for {view.dtype} of shape {view.shape}")
+            (new,) = mixed._checked({name: new}, {name}, on_device, {name: _LOW_PRECISION})
+        else:
+            new = check_arrays({name: new}, {name}, on_device)[0]
+            if index in self.state and (new.dtype, new.shape) != (view.dtype, view.shape):
+                raise ValueError(f"{name}: now {new.dtype} of shape {new.shape}; its optimizer "
+                                 f"state is for {view.dtype} of shape {view.shape} (a parameter "
+                                 "keeps its shape and dtype; build a new optimizer for another)")
+        others = [(f"params[{i}]", v) for i, (_, v) in enumerate(self._views) if i != index]
+        check_disjoint(others + [(name, new)])
+        self._views[index] = (param, new)
+        self._bound.pop(index, None)
+        return new
 
     def _bind(self, index, param, grad, uses, arrays, new_state):
         """The kernel bound to ``arrays`` (``run(*scalars, grad_scale)``), remembered for the next
@@ -412,7 +514,7 @@ class Optimizer:
 
     def _prepare_mixed(self, index, grad, hyper, uses, on_device):
         """:meth:`_prepare` for a float16/bfloat16 parameter with float32 master weights."""
-        _, view = self._views[index]
+        view = self._view(index, self._views[index][0], on_device)
         pname, gname = f"params[{index}]", f"grads[{index}]"
         choose({pname: view, gname: grad}, self._backend)
         _, grad = mixed._checked({pname: view, gname: grad}, set(), on_device,

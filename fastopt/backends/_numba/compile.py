@@ -4,8 +4,14 @@ numba's on-disk cache keys a function by its qualified name and signature, not b
 ``parallel`` flag: two dispatchers over the same function share one cache entry, and whichever
 compiled first would be loaded for both (a parallel step silently running on one thread). The
 parallel version is therefore compiled from a copy of the function with a name of its own.
+
+The parallel versions run only where numba has a threading layer that several Python threads may
+launch at once (TBB or OpenMP); with only its ``workqueue`` fallback, which aborts the process on
+a concurrent launch, every kernel runs serially (:func:`parallel_threshold`).
 """
 
+import importlib
+import sys
 import types
 
 import numba
@@ -23,3 +29,33 @@ def serial_and_parallel(body, **options):
     twin.__qualname__ = body.__qualname__ + "_parallel"
     twin.__doc__ = body.__doc__
     return numba.njit(**options)(body), numba.njit(parallel=True, **options)(twin)
+
+
+def _threadsafe_layer():
+    """Whether numba's parallel kernels will run on a threading layer that several Python
+    threads may launch at once (TBB or OpenMP). Its fallback, ``workqueue``, aborts the process
+    on a concurrent launch ("Concurrent access has been detected")."""
+    layer = numba.config.THREADING_LAYER
+    if layer == "workqueue":
+        return False
+    for pool in ("tbbpool", "omppool"):
+        try:
+            importlib.import_module(f"numba.np.ufunc.{pool}")
+            return True
+        except ImportError:
+            continue
+    return False
+
+
+#: Where numba has only the ``workqueue`` threading layer, every kernel runs serially: a
+#: threshold of this size is never reached.
+NEVER = sys.maxsize
+
+
+def parallel_threshold(threshold):
+    """``threshold`` where parallel kernels are safe to launch from any thread, else
+    :data:`NEVER`."""
+    return threshold if _THREADSAFE else NEVER
+
+
+_THREADSAFE = _threadsafe_layer()

@@ -49,13 +49,13 @@ from numba.np.unsafe.ndarray import to_fixed_tuple
 
 from fastopt._core import config
 from fastopt.backends.cpu import optim as _optim
-from fastopt.backends._numba.compile import serial_and_parallel
+from fastopt.backends._numba.compile import parallel_threshold, serial_and_parallel
 from fastopt.optim.algorithms import ALGORITHMS
 from fastopt.nn.reference import (CROSS_ENTROPY, EPOCH_OPTIMIZERS, GELU, IDENTITY, MSE, RELU,
                                   SIGMOID, TANH)
 
 #: Layers with fewer multiply-adds (batch x fan_in x fan_out) than this run on one thread.
-PARALLEL_MACS = config.CPU_MLP_PARALLEL_MACS
+PARALLEL_MACS = parallel_threshold(config.CPU_MLP_PARALLEL_MACS)
 #: Layers with fewer outputs than this (an output layer of 10 classes) accumulate rows for dX and
 #: dW instead of taking dot products a few elements long.
 NARROW = config.CPU_MLP_NARROW

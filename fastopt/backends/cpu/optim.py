@@ -25,7 +25,7 @@ import numpy as np
 from numba import prange
 
 from fastopt._core import config
-from fastopt.backends._numba.compile import serial_and_parallel
+from fastopt.backends._numba.compile import parallel_threshold, serial_and_parallel
 from fastopt.backends._numba.launch import KernelArgs
 from fastopt.backends._numba.specialize import load, mode_name, rounded, specialized, store
 from fastopt.backends.elements.args import flat
@@ -41,8 +41,9 @@ E = make_elements(numba.njit(error_model="numpy"))
 #: The launchers round Python floats to the arrays' dtype themselves (see :mod:`fastopt.backends`).
 TAKES_PYTHON_FLOATS = True
 
-#: Below this many elements a step runs on one thread.
-PARALLEL_THRESHOLD = config.CPU_PARALLEL_THRESHOLD
+#: Below this many elements a step runs on one thread (always, where numba has only its
+#: ``workqueue`` threading layer: see :func:`fastopt.backends._numba.compile.parallel_threshold`).
+PARALLEL_THRESHOLD = parallel_threshold(config.CPU_PARALLEL_THRESHOLD)
 #: The reduction sums fixed chunks of this many elements in parallel, then the chunk sums in order:
 #: the result does not depend on the number of threads.
 REDUCTION_CHUNK = config.REDUCTION_CHUNK
