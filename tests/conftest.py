@@ -1,9 +1,14 @@
+import os
+
 import numpy as np
 import pytest
 
 import fastopt
 
-AVAILABLE = fastopt.available_backends()
+#: The backends under test: every available one, or those named in FASTOPT_TEST_BACKENDS
+#: (comma-separated), as the sanitizer run (make test-sanitize) names numpy and c.
+AVAILABLE = [b for b in fastopt.available_backends()
+             if b in os.environ.get("FASTOPT_TEST_BACKENDS", b).split(",")]
 HOST = [b for b in AVAILABLE if b != "cuda"]
 HAS_CUDA = "cuda" in AVAILABLE
 

@@ -86,6 +86,9 @@ def resolve(algorithm, hyper, param, grad, states, backend, uses=None):
     replaced by an empty array. ``uses`` is ``algorithm.uses(hyper)`` when the caller has it.
     Nothing is written.
     """
+    if param is None or grad is None:
+        raise TypeError(f"{'param' if param is None else 'grad'}: expected a float32 or float64 "
+                        "array, got None")
     if uses is None:
         uses = tuple(algorithm.uses(hyper))
     # The arrays the step uses (the context says which): a repeated call matches its memo entry.
