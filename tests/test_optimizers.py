@@ -7,7 +7,7 @@ import fastopt
 from fastopt import functional
 from fastopt.optim import optimizers
 from cases import LR, OPTIONS, TOLERANCE, new_state, problem
-from conftest import AVAILABLE, to_backend, to_host
+from conftest import AVAILABLE, HOST, to_backend, to_host
 
 CLASSES = {"sgd": fastopt.SGD, "adagrad": fastopt.Adagrad, "rmsprop": fastopt.RMSprop,
            "adam": fastopt.Adam, "adamw": fastopt.AdamW, "adamax": optimizers.Adamax,
@@ -178,3 +178,28 @@ def test_a_list_hyperparameter_changed_in_place_is_checked_and_used():
     functional.adam(expected, np.ones(3, np.float32), m, v, step=2, lr=0.1, betas=(0.5, 0.999))
     opt.step([np.ones(3, np.float32)])
     assert p.tobytes() == expected.tobytes()
+
+
+@pytest.mark.parametrize("backend", HOST)
+def test_an_arena_of_gradients_steps_parameters_that_are_segments_of_one_arena(backend):
+    shapes = [(5, 3), (3,), (2, 2)]
+    rng = np.random.default_rng(0)
+    values = [rng.standard_normal(s).astype(np.float32) for s in shapes]
+    expected_arena, arena = fastopt.FlatParams(values), fastopt.FlatParams(values)
+    grads = arena.zeros_like()
+    grads.data[...] = rng.standard_normal(grads.size).astype(np.float32)
+
+    def groups(a):
+        return [{"params": a.segment(0, 1)}, {"params": a.segment(1, 3), "weight_decay": 0.0}]
+
+    expected = fastopt.AdamW(groups(expected_arena), lr=0.1, backend=backend)
+    expected.step([grads.segment(0, 1), grads.segment(1, 3)], max_norm=1.0)
+    opt = fastopt.AdamW(groups(arena), lr=0.1, backend=backend)
+    info = opt.step(grads, max_norm=1.0)
+    assert not info.skipped
+    assert arena.data.tobytes() == expected_arena.data.tobytes()
+    other = fastopt.FlatParams([np.zeros(4, np.float32), np.zeros(2, np.float32)])
+    opt = fastopt.SGD([{"params": other.segment(0, 1)}, {"params": other.segment(1, 2)}],
+                      backend=backend)
+    with pytest.raises(ValueError, match=r"params\[0\] is not"):
+        opt.step(grads)

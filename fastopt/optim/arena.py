@@ -53,6 +53,9 @@ class FlatParams:
         self.data = _memory.full(on_device, sum(self.sizes), self.dtype, 0.0)
         self.views = [self.data[o:o + n].reshape(s)
                       for o, n, s in zip(self.offsets, self.sizes, shapes)]
+        #: The arena this one's tensors belong to, and the index of its first tensor there
+        #: (``(self, 0)`` for an arena that is no segment).
+        self.origin = (self, 0)
 
     def segment(self, start, stop):
         """Tensors ``start:stop`` as an arena sharing this one's buffer: the way to give parameter
@@ -67,6 +70,8 @@ class FlatParams:
         part.offsets = [o - first for o in self.offsets[start:stop]]
         part.data = self.data[first:first + sum(part.sizes)]
         part.views = self.views[start:stop]
+        root, first_in_root = self.origin
+        part.origin = (root, first_in_root + start)
         return part
 
     def zeros_like(self):

@@ -172,6 +172,7 @@ class Optimizer:
         self._empties = {}  # dtype -> an empty array standing for unused state
         self._requested_backend = backend
         self._lock = threading.Lock()
+        self._arena_split = None  # (weak reference to an arena of gradients, its segments)
         groups = [params] if _single(params) else list(params)
         if not groups:
             raise ValueError("params: got an empty list of parameters")
@@ -260,6 +261,7 @@ class Optimizer:
     def __getstate__(self):
         state = dict(self.__dict__)
         del state["_lock"]
+        state["_arena_split"] = None
         return state
 
     def __setstate__(self, state):
@@ -279,7 +281,10 @@ class Optimizer:
         if max_norm is not None:
             max_norm = check_number("max_norm", max_norm, 0.0)
         if type(grads) is not list:
-            grads = [grads] if _single(grads) else list(grads)
+            if isinstance(grads, FlatParams) and len(self._views) > 1:
+                grads = self._arena_segments(grads)
+            else:
+                grads = [grads] if _single(grads) else list(grads)
         if len(grads) != len(self._views):
             raise ValueError(f"grads: expected {len(self._views)} gradients (one per parameter, "
                              f"in param_groups order), got {len(grads)}")
@@ -322,6 +327,21 @@ class Optimizer:
                 state.update(new_state)
             state["step"] = step
         return info
+
+    def _arena_segments(self, grads):
+        """An arena of gradients split as the parameters, segments of one arena of its layout."""
+        cached = self._arena_split
+        if cached is not None and cached[0]() is grads:
+            return cached[1]
+        parts = []
+        for index, (param, _) in enumerate(self._views):
+            root, first = getattr(param, "origin", (None, 0))
+            if root is None or root.shapes != grads.shapes:
+                raise ValueError(f"grads: an arena of gradients steps parameters that are segments "
+                                 f"of one arena of its layout; params[{index}] is not")
+            parts.append(grads.segment(first, first + len(param)))
+        self._arena_split = (weakref.ref(grads), parts)
+        return parts
 
     def _host_grads(self, grads, plan):
         """The planned gradients as float host arrays (decoded when stored as bfloat16 bits)."""
