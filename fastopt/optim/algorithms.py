@@ -10,6 +10,12 @@ scalars (NAdam's ``mu_product``) are ``host_state``: ``advance`` moves them one 
 kernels (:mod:`fastopt.backends.elements.optim`) from the kernel's scalars in the arrays' dtype;
 the C kernels derive the same ones in ``csrc/optim_template.h``. Lion and LAMB, which
 ``torch.optim`` lacks, follow their papers.
+
+The public API is generated from each entry (:mod:`fastopt.optim._api`): the step of
+:mod:`fastopt.functional` (``doc``) and of :mod:`fastopt.mixed` (``mixed``, ``mixed_doc``), the
+optimizer class (``class_name``, ``class_doc``, ``keyword_only``, ``extends``) and, where there
+is one, the capturable class (``capturable_doc``); ``modes`` drives the test grid and ``torch``
+names the ``torch.optim`` class the tests and checkpoint converters compare with.
 """
 
 import math
@@ -42,18 +48,19 @@ class Algorithm:
     # the flags. Compiled by numba, so written with no integer literal (one - one is 0) and no
     # call; numpy scalars of the dtype give the same bits on the host.
     constants: Callable = None
-    # The public API generated from the entry (fastopt.functional, fastopt.mixed, the classes,
-    # fastopt.capturable) and the test grid. Texts may start on the line after their opening
-    # quotes, indented as in a function body. The functional step's docstring, the update as a
-    # math block: what help() shows. Its signature: (param, grad, states..., *, step, host state,
-    # segment_offsets, hyperparameters, grad_scale=1.0, backend=None), the states that the
-    # defaults do not use defaulting to None.
+    # The public API and the test grid are generated from the fields below (fastopt.optim._api).
+    # ``doc`` is the functional step's docstring, the update as a math block: what help() shows.
+    # Texts may start on the line after their opening quotes, indented as in a function body. A
+    # step takes (param, grad, states..., *, step, host state, segment_offsets,
+    # hyperparameters..., grad_scale, backend); the trailing states the defaults leave unused
+    # default to None.
     doc: str = ""
-    class_name: str = None
+    class_name: str = None  # None: the name capitalized
     class_doc: str = None  # None: "<class_name>, as torch.optim.<torch>; formula: ..."
     torch: str = None  # the torch.optim class of the same update, where there is one
     extends: str = None  # the algorithm whose class this one's subclasses (AdamW: Adam)
-    # The hyperparameters after which the class's __init__ takes keywords only (torch.optim's).
+    # The hyperparameters the classes take as keywords only; the others are positional, in
+    # ``defaults`` order, as torch.optim's.
     keyword_only: tuple = ("maximize",)
     state_args: tuple = None  # the state arrays' names as arguments, where not ``state``
     mixed: bool = True  # steps in fastopt.mixed, and master weights for float16 parameters
