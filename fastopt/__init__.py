@@ -16,18 +16,19 @@ from fastopt.optim import capturable, functional, mixed, reference, schedules
 from fastopt.optim.arena import FlatParams
 from fastopt.optim.checkpoint import (Checkpoint, from_torch_state_dict, load, save,
                                       to_torch_state_dict)
-from fastopt.optim.optimizers import (LAMB, SGD, Adadelta, Adagrad, Adam, Adamax, AdamW, Lion,
-                                      NAdam, Optimizer, RAdam, RMSprop, StepInfo)
+from fastopt.optim.optimizers import CLASSES as _CLASSES, Optimizer, StepInfo
 
 __version__ = "0.1.0"
 
 __all__ = ["datasets", "functional", "init", "lowp", "mixed", "schedules",
            "available_backends", "backend_status", "BackendUnavailableError",
            "FlatParams", "Optimizer", "StepInfo",
-           "SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "Adamax", "NAdam", "RAdam", "Adadelta",
-           "Lion", "LAMB",
+           *(c.__name__ for c in _CLASSES.values()),
            "save", "load", "Checkpoint", "to_torch_state_dict", "from_torch_state_dict",
            "set_num_threads", "get_num_threads", "MLP", "train", "History"]
+
+# The optimizer classes, one per algorithm of the table: fastopt.SGD, fastopt.Adam, ...
+globals().update((c.__name__, c) for c in _CLASSES.values())
 
 # The public modules under their short names (``import fastopt.functional``,
 # ``from fastopt.mixed import sgd``): each is one module object under both names.

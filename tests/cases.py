@@ -1,4 +1,8 @@
-"""The table that drives the tests: every optimizer with every combination of its options."""
+"""The table that drives the tests: every optimizer with every combination of its options.
+
+The grids below are written out for the optimizers they list; every other algorithm of
+``fastopt.optim.algorithms.ALGORITHMS`` gets the valid combinations of its table ``modes``, its
+default learning rate and, for the non-finite rows, no options and its richest option set."""
 
 import itertools
 import math
@@ -18,7 +22,24 @@ def _valid_sgd(o):
     return not o["nesterov"] or (o["momentum"] > 0 and o["dampening"] == 0)
 
 
-OPTIONS = {
+def _modes_grid(algorithm):
+    """The combinations of ``algorithm.modes`` that its check accepts."""
+    out = []
+    for options in _grid(**algorithm.modes):
+        try:
+            algorithm.check({**algorithm.defaults, **options})
+        except ValueError:
+            continue
+        out.append(options)
+    return out
+
+
+def _richest(options):
+    """The option set that sets the most options (so uses the most state)."""
+    return max(options, key=lambda o: sum(bool(v) for v in o.values()))
+
+
+_OPTIONS = {
     "sgd": [o for o in _grid(momentum=[0.0, 0.9], dampening=[0.0, 0.3], nesterov=[False, True],
                              weight_decay=[0.0, 0.1], maximize=[False, True]) if _valid_sgd(o)],
     "adagrad": _grid(lr_decay=[0.0, 0.1], weight_decay=[0.0, 0.1],
@@ -38,9 +59,12 @@ OPTIONS = {
     "lion": _grid(weight_decay=[0.0, 0.1], maximize=[False, True]),
     "lamb": _grid(weight_decay=[0.0, 0.1], maximize=[False, True]),
 }
+OPTIONS = {name: _OPTIONS.get(name) or _modes_grid(a)
+           for name, a in _algorithms.ALGORITHMS.items()}
 
-LR = {"sgd": 0.1, "adagrad": 0.1, "rmsprop": 0.01, "adam": 0.01, "adamw": 0.01, "adamax": 0.01,
+_LR = {"sgd": 0.1, "adagrad": 0.1, "rmsprop": 0.01, "adam": 0.01, "adamw": 0.01, "adamax": 0.01,
       "nadam": 0.01, "radam": 0.01, "adadelta": 1.0, "lion": 0.01, "lamb": 0.01}
+LR = {name: _LR.get(name, a.defaults["lr"]) for name, a in _algorithms.ALGORITHMS.items()}
 
 #: (rtol, atol) for comparing a backend with the reference after a few steps. float32 kernels do the
 #: reference's operations in the same order but may round intermediate products differently (e.g. a
@@ -76,7 +100,7 @@ def problem(shape, dtype, steps, seed=0):
 #: Option sets for the non-finite rows: together they use every state array of each algorithm,
 #: with the modes that change how a non-finite value travels (AMSGrad's maximum, centered RMSprop's
 #: subtraction, momentum and Nesterov, weight decay reading the parameter, maximize's sign).
-NONFINITE_OPTIONS = {
+_NONFINITE_OPTIONS = {
     "sgd": [{}, dict(momentum=0.9, dampening=0.3, weight_decay=0.1),
             dict(momentum=0.9, nesterov=True, maximize=True)],
     "adagrad": [{}, dict(lr_decay=0.1, weight_decay=0.1, initial_accumulator_value=0.5,
@@ -92,6 +116,18 @@ NONFINITE_OPTIONS = {
     "lion": [{}, dict(weight_decay=0.1, maximize=True)],
     "lamb": [{}, dict(weight_decay=0.1, maximize=True)],
 }
+
+
+#: The option set of each algorithm that sets the most options (so uses the most state).
+RICHEST = {name: _richest(OPTIONS[name]) for name in OPTIONS}
+
+
+def _nonfinite_options(name):
+    return [{}, RICHEST[name]] if RICHEST[name] else [{}]
+
+
+NONFINITE_OPTIONS = {name: _NONFINITE_OPTIONS.get(name) or _nonfinite_options(name)
+                     for name in OPTIONS}
 
 #: Element counts of the non-finite rows' arrays: odd, so that vector loops have a tail; small on
 #: CUDA, where the simulator runs every thread in Python.

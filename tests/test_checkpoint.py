@@ -10,13 +10,11 @@ import pytest
 import fastopt
 from cases import LR, OPTIONS, TOLERANCE, problem
 from conftest import AVAILABLE, to_backend, to_host
-from fastopt.optim import checkpoint
+from fastopt.optim import checkpoint, optimizers
+from fastopt.optim.algorithms import ALGORITHMS
 from fastopt.optim.checkpoint import from_torch_state_dict, load, save, to_torch_state_dict
 
-CLASSES = {"sgd": fastopt.SGD, "adagrad": fastopt.Adagrad, "rmsprop": fastopt.RMSprop,
-           "adam": fastopt.Adam, "adamw": fastopt.AdamW, "adamax": fastopt.Adamax,
-           "nadam": fastopt.NAdam, "radam": fastopt.RAdam, "adadelta": fastopt.Adadelta,
-           "lion": fastopt.Lion, "lamb": fastopt.LAMB}
+CLASSES = optimizers.CLASSES
 RICHEST = {name: max(OPTIONS[name], key=lambda o: sum(bool(v) for v in o.values()))
            for name in OPTIONS}  # the option set that uses the most state
 SHAPES = [(33,), (4, 3)]
@@ -461,9 +459,7 @@ TORCH_CASES = [
     ("adadelta", dict(weight_decay=0.1, rho=0.8)),
     ("adadelta", dict(eps=1e-4)),
 ]
-TORCH_NAMES = {"sgd": "SGD", "adagrad": "Adagrad", "rmsprop": "RMSprop", "adam": "Adam",
-               "adamw": "AdamW", "adamax": "Adamax", "nadam": "NAdam", "radam": "RAdam",
-               "adadelta": "Adadelta"}
+TORCH_NAMES = {name: a.torch for name, a in ALGORITHMS.items() if a.torch}
 #: float64 throughout; torch and the numpy reference differ only in rounding (test_torch_oracle).
 #: Torch keeps NAdam's mu_product in its default dtype, float32 unless set, which would alone
 #: move the parameters by ~1e-9: the NAdam cases run with torch's default dtype float64.

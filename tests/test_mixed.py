@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 import fastopt
-from fastopt.optim import algorithms as _algorithms
+import cases
+from fastopt.optim import _api, algorithms as _algorithms, optimizers
 from fastopt import functional, lowp, mixed
 from fastopt.backends.cuda.optim import SIMULATOR
 from conftest import AVAILABLE, to_backend, to_host
@@ -15,8 +16,9 @@ GRAD = {"float32": lambda g: g, "float16": lambda g: g.astype(np.float16),
 MODEL = {"float16": np.float16, "bfloat16": np.uint16}
 STATE = {"float32": np.float32, "bfloat16": np.uint16}
 
-#: The main options of each algorithm with a mixed-precision step (LAMB has none).
-OPTIONS = {
+#: The main options of each algorithm with a mixed-precision step (LAMB has none); any other
+#: gets its richest option set of the test table.
+_OPTIONS = {
     "sgd": [dict(momentum=0.9, dampening=0.3, weight_decay=0.1),
             dict(momentum=0.9, nesterov=True, maximize=True), dict()],
     "adagrad": [dict(lr_decay=0.1, weight_decay=0.1, initial_accumulator_value=0.5)],
@@ -31,17 +33,15 @@ OPTIONS = {
     "adadelta": [dict(weight_decay=0.1)],
     "lion": [dict(weight_decay=0.1, maximize=True)],
 }
-LR = {"sgd": 0.1, "adagrad": 0.1, "rmsprop": 0.01, "adam": 0.01, "adamw": 0.01, "adamax": 0.01,
-      "nadam": 0.01, "radam": 0.01, "adadelta": 1.0, "lion": 0.01}
+MIXED = [name for name, a in _algorithms.ALGORITHMS.items() if a.mixed]
+OPTIONS = {name: _OPTIONS.get(name) or [cases.RICHEST[name]] for name in MIXED}
+LR = {name: cases.LR[name] for name in MIXED}
 #: RAdam rectifies from step 6 on: 7 steps cover both of its branches.
 STEPS = {"radam": 7}
-#: How many state arrays come before ``model`` in the functional signature (the ones every mode
-#: uses); the others follow it.
-REQUIRED = {"sgd": 0, "rmsprop": 1, "adam": 2, "adamw": 2}
-CLASSES = {"sgd": fastopt.SGD, "adagrad": fastopt.Adagrad, "rmsprop": fastopt.RMSprop,
-           "adam": fastopt.Adam, "adamw": fastopt.AdamW, "adamax": fastopt.Adamax,
-           "nadam": fastopt.NAdam, "radam": fastopt.RAdam, "adadelta": fastopt.Adadelta,
-           "lion": fastopt.Lion}
+#: How many state arrays come before ``model`` in the functional signature (the ones the default
+#: hyperparameters use); the others follow it.
+REQUIRED = {name: len(_api.state_args(_algorithms.ALGORITHMS[name])[0]) for name in MIXED}
+CLASSES = {name: optimizers.CLASSES[name] for name in MIXED}
 
 #: (grad format, model format, state format, rounding, host size, simulator size): every format
 #: and rounding of each kind, every (grad, state) array type once, and sizes that hit a single

@@ -29,9 +29,7 @@ STEPS = 3
 BACKENDS = [b for b in AVAILABLE if b != "numpy"]
 ROWS = [row for rows in NONFINITE.values() for row in rows]
 #: The algorithms torch.optim has, by its class names.
-TORCH = {"sgd": "SGD", "adagrad": "Adagrad", "rmsprop": "RMSprop", "adam": "Adam",
-         "adamw": "AdamW", "adamax": "Adamax", "nadam": "NAdam", "radam": "RAdam",
-         "adadelta": "Adadelta"}
+TORCH = {name: a.torch for name, a in _algorithms.ALGORITHMS.items() if a.torch}
 
 SIMULATOR = numba_config.ENABLE_CUDASIM
 

@@ -9,10 +9,7 @@ from fastopt.optim import optimizers
 from cases import LR, OPTIONS, TOLERANCE, new_state, problem
 from conftest import AVAILABLE, HOST, to_backend, to_host
 
-CLASSES = {"sgd": fastopt.SGD, "adagrad": fastopt.Adagrad, "rmsprop": fastopt.RMSprop,
-           "adam": fastopt.Adam, "adamw": fastopt.AdamW, "adamax": optimizers.Adamax,
-           "nadam": optimizers.NAdam, "radam": optimizers.RAdam, "adadelta": optimizers.Adadelta,
-           "lion": optimizers.Lion, "lamb": optimizers.LAMB}
+CLASSES = optimizers.CLASSES
 RICHEST = {name: max(OPTIONS[name], key=lambda o: sum(bool(v) for v in o.values()))
            for name in OPTIONS}  # the option set that uses the most state
 

@@ -7,19 +7,16 @@ step counts, parameter groups, hyperparameter changes between steps) is checked 
 import numpy as np
 import pytest
 
-import fastopt
 from fastopt.optim import algorithms as _algorithms, optimizers
 from cases import LR, OPTIONS, case_ids, problem
 from conftest import AVAILABLE, to_backend, to_host
 
 torch = pytest.importorskip("torch")
 
-#: The optimizers torch.optim has (Lion and LAMB are tested against their papers instead).
-CLASSES = {"sgd": ("SGD", fastopt.SGD), "adagrad": ("Adagrad", fastopt.Adagrad),
-           "rmsprop": ("RMSprop", fastopt.RMSprop), "adam": ("Adam", fastopt.Adam),
-           "adamw": ("AdamW", fastopt.AdamW), "adamax": ("Adamax", optimizers.Adamax),
-           "nadam": ("NAdam", optimizers.NAdam), "radam": ("RAdam", optimizers.RAdam),
-           "adadelta": ("Adadelta", optimizers.Adadelta)}
+#: The optimizers torch.optim has, by its class names (those without one, such as Lion and LAMB,
+#: are tested against their papers instead).
+CLASSES = {name: (a.torch, optimizers.CLASSES[name])
+           for name, a in _algorithms.ALGORITHMS.items() if a.torch}
 STEPS = 6
 #: torch evaluates lerp/addcmul in fused kernels and float32 scalars slightly differently.
 TOLERANCE = {np.float32: (1e-5, 1e-6), np.float64: (1e-12, 1e-14)}

@@ -72,7 +72,7 @@ import copy
 
 import numpy as np
 
-from fastopt.optim import algorithms as alg
+from fastopt.optim import _api, algorithms as alg
 from fastopt._core.dispatch import is_device_array
 from fastopt.optim._step import check_hyper
 from fastopt._core.validate import check_arrays, check_number
@@ -583,127 +583,25 @@ def _memory_full(shape, dtype, value):
     return cuda_memory.full(shape, dtype, value)
 
 
-class Adam(CapturableOptimizer):
-    r"""Capturable :class:`fastopt.Adam` (L2 weight decay, optionally AMSGrad) on CUDA arrays.
+def _capturable_class(algorithm, base):
+    """The capturable class of ``algorithm``, with the fastopt class's hyperparameters and
+    ``stream`` (see :func:`fastopt.optim._api.optimizer_class`)."""
 
-    .. math::
-        g &= \pm\nabla / \mathrm{grad\_scale} \cdot \mathrm{clip} + \lambda\theta \\
-        m &\leftarrow \beta_1 m + (1-\beta_1) g, \quad
-        v \leftarrow \beta_2 v + (1-\beta_2) g^2, \quad
-        \hat v \leftarrow \max(\hat v, v) \text{ (AMSGrad)} \\
-        \theta &\leftarrow \theta - \frac{\eta}{1-\beta_1^t}\,
-            \frac{m}{\sqrt{\hat v} / \sqrt{1-\beta_2^t} + \epsilon}
+    def construct(self, a):
+        CapturableOptimizer.__init__(self, a["params"], stream=a["stream"],
+                                     **{n: a[n] for n in algorithm.defaults})
 
-    Defaults are ``torch.optim.Adam``'s: ``lr=1e-3, betas=(0.9, 0.999), eps=1e-8,
-    weight_decay=0.0, amsgrad=False, maximize=False``. ``amsgrad`` and ``maximize`` are fixed at
-    construction. See the module docstring for what the step captures.
-    """
-
-    algorithm = alg.ADAM
-
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
-                 amsgrad=False, *, maximize=False, stream=None):
-        super().__init__(params, stream=stream, lr=lr, betas=betas, eps=eps,
-                         weight_decay=weight_decay, amsgrad=amsgrad, maximize=maximize)
+    return _api.optimizer_class(algorithm, base, __name__, _api.text(algorithm.capturable_doc),
+                                dict(stream=None), construct)
 
 
-class AdamW(Adam):
-    r"""Capturable :class:`fastopt.AdamW` (decoupled weight decay: :math:`\theta \leftarrow
-    \theta(1 - \eta\lambda)` before the Adam update, no L2 term); defaults are
-    ``torch.optim.AdamW``'s (``weight_decay=1e-2``), otherwise as :class:`Adam`."""
+#: The capturable class of each algorithm that has one, by the algorithm's name.
+CLASSES = {}
+for _algorithm in alg.ALGORITHMS.values():
+    if _algorithm.capturable_doc is not None:
+        _base = CLASSES[_algorithm.extends] if _algorithm.extends else CapturableOptimizer
+        CLASSES[_algorithm.name] = _capturable_class(_algorithm, _base)
+        globals()[CLASSES[_algorithm.name].__name__] = CLASSES[_algorithm.name]
+del _algorithm, _base
 
-    algorithm = alg.ADAMW
-
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2,
-                 amsgrad=False, *, maximize=False, stream=None):
-        super().__init__(params, lr, betas, eps, weight_decay, amsgrad, maximize=maximize,
-                         stream=stream)
-
-
-class SGD(CapturableOptimizer):
-    r"""Capturable :class:`fastopt.SGD` (momentum, dampening, Nesterov, L2 weight decay).
-
-    .. math::
-        g &= \pm\nabla / \mathrm{grad\_scale} \cdot \mathrm{clip} + \lambda\theta \\
-        b &\leftarrow g \text{ (first step) or } \mu b + (1-\tau) g, \quad
-        \theta \leftarrow \theta - \eta\,(g + \mu b \text{ (Nesterov) or } b)
-
-    Defaults are fastopt's (``lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0,
-    nesterov=False, maximize=False``). ``nesterov``, ``maximize`` and whether ``momentum`` is
-    zero are fixed at construction; its value may change.
-    """
-
-    algorithm = alg.SGD
-
-    def __init__(self, params, lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0,
-                 nesterov=False, *, maximize=False, stream=None):
-        super().__init__(params, stream=stream, lr=lr, momentum=momentum, dampening=dampening,
-                         weight_decay=weight_decay, nesterov=nesterov, maximize=maximize)
-
-
-class Adagrad(CapturableOptimizer):
-    r"""Capturable :class:`fastopt.Adagrad`; :math:`\mathrm{clr} = \eta / (1 + (t-1)\,
-    \mathrm{lr\_decay})` is computed on the device from the step count. Formula:
-    :func:`fastopt.functional.adagrad`; ``maximize`` is fixed at construction, and the
-    accumulator is filled with ``initial_accumulator_value`` at construction."""
-
-    algorithm = alg.ADAGRAD
-
-    def __init__(self, params, lr=1e-2, lr_decay=0.0, weight_decay=0.0,
-                 initial_accumulator_value=0.0, eps=1e-10, *, maximize=False, stream=None):
-        super().__init__(params, stream=stream, lr=lr, lr_decay=lr_decay,
-                         weight_decay=weight_decay,
-                         initial_accumulator_value=initial_accumulator_value, eps=eps,
-                         maximize=maximize)
-
-
-class RMSprop(CapturableOptimizer):
-    """Capturable :class:`fastopt.RMSprop`; formula: :func:`fastopt.functional.rmsprop`.
-    ``centered``, ``maximize`` and whether ``momentum`` is zero are fixed at construction."""
-
-    algorithm = alg.RMSPROP
-
-    def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0,
-                 centered=False, *, maximize=False, stream=None):
-        super().__init__(params, stream=stream, lr=lr, alpha=alpha, eps=eps,
-                         weight_decay=weight_decay, momentum=momentum, centered=centered,
-                         maximize=maximize)
-
-
-class Adamax(CapturableOptimizer):
-    r"""Capturable :class:`fastopt.Adamax`; :math:`\eta / (1 - \beta_1^t)` is computed on the
-    device. Formula and the placement of ``eps``: :func:`fastopt.functional.adamax`."""
-
-    algorithm = alg.ADAMAX
-
-    def __init__(self, params, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, *,
-                 maximize=False, stream=None):
-        super().__init__(params, stream=stream, lr=lr, betas=betas, eps=eps,
-                         weight_decay=weight_decay, maximize=maximize)
-
-
-class Adadelta(CapturableOptimizer):
-    """Capturable :class:`fastopt.Adadelta`; formula: :func:`fastopt.functional.adadelta`."""
-
-    algorithm = alg.ADADELTA
-
-    def __init__(self, params, lr=1.0, rho=0.9, eps=1e-6, weight_decay=0.0, *, maximize=False,
-                 stream=None):
-        super().__init__(params, stream=stream, lr=lr, rho=rho, eps=eps,
-                         weight_decay=weight_decay, maximize=maximize)
-
-
-class Lion(CapturableOptimizer):
-    """Capturable :class:`fastopt.Lion` (decoupled weight decay); formula:
-    :func:`fastopt.functional.lion`."""
-
-    algorithm = alg.LION
-
-    def __init__(self, params, lr=1e-4, betas=(0.9, 0.99), weight_decay=0.0, *, maximize=False,
-                 stream=None):
-        super().__init__(params, stream=stream, lr=lr, betas=betas, weight_decay=weight_decay,
-                         maximize=maximize)
-
-
-__all__ = ["Adam", "AdamW", "SGD", "Adagrad", "RMSprop", "Adamax", "Adadelta", "Lion",
-           "CapturableOptimizer", "StepResult"]
+__all__ = [c.__name__ for c in CLASSES.values()] + ["CapturableOptimizer", "StepResult"]

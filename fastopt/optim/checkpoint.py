@@ -89,9 +89,7 @@ FORMAT_VERSION = 1  # the newest version this module writes and reads
 
 _META = "__fastopt__"
 _CHECKSUM = "__checksum__"
-_TORCH_CLASSES = {"sgd": "SGD", "adagrad": "Adagrad", "rmsprop": "RMSprop", "adam": "Adam",
-                  "adamw": "AdamW", "adamax": "Adamax", "nadam": "NAdam", "radam": "RAdam",
-                  "adadelta": "Adadelta"}
+_TORCH_CLASSES = {name: a.torch for name, a in ALGORITHMS.items() if a.torch}
 # Keys of torch's param groups that choose how torch runs a step, not what it computes.
 _TORCH_EXECUTION_KEYS = ("foreach", "fused", "capturable", "differentiable", "param_names")
 

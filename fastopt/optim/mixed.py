@@ -23,9 +23,11 @@ LAMB has no mixed-precision step: its second pass recomputes the update from the
 first pass stored, which in bfloat16 would no longer be the float32 step's.
 """
 
+from inspect import Parameter, Signature
+
 import numpy as np
 
-from fastopt.optim import algorithms as alg
+from fastopt.optim import _api, algorithms as alg
 from fastopt._core import memory as _memory, lowp
 from fastopt._core.dispatch import choose, kernels
 from fastopt.optim._step import check_hyper
@@ -90,9 +92,10 @@ def state_fill(value, dtype):
     return value
 
 
-def _step(algorithm, master, grad, model, states, step, hyper, fresh=False, host=None):
+def _step(algorithm, master, grad, model, states, step, hyper, host=None):
     """Checks everything, then runs one mixed-precision step of ``algorithm``; returns the host
-    state after it (``{}`` for most). ``states`` follows ``algorithm.state``."""
+    state after it (``{}`` for most). ``states`` follows ``algorithm.state``; ``hyper`` also holds
+    ``rounding``, ``seed``, ``grad_scale`` and ``backend``."""
     grad_scale = check_number("grad_scale", hyper["grad_scale"], 0.0)
     rounding, seed = check_options(hyper["rounding"], hyper["seed"])
     checked = check_hyper(algorithm, hyper)
@@ -121,7 +124,7 @@ def _step(algorithm, master, grad, model, states, step, hyper, fresh=False, host
     states = [_memory.empty(on_device, state_dtype) if a is None else a for a in states]
     host = host or {}
     launch(kernels(backend, "mixed"), algorithm, master, grad, states, model,
-           algorithm.scalars(checked, step, fresh, **host), grad_scale,
+           algorithm.scalars(checked, step, step == 1, **host), grad_scale,
            rounding == "stochastic", lowp.stream_key(seed, step))
     return algorithm.advance(checked, step, host)
 
@@ -156,103 +159,44 @@ _NOTE = (r"""
     """)
 
 
-def _documented(name):
-    def decorate(function):
-        function.__doc__ += _NOTE.format(name)
-        return function
-    return decorate
+def _mixed_step(algorithm):
+    """The mixed-precision step of ``algorithm``: ``name(master, grad, states..., model, optional
+    states..., *, step, ...)`` (see :mod:`fastopt.optim._api`)."""
+    required, optional = _api.state_args(algorithm)
+    signature = Signature([*_api.arrays(("master", "grad", *required, "model"), optional),
+                           *_api.step_keywords(algorithm),
+                           Parameter("rounding", _api.KEYWORD, default="nearest"),
+                           Parameter("seed", _api.KEYWORD, default=0),
+                           Parameter("grad_scale", _api.KEYWORD, default=1.0),
+                           Parameter("backend", _api.KEYWORD, default=None)])
+    defaults = _api.keyword_defaults(signature)
+    n_keywords = len(defaults)
+    low, high = len(required) + 1, len(required) + len(optional) + 1
+    missing = (None,) * high
+    summary = algorithm.mixed_doc or f"One mixed-precision {_api.class_name(algorithm)} step."
+
+    def step_function(master, grad, *arrays, step, **keywords):
+        hyper = {**defaults, **keywords}
+        # An unknown keyword makes hyper longer; arrays passed by keyword are unknown here too.
+        if len(hyper) != n_keywords or not low <= len(arrays) <= high:
+            keywords["step"] = step
+            (master, grad, *arrays), hyper = _api.bind(
+                algorithm.name, signature, (master, grad, *arrays), keywords)
+        elif len(arrays) < high:
+            arrays += missing[len(arrays):]
+        model = arrays[low - 1]
+        states = (*arrays[:low - 1], *arrays[low:])
+        if algorithm.host_state:
+            host = _api.host_values(algorithm, hyper, step)
+            return _api.host_result(_step(algorithm, master, grad, model, states, step, hyper,
+                                          host=host))
+        _step(algorithm, master, grad, model, states, step, hyper)
+
+    doc = _api.text(summary) + _NOTE.format(algorithm.name)
+    return _api.named(step_function, algorithm.name, signature, doc)
 
 
-@_documented("sgd")
-def sgd(master, grad, model, momentum_buffer=None, *, step, lr=1e-3, momentum=0.0, dampening=0.0,
-        weight_decay=0.0, nesterov=False, maximize=False, rounding="nearest", seed=0,
-        grad_scale=1.0, backend=None):
-    """One mixed-precision SGD step; ``momentum_buffer`` is needed when ``momentum != 0`` and is
-    set to the gradient at ``step == 1``."""
-    _step(alg.SGD, master, grad, model, (momentum_buffer,), step, locals(), fresh=step == 1)
-
-
-@_documented("adagrad")
-def adagrad(master, grad, state_sum, model, *, step, lr=1e-2, lr_decay=0.0, weight_decay=0.0,
-            initial_accumulator_value=0.0, eps=1e-10, maximize=False, rounding="nearest", seed=0,
-            grad_scale=1.0, backend=None):
-    """One mixed-precision Adagrad step; ``state_sum`` starts at ``initial_accumulator_value``
-    (see :func:`state_fill` for its bfloat16 bits)."""
-    _step(alg.ADAGRAD, master, grad, model, (state_sum,), step, locals())
-
-
-@_documented("rmsprop")
-def rmsprop(master, grad, square_avg, model, grad_avg=None, momentum_buffer=None, *, step,
-            lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0, centered=False,
-            maximize=False, rounding="nearest", seed=0, grad_scale=1.0, backend=None):
-    """One mixed-precision RMSprop step; ``grad_avg`` is needed when centered,
-    ``momentum_buffer`` when ``momentum > 0``."""
-    _step(alg.RMSPROP, master, grad, model, (square_avg, grad_avg, momentum_buffer), step,
-          locals())
-
-
-@_documented("adam")
-def adam(master, grad, exp_avg, exp_avg_sq, model, max_exp_avg_sq=None, *, step, lr=1e-3,
-         betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False, maximize=False,
-         rounding="nearest", seed=0, grad_scale=1.0, backend=None):
-    """One mixed-precision Adam step (L2 weight decay); AMSGrad needs ``max_exp_avg_sq``."""
-    _step(alg.ADAM, master, grad, model, (exp_avg, exp_avg_sq, max_exp_avg_sq), step, locals())
-
-
-@_documented("adamw")
-def adamw(master, grad, exp_avg, exp_avg_sq, model, max_exp_avg_sq=None, *, step, lr=1e-3,
-          betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, amsgrad=False, maximize=False,
-          rounding="nearest", seed=0, grad_scale=1.0, backend=None):
-    """One mixed-precision AdamW step (decoupled weight decay); AMSGrad needs
-    ``max_exp_avg_sq``."""
-    _step(alg.ADAMW, master, grad, model, (exp_avg, exp_avg_sq, max_exp_avg_sq), step, locals())
-
-
-@_documented("adamax")
-def adamax(master, grad, exp_avg, exp_inf, model, *, step, lr=2e-3, betas=(0.9, 0.999),
-           eps=1e-8, weight_decay=0.0, maximize=False, rounding="nearest", seed=0,
-           grad_scale=1.0, backend=None):
-    """One mixed-precision Adamax step."""
-    _step(alg.ADAMAX, master, grad, model, (exp_avg, exp_inf), step, locals())
-
-
-@_documented("nadam")
-def nadam(master, grad, exp_avg, exp_avg_sq, model, *, step, mu_product=None, lr=2e-3,
-          betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, momentum_decay=4e-3,
-          decoupled_weight_decay=False, maximize=False, rounding="nearest", seed=0,
-          grad_scale=1.0, backend=None):
-    """One mixed-precision NAdam step; returns the new ``mu_product`` (pass it to the next call;
-    ``None`` recomputes it from constant hyperparameters, as
-    :func:`fastopt.functional.nadam`)."""
-    hyper = dict(locals())
-    checked = check_hyper(alg.NADAM, hyper)
-    if mu_product is None:
-        mu_product = alg.nadam_mu_product(checked["betas"][0], checked["momentum_decay"],
-                                          check_step(step) - 1)
-    mu_product = check_number("mu_product", mu_product, 0.0, 1.0)
-    host = _step(alg.NADAM, master, grad, model, (exp_avg, exp_avg_sq), step, hyper,
-                 host={"mu_product": mu_product})
-    return host["mu_product"]
-
-
-@_documented("radam")
-def radam(master, grad, exp_avg, exp_avg_sq, model, *, step, lr=1e-3, betas=(0.9, 0.999),
-          eps=1e-8, weight_decay=0.0, decoupled_weight_decay=False, maximize=False,
-          rounding="nearest", seed=0, grad_scale=1.0, backend=None):
-    """One mixed-precision RAdam step."""
-    _step(alg.RADAM, master, grad, model, (exp_avg, exp_avg_sq), step, locals())
-
-
-@_documented("adadelta")
-def adadelta(master, grad, square_avg, acc_delta, model, *, step, lr=1.0, rho=0.9, eps=1e-6,
-             weight_decay=0.0, maximize=False, rounding="nearest", seed=0, grad_scale=1.0,
-             backend=None):
-    """One mixed-precision Adadelta step."""
-    _step(alg.ADADELTA, master, grad, model, (square_avg, acc_delta), step, locals())
-
-
-@_documented("lion")
-def lion(master, grad, exp_avg, model, *, step, lr=1e-4, betas=(0.9, 0.99), weight_decay=0.0,
-         maximize=False, rounding="nearest", seed=0, grad_scale=1.0, backend=None):
-    """One mixed-precision Lion step."""
-    _step(alg.LION, master, grad, model, (exp_avg,), step, locals())
+for _algorithm in alg.ALGORITHMS.values():
+    if _algorithm.mixed:
+        globals()[_algorithm.name] = _mixed_step(_algorithm)
+del _algorithm

@@ -33,7 +33,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from fastopt.optim import algorithms as alg
+from fastopt.optim import _api, algorithms as alg
 from fastopt._core import memory as _memory, lowp
 from fastopt.optim import mixed
 from fastopt._core.dispatch import choose, is_device_array, kernels
@@ -661,177 +661,26 @@ class Optimizer:
         return f"{type(self).__name__}(backend={self._backend!r}, groups=[{groups}])"
 
 
+def _optimizer_class(algorithm, base):
+    """The class of ``algorithm`` (see :func:`fastopt.optim._api.optimizer_class`)."""
+    options = dict(backend=None, skip_nonfinite=True)
+    if algorithm.mixed:
+        options.update(rounding="nearest", seed=0, state_dtype="float32")
 
-class SGD(Optimizer):
-    """Stochastic gradient descent with optional momentum, dampening, Nesterov and weight decay.
+    def construct(self, a):
+        if algorithm.mixed:
+            self._mixed = _mixed_options(a["rounding"], a["seed"], a["state_dtype"])
+        Optimizer.__init__(self, a["params"], a["backend"], a["skip_nonfinite"],
+                           **{n: a[n] for n in algorithm.defaults})
 
-    A drop-in for ``torch.optim.SGD`` (same hyperparameters, defaults and update); plain full-batch
-    gradient descent is ``SGD(params, lr)`` with full-batch gradients. Formula and the mapping from
-    the lecture notes' velocity form: :func:`fastopt.functional.sgd`.
-    """
-
-    algorithm = alg.SGD
-
-    def __init__(self, params, lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0,
-                 nesterov=False, *, maximize=False, backend=None, skip_nonfinite=True,
-                 rounding="nearest", seed=0, state_dtype="float32"):
-        self._mixed = _mixed_options(rounding, seed, state_dtype)
-        super().__init__(params, backend, skip_nonfinite,
-                         lr=lr, momentum=momentum, dampening=dampening,
-                         weight_decay=weight_decay, nesterov=nesterov, maximize=maximize)
+    return _api.optimizer_class(algorithm, base, __name__, _api.class_doc(algorithm), options,
+                                construct)
 
 
-class Adagrad(Optimizer):
-    """Adagrad, as ``torch.optim.Adagrad``; formula: :func:`fastopt.functional.adagrad`."""
-
-    algorithm = alg.ADAGRAD
-
-    def __init__(self, params, lr=1e-2, lr_decay=0.0, weight_decay=0.0,
-                 initial_accumulator_value=0.0, eps=1e-10, *, maximize=False, backend=None,
-                 skip_nonfinite=True, rounding="nearest", seed=0, state_dtype="float32"):
-        self._mixed = _mixed_options(rounding, seed, state_dtype)
-        super().__init__(params, backend, skip_nonfinite,
-                         lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
-                         initial_accumulator_value=initial_accumulator_value, eps=eps,
-                         maximize=maximize)
-
-
-class RMSprop(Optimizer):
-    """RMSprop, optionally centered and with momentum, as ``torch.optim.RMSprop``; formula:
-    :func:`fastopt.functional.rmsprop`."""
-
-    algorithm = alg.RMSPROP
-
-    def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0,
-                 centered=False, *, maximize=False, backend=None, skip_nonfinite=True,
-                 rounding="nearest", seed=0, state_dtype="float32"):
-        self._mixed = _mixed_options(rounding, seed, state_dtype)
-        super().__init__(params, backend, skip_nonfinite,
-                         lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay,
-                         momentum=momentum, centered=centered, maximize=maximize)
-
-
-class Adam(Optimizer):
-    """Adam with L2 weight decay, optionally AMSGrad, as ``torch.optim.Adam``; formula:
-    :func:`fastopt.functional.adam`. Mixed precision (``rounding``, ``seed``, ``state_dtype``):
-    see :class:`Optimizer`.
-    """
-
-    algorithm = alg.ADAM
-
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
-                 amsgrad=False, *, maximize=False, backend=None, skip_nonfinite=True,
-                 rounding="nearest", seed=0, state_dtype="float32"):
-        self._mixed = _mixed_options(rounding, seed, state_dtype)
-        super().__init__(params, backend, skip_nonfinite, lr=lr, betas=betas, eps=eps,
-                         weight_decay=weight_decay, amsgrad=amsgrad, maximize=maximize)
-
-
-class AdamW(Adam):
-    """Adam with decoupled weight decay, as ``torch.optim.AdamW``; formula:
-    :func:`fastopt.functional.adamw`. Mixed precision as :class:`Adam`."""
-
-    algorithm = alg.ADAMW
-
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2,
-                 amsgrad=False, *, maximize=False, backend=None, skip_nonfinite=True,
-                 rounding="nearest", seed=0, state_dtype="float32"):
-        super().__init__(params, lr, betas, eps, weight_decay, amsgrad, maximize=maximize,
-                         backend=backend, skip_nonfinite=skip_nonfinite, rounding=rounding,
-                         seed=seed, state_dtype=state_dtype)
-
-
-class Adamax(Optimizer):
-    """Adamax (Adam with the infinity norm), as ``torch.optim.Adamax``; formula and the placement
-    of ``eps``: :func:`fastopt.functional.adamax`."""
-
-    algorithm = alg.ADAMAX
-
-    def __init__(self, params, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, *,
-                 maximize=False, backend=None, skip_nonfinite=True, rounding="nearest", seed=0,
-                 state_dtype="float32"):
-        self._mixed = _mixed_options(rounding, seed, state_dtype)
-        super().__init__(params, backend, skip_nonfinite, lr=lr, betas=betas, eps=eps,
-                         weight_decay=weight_decay, maximize=maximize)
-
-
-class NAdam(Optimizer):
-    """NAdam with PyTorch's momentum decay, L2 or decoupled weight decay, as ``torch.optim.NAdam``;
-    formula: :func:`fastopt.functional.nadam`. Each parameter's ``mu_product`` is a float in its
-    state (as in PyTorch), advanced on the host at every step it takes."""
-
-    algorithm = alg.NADAM
-
-    def __init__(self, params, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
-                 momentum_decay=4e-3, decoupled_weight_decay=False, *, maximize=False,
-                 backend=None, skip_nonfinite=True, rounding="nearest", seed=0,
-                 state_dtype="float32"):
-        self._mixed = _mixed_options(rounding, seed, state_dtype)
-        super().__init__(params, backend, skip_nonfinite, lr=lr, betas=betas, eps=eps,
-                         weight_decay=weight_decay, momentum_decay=momentum_decay,
-                         decoupled_weight_decay=decoupled_weight_decay, maximize=maximize)
-
-
-class RAdam(Optimizer):
-    """RAdam, L2 or decoupled weight decay, as ``torch.optim.RAdam``; the rectification branch is
-    decided on the host per step. Formula: :func:`fastopt.functional.radam`."""
-
-    algorithm = alg.RADAM
-
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
-                 decoupled_weight_decay=False, *, maximize=False, backend=None,
-                 skip_nonfinite=True, rounding="nearest", seed=0, state_dtype="float32"):
-        self._mixed = _mixed_options(rounding, seed, state_dtype)
-        super().__init__(params, backend, skip_nonfinite, lr=lr, betas=betas, eps=eps,
-                         weight_decay=weight_decay, decoupled_weight_decay=decoupled_weight_decay,
-                         maximize=maximize)
-
-
-class Adadelta(Optimizer):
-    """Adadelta, as ``torch.optim.Adadelta``; formula: :func:`fastopt.functional.adadelta`."""
-
-    algorithm = alg.ADADELTA
-
-    def __init__(self, params, lr=1.0, rho=0.9, eps=1e-6, weight_decay=0.0, *, maximize=False,
-                 backend=None, skip_nonfinite=True, rounding="nearest", seed=0,
-                 state_dtype="float32"):
-        self._mixed = _mixed_options(rounding, seed, state_dtype)
-        super().__init__(params, backend, skip_nonfinite, lr=lr, rho=rho, eps=eps,
-                         weight_decay=weight_decay, maximize=maximize)
-
-
-class Lion(Optimizer):
-    """Lion (Chen et al. 2023, arXiv:2302.06675): the sign of an interpolated momentum, with
-    decoupled weight decay; one state array (``exp_avg``). Formula:
-    :func:`fastopt.functional.lion`."""
-
-    algorithm = alg.LION
-
-    def __init__(self, params, lr=1e-4, betas=(0.9, 0.99), weight_decay=0.0, *, maximize=False,
-                 backend=None, skip_nonfinite=True, rounding="nearest", seed=0,
-                 state_dtype="float32"):
-        self._mixed = _mixed_options(rounding, seed, state_dtype)
-        super().__init__(params, backend, skip_nonfinite, lr=lr, betas=betas,
-                         weight_decay=weight_decay, maximize=maximize)
-
-
-class LAMB(Optimizer):
-    """LAMB (You et al. 2019, arXiv:1904.00962, Algorithm 2): Adam directions scaled per tensor by
-    the trust ratio ``||p|| / ||u||``. Formula and the choices where implementations differ:
-    :func:`fastopt.functional.lamb`.
-
-    An array is one tensor. An arena (or arena segment) is stepped with two launches over its
-    whole buffer, a segmented reduction and the update, with one trust ratio per tensor of the
-    arena: the same result as stepping its tensors one by one, whatever their number.
-
-    LAMB takes float32 or float64 parameters only: it keeps no float32 master weights for
-    float16/bfloat16 ones (its second pass recomputes the update from the moments the first pass
-    stored, which in bfloat16 would no longer be the float32 step's).
-    """
-
-    algorithm = alg.LAMB
-
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-6, weight_decay=0.0, *,
-                 maximize=False, backend=None, skip_nonfinite=True):
-        super().__init__(params, backend, skip_nonfinite, lr=lr, betas=betas, eps=eps,
-                         weight_decay=weight_decay, maximize=maximize)
+#: The optimizer class of each algorithm, by the algorithm's name.
+CLASSES = {}
+for _algorithm in alg.ALGORITHMS.values():
+    _base = CLASSES[_algorithm.extends] if _algorithm.extends else Optimizer
+    CLASSES[_algorithm.name] = _optimizer_class(_algorithm, _base)
+    globals()[CLASSES[_algorithm.name].__name__] = CLASSES[_algorithm.name]
+del _algorithm, _base
