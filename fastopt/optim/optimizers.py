@@ -556,17 +556,19 @@ class Optimizer:
         """A copy of the state as ``{"state": {index: {...}}, "param_groups": [...]}``.
 
         State arrays are copied to numpy whatever the backend, so a state dict loads on any backend;
-        host scalars (NAdam's ``mu_product``) stay Python floats, as ``step`` stays an int.
+        host scalars (NAdam's ``mu_product``, ASGD's ``eta`` and ``mu``) stay Python floats, as
+        ``step`` stays an int.
         """
         groups, start = [], 0
-        for group in self.param_groups:
-            n = len(group["params"])
-            saved = {k: copy.deepcopy(v) for k, v in group.items() if k != "params"}
-            groups.append({**saved, "params": list(range(start, start + n))})
-            start += n
         scalars = ("step", *self.algorithm.host_state)
-        state = {i: {k: (v if k in scalars else _memory.to_host(v)) for k, v in s.items()}
-                 for i, s in self.state.items()}
+        with self._lock:  # not half of a step running in another thread
+            for group in self.param_groups:
+                n = len(group["params"])
+                saved = {k: copy.deepcopy(v) for k, v in group.items() if k != "params"}
+                groups.append({**saved, "params": list(range(start, start + n))})
+                start += n
+            state = {i: {k: (v if k in scalars else _memory.to_host(v)) for k, v in s.items()}
+                     for i, s in self.state.items()}
         return {"state": state, "param_groups": groups}
 
     def load_state_dict(self, state_dict):
@@ -613,8 +615,9 @@ class Optimizer:
             if np.dtype(view.dtype) in _LOW_PRECISION and index not in new_state:
                 raise ValueError(f"state_dict['state']: parameter {index} is {view.dtype} and "
                                  "needs its float32 'master' weights")
-        self.param_groups[:] = new_groups
-        self.state = new_state
+        with self._lock:
+            self.param_groups[:] = new_groups
+            self.state = new_state
 
     def _checked_state(self, index, param, saved, on_device):
         where = f"state_dict['state'][{index}]"
