@@ -18,6 +18,7 @@ CLASSES = optimizers.CLASSES
 RICHEST = {name: max(OPTIONS[name], key=lambda o: sum(bool(v) for v in o.values()))
            for name in OPTIONS}  # the option set that uses the most state
 SHAPES = [(33,), (4, 3)]
+HOST_SCALARS = {name for a in ALGORITHMS.values() for name in a.host_state}
 
 
 def make(name, backend, params, lr=None):
@@ -51,7 +52,7 @@ def assert_same_state(a, b):
         for key, value in a["state"][i].items():
             if key == "step":
                 assert value == b["state"][i][key] and type(b["state"][i][key]) is int
-            elif key == "mu_product":  # NAdam's host scalar
+            elif key in HOST_SCALARS:  # NAdam's mu_product, ASGD's eta and mu
                 assert value == b["state"][i][key] and type(b["state"][i][key]) is float
             else:
                 assert value.dtype == b["state"][i][key].dtype, (i, key)
@@ -171,6 +172,38 @@ def test_save_without_params_restores_state_only(tmp_path):
     load(tmp_path / "state.npz", other)
     assert_same_state(other.state_dict(), opt.state_dict())
     assert all((p == 9.0).all() for p in mine)
+
+
+@pytest.mark.parametrize("backend", AVAILABLE)
+@pytest.mark.parametrize("name,options", [("rprop", dict(etas=(0.4, 1.3), step_sizes=(1e-4, 0.5))),
+                                          ("asgd", dict(t0=2.0, lambd=1e-2, weight_decay=0.1))])
+def test_rprop_and_asgd_checkpoints_resume_bit_identically(tmp_path, backend, name, options):
+    """Rprop's step sizes and previous gradients, and ASGD's average with its host scalars eta
+    and mu, survive a checkpoint bit for bit."""
+    params0, grads = trajectory(np.float32, 6)
+
+    def make_run(params, lr):
+        return CLASSES[name]([{"params": [params[0]]}, {"params": [params[1]], "lr": lr / 2}],
+                                  lr=lr, backend=backend, **options)
+
+    run_a = [to_backend(backend, p) for p in params0]
+    a = make_run(run_a, TORCH_LR[name])
+    run(a, backend, grads)
+    run_b = [to_backend(backend, p) for p in params0]
+    b = make_run(run_b, TORCH_LR[name])
+    run(b, backend, grads[:3])
+    save(tmp_path / "b.npz", b)
+    ck = load(tmp_path / "b.npz")
+    assert sorted(ck.state_dict["state"][0]) == sorted(("step", *ALGORITHMS[name].state,
+                                                        *ALGORITHMS[name].host_state))
+    run_c = [to_backend(backend, np.zeros_like(p)) for p in params0]
+    c = make_run(run_c, 123.0)
+    load(tmp_path / "b.npz", c)
+    assert_same_state(c.state_dict(), b.state_dict())
+    run(c, backend, grads[3:])
+    for pa, pc in zip(run_a, run_c):
+        assert to_host(pa).tobytes() == to_host(pc).tobytes()
+    assert_same_state(a.state_dict(), c.state_dict())
 
 
 # --- mixed precision: float16/bfloat16 parameters with float32 master weights -----------------
@@ -458,19 +491,25 @@ TORCH_CASES = [
     ("radam", dict(decoupled_weight_decay=True, weight_decay=0.1, maximize=True)),
     ("adadelta", dict(weight_decay=0.1, rho=0.8)),
     ("adadelta", dict(eps=1e-4)),
+    ("rprop", dict(etas=(0.4, 1.3), step_sizes=(1e-4, 0.5))),
+    ("rprop", dict(maximize=True)),
+    ("asgd", dict(t0=2.0, lambd=1e-2, weight_decay=0.1)),  # averaging (mu < 1) from step 3
+    ("asgd", dict(alpha=0.5, maximize=True)),
 ]
 TORCH_NAMES = {name: a.torch for name, a in ALGORITHMS.items() if a.torch}
+TORCH_LR = {**LR, "asgd": 0.05}
 #: float64 throughout; torch and the numpy reference differ only in rounding (test_torch_oracle).
-#: Torch keeps NAdam's mu_product in its default dtype, float32 unless set, which would alone
-#: move the parameters by ~1e-9: the NAdam cases run with torch's default dtype float64.
+#: Torch keeps NAdam's mu_product (and ASGD's eta and mu) in its default dtype, float32 unless set,
+#: which would alone move the parameters by ~1e-9: those cases run with torch's default dtype
+#: float64.
 RTOL, ATOL = 1e-12, 1e-14
 
 
 @pytest.fixture(autouse=True)
 def torch_default_dtype(request):
-    """float64 as torch's default dtype for the NAdam converter tests (see RTOL)."""
+    """float64 as torch's default dtype for the NAdam and ASGD converter tests (see RTOL)."""
     name = getattr(request.node, "callspec", None) and request.node.callspec.params.get("name")
-    if name != "nadam":
+    if name not in ("nadam", "asgd"):
         yield
         return
     torch = pytest.importorskip("torch")
@@ -488,8 +527,8 @@ def torch_pair(name, options, params0, lr):
     torch = pytest.importorskip("torch")
     ours = [p.copy() for p in params0]
     theirs = [torch.tensor(p, requires_grad=True) for p in params0]
-    opt = CLASSES[name]([{"params": [ours[0]]}, {"params": [ours[1]], "lr": lr / 2}], lr=lr,
-                        backend="numpy", **options)
+    opt = CLASSES[name]([{"params": [ours[0]]}, {"params": [ours[1]], "lr": lr / 2}],
+                              lr=lr, backend="numpy", **options)
     topt = getattr(torch.optim, TORCH_NAMES[name])(
         [{"params": [theirs[0]]}, {"params": [theirs[1]], "lr": lr / 2}], lr=lr, foreach=False,
         **options)
@@ -526,7 +565,7 @@ def test_fastopt_state_continues_in_torch(name, options):
     params0, grads = zip(*(problem(shape, np.float64, 6, seed) for seed, shape
                            in enumerate(SHAPES)))
     grads = [list(g) for g in zip(*grads)]
-    opt, ours, _, _ = torch_pair(name, options, params0, LR[name])
+    opt, ours, _, _ = torch_pair(name, options, params0, TORCH_LR[name])
     for gs in grads[:3]:
         opt.step(gs)
     # torch starts from fastopt's parameters, with a wrong lr that the state dict overrides
@@ -534,7 +573,7 @@ def test_fastopt_state_continues_in_torch(name, options):
     torch_state = to_torch_state_dict(opt)
     topt.load_state_dict(torch_state)
     assert set(topt.param_groups[0]) == set(torch_state["param_groups"][0]) | {"params"}
-    assert topt.param_groups[1]["lr"] == LR[name] / 2
+    assert topt.param_groups[1]["lr"] == TORCH_LR[name] / 2
     if name in ("adam", "adamw"):
         assert topt.param_groups[0]["decoupled_weight_decay"] is (name == "adamw")
     if name in ("nadam", "radam"):
@@ -543,8 +582,8 @@ def test_fastopt_state_continues_in_torch(name, options):
     if name != "sgd":
         assert topt.state[theirs[0]]["step"].dtype == __import__("torch").get_default_dtype()
         assert float(topt.state[theirs[0]]["step"]) == 3
-    if name == "nadam":  # a tensor in torch, a float in fastopt
-        assert float(topt.state[theirs[0]]["mu_product"]) == opt.state[0]["mu_product"]
+    for key in ALGORITHMS[name].host_state:  # a tensor in torch, a float in fastopt
+        assert float(topt.state[theirs[0]][key]) == opt.state[0][key]
     step_both(opt, topt, theirs, grads[3:])
     assert_close(ours, theirs, opt, topt, name)
 
@@ -555,19 +594,18 @@ def test_torch_state_continues_in_fastopt(name, options):
                            in enumerate(SHAPES)))
     grads = [list(g) for g in zip(*grads)]
     torch = pytest.importorskip("torch")
-    _, _, topt, theirs = torch_pair(name, options, params0, LR[name])
+    _, _, topt, theirs = torch_pair(name, options, params0, TORCH_LR[name])
     for gs in grads[:3]:
         for p, g in zip(theirs, gs):
             p.grad = torch.tensor(g)
         topt.step()
     opt, ours, _, _ = torch_pair(name, options, [p.detach().numpy() for p in theirs], 123.0)
     opt.load_state_dict(from_torch_state_dict(topt.state_dict(), name))
-    assert opt.param_groups[1]["lr"] == LR[name] / 2
+    assert opt.param_groups[1]["lr"] == TORCH_LR[name] / 2
     assert opt.state[0]["step"] == (0 if name == "sgd" else 3)
-    if name == "nadam":
-        mu_product = opt.state[0]["mu_product"]
-        assert type(mu_product) is float
-        assert mu_product == float(topt.state[theirs[0]]["mu_product"])
+    for key in ALGORITHMS[name].host_state:
+        assert type(opt.state[0][key]) is float
+        assert opt.state[0][key] == float(topt.state[theirs[0]][key])
     step_both(opt, topt, theirs, grads[3:])
     assert_close(ours, theirs, opt, topt, name)
 

@@ -21,10 +21,12 @@ allow_pickle=False)`` reads it. Entries (``numpy.load`` names them without ``.np
 
 =======================  ==========================================================================
 ``__fastopt__``          uint8 array: the metadata, UTF-8 JSON (below)
-``param.<i>``            parameter ``i`` (``param_groups`` order); absent with ``params=False``
+``param.<i>``            parameter ``i`` (``param_groups`` order), an arena's flat buffer for a
+                         :class:`~fastopt.FlatParams` arena; absent with ``params=False``
 ``state.<i>.<name>``     state array ``<name>`` of parameter ``i``: torch's names (``exp_avg``,
                          ...), ``master`` for the float32 master weights of a float16/bfloat16
-                         parameter, and NAdam's ``mu_product`` as a 0-d float64 array
+                         parameter, and host scalars (NAdam's ``mu_product``, ASGD's ``eta``
+                         and ``mu``) as 0-d float64 arrays
 ``__checksum__``         uint8 array: ASCII ``"sha256:"`` followed by 64 hex digits
 =======================  ==========================================================================
 
@@ -39,6 +41,9 @@ The metadata::
      "params": [{"entry": "param.0", "dtype": "<f4", "shape": [5]}, ...],   # or null
      "extra": {"epoch": 3}}                                                  # or null
 
+An arena parameter's description also lists its tensors' shapes, ``"arena": [[4, 3], [5]]``; it
+loads only into an arena of the same shapes, and an array's only into an array.
+
 Tuples are stored as ``{"__tuple__": [...]}`` so that they come back as tuples (``betas``);
 floats are written in Python's shortest round-trip form, so hyperparameters come back bit for bit.
 ``extra`` is the caller's JSON-serialisable dict (string keys; tuples survive as above).
@@ -46,32 +51,40 @@ floats are written in Python's shortest round-trip form, so hyperparameters come
 The checksum is SHA-256 over the metadata's bytes followed by, for every other entry in sorted name
 order, ``"\\n<name>\\n<dtype.str>\\n<shape, comma separated>\\n"`` (UTF-8) and the array's C-order
 bytes. A reader checks, in this order: that the file is a zip holding ``__fastopt__`` with
-``"format": "fastopt-checkpoint"``; that it knows the version (a newer one is refused, not guessed
-at); the checksum; then that the metadata describes exactly the entries present.
+``"format": "fastopt-checkpoint"``; that every entry's ``.npy`` header agrees with the entry's size
+in the archive, and that size with the file's (so a corrupted header cannot make it allocate more
+than the file holds); that it knows the version (a newer one is refused, not guessed at); the
+checksum; then that the metadata describes exactly the entries present.
 
-Writing goes to a temporary file in the destination's directory (``.<name>.<random>.tmp``), which is
-flushed and fsynced, then renamed over the destination with :func:`os.replace` (atomic on POSIX and
-Windows), and the directory is fsynced where the platform allows. Any exception,
-``KeyboardInterrupt`` included, removes the temporary file and leaves a previous checkpoint
-untouched; only a hard kill mid-write can leave a ``.tmp`` file behind, never a damaged checkpoint.
+Writing goes to a temporary file in the destination's directory
+(``.<name>.<host>-<pid>-<process>-<random>.tmp``), which is flushed and fsynced, then renamed over
+the destination with :func:`os.replace` (atomic on POSIX and Windows), and the directory is fsynced
+where the platform allows. Any exception, ``KeyboardInterrupt`` included, removes the temporary file
+and leaves a previous checkpoint untouched; only a hard kill mid-write can leave a ``.tmp`` file
+behind, never a damaged checkpoint. The next save of the same checkpoint on POSIX removes the
+temporary files of its saves whose process no longer runs on this host, never one that a live
+process may still be writing.
 
 Torch converters
 ----------------
 :func:`to_torch_state_dict` and :func:`from_torch_state_dict` translate between fastopt's state dict
 and the one of the ``torch.optim`` class of the same algorithm and hyperparameters (``SGD``,
-``Adagrad``, ``RMSprop``, ``Adam``, ``AdamW``, ``Adamax``, ``NAdam``, ``RAdam``, ``Adadelta``;
-``foreach=False`` semantics). The state names are the same; torch keeps ``step`` as a scalar float
-tensor and fastopt as an int, and NAdam's ``mu_product`` as a scalar tensor where fastopt keeps a
-Python float. Torch's ``SGD`` keeps no step count: converting from it gives ``step`` 0 (SGD's update
-does not depend on it), and a ``momentum_buffer`` of ``None`` (momentum not started) becomes an
-absent one, which fastopt also starts from the next gradient. Lion and LAMB have no ``torch.optim``
-class, and torch keeps no float32 master weights: their state is refused.
+``Adagrad``, ``RMSprop``, ``Adam``, ``AdamW``, ``Adamax``, ``NAdam``, ``RAdam``, ``Adadelta``,
+``Rprop``, ``ASGD``; ``foreach=False`` semantics). The state names are the same; torch keeps
+``step`` as a scalar float tensor and fastopt as an int, and the host scalars (NAdam's
+``mu_product``, ASGD's ``eta`` and ``mu``) as scalar tensors where fastopt keeps Python floats.
+Torch's ``SGD`` keeps no step count: converting from it gives ``step`` 0 (SGD's update does not
+depend on it), and a ``momentum_buffer`` of ``None`` (momentum not started) becomes an absent one,
+which fastopt also starts from the next gradient. Lion and LAMB have no ``torch.optim`` class, and
+torch keeps no float32 master weights: their state is refused.
 """
 
 import hashlib
 import json
 import math
 import os
+import re
+import socket
 import sys
 import uuid
 import zipfile
@@ -81,15 +94,22 @@ from itertools import chain
 import numpy as np
 
 from fastopt.optim.algorithms import ALGORITHMS
+from fastopt.optim.arena import FlatParams
 from fastopt._core.dispatch import is_device_array
 from fastopt._core.validate import as_device_array, as_host_array
 
 FORMAT_NAME = "fastopt-checkpoint"
 FORMAT_VERSION = 1  # the newest version this module writes and reads
 
+_CHUNK = 1 << 24  # bytes read from an entry at a time
 _META = "__fastopt__"
 _CHECKSUM = "__checksum__"
 _TORCH_CLASSES = {name: a.torch for name, a in ALGORITHMS.items() if a.torch}
+# Temporary files are named .<checkpoint>.<host>-<pid>-<process>-<random>.tmp: a later save removes
+# those of processes that are gone; <process> tells this process from an earlier one with its pid.
+_HOST = hashlib.sha256(socket.gethostname().encode("utf-8", "replace")).hexdigest()[:8]
+_PROCESS = uuid.uuid4().hex[:8]
+_TMP_TAIL = re.compile(r"([0-9]{1,10})-([0-9a-f]{8})-[0-9a-f]{12}\.tmp")
 # Keys of torch's param groups that choose how torch runs a step, not what it computes.
 _TORCH_EXECUTION_KEYS = ("foreach", "fused", "capturable", "differentiable", "param_names")
 
@@ -102,7 +122,8 @@ class Checkpoint:
         path: the file.
         algorithm: the optimizer's algorithm (``"sgd"``, ``"adam"``, ... ``"lamb"``).
         state_dict: ``{"state": {index: {"step": int, name: ndarray}}, "param_groups": [...]}``
-            (NAdam's ``mu_product`` a float), ready for ``optimizer.load_state_dict``.
+            (host scalars such as NAdam's ``mu_product`` floats), ready for
+            ``optimizer.load_state_dict``.
         params: the parameters as numpy arrays in ``param_groups`` order, or ``None`` if the file
             was saved without them.
         extra: the caller's dict given to :func:`save`, or ``None``.
@@ -110,6 +131,9 @@ class Checkpoint:
         backend: the backend the saved optimizer ran on (for information: state loads on any).
         fastopt_version: the fastopt version that wrote the file.
         format_version: the file format version.
+        arenas: for each parameter, the shapes of the tensors of a :class:`~fastopt.FlatParams`
+            arena (``params`` then holds its flat buffer), or ``None`` for an array; ``None``
+            when the file holds no parameters.
     """
 
     path: str
@@ -121,6 +145,7 @@ class Checkpoint:
     backend: str | None
     fastopt_version: str
     format_version: int
+    arenas: list | None = field(default=None, repr=False)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -170,8 +195,11 @@ def save(path, optimizer, extra=None, *, params=True):
         params_meta = []
         for i, p in enumerate(_parameters(optimizer)):
             entry = f"param.{i}"
-            entries[entry] = _host_copy(f"params[{i}]", p)
+            arena = isinstance(p, FlatParams)
+            entries[entry] = _host_copy(f"params[{i}]", p.data if arena else p)
             params_meta.append(_describe(entry, entries[entry]))
+            if arena:
+                params_meta[-1]["arena"] = [list(s) for s in p.shapes]
     cls = type(optimizer)
     meta = {
         "format": FORMAT_NAME,
@@ -258,7 +286,10 @@ def _checksum(meta_bytes, entries):
 def _atomic_write(path, entries):
     """Writes ``entries`` as an ``.npz`` at ``path`` through a temporary file and a rename."""
     directory = os.path.dirname(os.path.abspath(path))
-    tmp = os.path.join(directory, f".{os.path.basename(path)}.{uuid.uuid4().hex[:12]}.tmp")
+    base = os.path.basename(path)
+    _remove_stale_temporaries(directory, base)
+    tmp = os.path.join(directory, f".{base}.{_HOST}-{os.getpid()}-{_PROCESS}-"
+                                  f"{uuid.uuid4().hex[:12]}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
     try:
         with os.fdopen(fd, "wb") as f:
@@ -273,6 +304,46 @@ def _atomic_write(path, entries):
             pass
         raise
     _fsync_directory(directory)
+
+
+def _remove_stale_temporaries(directory, base):
+    """Removes the temporary files of saves of ``base`` killed before they finished: those written
+    on this host by a process that no longer runs. A live process's file is never removed (nor
+    any on Windows, where probing a pid with ``os.kill`` would end the process)."""
+    if os.name != "posix":
+        return
+    prefix = f".{base}.{_HOST}-"
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return
+    for name in names:
+        if not name.startswith(prefix):
+            continue
+        match = _TMP_TAIL.fullmatch(name[len(prefix):])
+        if match is None:
+            continue
+        pid, process = int(match[1]), match[2]
+        if pid == os.getpid():
+            # Ours, perhaps from another thread; or from an earlier process that had our pid.
+            if process == _PROCESS:
+                continue
+        elif _alive(pid):
+            continue
+        try:
+            os.remove(os.path.join(directory, name))
+        except OSError:  # removed meanwhile by another save, or not a file
+            pass
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (OSError, OverflowError, ValueError):  # another user's process, or no valid pid
+        return True
+    return True
 
 
 def _write_npz(f, entries):
@@ -340,45 +411,62 @@ def load(path, optimizer=None, *, params=True):
 
 def _read(path):
     with open(path, "rb") as f:
-        magic = f.read(4)
-    try:
-        archive = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zipfile.LargeZipFile) as exc:
-        if magic and b"PK\x03\x04".startswith(magic):  # a zip, or the start of one
+        magic = f.read(6)
+        f.seek(0)
+        if magic[:4] not in (b"PK\x03\x04", b"PK\x05\x06"):  # what numpy.load takes for an .npz
+            if magic == b"\x93NUMPY":
+                raise ValueError(f"{path}: not a fastopt checkpoint (a single .npy array, not an "
+                                 ".npz archive)")
+            if magic and b"PK\x03\x04".startswith(magic[:4]):
+                raise ValueError(f"{path}: not a readable checkpoint: the archive is truncated "
+                                 "or corrupted (it ends within the first entry's header)")
+            raise ValueError(f"{path}: not a fastopt checkpoint (not an .npz archive)")
+        try:
+            archive = zipfile.ZipFile(f)
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
             raise ValueError(f"{path}: not a readable checkpoint: the archive is truncated or "
                              f"corrupted ({exc})") from None
-        raise ValueError(f"{path}: not a fastopt checkpoint (not an .npz archive)") from None
-    if not isinstance(archive, np.lib.npyio.NpzFile):
-        raise ValueError(f"{path}: not a fastopt checkpoint (a single .npy array, not an .npz "
-                         "archive)")
-    with archive:
-        if _META not in archive.files:
-            raise ValueError(f"{path}: not a fastopt checkpoint (no {_META!r} metadata entry)")
-        try:
-            meta_bytes = _member(archive, _META).tobytes()
-            meta = json.loads(meta_bytes.decode("utf-8"))
-        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
-            raise ValueError(f"{path}: checksum mismatch: the file is corrupted (unreadable "
-                             f"metadata: {exc})") from None
-        if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
-            raise ValueError(f"{path}: not a fastopt checkpoint (its metadata has no "
-                             f"'format': {FORMAT_NAME!r})")
-        version = meta.get("version")
-        if isinstance(version, bool) or not isinstance(version, int) or not (
-                1 <= version <= FORMAT_VERSION):
-            raise ValueError(f"{path}: unsupported version {version!r} of the checkpoint format "
-                             f"(written by fastopt {meta.get('fastopt_version')}); this fastopt "
-                             f"reads versions 1 to {FORMAT_VERSION}")
-        if _CHECKSUM not in archive.files:
-            raise ValueError(f"{path}: checksum missing: the file is incomplete or corrupted")
-        entries = {}
-        try:
-            stored = _member(archive, _CHECKSUM).tobytes().decode("ascii")
-            for name in archive.files:
-                if name not in (_META, _CHECKSUM):
-                    entries[name] = _member(archive, name)
-        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
-            raise ValueError(f"{path}: checksum mismatch: the file is corrupted ({exc})") from None
+        with archive:
+            return _read_archive(path, archive, os.fstat(f.fileno()).st_size)
+
+
+def _read_archive(path, archive, file_size):
+    members = {}
+    for info in archive.infolist():
+        name = info.filename[:-4] if info.filename.endswith(".npy") else info.filename
+        members.setdefault(name, []).append(info)
+    if _META not in members:
+        raise ValueError(f"{path}: not a fastopt checkpoint (no {_META!r} metadata entry)")
+    try:
+        # Each entry's size is checked against the archive before anything is allocated.
+        for name, infos in members.items():
+            if len(infos) > 1:
+                raise ValueError(f"entry {name!r} appears {len(infos)} times")
+            _check_member_size(name, infos[0], file_size)
+        meta_bytes = _entry(archive, members[_META][0], _META).tobytes()
+        meta = json.loads(meta_bytes.decode("utf-8"))
+    except (ValueError, OSError, EOFError, RecursionError, zipfile.BadZipFile) as exc:
+        raise ValueError(f"{path}: checksum mismatch: the file is corrupted (unreadable "
+                         f"metadata: {exc})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
+        raise ValueError(f"{path}: not a fastopt checkpoint (its metadata has no "
+                         f"'format': {FORMAT_NAME!r})")
+    version = meta.get("version")
+    if isinstance(version, bool) or not isinstance(version, int) or not (
+            1 <= version <= FORMAT_VERSION):
+        raise ValueError(f"{path}: unsupported version {version!r} of the checkpoint format "
+                         f"(written by fastopt {meta.get('fastopt_version')}); this fastopt "
+                         f"reads versions 1 to {FORMAT_VERSION}")
+    if _CHECKSUM not in members:
+        raise ValueError(f"{path}: checksum missing: the file is incomplete or corrupted")
+    entries = {}
+    try:
+        stored = _entry(archive, members[_CHECKSUM][0], _CHECKSUM).tobytes().decode("ascii")
+        for name in sorted(members):
+            if name not in (_META, _CHECKSUM):
+                entries[name] = _entry(archive, members[name][0], name)
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise ValueError(f"{path}: checksum mismatch: the file is corrupted ({exc})") from None
     if _checksum(meta_bytes, entries) != stored:
         raise ValueError(f"{path}: checksum mismatch: the file is corrupted (its arrays or "
                          "metadata differ from what was written)")
@@ -389,44 +477,106 @@ def _read(path):
                          f"fastopt.save ({type(exc).__name__}: {exc})") from None
 
 
-def _member(archive, name):
-    array = archive[name]
-    if name in (_META, _CHECKSUM) and (array.dtype != np.uint8 or array.ndim != 1):
-        raise ValueError(f"entry {name!r}: expected a 1-d uint8 array")
-    return array
+def _check_member_size(name, info, file_size):
+    """Refuses a member larger than the file holding it (its sizes in the zip are corrupted)."""
+    if info.compress_size > file_size or (info.compress_type == zipfile.ZIP_STORED
+                                          and info.file_size != info.compress_size):
+        raise ValueError(f"entry {name!r}: the archive's directory gives it {info.file_size} "
+                         f"bytes ({info.compress_size} stored) in a file of {file_size}")
+
+
+def _entry(archive, info, name):
+    """The array of one ``.npy`` member, read only once its header agrees with the member's size.
+
+    A stored member's size is bounded by the file's; a compressed one (numpy.savez_compressed) is
+    read piecewise, so memory follows the bytes actually there, never the header's claim."""
+    with archive.open(info) as f:
+        version = np.lib.format.read_magic(f)
+        if version == (1, 0):
+            shape, fortran_order, dtype = np.lib.format.read_array_header_1_0(f)
+        elif version == (2, 0):
+            shape, fortran_order, dtype = np.lib.format.read_array_header_2_0(f)
+        else:
+            raise ValueError(f"entry {name!r}: unsupported .npy format version {version}")
+        if dtype.hasobject or dtype.itemsize == 0 or any(n < 0 for n in shape):
+            raise ValueError(f"entry {name!r}: a checkpoint holds no {dtype} {shape} arrays")
+        count = math.prod(shape)
+        nbytes = count * dtype.itemsize
+        if f.tell() + nbytes != info.file_size:
+            raise ValueError(f"entry {name!r}: its header declares {dtype.str} {list(shape)} "
+                             f"({nbytes} bytes), the entry holds {info.file_size - f.tell()}")
+        if info.compress_type == zipfile.ZIP_STORED:
+            buffer = memoryview(bytearray(nbytes))
+            done = 0
+            while done < nbytes:
+                chunk = f.read(min(nbytes - done, _CHUNK))
+                if not chunk:
+                    break
+                buffer[done:done + len(chunk)] = chunk
+                done += len(chunk)
+        else:
+            buffer = bytearray()
+            while len(buffer) < nbytes:
+                chunk = f.read(min(nbytes - len(buffer), _CHUNK))
+                if not chunk:
+                    break
+                buffer += chunk
+            done = len(buffer)
+        if done != nbytes or f.read(1):  # reading to the end also checks the zip's CRC
+            raise EOFError(f"entry {name!r}: holds other than the {nbytes} bytes it declares")
+    array = np.frombuffer(buffer, dtype, count)
+    if fortran_order:
+        return array.reshape(shape[::-1]).transpose()
+    return array.reshape(shape)
 
 
 def _checkpoint(path, meta, entries):
     """Builds a :class:`Checkpoint` after checking that ``meta`` describes ``entries`` exactly."""
     listed = set()
 
-    def take(description):
-        entry = description["entry"]
+    def take(description, where):
+        _expect(description, dict, where)
+        entry = _expect(description.get("entry"), str, f"{where}['entry']")
+        if entry in listed:
+            raise ValueError(f"{where}: entry {entry!r} is described twice")
         array = entries[entry]
-        if array.dtype.str != description["dtype"] or list(array.shape) != description["shape"]:
+        if array.dtype.str != description.get("dtype") or list(array.shape) != description.get(
+                "shape"):
             raise ValueError(f"entry {entry!r} is {array.dtype.str} {list(array.shape)}, the "
-                             f"metadata says {description['dtype']} {description['shape']}")
+                             f"metadata says {description.get('dtype')} "
+                             f"{description.get('shape')}")
         listed.add(entry)
         return array
 
-    # Host scalars (NAdam's mu_product) are stored as 0-d float64 entries and read back as floats.
-    spec = ALGORITHMS.get(meta["algorithm"])
+    # Host scalars (NAdam's mu_product, ASGD's eta and mu) are stored as 0-d float64 entries and
+    # read back as floats.
+    spec = ALGORITHMS.get(_expect(meta["algorithm"], str, "algorithm"))
     host_state = spec.host_state if spec is not None else {}
 
-    def value(name, description):
-        array = take(description)
-        return float(array) if name in host_state and array.shape == () else array
-
     state = {}
-    for record in meta["state"]:
-        index, step = record["index"], record["step"]
-        if not isinstance(index, int) or not isinstance(step, int) or index in state:
+    for r, record in enumerate(_expect(meta["state"], list, "state")):
+        where = f"state[{r}]"
+        _expect(record, dict, where)
+        index = _expect(record.get("index"), int, f"{where}['index']")
+        step = _expect(record.get("step"), int, f"{where}['step']")
+        if index < 0 or step < 0 or index in state:
             raise ValueError(f"bad state record {record!r}")
-        state[index] = {"step": step, **{name: value(name, d)
-                                         for name, d in record["arrays"].items()}}
-    groups = [{**_from_json({k: v for k, v in g.items() if k != "params"}),
-               "params": list(g["params"])} for g in meta["param_groups"]]
-    params = None if meta["params"] is None else [take(d) for d in meta["params"]]
+        state[index] = {"step": step}
+        for name, d in _expect(record.get("arrays"), dict, f"{where}['arrays']").items():
+            array = take(d, f"{where}['arrays'][{name!r}]")
+            state[index][name] = float(array) if name in host_state and array.shape == () \
+                else array
+    groups = []
+    for g_index, g in enumerate(_expect(meta["param_groups"], list, "param_groups")):
+        where = f"param_groups[{g_index}]"
+        indices = _expect(_expect(g, dict, where).get("params"), list, f"{where}['params']")
+        groups.append({**_from_json({k: v for k, v in g.items() if k != "params"}),
+                       "params": [_expect(i, int, f"{where}['params']") for i in indices]})
+    params = arenas = None
+    if meta["params"] is not None:
+        described = _expect(meta["params"], list, "params")
+        params = [take(d, f"params[{i}]") for i, d in enumerate(described)]
+        arenas = [_layout(d, f"params[{i}]") for i, d in enumerate(described)]
     unlisted = set(entries) - listed
     if unlisted:
         raise ValueError(f"entries not described by the metadata: {sorted(unlisted)}")
@@ -435,7 +585,28 @@ def _checkpoint(path, meta, entries):
                       state_dict={"state": state, "param_groups": groups}, params=params,
                       extra=None if extra is None else _from_json(extra),
                       optimizer_class=meta["optimizer_class"], backend=meta.get("backend"),
-                      fastopt_version=meta["fastopt_version"], format_version=meta["version"])
+                      fastopt_version=meta["fastopt_version"], format_version=meta["version"],
+                      arenas=arenas)
+
+
+def _expect(value, kind, where):
+    """``value``, if it is a ``kind`` (``bool`` is no ``int`` here)."""
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise ValueError(f"{where}: expected {kind.__name__}, got {value!r}"[:200])
+    return value
+
+
+def _layout(description, where):
+    """The tensor shapes of an arena parameter's description, or ``None`` for an array's."""
+    shapes = description.get("arena")
+    if shapes is None:
+        return None
+    shapes = [tuple(_expect(n, int, f"{where}['arena']") for n in _expect(s, list, where))
+              for s in _expect(shapes, list, f"{where}['arena']")]
+    if sum(math.prod(s) for s in shapes) != math.prod(description["shape"]) or any(
+            n < 0 for s in shapes for n in s):
+        raise ValueError(f"{where}: arena shapes {shapes} do not fill {description['shape']}")
+    return shapes
 
 
 def _restore(checkpoint, optimizer, restore_params):
@@ -452,8 +623,15 @@ def _restore(checkpoint, optimizer, restore_params):
         if len(current) != len(checkpoint.params):
             raise ValueError(f"{path}: holds {len(checkpoint.params)} parameters, the optimizer "
                              f"has {len(current)}")
-        for i, (p, saved) in enumerate(zip(current, checkpoint.params)):
+        layouts = checkpoint.arenas or [None] * len(current)
+        for i, (p, saved, layout) in enumerate(zip(current, checkpoint.params, layouts)):
             where = f"params[{i}]"
+            mine = [tuple(s) for s in p.shapes] if isinstance(p, FlatParams) else None
+            if layout != mine:
+                raise ValueError(f"{path}: {where} was saved as {_kind(layout)}, the "
+                                 f"optimizer's is {_kind(mine)}")
+            if isinstance(p, FlatParams):
+                p = p.data
             on_device = bool(is_device_array(p))
             if on_device:
                 view, readonly = as_device_array(where, p)
@@ -478,6 +656,10 @@ def _restore(checkpoint, optimizer, restore_params):
             view[...] = saved
 
 
+def _kind(layout):
+    return "an array" if layout is None else f"an arena of tensors {layout}"
+
+
 # ---------------------------------------------------------------------------------------------
 # torch.optim converters
 
@@ -486,26 +668,27 @@ def to_torch_state_dict(source, algorithm=None):
     """A ``torch.optim`` state dict equivalent to a fastopt optimizer's state.
 
     The result loads into the ``torch.optim`` class of the same algorithm (``SGD``, ``Adagrad``,
-    ``RMSprop``, ``Adam``, ``AdamW``, ``Adamax``, ``NAdam``, ``RAdam``, ``Adadelta``) built over
-    the same parameters, in the same groups::
+    ``RMSprop``, ``Adam``, ``AdamW``, ``Adamax``, ``NAdam``, ``RAdam``, ``Adadelta``, ``Rprop``,
+    ``ASGD``) built over the same parameters, in the same groups::
 
         topt = torch.optim.Adam(model.parameters(), lr=1e-3)
         topt.load_state_dict(fastopt.to_torch_state_dict(opt))
 
     State arrays become CPU tensors of their dtype (``load_state_dict`` moves them to each
-    parameter's device and dtype), ``step`` becomes torch's scalar float tensor, NAdam's
-    ``mu_product`` a float64 scalar tensor (which ``load_state_dict`` also casts to the parameter's
-    dtype), and every param group carries all the keys that torch's class itself writes
-    (``foreach``, ``fused``, ``capturable``, ``differentiable``, ``decoupled_weight_decay``, ... at
-    torch's defaults, from a throwaway instance of the class), so torch's step behaves as
-    fastopt's. Torch's ``SGD`` keeps no step count, so it is dropped there.
+    parameter's device and dtype), ``step`` becomes torch's scalar float tensor, a host scalar
+    (NAdam's ``mu_product``, ASGD's ``eta`` and ``mu``) a float64 scalar tensor (which
+    ``load_state_dict`` also casts to the parameter's dtype), and every param group carries all the
+    keys that torch's class itself writes (``foreach``, ``fused``, ``capturable``,
+    ``differentiable``, ``decoupled_weight_decay``, ... at torch's defaults, from a throwaway
+    instance of the class), so torch's step behaves as fastopt's. Torch's ``SGD`` keeps no step
+    count, so it is dropped there.
 
     Args:
         source: a fastopt optimizer, a :class:`Checkpoint`, or a fastopt state dict (then
             ``algorithm`` is required).
         algorithm: ``"sgd"``, ``"adagrad"``, ``"rmsprop"``, ``"adam"``, ``"adamw"``,
-            ``"adamax"``, ``"nadam"``, ``"radam"`` or ``"adadelta"`` (or a fastopt optimizer class
-            or instance); checked against ``source`` when both say.
+            ``"adamax"``, ``"nadam"``, ``"radam"``, ``"adadelta"``, ``"rprop"`` or ``"asgd"`` (or a
+            fastopt optimizer class or instance); checked against ``source`` when both say.
 
     Returns:
         ``{"state": {index: {...tensors}}, "param_groups": [{..., "params": [indices]}]}``.
@@ -552,7 +735,7 @@ def to_torch_state_dict(source, algorithm=None):
             if key == "step":
                 if name != "sgd":
                     out["step"] = torch.tensor(float(value), dtype=scalar_dtype)
-            elif key in spec.host_state:  # NAdam's mu_product: a scalar tensor in torch
+            elif key in spec.host_state:  # mu_product, eta, mu: scalar tensors in torch
                 out[key] = torch.tensor(float(value), dtype=torch.float64)
             else:
                 out[key] = torch.from_numpy(_host_copy(key, value))
@@ -570,8 +753,9 @@ def from_torch_state_dict(torch_state_dict, algorithm):
         opt.load_state_dict(fastopt.from_torch_state_dict(topt.state_dict(), "adam"))
 
     Parameters are numbered by their position in the groups (torch's own numbering), tensors become
-    numpy copies (from any device), ``step`` an int and NAdam's ``mu_product`` a Python float
-    (torch keeps it in its default dtype, float32 unless set). Torch's execution options
+    numpy copies (from any device), ``step`` an int and the host scalars (NAdam's ``mu_product``,
+    ASGD's ``eta`` and ``mu``) Python floats (torch keeps them in its default dtype, float32 unless
+    set). Torch's execution options
     (``foreach``, ``fused``, ``capturable``, ``differentiable``) and ``param_names`` are dropped;
     other keys, such as a scheduler's ``initial_lr``, are kept. Torch's ``SGD`` has no step count:
     ``step`` is 0, and a ``momentum_buffer`` of ``None`` is left out (fastopt then starts it from
@@ -580,7 +764,8 @@ def from_torch_state_dict(torch_state_dict, algorithm):
     Args:
         torch_state_dict: ``torch.optim.<Class>.state_dict()`` of the same algorithm.
         algorithm: ``"sgd"``, ``"adagrad"``, ``"rmsprop"``, ``"adam"``, ``"adamw"``, ``"adamax"``,
-            ``"nadam"``, ``"radam"`` or ``"adadelta"``, or a fastopt optimizer class or instance.
+            ``"nadam"``, ``"radam"``, ``"adadelta"``, ``"rprop"`` or ``"asgd"``, or a fastopt
+            optimizer class or instance.
 
     Returns:
         ``{"state": {index: {"step": int, name: ndarray}}, "param_groups": [...]}``.
@@ -612,8 +797,9 @@ def from_torch_state_dict(torch_state_dict, algorithm):
         if "decoupled_weight_decay" not in spec.defaults:
             dropped.add("decoupled_weight_decay")
         hyper.update((k, _torch_plain(v)) for k, v in group.items() if k not in dropped)
-        if "betas" in hyper:
-            hyper["betas"] = tuple(hyper["betas"])
+        for k, default in spec.defaults.items():  # betas, etas, step_sizes: tuples
+            if isinstance(default, tuple) and isinstance(hyper.get(k), list):
+                hyper[k] = tuple(hyper[k])
         groups.append({**hyper, "params": list(range(start, len(positions)))})
     state = {}
     for param_id, saved in torch_state_dict["state"].items():
@@ -624,7 +810,7 @@ def from_torch_state_dict(torch_state_dict, algorithm):
         for key, value in saved.items():
             if key == "step" or value is None:
                 continue
-            if key in spec.host_state:  # NAdam's mu_product: a Python float in fastopt
+            if key in spec.host_state:  # mu_product, eta, mu: Python floats in fastopt
                 out[key] = float(_torch_plain(value))
                 continue
             if key not in spec.state:

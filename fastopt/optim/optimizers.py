@@ -576,26 +576,41 @@ class Optimizer:
         """A copy of the state as ``{"state": {index: {...}}, "param_groups": [...]}``.
 
         State arrays are copied to numpy whatever the backend, so a state dict loads on any backend;
-        host scalars (NAdam's ``mu_product``) stay Python floats, as ``step`` stays an int.
+        host scalars (NAdam's ``mu_product``, ASGD's ``eta`` and ``mu``) stay Python floats, as
+        ``step`` stays an int.
         """
         groups, start = [], 0
-        for group in self.param_groups:
-            n = len(group["params"])
-            saved = {k: copy.deepcopy(v) for k, v in group.items() if k != "params"}
-            groups.append({**saved, "params": list(range(start, start + n))})
-            start += n
         scalars = ("step", *self.algorithm.host_state)
-        state = {i: {k: (v if k in scalars else _memory.to_host(v)) for k, v in s.items()}
-                 for i, s in self.state.items()}
+        with self._lock:  # not half of a step running in another thread
+            for group in self.param_groups:
+                n = len(group["params"])
+                saved = {k: copy.deepcopy(v) for k, v in group.items() if k != "params"}
+                groups.append({**saved, "params": list(range(start, start + n))})
+                start += n
+            state = {i: {k: (v if k in scalars else _memory.to_host(v)) for k, v in s.items()}
+                     for i, s in self.state.items()}
         return {"state": state, "param_groups": groups}
 
     def load_state_dict(self, state_dict):
         """Restores a :meth:`state_dict`; checks all of it first and changes nothing if it fails."""
         try:
             saved_groups, saved_state = state_dict["param_groups"], state_dict["state"]
-        except (TypeError, KeyError):
+        except (TypeError, KeyError, IndexError):
             raise ValueError(
                 "state_dict: expected a dict with 'state' and 'param_groups'") from None
+        if not isinstance(saved_state, dict):
+            raise TypeError("state_dict['state']: expected a dict {parameter index: state}, got "
+                            f"{type(saved_state).__name__}")
+        if not isinstance(saved_groups, (list, tuple)):
+            raise TypeError("state_dict['param_groups']: expected a list of dicts, got "
+                            f"{type(saved_groups).__name__}")
+        for i, saved in enumerate(saved_groups):
+            if not isinstance(saved, dict):
+                raise TypeError(f"state_dict['param_groups'][{i}]: expected a dict, got "
+                                f"{type(saved).__name__}")
+            if not isinstance(saved.get("params"), (list, tuple)):
+                raise ValueError(f"state_dict['param_groups'][{i}]: expected a 'params' list of "
+                                 "parameter indices")
         if [len(g["params"]) for g in saved_groups] != [len(g["params"])
                                                           for g in self.param_groups]:
             raise ValueError("state_dict: its parameter groups do not match this optimizer's "
@@ -613,18 +628,21 @@ class Optimizer:
         on_device = self._backend == "cuda"
         new_state = {}
         for index, saved in saved_state.items():
-            if not isinstance(index, int) or not 0 <= index < len(params):
+            if type(index) is not int or not 0 <= index < len(params):  # True is no index
                 raise ValueError(f"state_dict['state']: no parameter with index {index!r}")
             new_state[index] = self._checked_state(index, params[index], saved, on_device)
         for index, (_, view) in enumerate(self._views):
             if np.dtype(view.dtype) in _LOW_PRECISION and index not in new_state:
                 raise ValueError(f"state_dict['state']: parameter {index} is {view.dtype} and "
                                  "needs its float32 'master' weights")
-        self.param_groups[:] = new_groups
-        self.state = new_state
+        with self._lock:
+            self.param_groups[:] = new_groups
+            self.state = new_state
 
     def _checked_state(self, index, param, saved, on_device):
         where = f"state_dict['state'][{index}]"
+        if not isinstance(saved, dict):
+            raise TypeError(f"{where}: expected a dict of state, got {type(saved).__name__}")
         view = self._views[index][1]
         shape = tuple(view.shape)
         dtype = np.dtype(view.dtype)
@@ -642,7 +660,7 @@ class Optimizer:
                 out[name] = value
                 continue
             if name in self.algorithm.host_state:
-                out[name] = check_number(f"{where}[{name!r}]", value)
+                out[name] = check_number(f"{where}[{name!r}]", value, *alg.HOST_BOUNDS[name])
                 continue
             if name not in self.algorithm.state and not (low_precision and name == "master"):
                 raise ValueError(f"{where}: unknown state {name!r} for {self.algorithm.name}")
