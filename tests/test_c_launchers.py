@@ -14,8 +14,8 @@ from fastopt.optim.algorithms import ALGORITHMS
 
 c_optim = pytest.importorskip("fastopt.backends.c.optim", reason="no C extension")
 
-HEADER = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "csrc",
-                      "fastopt.h")
+CSRC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "csrc")
+HEADER = os.path.join(CSRC, "fastopt.h")
 #: The C name of a state array, where it is not the table's (torch's Adagrad calls it ``sum``).
 C_STATE_NAMES = {"sum": "state_sum"}
 #: The elementwise algorithms with launchers of their own (AdamW runs Adam's).
@@ -23,9 +23,12 @@ ELEMENTWISE = [a for a in ALGORITHMS.values() if not a.segmented and a.kernel ==
 
 
 def header_arguments():
-    """``fastopt_<name>_<f32|f64>`` -> its parameter names, from the declarations of fastopt.h."""
-    with open(HEADER) as f:
-        text = re.sub(r"/\*.*?\*/", "", f.read(), flags=re.S)
+    """``fastopt_<name>_<f32|f64|mixed>`` -> its parameter names, from the declarations of
+    fastopt.h and mixed.h as the C preprocessor expands them (most are made by the macros of
+    optim_table.h), which is what the build gives cffi."""
+    from fastopt.backends.c import build
+
+    text = build.declarations([HEADER, os.path.join(CSRC, "mixed.h")])
     return {name: [re.findall(r"\w+", p)[-1] for p in params.split(",")]
             for name, params in re.findall(r"\b(?:void|int)\s+(fastopt_\w+)\(([^)]*)\);", text)}
 
