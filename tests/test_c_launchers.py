@@ -1,7 +1,7 @@
 """The ``c`` backend's launchers, generated from the algorithm table: every C function's arguments
-in ``csrc/fastopt.h`` are the table's (names and order), the import-time check catches a table
-that disagrees with the extension, and a state array the step does not use is passed as NULL (so
-it may be ``None``)."""
+in ``csrc/fastopt.h`` and ``csrc/mixed.h`` are the table's (names and order), the import-time check
+catches a table that disagrees with the extension, and a state array the step does not use is
+passed as NULL (so it may be ``None``)."""
 
 import dataclasses
 import os
@@ -13,6 +13,7 @@ import pytest
 from fastopt.optim.algorithms import ALGORITHMS
 
 c_optim = pytest.importorskip("fastopt.backends.c.optim", reason="no C extension")
+c_mixed = pytest.importorskip("fastopt.backends.c.mixed", reason="no C extension")
 
 CSRC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "csrc")
 HEADER = os.path.join(CSRC, "fastopt.h")
@@ -46,6 +47,10 @@ def test_the_c_functions_take_the_tables_arguments_in_order():
             assert declared[f"fastopt_{algorithm.kernel}_{suffix}"] == expected(algorithm)
             assert declared[f"fastopt_{algorithm.kernel}_with_norm_{suffix}"] == \
                 expected(algorithm, extra_after=["norm_out"])
+            assert declared[f"fastopt_{algorithm.kernel}_mixed"] == [
+                "n", "master", "grad", "grad_fmt",
+                *(C_STATE_NAMES.get(s, s) for s in algorithm.state), "state_fmt", "model",
+                "model_fmt", *algorithm.kernel_args, "grad_scale", "stochastic", "key"]
         lamb = ALGORITHMS["lamb"]
         assert declared[f"fastopt_lamb_{suffix}"] == \
             expected(lamb, extra_before=["num_segments", "segment_offsets"])
@@ -72,7 +77,10 @@ def test_a_table_that_disagrees_with_the_c_function_is_refused(change):
         wrong = dataclasses.replace(adam, state=(*adam.state, "extra"))
     with pytest.raises(TypeError, match="fastopt_adam_f32"):
         c_optim._c_function("adam", wrong)
+    with pytest.raises(TypeError, match="fastopt_adam_mixed"):
+        c_mixed._c_function(wrong)
     assert c_optim._c_function("adam", adam)  # the table's own passes
+    assert c_mixed._c_function(adam)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
