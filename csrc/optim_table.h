@@ -18,7 +18,8 @@
  *            and may be NULL otherwise;
  *   scalars  the scalar arguments after the arrays, each (real, name) (float in _f32 and _mixed,
  *            double in _f64) or (int, name) (a flag), in the order of the algorithm's kernel_args
- *            in fastopt/optim/algorithms.py; grad_scale, a real, follows them in every step;
+ *            in fastopt/optim/algorithms.py (real and int are tags, pasted onto FASTOPT_TYPE_);
+ *            grad_scale, a real, follows them in every step;
  *   modes    up to 5 conditions, each (mode, condition), an expression of the scalars that is
  *            fixed during a step, or () for none.
  * The element sees the modes as one mask of bits <name>_<mode>, a compile-time constant: the
@@ -94,8 +95,8 @@
  * pointer the type of its written arrays (float *, or REAL *restrict) and real its scalars' type;
  * FASTOPT_STEP_ARGS(states, scalars): the arguments that pass them on. */
 #define FASTOPT_STEP_PARAMS(pointer, real, states, scalars)                                        \
-    int64_t n, pointer param, const pointer grad FASTOPT_PP_EACH(FASTOPT_STATE_PARAM, pointer,     \
-                                                                 states)                           \
+    int64_t n, pointer param, const pointer grad                                                   \
+    FASTOPT_PP_EACH(FASTOPT_STATE_PARAM, pointer, states)                                          \
     FASTOPT_PP_EACH(FASTOPT_SCALAR_PARAM, real, scalars), real grad_scale
 #define FASTOPT_STEP_ARGS(states, scalars)                                                         \
     n, param, grad FASTOPT_PP_EACH(FASTOPT_STATE_ARG, ~, states)                                   \
