@@ -30,13 +30,41 @@
  * grad_avg) as m + (1 - beta) * (g - m), so an infinite m meeting a finite g becomes NaN there
  * (inf - inf), where beta * m + (1 - beta) * g here keeps it infinite.
  *
- * This file is also fed to cffi's cdef by fastopt/backends/c/build.py, which drops the
- * preprocessor lines: keep the rest plain declarations.
+ * The elementwise steps (all but LAMB) are declared from the table FASTOPT_ELEMENTWISE of
+ * optim_table.h, one line per algorithm, which gives their arguments: see "The elementwise steps"
+ * below. fastopt/backends/c/build.py gives cffi's cdef this file as the C preprocessor expands it
+ * (without the system headers): what it expands to must be plain declarations.
  */
 #ifndef FASTOPT_H
 #define FASTOPT_H
 
 #include <stdint.h>
+
+#include "optim_table.h"
+
+/* ---- The elementwise steps ------------------------------------------------------------------
+ *
+ * Each line X(name, states, scalars, modes) of FASTOPT_ELEMENTWISE (optim_table.h) declares
+ *
+ *   void fastopt_<name>_f32(int64_t n, float *param, const float *grad, float *<state>...,
+ *                           <scalar>..., float grad_scale);
+ *   void fastopt_<name>_f64(int64_t n, double *param, const double *grad, double *<state>...,
+ *                           <scalar>..., double grad_scale);
+ *
+ * with the line's state arrays and scalars in order, a (real, x) scalar being float or double and
+ * an (int, x) one a flag: for SGD, fastopt_sgd_f32(n, param, grad, momentum_buffer, lr,
+ * weight_decay, momentum, dampening, nesterov, maximize, first_step, grad_scale). The comments
+ * below give each step's formula and its arguments in that order (grad_scale, common to all, is
+ * described above); the _with_norm variants follow fastopt_sum_of_squares.
+ */
+#define FASTOPT_DECLARE_STEPS(name, states, scalars, modes)                                        \
+    void fastopt_##name##_f32(FASTOPT_STEP_PARAMS(float *, float, states, scalars));               \
+    void fastopt_##name##_f64(FASTOPT_STEP_PARAMS(double *, double, states, scalars));
+#define FASTOPT_DECLARE_STEPS_WITH_NORM(name, states, scalars, modes)                              \
+    void fastopt_##name##_with_norm_f32(FASTOPT_STEP_PARAMS(float *, float, states, scalars),      \
+                                        double *norm_out);                                         \
+    void fastopt_##name##_with_norm_f64(FASTOPT_STEP_PARAMS(double *, double, states, scalars),    \
+                                        double *norm_out);
 
 /* SGD with optional momentum, dampening, Nesterov and L2 weight decay, as torch.optim.SGD.
  *
@@ -58,12 +86,6 @@
  * maximize         ascend instead of descend
  * first_step       the buffer is initialized to g (torch's first step with this buffer)
  */
-void fastopt_sgd_f32(int64_t n, float *param, const float *grad, float *momentum_buffer,
-                     float lr, float weight_decay, float momentum, float dampening,
-                     int nesterov, int maximize, int first_step, float grad_scale);
-void fastopt_sgd_f64(int64_t n, double *param, const double *grad, double *momentum_buffer,
-                     double lr, double weight_decay, double momentum, double dampening,
-                     int nesterov, int maximize, int first_step, double grad_scale);
 
 /* Adagrad, as torch.optim.Adagrad.
  *
@@ -80,12 +102,6 @@ void fastopt_sgd_f64(int64_t n, double *param, const double *grad, double *momen
  * maximize      ascend instead of descend
  * clr           lr / (1 + (step - 1) * lr_decay), computed on the host
  */
-void fastopt_adagrad_f32(int64_t n, float *param, const float *grad, float *state_sum,
-                         float weight_decay, float eps, int maximize, float clr,
-                         float grad_scale);
-void fastopt_adagrad_f64(int64_t n, double *param, const double *grad, double *state_sum,
-                         double weight_decay, double eps, int maximize, double clr,
-                         double grad_scale);
 
 /* RMSprop, optionally centered and with momentum, as torch.optim.RMSprop.
  *
@@ -116,14 +132,6 @@ void fastopt_adagrad_f64(int64_t n, double *param, const double *grad, double *s
  * centered         normalize by the estimated variance instead of the second moment
  * maximize         ascend instead of descend
  */
-void fastopt_rmsprop_f32(int64_t n, float *param, const float *grad, float *square_avg,
-                         float *grad_avg, float *momentum_buffer,
-                         float lr, float alpha, float eps, float weight_decay, float momentum,
-                         int centered, int maximize, float grad_scale);
-void fastopt_rmsprop_f64(int64_t n, double *param, const double *grad, double *square_avg,
-                         double *grad_avg, double *momentum_buffer,
-                         double lr, double alpha, double eps, double weight_decay,
-                         double momentum, int centered, int maximize, double grad_scale);
 
 /* Adam (L2 weight decay) or AdamW (decoupled), optionally AMSGrad, as torch.optim.Adam/AdamW.
  *
@@ -154,16 +162,6 @@ void fastopt_rmsprop_f64(int64_t n, double *param, const double *grad, double *s
  * step_size              lr / (1 - beta1^step), computed on the host
  * bias_correction2_sqrt  sqrt(1 - beta2^step), computed on the host
  */
-void fastopt_adam_f32(int64_t n, float *param, const float *grad, float *exp_avg,
-                      float *exp_avg_sq, float *max_exp_avg_sq,
-                      float lr, float beta1, float beta2, float eps, float weight_decay,
-                      int amsgrad, int maximize, int decoupled,
-                      float step_size, float bias_correction2_sqrt, float grad_scale);
-void fastopt_adam_f64(int64_t n, double *param, const double *grad, double *exp_avg,
-                      double *exp_avg_sq, double *max_exp_avg_sq,
-                      double lr, double beta1, double beta2, double eps, double weight_decay,
-                      int amsgrad, int maximize, int decoupled,
-                      double step_size, double bias_correction2_sqrt, double grad_scale);
 
 /* Adamax, as torch.optim.Adamax (eps inside the maximum, as PyTorch places it).
  *
@@ -183,12 +181,6 @@ void fastopt_adam_f64(int64_t n, double *param, const double *grad, double *exp_
  * maximize      ascend instead of descend
  * clr           lr / (1 - beta1^step), computed on the host
  */
-void fastopt_adamax_f32(int64_t n, float *param, const float *grad, float *exp_avg,
-                        float *exp_inf, float beta1, float beta2, float eps, float weight_decay,
-                        int maximize, float clr, float grad_scale);
-void fastopt_adamax_f64(int64_t n, double *param, const double *grad, double *exp_avg,
-                        double *exp_inf, double beta1, double beta2, double eps,
-                        double weight_decay, int maximize, double clr, double grad_scale);
 
 /* NAdam with PyTorch's momentum decay, L2 or decoupled weight decay, as torch.optim.NAdam.
  *
@@ -217,14 +209,6 @@ void fastopt_adamax_f64(int64_t n, double *param, const double *grad, double *ex
  * exp_avg_coef      lr * mu_{t+1} / (1 - mu_product * mu_{t+1}), computed on the host
  * bias_correction2  1 - beta2^step, computed on the host
  */
-void fastopt_nadam_f32(int64_t n, float *param, const float *grad, float *exp_avg,
-                       float *exp_avg_sq, float lr, float beta1, float beta2, float eps,
-                       float weight_decay, int maximize, int decoupled, float grad_coef,
-                       float exp_avg_coef, float bias_correction2, float grad_scale);
-void fastopt_nadam_f64(int64_t n, double *param, const double *grad, double *exp_avg,
-                       double *exp_avg_sq, double lr, double beta1, double beta2, double eps,
-                       double weight_decay, int maximize, int decoupled, double grad_coef,
-                       double exp_avg_coef, double bias_correction2, double grad_scale);
 
 /* RAdam, L2 or decoupled weight decay, as torch.optim.RAdam.
  *
@@ -253,14 +237,6 @@ void fastopt_nadam_f64(int64_t n, double *param, const double *grad, double *exp
  *                        term), else lr / (1 - beta1^step); computed on the host
  * bias_correction2_sqrt  sqrt(1 - beta2^step), computed on the host
  */
-void fastopt_radam_f32(int64_t n, float *param, const float *grad, float *exp_avg,
-                       float *exp_avg_sq, float lr, float beta1, float beta2, float eps,
-                       float weight_decay, int maximize, int decoupled, int rectify,
-                       float step_size, float bias_correction2_sqrt, float grad_scale);
-void fastopt_radam_f64(int64_t n, double *param, const double *grad, double *exp_avg,
-                       double *exp_avg_sq, double lr, double beta1, double beta2, double eps,
-                       double weight_decay, int maximize, int decoupled, int rectify,
-                       double step_size, double bias_correction2_sqrt, double grad_scale);
 
 /* Adadelta, as torch.optim.Adadelta.
  *
@@ -281,12 +257,6 @@ void fastopt_radam_f64(int64_t n, double *param, const double *grad, double *exp
  * weight_decay  L2 penalty added to the gradient
  * maximize      ascend instead of descend
  */
-void fastopt_adadelta_f32(int64_t n, float *param, const float *grad, float *square_avg,
-                          float *acc_delta, float lr, float rho, float eps, float weight_decay,
-                          int maximize, float grad_scale);
-void fastopt_adadelta_f64(int64_t n, double *param, const double *grad, double *square_avg,
-                          double *acc_delta, double lr, double rho, double eps,
-                          double weight_decay, int maximize, double grad_scale);
 
 /* Lion (Chen et al. 2023, "Symbolic Discovery of Optimization Algorithms", arXiv:2302.06675),
  * with decoupled weight decay.
@@ -306,12 +276,10 @@ void fastopt_adadelta_f64(int64_t n, double *param, const double *grad, double *
  * weight_decay  decoupled decay rate
  * maximize      ascend instead of descend
  */
-void fastopt_lion_f32(int64_t n, float *param, const float *grad, float *exp_avg, float lr,
-                      float beta1, float beta2, float weight_decay, int maximize,
-                      float grad_scale);
-void fastopt_lion_f64(int64_t n, double *param, const double *grad, double *exp_avg, double lr,
-                      double beta1, double beta2, double weight_decay, int maximize,
-                      double grad_scale);
+
+FASTOPT_ELEMENTWISE(FASTOPT_DECLARE_STEPS)
+
+/* ---- LAMB ------------------------------------------------------------------------------------ */
 
 /* LAMB (You et al. 2019, "Large Batch Optimization for Deep Learning: Training BERT in 76
  * minutes", arXiv:1904.00962, Algorithm 2), with one trust ratio per tensor (segment).
@@ -396,79 +364,6 @@ double fastopt_sum_of_squares_f64(int64_t n, const double *grad);
  * chunk is updated in blocks, and a block's gradient is summed right after its update, while it
  * is in cache. The arguments before norm_out are those of the plain step. LAMB has no such variant.
  */
-void fastopt_sgd_with_norm_f32(int64_t n, float *param, const float *grad, float *momentum_buffer,
-                               float lr, float weight_decay, float momentum, float dampening,
-                               int nesterov, int maximize, int first_step, float grad_scale,
-                               double *norm_out);
-void fastopt_sgd_with_norm_f64(int64_t n, double *param, const double *grad,
-                               double *momentum_buffer, double lr, double weight_decay,
-                               double momentum, double dampening, int nesterov, int maximize,
-                               int first_step, double grad_scale, double *norm_out);
-void fastopt_adagrad_with_norm_f32(int64_t n, float *param, const float *grad, float *state_sum,
-                                   float weight_decay, float eps, int maximize, float clr,
-                                   float grad_scale, double *norm_out);
-void fastopt_adagrad_with_norm_f64(int64_t n, double *param, const double *grad, double *state_sum,
-                                   double weight_decay, double eps, int maximize, double clr,
-                                   double grad_scale, double *norm_out);
-void fastopt_rmsprop_with_norm_f32(int64_t n, float *param, const float *grad, float *square_avg,
-                                   float *grad_avg, float *momentum_buffer, float lr, float alpha,
-                                   float eps, float weight_decay, float momentum, int centered,
-                                   int maximize, float grad_scale, double *norm_out);
-void fastopt_rmsprop_with_norm_f64(int64_t n, double *param, const double *grad, double *square_avg,
-                                   double *grad_avg, double *momentum_buffer, double lr,
-                                   double alpha, double eps, double weight_decay, double momentum,
-                                   int centered, int maximize, double grad_scale, double *norm_out);
-void fastopt_adam_with_norm_f32(int64_t n, float *param, const float *grad, float *exp_avg,
-                                float *exp_avg_sq, float *max_exp_avg_sq, float lr, float beta1,
-                                float beta2, float eps, float weight_decay, int amsgrad,
-                                int maximize, int decoupled, float step_size,
-                                float bias_correction2_sqrt, float grad_scale, double *norm_out);
-void fastopt_adam_with_norm_f64(int64_t n, double *param, const double *grad, double *exp_avg,
-                                double *exp_avg_sq, double *max_exp_avg_sq, double lr, double beta1,
-                                double beta2, double eps, double weight_decay, int amsgrad,
-                                int maximize, int decoupled, double step_size,
-                                double bias_correction2_sqrt, double grad_scale, double *norm_out);
-void fastopt_adamax_with_norm_f32(int64_t n, float *param, const float *grad, float *exp_avg,
-                                  float *exp_inf, float beta1, float beta2, float eps,
-                                  float weight_decay, int maximize, float clr, float grad_scale,
-                                  double *norm_out);
-void fastopt_adamax_with_norm_f64(int64_t n, double *param, const double *grad, double *exp_avg,
-                                  double *exp_inf, double beta1, double beta2, double eps,
-                                  double weight_decay, int maximize, double clr, double grad_scale,
-                                  double *norm_out);
-void fastopt_nadam_with_norm_f32(int64_t n, float *param, const float *grad, float *exp_avg,
-                                 float *exp_avg_sq, float lr, float beta1, float beta2, float eps,
-                                 float weight_decay, int maximize, int decoupled, float grad_coef,
-                                 float exp_avg_coef, float bias_correction2, float grad_scale,
-                                 double *norm_out);
-void fastopt_nadam_with_norm_f64(int64_t n, double *param, const double *grad, double *exp_avg,
-                                 double *exp_avg_sq, double lr, double beta1, double beta2,
-                                 double eps, double weight_decay, int maximize, int decoupled,
-                                 double grad_coef, double exp_avg_coef, double bias_correction2,
-                                 double grad_scale, double *norm_out);
-void fastopt_radam_with_norm_f32(int64_t n, float *param, const float *grad, float *exp_avg,
-                                 float *exp_avg_sq, float lr, float beta1, float beta2, float eps,
-                                 float weight_decay, int maximize, int decoupled, int rectify,
-                                 float step_size, float bias_correction2_sqrt, float grad_scale,
-                                 double *norm_out);
-void fastopt_radam_with_norm_f64(int64_t n, double *param, const double *grad, double *exp_avg,
-                                 double *exp_avg_sq, double lr, double beta1, double beta2,
-                                 double eps, double weight_decay, int maximize, int decoupled,
-                                 int rectify, double step_size, double bias_correction2_sqrt,
-                                 double grad_scale, double *norm_out);
-void fastopt_adadelta_with_norm_f32(int64_t n, float *param, const float *grad, float *square_avg,
-                                    float *acc_delta, float lr, float rho, float eps,
-                                    float weight_decay, int maximize, float grad_scale,
-                                    double *norm_out);
-void fastopt_adadelta_with_norm_f64(int64_t n, double *param, const double *grad,
-                                    double *square_avg, double *acc_delta, double lr, double rho,
-                                    double eps, double weight_decay, int maximize,
-                                    double grad_scale, double *norm_out);
-void fastopt_lion_with_norm_f32(int64_t n, float *param, const float *grad, float *exp_avg,
-                                float lr, float beta1, float beta2, float weight_decay,
-                                int maximize, float grad_scale, double *norm_out);
-void fastopt_lion_with_norm_f64(int64_t n, double *param, const double *grad, double *exp_avg,
-                                double lr, double beta1, double beta2, double weight_decay,
-                                int maximize, double grad_scale, double *norm_out);
+FASTOPT_ELEMENTWISE(FASTOPT_DECLARE_STEPS_WITH_NORM)
 
 #endif /* FASTOPT_H */

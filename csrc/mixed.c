@@ -2,7 +2,8 @@
  *
  * No optimizer math here: each step decodes a block of elements into float32 buffers, runs the
  * float32 step of optim_template.h (through its public fastopt_<algo>_f32 function) on the block,
- * and encodes the state and the model copy back. The rounding and random-stream functions are
+ * and encodes the state and the model copy back. The steps are made from the table of
+ * optim_table.h (DEFINE_MIXED), one per line. The rounding and random-stream functions are
  * those of fastopt/backends/elements/bits.py, in uint32 arithmetic (wrapping multiplication is
  * exactly the int64-safe mul32 there).
  */
@@ -209,176 +210,33 @@ static void store_model(uint16_t *model, int fmt, int64_t lo, int64_t len, const
         }                                                                                         \
     } while (0)
 
-void fastopt_sgd_mixed(int64_t n, float *master, const void *grad, int grad_fmt,
-                       void *momentum_buffer, int state_fmt, uint16_t *model, int model_fmt,
-                       float lr, float weight_decay, float momentum, float dampening,
-                       int nesterov, int maximize, int first_step, float grad_scale,
-                       int stochastic, int64_t key)
-{
-    FOR_EACH_BLOCK(lo, len, {
-        float gb[MIXED_BLOCK], bb[MIXED_BLOCK];
-        const float *g = load_block(gb, grad, grad_fmt, lo, len);
-        float *b = load_block(bb, momentum != 0 ? momentum_buffer : NULL, state_fmt, lo, len);
-        fastopt_sgd_f32(len, master + lo, g, b, lr, weight_decay, momentum, dampening, nesterov,
-                        maximize, first_step, grad_scale);
-        store_block(momentum != 0 ? momentum_buffer : NULL, state_fmt, lo, len, b);
-        store_model(model, model_fmt, lo, len, master, stochastic, (uint32_t)key);
-    });
-}
+/* DEFINE_MIXED(name, states, scalars, modes): fastopt_<name>_mixed, from its line of
+ * FASTOPT_ELEMENTWISE: per block, the gradient and the state arrays the step uses decoded (the
+ * others NULL), fastopt_<name>_f32 on them, the state and the model copy stored back. */
+#define DEFINE_MIXED(name, states, scalars, modes)                                                 \
+    void fastopt_##name##_mixed(FASTOPT_MIXED_PARAMS(states, scalars))                             \
+    {                                                                                              \
+        FASTOPT_PP_EACH(USED_STATE, ~, states)                                                     \
+        FOR_EACH_BLOCK(lo, len, {                                                                  \
+            float grad_block[MIXED_BLOCK];                                                         \
+            const float *g = load_block(grad_block, grad, grad_fmt, lo, len);                      \
+            FASTOPT_PP_EACH(LOAD_STATE, ~, states)                                                 \
+            fastopt_##name##_f32(len, master + lo, g FASTOPT_PP_EACH(STATE_BLOCK, ~, states)       \
+                                 FASTOPT_PP_EACH(FASTOPT_SCALAR_ARG, ~, scalars), grad_scale);     \
+            FASTOPT_PP_EACH(STORE_STATE, ~, states)                                                \
+            store_model(model, model_fmt, lo, len, master, stochastic, (uint32_t)key);             \
+        });                                                                                        \
+    }
+/* <array>_used: the state array, or NULL when the step does not use it */
+#define USED_STATE(ctx, index, array, ...) void *const array##_used = (__VA_ARGS__) ? array : NULL;
+#define LOAD_STATE(ctx, index, array, ...)                                                         \
+    float array##_block[MIXED_BLOCK];                                                              \
+    float *const array##_f32 = load_block(array##_block, array##_used, state_fmt, lo, len);
+#define STATE_BLOCK(ctx, index, array, ...) , array##_f32
+#define STORE_STATE(ctx, index, array, ...)                                                        \
+    store_block(array##_used, state_fmt, lo, len, array##_f32);
 
-void fastopt_adagrad_mixed(int64_t n, float *master, const void *grad, int grad_fmt,
-                           void *state_sum, int state_fmt, uint16_t *model, int model_fmt,
-                           float weight_decay, float eps, int maximize, float clr,
-                           float grad_scale, int stochastic, int64_t key)
-{
-    FOR_EACH_BLOCK(lo, len, {
-        float gb[MIXED_BLOCK], sb[MIXED_BLOCK];
-        const float *g = load_block(gb, grad, grad_fmt, lo, len);
-        float *s = load_block(sb, state_sum, state_fmt, lo, len);
-        fastopt_adagrad_f32(len, master + lo, g, s, weight_decay, eps, maximize, clr, grad_scale);
-        store_block(state_sum, state_fmt, lo, len, s);
-        store_model(model, model_fmt, lo, len, master, stochastic, (uint32_t)key);
-    });
-}
-
-void fastopt_rmsprop_mixed(int64_t n, float *master, const void *grad, int grad_fmt,
-                           void *square_avg, void *grad_avg, void *momentum_buffer, int state_fmt,
-                           uint16_t *model, int model_fmt, float lr, float alpha, float eps,
-                           float weight_decay, float momentum, int centered, int maximize,
-                           float grad_scale, int stochastic, int64_t key)
-{
-    void *avg = centered ? grad_avg : NULL, *buf = momentum > 0 ? momentum_buffer : NULL;
-    FOR_EACH_BLOCK(lo, len, {
-        float gb[MIXED_BLOCK], vb[MIXED_BLOCK], ab[MIXED_BLOCK], bb[MIXED_BLOCK];
-        const float *g = load_block(gb, grad, grad_fmt, lo, len);
-        float *v = load_block(vb, square_avg, state_fmt, lo, len);
-        float *a = load_block(ab, avg, state_fmt, lo, len);
-        float *b = load_block(bb, buf, state_fmt, lo, len);
-        fastopt_rmsprop_f32(len, master + lo, g, v, a, b, lr, alpha, eps, weight_decay, momentum,
-                            centered, maximize, grad_scale);
-        store_block(square_avg, state_fmt, lo, len, v);
-        store_block(avg, state_fmt, lo, len, a);
-        store_block(buf, state_fmt, lo, len, b);
-        store_model(model, model_fmt, lo, len, master, stochastic, (uint32_t)key);
-    });
-}
-
-void fastopt_adam_mixed(int64_t n, float *master, const void *grad, int grad_fmt, void *exp_avg,
-                        void *exp_avg_sq, void *max_exp_avg_sq, int state_fmt, uint16_t *model,
-                        int model_fmt, float lr, float beta1, float beta2, float eps,
-                        float weight_decay, int amsgrad, int maximize, int decoupled,
-                        float step_size, float bias_correction2_sqrt, float grad_scale,
-                        int stochastic, int64_t key)
-{
-    void *vmax = amsgrad ? max_exp_avg_sq : NULL;
-    FOR_EACH_BLOCK(lo, len, {
-        float gb[MIXED_BLOCK], mb[MIXED_BLOCK], vb[MIXED_BLOCK], xb[MIXED_BLOCK];
-        const float *g = load_block(gb, grad, grad_fmt, lo, len);
-        float *m = load_block(mb, exp_avg, state_fmt, lo, len);
-        float *v = load_block(vb, exp_avg_sq, state_fmt, lo, len);
-        float *x = load_block(xb, vmax, state_fmt, lo, len);
-        fastopt_adam_f32(len, master + lo, g, m, v, x, lr, beta1, beta2, eps, weight_decay,
-                         amsgrad, maximize, decoupled, step_size, bias_correction2_sqrt,
-                         grad_scale);
-        store_block(exp_avg, state_fmt, lo, len, m);
-        store_block(exp_avg_sq, state_fmt, lo, len, v);
-        store_block(vmax, state_fmt, lo, len, x);
-        store_model(model, model_fmt, lo, len, master, stochastic, (uint32_t)key);
-    });
-}
-
-void fastopt_adamax_mixed(int64_t n, float *master, const void *grad, int grad_fmt,
-                          void *exp_avg, void *exp_inf, int state_fmt, uint16_t *model,
-                          int model_fmt, float beta1, float beta2, float eps, float weight_decay,
-                          int maximize, float clr, float grad_scale, int stochastic, int64_t key)
-{
-    FOR_EACH_BLOCK(lo, len, {
-        float gb[MIXED_BLOCK], mb[MIXED_BLOCK], ub[MIXED_BLOCK];
-        const float *g = load_block(gb, grad, grad_fmt, lo, len);
-        float *m = load_block(mb, exp_avg, state_fmt, lo, len);
-        float *u = load_block(ub, exp_inf, state_fmt, lo, len);
-        fastopt_adamax_f32(len, master + lo, g, m, u, beta1, beta2, eps, weight_decay, maximize,
-                           clr, grad_scale);
-        store_block(exp_avg, state_fmt, lo, len, m);
-        store_block(exp_inf, state_fmt, lo, len, u);
-        store_model(model, model_fmt, lo, len, master, stochastic, (uint32_t)key);
-    });
-}
-
-void fastopt_nadam_mixed(int64_t n, float *master, const void *grad, int grad_fmt, void *exp_avg,
-                         void *exp_avg_sq, int state_fmt, uint16_t *model, int model_fmt,
-                         float lr, float beta1, float beta2, float eps, float weight_decay,
-                         int maximize, int decoupled, float grad_coef, float exp_avg_coef,
-                         float bias_correction2, float grad_scale, int stochastic, int64_t key)
-{
-    FOR_EACH_BLOCK(lo, len, {
-        float gb[MIXED_BLOCK], mb[MIXED_BLOCK], vb[MIXED_BLOCK];
-        const float *g = load_block(gb, grad, grad_fmt, lo, len);
-        float *m = load_block(mb, exp_avg, state_fmt, lo, len);
-        float *v = load_block(vb, exp_avg_sq, state_fmt, lo, len);
-        fastopt_nadam_f32(len, master + lo, g, m, v, lr, beta1, beta2, eps, weight_decay,
-                          maximize, decoupled, grad_coef, exp_avg_coef, bias_correction2,
-                          grad_scale);
-        store_block(exp_avg, state_fmt, lo, len, m);
-        store_block(exp_avg_sq, state_fmt, lo, len, v);
-        store_model(model, model_fmt, lo, len, master, stochastic, (uint32_t)key);
-    });
-}
-
-void fastopt_radam_mixed(int64_t n, float *master, const void *grad, int grad_fmt, void *exp_avg,
-                         void *exp_avg_sq, int state_fmt, uint16_t *model, int model_fmt,
-                         float lr, float beta1, float beta2, float eps, float weight_decay,
-                         int maximize, int decoupled, int rectify, float step_size,
-                         float bias_correction2_sqrt, float grad_scale, int stochastic,
-                         int64_t key)
-{
-    FOR_EACH_BLOCK(lo, len, {
-        float gb[MIXED_BLOCK], mb[MIXED_BLOCK], vb[MIXED_BLOCK];
-        const float *g = load_block(gb, grad, grad_fmt, lo, len);
-        float *m = load_block(mb, exp_avg, state_fmt, lo, len);
-        float *v = load_block(vb, exp_avg_sq, state_fmt, lo, len);
-        fastopt_radam_f32(len, master + lo, g, m, v, lr, beta1, beta2, eps, weight_decay,
-                          maximize, decoupled, rectify, step_size, bias_correction2_sqrt,
-                          grad_scale);
-        store_block(exp_avg, state_fmt, lo, len, m);
-        store_block(exp_avg_sq, state_fmt, lo, len, v);
-        store_model(model, model_fmt, lo, len, master, stochastic, (uint32_t)key);
-    });
-}
-
-void fastopt_adadelta_mixed(int64_t n, float *master, const void *grad, int grad_fmt,
-                            void *square_avg, void *acc_delta, int state_fmt, uint16_t *model,
-                            int model_fmt, float lr, float rho, float eps, float weight_decay,
-                            int maximize, float grad_scale, int stochastic, int64_t key)
-{
-    FOR_EACH_BLOCK(lo, len, {
-        float gb[MIXED_BLOCK], vb[MIXED_BLOCK], ab[MIXED_BLOCK];
-        const float *g = load_block(gb, grad, grad_fmt, lo, len);
-        float *v = load_block(vb, square_avg, state_fmt, lo, len);
-        float *a = load_block(ab, acc_delta, state_fmt, lo, len);
-        fastopt_adadelta_f32(len, master + lo, g, v, a, lr, rho, eps, weight_decay, maximize,
-                             grad_scale);
-        store_block(square_avg, state_fmt, lo, len, v);
-        store_block(acc_delta, state_fmt, lo, len, a);
-        store_model(model, model_fmt, lo, len, master, stochastic, (uint32_t)key);
-    });
-}
-
-void fastopt_lion_mixed(int64_t n, float *master, const void *grad, int grad_fmt, void *exp_avg,
-                        int state_fmt, uint16_t *model, int model_fmt, float lr, float beta1,
-                        float beta2, float weight_decay, int maximize, float grad_scale,
-                        int stochastic, int64_t key)
-{
-    FOR_EACH_BLOCK(lo, len, {
-        float gb[MIXED_BLOCK], mb[MIXED_BLOCK];
-        const float *g = load_block(gb, grad, grad_fmt, lo, len);
-        float *m = load_block(mb, exp_avg, state_fmt, lo, len);
-        fastopt_lion_f32(len, master + lo, g, m, lr, beta1, beta2, weight_decay, maximize,
-                         grad_scale);
-        store_block(exp_avg, state_fmt, lo, len, m);
-        store_model(model, model_fmt, lo, len, master, stochastic, (uint32_t)key);
-    });
-}
+FASTOPT_ELEMENTWISE(DEFINE_MIXED)
 
 #undef FOR_EACH_BLOCK
 #undef PARALLEL_BLOCKS

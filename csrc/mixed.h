@@ -9,7 +9,17 @@
  * host, so results are reproducible and identical on every backend (see
  * fastopt/backends/elements/bits.py, whose integer algorithms these are).
  *
- * Every step has the arguments of its float32 step in fastopt.h, with:
+ * There is one step, fastopt_<name>_mixed, per line of the table FASTOPT_ELEMENTWISE
+ * (optim_table.h), declared from it:
+ *
+ *   void fastopt_<name>_mixed(int64_t n, float *master, const void *grad, int grad_fmt,
+ *                             void *<state>..., int state_fmt, uint16_t *model, int model_fmt,
+ *                             <scalar>..., float grad_scale, int stochastic, int64_t key);
+ *
+ * e.g. fastopt_sgd_mixed(n, master, grad, grad_fmt, momentum_buffer, state_fmt, model, model_fmt,
+ * lr, weight_decay, momentum, dampening, nesterov, maximize, first_step, grad_scale, stochastic,
+ * key). Every step has the arguments of its float32 step in fastopt.h (real scalars as float),
+ * with:
  *   master             float32 master weights (the float32 step's param), updated
  *   grad, grad_fmt     gradient bits and format (0, 1 or 2)
  *   <state...>, state_fmt
@@ -33,57 +43,18 @@
 
 #include <stdint.h>
 
-void fastopt_sgd_mixed(int64_t n, float *master, const void *grad, int grad_fmt,
-                       void *momentum_buffer, int state_fmt, uint16_t *model, int model_fmt,
-                       float lr, float weight_decay, float momentum, float dampening,
-                       int nesterov, int maximize, int first_step, float grad_scale,
-                       int stochastic, int64_t key);
+#include "optim_table.h"
 
-void fastopt_adagrad_mixed(int64_t n, float *master, const void *grad, int grad_fmt,
-                           void *state_sum, int state_fmt, uint16_t *model, int model_fmt,
-                           float weight_decay, float eps, int maximize, float clr,
-                           float grad_scale, int stochastic, int64_t key);
+/* The parameters of a mixed-precision step, from its line of FASTOPT_ELEMENTWISE. */
+#define FASTOPT_MIXED_PARAMS(states, scalars)                                                      \
+    int64_t n, float *master, const void *grad, int grad_fmt                                       \
+    FASTOPT_PP_EACH(FASTOPT_STATE_PARAM, void *, states), int state_fmt, uint16_t *model,          \
+    int model_fmt FASTOPT_PP_EACH(FASTOPT_SCALAR_PARAM, float, scalars), float grad_scale,         \
+    int stochastic, int64_t key
 
-void fastopt_rmsprop_mixed(int64_t n, float *master, const void *grad, int grad_fmt,
-                           void *square_avg, void *grad_avg, void *momentum_buffer, int state_fmt,
-                           uint16_t *model, int model_fmt, float lr, float alpha, float eps,
-                           float weight_decay, float momentum, int centered, int maximize,
-                           float grad_scale, int stochastic, int64_t key);
-
-void fastopt_adam_mixed(int64_t n, float *master, const void *grad, int grad_fmt, void *exp_avg,
-                        void *exp_avg_sq, void *max_exp_avg_sq, int state_fmt, uint16_t *model,
-                        int model_fmt, float lr, float beta1, float beta2, float eps,
-                        float weight_decay, int amsgrad, int maximize, int decoupled,
-                        float step_size, float bias_correction2_sqrt, float grad_scale,
-                        int stochastic, int64_t key);
-
-void fastopt_adamax_mixed(int64_t n, float *master, const void *grad, int grad_fmt,
-                          void *exp_avg, void *exp_inf, int state_fmt, uint16_t *model,
-                          int model_fmt, float beta1, float beta2, float eps, float weight_decay,
-                          int maximize, float clr, float grad_scale, int stochastic, int64_t key);
-
-void fastopt_nadam_mixed(int64_t n, float *master, const void *grad, int grad_fmt, void *exp_avg,
-                         void *exp_avg_sq, int state_fmt, uint16_t *model, int model_fmt,
-                         float lr, float beta1, float beta2, float eps, float weight_decay,
-                         int maximize, int decoupled, float grad_coef, float exp_avg_coef,
-                         float bias_correction2, float grad_scale, int stochastic, int64_t key);
-
-void fastopt_radam_mixed(int64_t n, float *master, const void *grad, int grad_fmt, void *exp_avg,
-                         void *exp_avg_sq, int state_fmt, uint16_t *model, int model_fmt,
-                         float lr, float beta1, float beta2, float eps, float weight_decay,
-                         int maximize, int decoupled, int rectify, float step_size,
-                         float bias_correction2_sqrt, float grad_scale, int stochastic,
-                         int64_t key);
-
-void fastopt_adadelta_mixed(int64_t n, float *master, const void *grad, int grad_fmt,
-                            void *square_avg, void *acc_delta, int state_fmt, uint16_t *model,
-                            int model_fmt, float lr, float rho, float eps, float weight_decay,
-                            int maximize, float grad_scale, int stochastic, int64_t key);
-
-void fastopt_lion_mixed(int64_t n, float *master, const void *grad, int grad_fmt, void *exp_avg,
-                        int state_fmt, uint16_t *model, int model_fmt, float lr, float beta1,
-                        float beta2, float weight_decay, int maximize, float grad_scale,
-                        int stochastic, int64_t key);
+#define FASTOPT_DECLARE_MIXED(name, states, scalars, modes)                                        \
+    void fastopt_##name##_mixed(FASTOPT_MIXED_PARAMS(states, scalars));
+FASTOPT_ELEMENTWISE(FASTOPT_DECLARE_MIXED)
 
 /* The sum of squares, in double, of n gradient values stored as bits in format grad_fmt (0, 1 or
  * 2): the reduction pass of a fused mixed-precision step. Fixed chunks are summed in order, so the

@@ -1,6 +1,7 @@
 /* optim.c: the C backend of fastopt; the steps are declared and documented in fastopt.h.
  *
- * The bodies live in optim_template.h, included once for float (_f32) and once for double (_f64).
+ * The bodies live in optim_template.h, included once for float (_f32) and once for double (_f64);
+ * the elementwise steps are made there from the table of optim_table.h (DEFINE_STEPS, below).
  * Plain C99 plus optional OpenMP. Build without -ffast-math: every step is elementwise, so the
  * results match the numpy reference bit for bit and do not depend on the thread count; gcc still
  * vectorizes every loop at -O3 given -fno-math-errno (sqrt becomes one instruction). Keep
@@ -109,6 +110,46 @@ static inline double sum_of_8(const double sums[8])
         else                                                                                       \
             FOR_EACH_ELEMENT(i, update);                                                           \
     } while (0)
+
+/* DEFINE_MODES(name, states, scalars, modes): the mode bits of a line of FASTOPT_ELEMENTWISE,
+ * <name>_<mode> = 1 << (its position), and <name>_masks, the number of masks. */
+#define MODE_BIT(name, index, mode, ...) name##_##mode = 1 << (index),
+#define DEFINE_MODES(name, states, scalars, modes)                                                 \
+    enum { FASTOPT_PP_EACH(MODE_BIT, name, modes) name##_masks = 1 << FASTOPT_PP_LENGTH(modes) };
+FASTOPT_ELEMENTWISE(DEFINE_MODES)
+
+/* DEFINE_STEPS(name, states, scalars, modes): the steps of a line of FASTOPT_ELEMENTWISE in the
+ * precision of REAL (optim_template.h): NAME(<name>_step), which switches once over the mask of
+ * the modes' conditions to a loop of the element with that mask as a constant, and the public
+ * NAME(fastopt_<name>) and NAME(fastopt_<name>_with_norm) that run it. */
+#define DEFINE_STEPS(name, states, scalars, modes)                                                 \
+    FASTOPT_INLINE void NAME(name##_step)(FASTOPT_STEP_PARAMS(REAL *restrict, REAL, states,        \
+                                                              scalars), double *norm_out)          \
+    {                                                                                              \
+        const unsigned mask = 0 FASTOPT_PP_EACH(MODE_IF, ~, modes);                                \
+        switch (mask) {                                                                            \
+            FASTOPT_PP_MASKS(MODE_CASE, FASTOPT_PP_LENGTH(modes), name, states, scalars)           \
+        }                                                                                          \
+    }                                                                                              \
+    void NAME(fastopt_##name)(FASTOPT_STEP_PARAMS(REAL *restrict, REAL, states, scalars))          \
+    {                                                                                              \
+        NAME(name##_step)(FASTOPT_STEP_ARGS(states, scalars), NULL);                               \
+    }                                                                                              \
+    void NAME(fastopt_##name##_with_norm)(FASTOPT_STEP_PARAMS(REAL *restrict, REAL, states,        \
+                                                              scalars), double *norm_out)          \
+    {                                                                                              \
+        NAME(name##_step)(FASTOPT_STEP_ARGS(states, scalars), norm_out);                           \
+    }
+/* | the mode's bit if its condition holds */
+#define MODE_IF(ctx, index, mode, ...) | ((__VA_ARGS__) ? 1u << (index) : 0u)
+/* the loop of one mask */
+#define MODE_CASE(mask, name, states, scalars)                                                     \
+    case mask:                                                                                     \
+        STEP_LOOP(i, NAME(name##_element)(i, mask, param, grad                                     \
+                                          FASTOPT_PP_EACH(FASTOPT_STATE_ARG, ~, states)            \
+                                          FASTOPT_PP_EACH(FASTOPT_SCALAR_ARG, ~, scalars),         \
+                                          grad_scale));                                            \
+        break;
 
 #define NAME_(base, suffix) base##_##suffix
 #define NAME_WITH(base, suffix) NAME_(base, suffix)

@@ -4,16 +4,14 @@
  * FABS (fabsf or fabs) and NAME(base) (base with the _f32 or _f64 suffix) defined. No include
  * guard, on purpose.
  *
- * Each algorithm is an element update, NAME(<algo>_element), whose mode arguments are constants
- * at every call site, and a public step that picks the mode once and runs one loop per mode, so
- * that after inlining every loop is branch-free and vectorizes. Two modes need no loop of their
- * own because an exact multiplication does them: maximize (g = sign * grad, sign = -1 or 1) and
- * Adam's decoupled weight decay (param * decay, decay = 1 for plain Adam). Constants such as
- * 1 - beta1 are computed once per step, in REAL, exactly as the reference computes them.
- *
- * The step itself is an inline NAME(<algo>_step) taking a norm_out pointer: fastopt_<algo> calls
- * it with NULL (the fused loops then fold away), fastopt_<algo>_with_norm with the caller's, so
- * that its loops (STEP_LOOP, optim.c) also leave the gradient's sum of squares there.
+ * Each elementwise algorithm is an element update, NAME(<algo>_element), and a line of the table
+ * FASTOPT_ELEMENTWISE (optim_table.h); the last line of this file expands the table into the
+ * steps (DEFINE_STEPS, optim.c): an inline NAME(<algo>_step) taking a norm_out pointer, which
+ * computes the mode mask once and runs one loop per mask with the element inlined and the mask a
+ * constant, so that every loop is branch-free and vectorizes, and the public fastopt_<algo> (which
+ * calls it with NULL: the fused loops then fold away) and fastopt_<algo>_with_norm (with the
+ * caller's, so that its loops, STEP_LOOP in optim.c, also leave the gradient's sum of squares
+ * there). LAMB, which needs per-tensor norms before it can update, is written out in full.
  */
 
 /* ---- Reduction ------------------------------------------------------------------------------- */
@@ -72,137 +70,79 @@ double NAME(fastopt_sum_of_squares)(int64_t n, const REAL *restrict grad)
     return total;
 }
 
+/* ---- The elementwise optimizers ---------------------------------------------------------------
+ *
+ * One element function per line of FASTOPT_ELEMENTWISE (optim_table.h): it updates element i and
+ * takes (i, mode, param, grad, <the line's state arrays>, <its scalars>, grad_scale), the mode
+ * bits <name>_<mode> being a constant at every call site. The steps that run it come from the
+ * table (DEFINE_STEPS, optim.c, at the end of this file). Two modes need no bit because an exact
+ * multiplication does them: maximize (g = sign * grad, sign = -grad_scale or grad_scale) and the
+ * decoupled weight decay of Adam and NAdam (param * decay, decay = 1 otherwise). Constants such
+ * as 1 - beta1 are computed in REAL exactly as the reference computes them; they do not depend
+ * on i, so the compiler computes them once per loop. */
+
 /* ---- SGD ------------------------------------------------------------------------------------- */
 
-FASTOPT_INLINE void NAME(sgd_element)(int64_t i, REAL *restrict param, const REAL *restrict grad,
-                                      REAL *restrict momentum_buffer, REAL lr, REAL weight_decay,
-                                      REAL momentum, REAL one_minus_dampening, REAL sign,
-                                      int l2, int use_momentum, int first_step, int nesterov)
+FASTOPT_INLINE void NAME(sgd_element)(int64_t i, unsigned mode, REAL *restrict param,
+                                      const REAL *restrict grad, REAL *restrict momentum_buffer,
+                                      REAL lr, REAL weight_decay, REAL momentum, REAL dampening,
+                                      int nesterov, int maximize, int first_step, REAL grad_scale)
 {
-    REAL g = sign * grad[i];                                    /* unscaled and clipped, negated if maximize */
-    if (l2)
+    const REAL sign = maximize ? -grad_scale : grad_scale;      /* -(g*s) == (-s)*g exactly */
+    const REAL one_minus_dampening = 1 - dampening;
+    REAL g = sign * grad[i];                                    /* scaled; negated if maximize */
+    if (mode & sgd_l2)
         g = g + weight_decay * param[i];                        /* L2 weight decay */
-    if (use_momentum) {
-        const REAL b = first_step ? g                           /* b = g on the first step */
-                                  : momentum * momentum_buffer[i] + one_minus_dampening * g;
+    if (mode & sgd_momentum) {
+        const REAL b = mode & sgd_first_step ? g                /* b = g on the first step */
+                       : momentum * momentum_buffer[i] + one_minus_dampening * g;
         momentum_buffer[i] = b;
-        g = nesterov ? g + momentum * b : b;                    /* Nesterov or heavy ball */
+        g = mode & sgd_nesterov ? g + momentum * b : b;         /* Nesterov or heavy ball */
     }
     param[i] = param[i] - lr * g;
 }
 
-/* The step; with norm_out, also *norm_out = fastopt_sum_of_squares(n, grad), from the same pass. */
-FASTOPT_INLINE void NAME(sgd_step)(int64_t n, REAL *restrict param, const REAL *restrict grad,
-                                   REAL *restrict momentum_buffer, REAL lr, REAL weight_decay,
-                                   REAL momentum, REAL dampening, int nesterov, int maximize,
-                                   int first_step, REAL grad_scale, double *norm_out)
-{
-    const REAL sign = maximize ? -grad_scale : grad_scale;  /* -(g*s) == (-s)*g exactly */
-    const REAL one_minus_dampening = 1 - dampening;
-    const int l2 = weight_decay != 0;
-
-#define SGD_LOOP(L2, MOMENTUM, FIRST_STEP, NESTEROV)                                              \
-    STEP_LOOP(i, NAME(sgd_element)(i, param, grad, momentum_buffer, lr, weight_decay,             \
-                                   momentum, one_minus_dampening, sign,                           \
-                                   L2, MOMENTUM, FIRST_STEP, NESTEROV))
-    if (momentum == 0) {
-        if (l2) SGD_LOOP(1, 0, 0, 0); else SGD_LOOP(0, 0, 0, 0);
-    } else if (first_step && nesterov) {
-        if (l2) SGD_LOOP(1, 1, 1, 1); else SGD_LOOP(0, 1, 1, 1);
-    } else if (first_step) {
-        if (l2) SGD_LOOP(1, 1, 1, 0); else SGD_LOOP(0, 1, 1, 0);
-    } else if (nesterov) {
-        if (l2) SGD_LOOP(1, 1, 0, 1); else SGD_LOOP(0, 1, 0, 1);
-    } else {
-        if (l2) SGD_LOOP(1, 1, 0, 0); else SGD_LOOP(0, 1, 0, 0);
-    }
-#undef SGD_LOOP
-}
-
-void NAME(fastopt_sgd)(int64_t n, REAL *restrict param, const REAL *restrict grad,
-                       REAL *restrict momentum_buffer, REAL lr, REAL weight_decay, REAL momentum,
-                       REAL dampening, int nesterov, int maximize, int first_step, REAL grad_scale)
-{
-    NAME(sgd_step)(n, param, grad, momentum_buffer, lr, weight_decay, momentum, dampening, nesterov,
-                   maximize, first_step, grad_scale, NULL);
-}
-
-void NAME(fastopt_sgd_with_norm)(int64_t n, REAL *restrict param, const REAL *restrict grad,
-                                 REAL *restrict momentum_buffer, REAL lr, REAL weight_decay,
-                                 REAL momentum, REAL dampening, int nesterov, int maximize,
-                                 int first_step, REAL grad_scale, double *norm_out)
-{
-    NAME(sgd_step)(n, param, grad, momentum_buffer, lr, weight_decay, momentum, dampening, nesterov,
-                   maximize, first_step, grad_scale, norm_out);
-}
-
 /* ---- Adagrad --------------------------------------------------------------------------------- */
 
-FASTOPT_INLINE void NAME(adagrad_element)(int64_t i, REAL *restrict param,
+FASTOPT_INLINE void NAME(adagrad_element)(int64_t i, unsigned mode, REAL *restrict param,
                                           const REAL *restrict grad, REAL *restrict state_sum,
-                                          REAL weight_decay, REAL eps, REAL clr, REAL sign, int l2)
+                                          REAL weight_decay, REAL eps, int maximize, REAL clr,
+                                          REAL grad_scale)
 {
-    REAL g = sign * grad[i];                                    /* unscaled and clipped, negated if maximize */
-    if (l2)
+    const REAL sign = maximize ? -grad_scale : grad_scale;      /* -(g*s) == (-s)*g exactly */
+    REAL g = sign * grad[i];                                    /* scaled; negated if maximize */
+    if (mode & adagrad_l2)
         g = g + weight_decay * param[i];                        /* L2 weight decay */
     const REAL s = state_sum[i] + g * g;
     state_sum[i] = s;
     param[i] = param[i] - clr * g / (SQRT(s) + eps);
 }
 
-/* The step; with norm_out, also *norm_out = fastopt_sum_of_squares(n, grad), from the same pass. */
-FASTOPT_INLINE void NAME(adagrad_step)(int64_t n, REAL *restrict param, const REAL *restrict grad,
-                                       REAL *restrict state_sum, REAL weight_decay, REAL eps,
-                                       int maximize, REAL clr, REAL grad_scale, double *norm_out)
-{
-    const REAL sign = maximize ? -grad_scale : grad_scale;  /* -(g*s) == (-s)*g exactly */
-
-#define ADAGRAD_LOOP(L2)                                                                          \
-    STEP_LOOP(i, NAME(adagrad_element)(i, param, grad, state_sum, weight_decay, eps, clr,         \
-                                       sign, L2))
-    if (weight_decay != 0) ADAGRAD_LOOP(1); else ADAGRAD_LOOP(0);
-#undef ADAGRAD_LOOP
-}
-
-void NAME(fastopt_adagrad)(int64_t n, REAL *restrict param, const REAL *restrict grad,
-                           REAL *restrict state_sum, REAL weight_decay, REAL eps, int maximize,
-                           REAL clr, REAL grad_scale)
-{
-    NAME(adagrad_step)(n, param, grad, state_sum, weight_decay, eps, maximize, clr, grad_scale,
-                       NULL);
-}
-
-void NAME(fastopt_adagrad_with_norm)(int64_t n, REAL *restrict param, const REAL *restrict grad,
-                                     REAL *restrict state_sum, REAL weight_decay, REAL eps,
-                                     int maximize, REAL clr, REAL grad_scale, double *norm_out)
-{
-    NAME(adagrad_step)(n, param, grad, state_sum, weight_decay, eps, maximize, clr, grad_scale,
-                       norm_out);
-}
-
 /* ---- RMSprop --------------------------------------------------------------------------------- */
 
-FASTOPT_INLINE void NAME(rmsprop_element)(int64_t i, REAL *restrict param,
+FASTOPT_INLINE void NAME(rmsprop_element)(int64_t i, unsigned mode, REAL *restrict param,
                                           const REAL *restrict grad, REAL *restrict square_avg,
                                           REAL *restrict grad_avg, REAL *restrict momentum_buffer,
-                                          REAL lr, REAL alpha, REAL one_minus_alpha, REAL eps,
-                                          REAL weight_decay, REAL momentum, REAL sign,
-                                          int l2, int centered, int use_momentum)
+                                          REAL lr, REAL alpha, REAL eps, REAL weight_decay,
+                                          REAL momentum, int centered, int maximize,
+                                          REAL grad_scale)
 {
-    REAL g = sign * grad[i];                                    /* unscaled and clipped, negated if maximize */
-    if (l2)
+    const REAL sign = maximize ? -grad_scale : grad_scale;      /* -(g*s) == (-s)*g exactly */
+    const REAL one_minus_alpha = 1 - alpha;
+    REAL g = sign * grad[i];                                    /* scaled; negated if maximize */
+    if (mode & rmsprop_l2)
         g = g + weight_decay * param[i];                        /* L2 weight decay */
     const REAL v = alpha * square_avg[i] + one_minus_alpha * g * g;
     square_avg[i] = v;
     REAL denom;
-    if (centered) {
+    if (mode & rmsprop_centered) {
         const REAL a = alpha * grad_avg[i] + one_minus_alpha * g;
         grad_avg[i] = a;
         denom = SQRT(v - a * a) + eps;                          /* variance, not 2nd moment */
     } else {
         denom = SQRT(v) + eps;
     }
-    if (use_momentum) {
+    if (mode & rmsprop_momentum) {
         const REAL b = momentum * momentum_buffer[i] + g / denom;
         momentum_buffer[i] = b;
         param[i] = param[i] - lr * b;
@@ -211,66 +151,21 @@ FASTOPT_INLINE void NAME(rmsprop_element)(int64_t i, REAL *restrict param,
     }
 }
 
-/* The step; with norm_out, also *norm_out = fastopt_sum_of_squares(n, grad), from the same pass. */
-FASTOPT_INLINE void NAME(rmsprop_step)(int64_t n, REAL *restrict param, const REAL *restrict grad,
-                                       REAL *restrict square_avg, REAL *restrict grad_avg,
-                                       REAL *restrict momentum_buffer, REAL lr, REAL alpha,
-                                       REAL eps, REAL weight_decay, REAL momentum, int centered,
-                                       int maximize, REAL grad_scale, double *norm_out)
-{
-    const REAL sign = maximize ? -grad_scale : grad_scale;  /* -(g*s) == (-s)*g exactly */
-    const REAL one_minus_alpha = 1 - alpha;
-    const int l2 = weight_decay != 0;
-
-#define RMSPROP_LOOP(L2, CENTERED, MOMENTUM)                                                      \
-    STEP_LOOP(i, NAME(rmsprop_element)(i, param, grad, square_avg, grad_avg,                      \
-                                       momentum_buffer, lr, alpha, one_minus_alpha, eps,          \
-                                       weight_decay, momentum, sign,                              \
-                                       L2, CENTERED, MOMENTUM))
-    if (centered && momentum > 0) {
-        if (l2) RMSPROP_LOOP(1, 1, 1); else RMSPROP_LOOP(0, 1, 1);
-    } else if (centered) {
-        if (l2) RMSPROP_LOOP(1, 1, 0); else RMSPROP_LOOP(0, 1, 0);
-    } else if (momentum > 0) {
-        if (l2) RMSPROP_LOOP(1, 0, 1); else RMSPROP_LOOP(0, 0, 1);
-    } else {
-        if (l2) RMSPROP_LOOP(1, 0, 0); else RMSPROP_LOOP(0, 0, 0);
-    }
-#undef RMSPROP_LOOP
-}
-
-void NAME(fastopt_rmsprop)(int64_t n, REAL *restrict param, const REAL *restrict grad,
-                           REAL *restrict square_avg, REAL *restrict grad_avg,
-                           REAL *restrict momentum_buffer, REAL lr, REAL alpha, REAL eps,
-                           REAL weight_decay, REAL momentum, int centered, int maximize,
-                           REAL grad_scale)
-{
-    NAME(rmsprop_step)(n, param, grad, square_avg, grad_avg, momentum_buffer, lr, alpha, eps,
-                       weight_decay, momentum, centered, maximize, grad_scale, NULL);
-}
-
-void NAME(fastopt_rmsprop_with_norm)(int64_t n, REAL *restrict param, const REAL *restrict grad,
-                                     REAL *restrict square_avg, REAL *restrict grad_avg,
-                                     REAL *restrict momentum_buffer, REAL lr, REAL alpha, REAL eps,
-                                     REAL weight_decay, REAL momentum, int centered, int maximize,
-                                     REAL grad_scale, double *norm_out)
-{
-    NAME(rmsprop_step)(n, param, grad, square_avg, grad_avg, momentum_buffer, lr, alpha, eps,
-                       weight_decay, momentum, centered, maximize, grad_scale, norm_out);
-}
-
 /* ---- Adam / AdamW ---------------------------------------------------------------------------- */
 
-FASTOPT_INLINE void NAME(adam_element)(int64_t i, REAL *restrict param, const REAL *restrict grad,
-                                       REAL *restrict exp_avg, REAL *restrict exp_avg_sq,
-                                       REAL *restrict max_exp_avg_sq, REAL beta1,
-                                       REAL one_minus_beta1, REAL beta2, REAL one_minus_beta2,
-                                       REAL eps, REAL weight_decay, REAL step_size,
-                                       REAL bias_correction2_sqrt, REAL sign, REAL decay,
-                                       int l2, int amsgrad)
+FASTOPT_INLINE void NAME(adam_element)(int64_t i, unsigned mode, REAL *restrict param,
+                                       const REAL *restrict grad, REAL *restrict exp_avg,
+                                       REAL *restrict exp_avg_sq, REAL *restrict max_exp_avg_sq,
+                                       REAL lr, REAL beta1, REAL beta2, REAL eps, REAL weight_decay,
+                                       int amsgrad, int maximize, int decoupled, REAL step_size,
+                                       REAL bias_correction2_sqrt, REAL grad_scale)
 {
-    REAL g = sign * grad[i];                                    /* unscaled and clipped, negated if maximize */
-    if (l2)
+    const REAL sign = maximize ? -grad_scale : grad_scale;      /* -(g*s) == (-s)*g exactly */
+    const REAL decoupled_decay = 1 - lr * weight_decay;
+    const REAL decay = decoupled ? decoupled_decay : 1;         /* x * 1 == x exactly */
+    const REAL one_minus_beta1 = 1 - beta1, one_minus_beta2 = 1 - beta2;
+    REAL g = sign * grad[i];                                    /* scaled; negated if maximize */
+    if (mode & adam_l2)
         g = g + weight_decay * param[i];                        /* Adam: L2 weight decay */
     const REAL p = param[i] * decay;                            /* AdamW: decoupled decay */
     const REAL m = beta1 * exp_avg[i] + one_minus_beta1 * g;
@@ -278,7 +173,7 @@ FASTOPT_INLINE void NAME(adam_element)(int64_t i, REAL *restrict param, const RE
     exp_avg[i] = m;
     exp_avg_sq[i] = v;
     REAL v_hat = v;
-    if (amsgrad) {
+    if (mode & adam_amsgrad) {
         /* max(vmax, v) as numpy.maximum: NaN on either side wins; a select, so it vectorizes */
         const REAL old = max_exp_avg_sq[i];
         const int keep = (old >= v) | (old != old);
@@ -288,65 +183,18 @@ FASTOPT_INLINE void NAME(adam_element)(int64_t i, REAL *restrict param, const RE
     param[i] = p - step_size * m / (SQRT(v_hat) / bias_correction2_sqrt + eps);
 }
 
-/* The step; with norm_out, also *norm_out = fastopt_sum_of_squares(n, grad), from the same pass. */
-FASTOPT_INLINE void NAME(adam_step)(int64_t n, REAL *restrict param, const REAL *restrict grad,
-                                    REAL *restrict exp_avg, REAL *restrict exp_avg_sq,
-                                    REAL *restrict max_exp_avg_sq, REAL lr, REAL beta1, REAL beta2,
-                                    REAL eps, REAL weight_decay, int amsgrad, int maximize,
-                                    int decoupled, REAL step_size, REAL bias_correction2_sqrt,
-                                    REAL grad_scale, double *norm_out)
-{
-    const REAL sign = maximize ? -grad_scale : grad_scale;  /* -(g*s) == (-s)*g exactly */
-    const REAL decay = decoupled ? 1 - lr * weight_decay : 1;  /* x * 1 == x exactly */
-    const REAL one_minus_beta1 = 1 - beta1, one_minus_beta2 = 1 - beta2;
-    const int l2 = !decoupled && weight_decay != 0;
-
-#define ADAM_LOOP(L2, AMSGRAD)                                                                    \
-    STEP_LOOP(i, NAME(adam_element)(i, param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq,          \
-                                    beta1, one_minus_beta1, beta2, one_minus_beta2, eps,          \
-                                    weight_decay, step_size, bias_correction2_sqrt, sign,         \
-                                    decay, L2, AMSGRAD))
-    if (amsgrad) {
-        if (l2) ADAM_LOOP(1, 1); else ADAM_LOOP(0, 1);
-    } else {
-        if (l2) ADAM_LOOP(1, 0); else ADAM_LOOP(0, 0);
-    }
-#undef ADAM_LOOP
-}
-
-void NAME(fastopt_adam)(int64_t n, REAL *restrict param, const REAL *restrict grad,
-                        REAL *restrict exp_avg, REAL *restrict exp_avg_sq,
-                        REAL *restrict max_exp_avg_sq, REAL lr, REAL beta1, REAL beta2, REAL eps,
-                        REAL weight_decay, int amsgrad, int maximize, int decoupled, REAL step_size,
-                        REAL bias_correction2_sqrt, REAL grad_scale)
-{
-    NAME(adam_step)(n, param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, lr, beta1, beta2, eps,
-                    weight_decay, amsgrad, maximize, decoupled, step_size, bias_correction2_sqrt,
-                    grad_scale, NULL);
-}
-
-void NAME(fastopt_adam_with_norm)(int64_t n, REAL *restrict param, const REAL *restrict grad,
-                                  REAL *restrict exp_avg, REAL *restrict exp_avg_sq,
-                                  REAL *restrict max_exp_avg_sq, REAL lr, REAL beta1, REAL beta2,
-                                  REAL eps, REAL weight_decay, int amsgrad, int maximize,
-                                  int decoupled, REAL step_size, REAL bias_correction2_sqrt,
-                                  REAL grad_scale, double *norm_out)
-{
-    NAME(adam_step)(n, param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, lr, beta1, beta2, eps,
-                    weight_decay, amsgrad, maximize, decoupled, step_size, bias_correction2_sqrt,
-                    grad_scale, norm_out);
-}
-
 /* ---- Adamax ---------------------------------------------------------------------------------- */
 
-FASTOPT_INLINE void NAME(adamax_element)(int64_t i, REAL *restrict param,
+FASTOPT_INLINE void NAME(adamax_element)(int64_t i, unsigned mode, REAL *restrict param,
                                          const REAL *restrict grad, REAL *restrict exp_avg,
-                                         REAL *restrict exp_inf, REAL beta1,
-                                         REAL one_minus_beta1, REAL beta2, REAL eps,
-                                         REAL weight_decay, REAL clr, REAL sign, int l2)
+                                         REAL *restrict exp_inf, REAL beta1, REAL beta2, REAL eps,
+                                         REAL weight_decay, int maximize, REAL clr,
+                                         REAL grad_scale)
 {
-    REAL g = sign * grad[i];                                    /* unscaled and clipped, negated if maximize */
-    if (l2)
+    const REAL sign = maximize ? -grad_scale : grad_scale;      /* -(g*s) == (-s)*g exactly */
+    const REAL one_minus_beta1 = 1 - beta1;
+    REAL g = sign * grad[i];                                    /* scaled; negated if maximize */
+    if (mode & adamax_l2)
         g = g + weight_decay * param[i];                        /* L2 weight decay */
     const REAL m = beta1 * exp_avg[i] + one_minus_beta1 * g;
     /* u = max(beta2 * u, |g| + eps) as numpy.maximum: NaN on either side wins; a select */
@@ -358,51 +206,21 @@ FASTOPT_INLINE void NAME(adamax_element)(int64_t i, REAL *restrict param,
     param[i] = param[i] - clr * m / u;
 }
 
-/* The step; with norm_out, also *norm_out = fastopt_sum_of_squares(n, grad), from the same pass. */
-FASTOPT_INLINE void NAME(adamax_step)(int64_t n, REAL *restrict param, const REAL *restrict grad,
-                                      REAL *restrict exp_avg, REAL *restrict exp_inf, REAL beta1,
-                                      REAL beta2, REAL eps, REAL weight_decay, int maximize,
-                                      REAL clr, REAL grad_scale, double *norm_out)
-{
-    const REAL sign = maximize ? -grad_scale : grad_scale;  /* -(g*s) == (-s)*g exactly */
-    const REAL one_minus_beta1 = 1 - beta1;
-
-#define ADAMAX_LOOP(L2)                                                                           \
-    STEP_LOOP(i, NAME(adamax_element)(i, param, grad, exp_avg, exp_inf, beta1,                    \
-                                      one_minus_beta1, beta2, eps, weight_decay, clr,             \
-                                      sign, L2))
-    if (weight_decay != 0) ADAMAX_LOOP(1); else ADAMAX_LOOP(0);
-#undef ADAMAX_LOOP
-}
-
-void NAME(fastopt_adamax)(int64_t n, REAL *restrict param, const REAL *restrict grad,
-                          REAL *restrict exp_avg, REAL *restrict exp_inf, REAL beta1, REAL beta2,
-                          REAL eps, REAL weight_decay, int maximize, REAL clr, REAL grad_scale)
-{
-    NAME(adamax_step)(n, param, grad, exp_avg, exp_inf, beta1, beta2, eps, weight_decay, maximize,
-                      clr, grad_scale, NULL);
-}
-
-void NAME(fastopt_adamax_with_norm)(int64_t n, REAL *restrict param, const REAL *restrict grad,
-                                    REAL *restrict exp_avg, REAL *restrict exp_inf, REAL beta1,
-                                    REAL beta2, REAL eps, REAL weight_decay, int maximize, REAL clr,
-                                    REAL grad_scale, double *norm_out)
-{
-    NAME(adamax_step)(n, param, grad, exp_avg, exp_inf, beta1, beta2, eps, weight_decay, maximize,
-                      clr, grad_scale, norm_out);
-}
-
 /* ---- NAdam ----------------------------------------------------------------------------------- */
 
-FASTOPT_INLINE void NAME(nadam_element)(int64_t i, REAL *restrict param, const REAL *restrict grad,
-                                        REAL *restrict exp_avg, REAL *restrict exp_avg_sq,
-                                        REAL beta1, REAL one_minus_beta1, REAL beta2,
-                                        REAL one_minus_beta2, REAL eps, REAL weight_decay,
+FASTOPT_INLINE void NAME(nadam_element)(int64_t i, unsigned mode, REAL *restrict param,
+                                        const REAL *restrict grad, REAL *restrict exp_avg,
+                                        REAL *restrict exp_avg_sq, REAL lr, REAL beta1, REAL beta2,
+                                        REAL eps, REAL weight_decay, int maximize, int decoupled,
                                         REAL grad_coef, REAL exp_avg_coef, REAL bias_correction2,
-                                        REAL sign, REAL decay, int l2)
+                                        REAL grad_scale)
 {
-    REAL g = sign * grad[i];                                    /* unscaled and clipped, negated if maximize */
-    if (l2)
+    const REAL sign = maximize ? -grad_scale : grad_scale;      /* -(g*s) == (-s)*g exactly */
+    const REAL decoupled_decay = 1 - lr * weight_decay;
+    const REAL decay = decoupled ? decoupled_decay : 1;         /* x * 1 == x exactly */
+    const REAL one_minus_beta1 = 1 - beta1, one_minus_beta2 = 1 - beta2;
+    REAL g = sign * grad[i];                                    /* scaled; negated if maximize */
+    if (mode & nadam_l2)
         g = g + weight_decay * param[i];                        /* L2 weight decay */
     const REAL p = param[i] * decay;                            /* decoupled decay */
     const REAL m = beta1 * exp_avg[i] + one_minus_beta1 * g;
@@ -414,126 +232,44 @@ FASTOPT_INLINE void NAME(nadam_element)(int64_t i, REAL *restrict param, const R
     param[i] = p - grad_coef * g / denom - exp_avg_coef * m / denom;
 }
 
-/* The step; with norm_out, also *norm_out = fastopt_sum_of_squares(n, grad), from the same pass. */
-FASTOPT_INLINE void NAME(nadam_step)(int64_t n, REAL *restrict param, const REAL *restrict grad,
-                                     REAL *restrict exp_avg, REAL *restrict exp_avg_sq, REAL lr,
-                                     REAL beta1, REAL beta2, REAL eps, REAL weight_decay,
-                                     int maximize, int decoupled, REAL grad_coef, REAL exp_avg_coef,
-                                     REAL bias_correction2, REAL grad_scale, double *norm_out)
-{
-    const REAL sign = maximize ? -grad_scale : grad_scale;  /* -(g*s) == (-s)*g exactly */
-    const REAL decay = decoupled ? 1 - lr * weight_decay : 1;  /* x * 1 == x exactly */
-    const REAL one_minus_beta1 = 1 - beta1, one_minus_beta2 = 1 - beta2;
-
-#define NADAM_LOOP(L2)                                                                            \
-    STEP_LOOP(i, NAME(nadam_element)(i, param, grad, exp_avg, exp_avg_sq, beta1,                  \
-                                     one_minus_beta1, beta2, one_minus_beta2, eps,                \
-                                     weight_decay, grad_coef, exp_avg_coef,                       \
-                                     bias_correction2, sign, decay, L2))
-    if (!decoupled && weight_decay != 0) NADAM_LOOP(1); else NADAM_LOOP(0);
-#undef NADAM_LOOP
-}
-
-void NAME(fastopt_nadam)(int64_t n, REAL *restrict param, const REAL *restrict grad,
-                         REAL *restrict exp_avg, REAL *restrict exp_avg_sq, REAL lr, REAL beta1,
-                         REAL beta2, REAL eps, REAL weight_decay, int maximize, int decoupled,
-                         REAL grad_coef, REAL exp_avg_coef, REAL bias_correction2, REAL grad_scale)
-{
-    NAME(nadam_step)(n, param, grad, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, weight_decay,
-                     maximize, decoupled, grad_coef, exp_avg_coef, bias_correction2, grad_scale,
-                     NULL);
-}
-
-void NAME(fastopt_nadam_with_norm)(int64_t n, REAL *restrict param, const REAL *restrict grad,
-                                   REAL *restrict exp_avg, REAL *restrict exp_avg_sq, REAL lr,
-                                   REAL beta1, REAL beta2, REAL eps, REAL weight_decay,
-                                   int maximize, int decoupled, REAL grad_coef, REAL exp_avg_coef,
-                                   REAL bias_correction2, REAL grad_scale, double *norm_out)
-{
-    NAME(nadam_step)(n, param, grad, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, weight_decay,
-                     maximize, decoupled, grad_coef, exp_avg_coef, bias_correction2, grad_scale,
-                     norm_out);
-}
-
 /* ---- RAdam ----------------------------------------------------------------------------------- */
 
-FASTOPT_INLINE void NAME(radam_element)(int64_t i, REAL *restrict param, const REAL *restrict grad,
-                                        REAL *restrict exp_avg, REAL *restrict exp_avg_sq,
-                                        REAL beta1, REAL one_minus_beta1, REAL beta2,
-                                        REAL one_minus_beta2, REAL eps, REAL weight_decay,
-                                        REAL step_size, REAL bias_correction2_sqrt, REAL sign,
-                                        REAL decay, int l2, int rectify)
+FASTOPT_INLINE void NAME(radam_element)(int64_t i, unsigned mode, REAL *restrict param,
+                                        const REAL *restrict grad, REAL *restrict exp_avg,
+                                        REAL *restrict exp_avg_sq, REAL lr, REAL beta1, REAL beta2,
+                                        REAL eps, REAL weight_decay, int maximize, int decoupled,
+                                        int rectify, REAL step_size, REAL bias_correction2_sqrt,
+                                        REAL grad_scale)
 {
-    REAL g = sign * grad[i];                                    /* unscaled and clipped, negated if maximize */
-    if (l2)
+    const REAL sign = maximize ? -grad_scale : grad_scale;      /* -(g*s) == (-s)*g exactly */
+    const REAL decoupled_decay = 1 - lr * weight_decay;
+    const REAL decay = decoupled ? decoupled_decay : 1;         /* x * 1 == x exactly */
+    const REAL one_minus_beta1 = 1 - beta1, one_minus_beta2 = 1 - beta2;
+    REAL g = sign * grad[i];                                    /* scaled; negated if maximize */
+    if (mode & radam_l2)
         g = g + weight_decay * param[i];                        /* L2 weight decay */
     const REAL p = param[i] * decay;                            /* decoupled decay */
     const REAL m = beta1 * exp_avg[i] + one_minus_beta1 * g;
     const REAL v = beta2 * exp_avg_sq[i] + one_minus_beta2 * g * g;
     exp_avg[i] = m;
     exp_avg_sq[i] = v;
-    if (rectify)                                                /* adaptive, rectified step */
+    if (mode & radam_rectify)                                   /* adaptive, rectified step */
         param[i] = p - step_size * m * (bias_correction2_sqrt / (SQRT(v) + eps));
     else                                                        /* momentum SGD step */
         param[i] = p - step_size * m;
 }
 
-/* The step; with norm_out, also *norm_out = fastopt_sum_of_squares(n, grad), from the same pass. */
-FASTOPT_INLINE void NAME(radam_step)(int64_t n, REAL *restrict param, const REAL *restrict grad,
-                                     REAL *restrict exp_avg, REAL *restrict exp_avg_sq, REAL lr,
-                                     REAL beta1, REAL beta2, REAL eps, REAL weight_decay,
-                                     int maximize, int decoupled, int rectify, REAL step_size,
-                                     REAL bias_correction2_sqrt, REAL grad_scale, double *norm_out)
-{
-    const REAL sign = maximize ? -grad_scale : grad_scale;  /* -(g*s) == (-s)*g exactly */
-    const REAL decay = decoupled ? 1 - lr * weight_decay : 1;  /* x * 1 == x exactly */
-    const REAL one_minus_beta1 = 1 - beta1, one_minus_beta2 = 1 - beta2;
-    const int l2 = !decoupled && weight_decay != 0;
-
-#define RADAM_LOOP(L2, RECTIFY)                                                                   \
-    STEP_LOOP(i, NAME(radam_element)(i, param, grad, exp_avg, exp_avg_sq, beta1,                  \
-                                     one_minus_beta1, beta2, one_minus_beta2, eps,                \
-                                     weight_decay, step_size, bias_correction2_sqrt, sign,        \
-                                     decay, L2, RECTIFY))
-    if (rectify) {
-        if (l2) RADAM_LOOP(1, 1); else RADAM_LOOP(0, 1);
-    } else {
-        if (l2) RADAM_LOOP(1, 0); else RADAM_LOOP(0, 0);
-    }
-#undef RADAM_LOOP
-}
-
-void NAME(fastopt_radam)(int64_t n, REAL *restrict param, const REAL *restrict grad,
-                         REAL *restrict exp_avg, REAL *restrict exp_avg_sq, REAL lr, REAL beta1,
-                         REAL beta2, REAL eps, REAL weight_decay, int maximize, int decoupled,
-                         int rectify, REAL step_size, REAL bias_correction2_sqrt, REAL grad_scale)
-{
-    NAME(radam_step)(n, param, grad, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, weight_decay,
-                     maximize, decoupled, rectify, step_size, bias_correction2_sqrt, grad_scale,
-                     NULL);
-}
-
-void NAME(fastopt_radam_with_norm)(int64_t n, REAL *restrict param, const REAL *restrict grad,
-                                   REAL *restrict exp_avg, REAL *restrict exp_avg_sq, REAL lr,
-                                   REAL beta1, REAL beta2, REAL eps, REAL weight_decay,
-                                   int maximize, int decoupled, int rectify, REAL step_size,
-                                   REAL bias_correction2_sqrt, REAL grad_scale, double *norm_out)
-{
-    NAME(radam_step)(n, param, grad, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, weight_decay,
-                     maximize, decoupled, rectify, step_size, bias_correction2_sqrt, grad_scale,
-                     norm_out);
-}
-
 /* ---- Adadelta -------------------------------------------------------------------------------- */
 
-FASTOPT_INLINE void NAME(adadelta_element)(int64_t i, REAL *restrict param,
+FASTOPT_INLINE void NAME(adadelta_element)(int64_t i, unsigned mode, REAL *restrict param,
                                            const REAL *restrict grad, REAL *restrict square_avg,
-                                           REAL *restrict acc_delta, REAL lr, REAL rho,
-                                           REAL one_minus_rho, REAL eps, REAL weight_decay,
-                                           REAL sign, int l2)
+                                           REAL *restrict acc_delta, REAL lr, REAL rho, REAL eps,
+                                           REAL weight_decay, int maximize, REAL grad_scale)
 {
-    REAL g = sign * grad[i];                                    /* unscaled and clipped, negated if maximize */
-    if (l2)
+    const REAL sign = maximize ? -grad_scale : grad_scale;      /* -(g*s) == (-s)*g exactly */
+    const REAL one_minus_rho = 1 - rho;
+    REAL g = sign * grad[i];                                    /* scaled; negated if maximize */
+    if (mode & adadelta_l2)
         g = g + weight_decay * param[i];                        /* L2 weight decay */
     const REAL v = rho * square_avg[i] + one_minus_rho * g * g;
     const REAL a = acc_delta[i];
@@ -543,83 +279,23 @@ FASTOPT_INLINE void NAME(adadelta_element)(int64_t i, REAL *restrict param,
     param[i] = param[i] - lr * delta;
 }
 
-/* The step; with norm_out, also *norm_out = fastopt_sum_of_squares(n, grad), from the same pass. */
-FASTOPT_INLINE void NAME(adadelta_step)(int64_t n, REAL *restrict param, const REAL *restrict grad,
-                                        REAL *restrict square_avg, REAL *restrict acc_delta,
-                                        REAL lr, REAL rho, REAL eps, REAL weight_decay,
-                                        int maximize, REAL grad_scale, double *norm_out)
-{
-    const REAL sign = maximize ? -grad_scale : grad_scale;  /* -(g*s) == (-s)*g exactly */
-    const REAL one_minus_rho = 1 - rho;
-
-#define ADADELTA_LOOP(L2)                                                                         \
-    STEP_LOOP(i, NAME(adadelta_element)(i, param, grad, square_avg, acc_delta, lr, rho,           \
-                                        one_minus_rho, eps, weight_decay, sign, L2))
-    if (weight_decay != 0) ADADELTA_LOOP(1); else ADADELTA_LOOP(0);
-#undef ADADELTA_LOOP
-}
-
-void NAME(fastopt_adadelta)(int64_t n, REAL *restrict param, const REAL *restrict grad,
-                            REAL *restrict square_avg, REAL *restrict acc_delta, REAL lr, REAL rho,
-                            REAL eps, REAL weight_decay, int maximize, REAL grad_scale)
-{
-    NAME(adadelta_step)(n, param, grad, square_avg, acc_delta, lr, rho, eps, weight_decay, maximize,
-                        grad_scale, NULL);
-}
-
-void NAME(fastopt_adadelta_with_norm)(int64_t n, REAL *restrict param, const REAL *restrict grad,
-                                      REAL *restrict square_avg, REAL *restrict acc_delta, REAL lr,
-                                      REAL rho, REAL eps, REAL weight_decay, int maximize,
-                                      REAL grad_scale, double *norm_out)
-{
-    NAME(adadelta_step)(n, param, grad, square_avg, acc_delta, lr, rho, eps, weight_decay, maximize,
-                        grad_scale, norm_out);
-}
-
 /* ---- Lion ------------------------------------------------------------------------------------ */
 
-FASTOPT_INLINE void NAME(lion_element)(int64_t i, REAL *restrict param, const REAL *restrict grad,
-                                       REAL *restrict exp_avg, REAL lr, REAL beta1,
-                                       REAL one_minus_beta1, REAL beta2, REAL one_minus_beta2,
-                                       REAL decay, REAL sign)
+FASTOPT_INLINE void NAME(lion_element)(int64_t i, unsigned mode, REAL *restrict param,
+                                       const REAL *restrict grad, REAL *restrict exp_avg, REAL lr,
+                                       REAL beta1, REAL beta2, REAL weight_decay, int maximize,
+                                       REAL grad_scale)
 {
-    const REAL g = sign * grad[i];                              /* unscaled and clipped, negated if maximize */
+    const REAL sign = maximize ? -grad_scale : grad_scale;      /* -(g*s) == (-s)*g exactly */
+    const REAL decay = 1 - lr * weight_decay;
+    const REAL one_minus_beta1 = 1 - beta1, one_minus_beta2 = 1 - beta2;
+    const REAL g = sign * grad[i];                              /* scaled; negated if maximize */
     const REAL m = exp_avg[i];
     const REAL c = beta1 * m + one_minus_beta1 * g;             /* the interpolated direction */
     const REAL direction = c > 0 ? (REAL)1 : c < 0 ? (REAL)-1 : c;  /* sign(c): 0 and NaN stay */
     param[i] = param[i] * decay - lr * direction;               /* decoupled decay, sign step */
     exp_avg[i] = beta2 * m + one_minus_beta2 * g;
-}
-
-/* The step; with norm_out, also *norm_out = fastopt_sum_of_squares(n, grad), from the same pass. */
-FASTOPT_INLINE void NAME(lion_step)(int64_t n, REAL *restrict param, const REAL *restrict grad,
-                                    REAL *restrict exp_avg, REAL lr, REAL beta1, REAL beta2,
-                                    REAL weight_decay, int maximize, REAL grad_scale,
-                                    double *norm_out)
-{
-    const REAL sign = maximize ? -grad_scale : grad_scale;  /* -(g*s) == (-s)*g exactly */
-    const REAL decay = 1 - lr * weight_decay;
-    const REAL one_minus_beta1 = 1 - beta1, one_minus_beta2 = 1 - beta2;
-
-    STEP_LOOP(i, NAME(lion_element)(i, param, grad, exp_avg, lr, beta1, one_minus_beta1,
-                                    beta2, one_minus_beta2, decay, sign));
-}
-
-void NAME(fastopt_lion)(int64_t n, REAL *restrict param, const REAL *restrict grad,
-                        REAL *restrict exp_avg, REAL lr, REAL beta1, REAL beta2, REAL weight_decay,
-                        int maximize, REAL grad_scale)
-{
-    NAME(lion_step)(n, param, grad, exp_avg, lr, beta1, beta2, weight_decay, maximize, grad_scale,
-                    NULL);
-}
-
-void NAME(fastopt_lion_with_norm)(int64_t n, REAL *restrict param, const REAL *restrict grad,
-                                  REAL *restrict exp_avg, REAL lr, REAL beta1, REAL beta2,
-                                  REAL weight_decay, int maximize, REAL grad_scale,
-                                  double *norm_out)
-{
-    NAME(lion_step)(n, param, grad, exp_avg, lr, beta1, beta2, weight_decay, maximize, grad_scale,
-                    norm_out);
+    (void)mode;                                                 /* no modes */
 }
 
 /* ---- LAMB ------------------------------------------------------------------------------------ */
@@ -648,7 +324,7 @@ FASTOPT_INLINE void NAME(lamb_moments_piece)(int64_t lo, int64_t hi, const REAL 
 #pragma omp simd reduction(+ : pp, uu)
 #endif
     for (int64_t i = lo; i < hi; i++) {
-        const REAL g = sign * grad[i];                          /* unscaled and clipped, negated if maximize */
+        const REAL g = sign * grad[i];                          /* scaled; negated if maximize */
         const REAL m = beta1 * exp_avg[i] + one_minus_beta1 * g;
         const REAL v = beta2 * exp_avg_sq[i] + one_minus_beta2 * g * g;
         exp_avg[i] = m;
@@ -767,3 +443,7 @@ int NAME(fastopt_lamb)(int64_t n, REAL *restrict param, const REAL *restrict gra
 
 #undef FOR_EACH_PIECE
 #undef LAMB_PARALLEL
+
+/* ---- The steps of the table ----------------------------------------------------------------- */
+
+FASTOPT_ELEMENTWISE(DEFINE_STEPS)

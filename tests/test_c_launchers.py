@@ -1,7 +1,7 @@
 """The ``c`` backend's launchers, generated from the algorithm table: every C function's arguments
-in ``csrc/fastopt.h`` are the table's (names and order), the import-time check catches a table
-that disagrees with the extension, and a state array the step does not use is passed as NULL (so
-it may be ``None``)."""
+in ``csrc/fastopt.h`` and ``csrc/mixed.h`` are the table's (names and order), the import-time check
+catches a table that disagrees with the extension, and a state array the step does not use is
+passed as NULL (so it may be ``None``)."""
 
 import dataclasses
 import os
@@ -13,9 +13,10 @@ import pytest
 from fastopt.optim.algorithms import ALGORITHMS
 
 c_optim = pytest.importorskip("fastopt.backends.c.optim", reason="no C extension")
+c_mixed = pytest.importorskip("fastopt.backends.c.mixed", reason="no C extension")
 
-HEADER = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "csrc",
-                      "fastopt.h")
+CSRC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "csrc")
+HEADER = os.path.join(CSRC, "fastopt.h")
 #: The C name of a state array, where it is not the table's (torch's Adagrad calls it ``sum``).
 C_STATE_NAMES = {"sum": "state_sum"}
 #: The elementwise algorithms with launchers of their own (AdamW runs Adam's).
@@ -23,9 +24,12 @@ ELEMENTWISE = [a for a in ALGORITHMS.values() if not a.segmented and a.kernel ==
 
 
 def header_arguments():
-    """``fastopt_<name>_<f32|f64>`` -> its parameter names, from the declarations of fastopt.h."""
-    with open(HEADER) as f:
-        text = re.sub(r"/\*.*?\*/", "", f.read(), flags=re.S)
+    """``fastopt_<name>_<f32|f64|mixed>`` -> its parameter names, from the declarations of
+    fastopt.h and mixed.h as the C preprocessor expands them (most are made by the macros of
+    optim_table.h), which is what the build gives cffi."""
+    from fastopt.backends.c import build
+
+    text = build.declarations([HEADER, os.path.join(CSRC, "mixed.h")])
     return {name: [re.findall(r"\w+", p)[-1] for p in params.split(",")]
             for name, params in re.findall(r"\b(?:void|int)\s+(fastopt_\w+)\(([^)]*)\);", text)}
 
@@ -43,6 +47,10 @@ def test_the_c_functions_take_the_tables_arguments_in_order():
             assert declared[f"fastopt_{algorithm.kernel}_{suffix}"] == expected(algorithm)
             assert declared[f"fastopt_{algorithm.kernel}_with_norm_{suffix}"] == \
                 expected(algorithm, extra_after=["norm_out"])
+            assert declared[f"fastopt_{algorithm.kernel}_mixed"] == [
+                "n", "master", "grad", "grad_fmt",
+                *(C_STATE_NAMES.get(s, s) for s in algorithm.state), "state_fmt", "model",
+                "model_fmt", *algorithm.kernel_args, "grad_scale", "stochastic", "key"]
         lamb = ALGORITHMS["lamb"]
         assert declared[f"fastopt_lamb_{suffix}"] == \
             expected(lamb, extra_before=["num_segments", "segment_offsets"])
@@ -69,7 +77,10 @@ def test_a_table_that_disagrees_with_the_c_function_is_refused(change):
         wrong = dataclasses.replace(adam, state=(*adam.state, "extra"))
     with pytest.raises(TypeError, match="fastopt_adam_f32"):
         c_optim._c_function("adam", wrong)
+    with pytest.raises(TypeError, match="fastopt_adam_mixed"):
+        c_mixed._c_function(wrong)
     assert c_optim._c_function("adam", adam)  # the table's own passes
+    assert c_mixed._c_function(adam)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -22,6 +22,7 @@ compiler's default.
 
 import importlib.util
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -31,8 +32,8 @@ import tempfile
 import cffi
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-# Every csrc/*.c is compiled; every csrc/*.h is a public header fed to cdef, except the bodies
-# that sources include for several types (*_template.h).
+# Every csrc/*.c is compiled; every csrc/*.h is a public header whose declarations go to cdef
+# (declarations()), except the bodies that sources include for several types (*_template.h).
 SOURCES = sorted(os.path.join("csrc", f) for f in os.listdir(os.path.join(ROOT, "csrc"))
                  if f.endswith(".c"))
 DEPENDS = sorted(os.path.join("csrc", f) for f in os.listdir(os.path.join(ROOT, "csrc"))
@@ -104,23 +105,46 @@ def tunables():
     return [(name, str(int(value))) for name, value in config.C_DEFINES.items()]
 
 
-def _cdef(header_paths):
-    """The headers without their preprocessor lines, which cffi's cdef cannot parse."""
-    lines = []
+def declarations(header_paths):
+    """The declarations of the headers for cffi's cdef: the headers as the C preprocessor expands
+    them (the prototypes of the elementwise steps are macros of the table in
+    ``csrc/optim_table.h``), one translation unit that includes them in turn, with every system
+    header (``#include <...>``) replaced by an empty file, since cdef knows the standard types and
+    must not see the system's declarations. Raises ``OSError`` or ``subprocess.SubprocessError``
+    when the preprocessor cannot run or fails."""
+    system = set()
     for path in header_paths:
         with open(path) as f:
-            lines.extend(line for line in f if not line.lstrip().startswith("#"))
-    return "".join(lines)
+            system.update(re.findall(r"^\s*#\s*include\s*<([^>]+)>", f.read(), re.M))
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in system:
+            os.makedirs(os.path.dirname(os.path.join(tmp, name)), exist_ok=True)
+            open(os.path.join(tmp, name), "w").close()
+        source = "".join(f'#include "{os.path.abspath(h)}"\n' for h in header_paths)
+        command = _compiler() + ["-E", "-P", "-nostdinc", "-I", tmp, "-x", "c", "-"]
+        result = subprocess.run(command, input=source, capture_output=True, text=True,
+                                timeout=60, check=False)
+    if result.returncode != 0:
+        raise subprocess.SubprocessError(f"{' '.join(command)} failed on the headers of csrc/:\n"
+                                         + result.stderr)
+    return result.stdout
 
 
 def make_builder(root=""):
     """The cffi builder; sources under ``root`` (relative to the working directory by default)."""
     flags, link_flags = compile_flags()
     builder = cffi.FFI()
-    builder.cdef(_cdef([os.path.join(ROOT, h) for h in HEADERS]))
+    preamble = "".join(f'#include "{os.path.basename(h)}"\n' for h in HEADERS)
+    try:
+        builder.cdef(declarations([os.path.join(ROOT, h) for h in HEADERS]))
+    except (OSError, subprocess.SubprocessError) as exc:
+        # No preprocessor, so no compiler either: the build of the extension stops with the
+        # reason (setup.py then installs fastopt without it).
+        reason = " ".join(str(exc).split()).replace("\\", "/").replace('"', "'")
+        preamble = f'#error "fastopt: no declarations for cffi: {reason}"\n'
     builder.set_source(
         "fastopt.backends.c._fastopt_c",
-        "".join(f'#include "{os.path.basename(h)}"\n' for h in HEADERS),
+        preamble,
         sources=[os.path.join(root, path) for path in SOURCES],
         include_dirs=[os.path.join(root, "csrc")],
         depends=[os.path.join(root, path) for path in (*DEPENDS, CONFIG)],

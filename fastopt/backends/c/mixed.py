@@ -3,9 +3,14 @@
 Signatures as in :mod:`fastopt.backends.numpy.mixed`. Each C step decodes blocks of elements into
 float32 buffers, runs the float32 step of ``csrc/optim_template.h`` on them and encodes the state
 and the model copy back: one pass over memory, and the float32 step's bits.
+
+The steps are made from the algorithm table, one for every elementwise algorithm (AdamW runs
+Adam's), as the C ones are made from the table of ``csrc/optim_table.h``: importing this module
+checks each C function's argument types against :mod:`fastopt.optim.algorithms`
+(:func:`_c_function`).
 """
 
-from fastopt.optim import algorithms as _algorithms
+from fastopt.optim.algorithms import ALGORITHMS, FLAG_ARGS
 from fastopt.backends.c._fastopt_c import ffi, lib
 from fastopt.backends.numpy.mixed import split_args
 
@@ -17,8 +22,25 @@ def _pointer(array):
     return ffi.from_buffer(array) if array.size else _NULL
 
 
+def _c_function(algorithm):
+    """``fastopt_<kernel>_mixed``, after checking that it takes ``(n, master, grad, grad_fmt,
+    <algorithm's state arrays>, state_fmt, model, model_fmt, <its kernel_args: flags as int, the
+    others as float>, grad_scale, stochastic, key)``; raises ``TypeError`` if not."""
+    function = getattr(lib, f"fastopt_{algorithm.kernel}_mixed")
+    expected = ["int64_t", "float *", "void *", "int", *["void *"] * len(algorithm.state), "int",
+                "uint16_t *", "int",
+                *["int" if a in FLAG_ARGS else "float" for a in algorithm.kernel_args], "float",
+                "int", "int64_t"]
+    actual = [a.cname for a in ffi.typeof(function).args]
+    if actual != expected:
+        raise TypeError(f"{function.__name__} takes ({', '.join(actual)}), but the table's "
+                        f"{algorithm.name} (state {algorithm.state}, kernel_args "
+                        f"{algorithm.kernel_args}) calls it with ({', '.join(expected)})")
+    return function
+
+
 def _mixed(algorithm):
-    c_step = getattr(lib, f"fastopt_{algorithm.kernel}_mixed")
+    c_step = _c_function(algorithm)
 
     def step(master, grad, grad_fmt, *args):
         if master.size == 0:
@@ -34,15 +56,10 @@ def _mixed(algorithm):
     return step
 
 
-sgd = _mixed(_algorithms.SGD)
-adagrad = _mixed(_algorithms.ADAGRAD)
-rmsprop = _mixed(_algorithms.RMSPROP)
-adam = _mixed(_algorithms.ADAM)
-adamax = _mixed(_algorithms.ADAMAX)
-nadam = _mixed(_algorithms.NADAM)
-radam = _mixed(_algorithms.RADAM)
-adadelta = _mixed(_algorithms.ADADELTA)
-lion = _mixed(_algorithms.LION)
+for _algorithm in ALGORITHMS.values():
+    if not _algorithm.segmented and _algorithm.kernel == _algorithm.name:
+        globals()[_algorithm.kernel] = _mixed(_algorithm)
+del _algorithm
 
 
 def sum_of_squares(grad, grad_fmt):
