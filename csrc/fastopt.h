@@ -277,6 +277,47 @@
  * maximize      ascend instead of descend
  */
 
+/* Rprop (resilient backpropagation, Riedmiller & Braun 1993), as torch.optim.Rprop.
+ *
+ *   g = maximize ? -grad : grad
+ *   s = sign(g * prev)                       (torch.sign: -1, 0 or 1, and 0 for NaN)
+ *   step_size = clamp(step_size * (s > 0 ? etaplus : s < 0 ? etaminus : 1),
+ *                     step_size_min, step_size_max)
+ *   g = s < 0 ? 0 : g
+ *   param = param - sign(g) * step_size
+ *   prev = g
+ *
+ * n              element count of every array
+ * param          parameters, updated
+ * grad           gradient
+ * prev           the previous step's gradient (0 where its sign flipped), updated
+ * step_size      each element's step size (lr before the first step), updated
+ * etaminus       factor of a step size whose gradient flipped sign (0 < etaminus < 1)
+ * etaplus        factor of a step size whose gradient kept its sign (etaplus > 1)
+ * step_size_min  the smallest step size
+ * step_size_max  the largest step size
+ * maximize       ascend instead of descend
+ */
+
+/* ASGD (averaged SGD, Polyak & Juditsky 1992), as torch.optim.ASGD. The caller keeps eta and mu
+ * per parameter (torch's state): after step t, eta = lr / (1 + lambd * lr * t)^alpha and
+ * mu = 1 / max(1, t - t0).
+ *
+ *   g = (maximize ? -grad : grad) + weight_decay * param
+ *   param = param * decay - eta * g
+ *   ax = mu == 1 ? param : ax + (param - ax) * mu
+ *
+ * n             element count of every array
+ * param         parameters, updated
+ * grad          gradient
+ * ax            the running average of the parameters, updated
+ * weight_decay  L2 penalty added to the gradient
+ * maximize      ascend instead of descend
+ * eta           this step's learning rate
+ * decay         1 - lambd * eta, computed by the caller
+ * mu            this step's averaging weight
+ */
+
 FASTOPT_ELEMENTWISE(FASTOPT_DECLARE_STEPS)
 
 /* ---- LAMB ------------------------------------------------------------------------------------ */

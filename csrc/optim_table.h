@@ -87,7 +87,14 @@
                 ((l2, weight_decay != 0)))                                                         \
     X(lion,     ((exp_avg, 1)),                                                                    \
                 ((real, lr), (real, beta1), (real, beta2), (real, weight_decay), (int, maximize)), \
-                ())
+                ())                                                                                \
+    X(rprop,    ((prev, 1), (step_size, 1)),                                                       \
+                ((real, etaminus), (real, etaplus), (real, step_size_min), (real, step_size_max),  \
+                 (int, maximize)),                                                                 \
+                ())                                                                                \
+    X(asgd,     ((ax, 1)),                                                                         \
+                ((real, weight_decay), (int, maximize), (real, eta), (real, decay), (real, mu)),   \
+                ((l2, weight_decay != 0), (average, mu != 1)))
 
 /* ---- Parameter and argument lists of a line ------------------------------------------------ */
 

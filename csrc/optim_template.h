@@ -298,6 +298,49 @@ FASTOPT_INLINE void NAME(lion_element)(int64_t i, unsigned mode, REAL *restrict 
     (void)mode;                                                 /* no modes */
 }
 
+/* ---- Rprop ----------------------------------------------------------------------------------- */
+
+FASTOPT_INLINE void NAME(rprop_element)(int64_t i, unsigned mode, REAL *restrict param,
+                                        const REAL *restrict grad, REAL *restrict prev,
+                                        REAL *restrict step_size, REAL etaminus, REAL etaplus,
+                                        REAL step_size_min, REAL step_size_max, int maximize,
+                                        REAL grad_scale)
+{
+    const REAL sign = maximize ? -grad_scale : grad_scale;      /* -(g*s) == (-s)*g exactly */
+    const REAL g = sign * grad[i];                              /* scaled; negated if maximize */
+    const REAL product = g * prev[i];
+    /* torch.sign(product): +1 grows the step, -1 shrinks it, 0 (and NaN, as torch's) keeps it */
+    const REAL factor = product > 0 ? etaplus : product < 0 ? etaminus : (REAL)1;
+    REAL s = step_size[i] * factor;
+    s = (s >= step_size_min) | (s != s) ? s : step_size_min;    /* clamp: NaN stays NaN */
+    s = (s <= step_size_max) | (s != s) ? s : step_size_max;
+    const REAL kept = product < 0 ? (REAL)0 : g;                /* a sign flip: no step */
+    const REAL direction = kept > 0 ? (REAL)1 : kept < 0 ? (REAL)-1 : (REAL)0;  /* NaN: 0 */
+    step_size[i] = s;
+    prev[i] = kept;
+    param[i] = param[i] - direction * s;
+    (void)mode;                                                 /* no modes */
+}
+
+/* ---- ASGD ------------------------------------------------------------------------------------ */
+
+FASTOPT_INLINE void NAME(asgd_element)(int64_t i, unsigned mode, REAL *restrict param,
+                                       const REAL *restrict grad, REAL *restrict ax,
+                                       REAL weight_decay, int maximize, REAL eta, REAL decay,
+                                       REAL mu, REAL grad_scale)
+{
+    const REAL sign = maximize ? -grad_scale : grad_scale;      /* -(g*s) == (-s)*g exactly */
+    REAL g = sign * grad[i];                                    /* scaled; negated if maximize */
+    if (mode & asgd_l2)
+        g = g + weight_decay * param[i];                        /* L2 weight decay */
+    const REAL p = param[i] * decay - eta * g;                  /* decay = 1 - lambd * eta */
+    param[i] = p;
+    if (mode & asgd_average)
+        ax[i] = ax[i] + (p - ax[i]) * mu;                       /* the running average */
+    else
+        ax[i] = p;                                              /* mu = 1: the parameter */
+}
+
 /* ---- LAMB ------------------------------------------------------------------------------------ */
 
 /* u = m_hat / (sqrt(v_hat) + eps) + weight_decay * p: the Adam direction with decay */
