@@ -753,7 +753,7 @@ RPROP = Algorithm(
     # Each element's step size starts at lr (a later lr does not enter the update, as in torch).
     initial_state=lambda h, name: h["lr"] if name == "step_size" else 0.0,
     class_name="Rprop", torch="Rprop",
-    modes=dict(etas=((0.5, 1.2), (0.3, 1.5)), step_sizes=((1e-6, 50.0), (0.02, 0.05)),
+    modes=dict(etas=((0.5, 1.2), (0.3, 1.5)), step_sizes=((1e-6, 50.0), (0.005, 0.012)),
                maximize=(False, True)),
     doc=r"""
     One Rprop step (resilient backpropagation, Riedmiller & Braun 1993), as
