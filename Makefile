@@ -12,7 +12,7 @@ BIN = $(VENV)/bin
 SOURCES = pyproject.toml setup.py $(wildcard csrc/*.c csrc/*.h) fastopt/backends/c/build.py \
           fastopt/_core/config.py
 
-.PHONY: run test bench clean
+.PHONY: run test test-sanitize bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,22 @@ run: $(VENV)/.run-installed
 
 test: $(VENV)/.test-installed
 	NUMBA_ENABLE_CUDASIM=$(CUDASIM) $(BIN)/python -m pytest -n $(JOBS) --dist loadfile $(ARGS)
+
+# The C backend built with AddressSanitizer and UndefinedBehaviorSanitizer in a copy of the package
+# (build/sanitize), and the tests of the numpy and c backends run on it. ASan's runtime has to be
+# loaded first: it is preloaded into the Python that runs them.
+SANITIZE_TESTS = test_c_launchers.py test_fuzz.py test_adversarial.py test_nonfinite.py \
+                 test_norm_in_pass.py test_backends.py
+test-sanitize: $(VENV)/.test-installed
+	rm -rf build/sanitize && mkdir -p build/sanitize
+	tar --exclude=__pycache__ --exclude='*.so' -cf - fastopt csrc | tar -xf - -C build/sanitize
+	cd build/sanitize && FASTOPT_SANITIZE=1 ../../$(BIN)/python fastopt/backends/c/build.py \
+		> build.log 2>&1 || (tail -30 build.log; false)
+	cd build/sanitize && LD_PRELOAD="$$($${CC:-cc} -print-file-name=libasan.so)" \
+		ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+		FASTOPT_TEST_BACKENDS=numpy,c NUMBA_ENABLE_CUDASIM=$(CUDASIM) PYTHONPATH=. \
+		../../$(BIN)/python -m pytest -p no:cacheprovider -q -n $(JOBS) --dist loadfile \
+		--rootdir=../.. -c ../../pyproject.toml $(addprefix ../../tests/,$(SANITIZE_TESTS)) $(ARGS)
 
 # Warm-up calls before each benchmark: a first call can start a thread pool, and pytest-benchmark
 # would size its rounds on it (5 rounds of an 18 us median for a 9 us step, without them).

@@ -17,7 +17,8 @@ the extension is built on the machine that runs it (``pip install`` from source)
 square roots and divisions run twice as wide with AVX2 as with the SSE2 baseline; with
 ``-ffp-contract=off`` and no fast-math the results are the same bits on either. ``FASTOPT_MARCH``
 names another ``-march`` value (e.g. ``x86-64-v2`` for a portable wheel), or ``none`` for the
-compiler's default.
+compiler's default. ``FASTOPT_SANITIZE=1`` adds AddressSanitizer and UndefinedBehaviorSanitizer
+(``make test-sanitize`` builds a copy of the package so and runs the C backend's tests on it).
 """
 
 import importlib.util
@@ -93,6 +94,11 @@ def compile_flags():
     if openmp_works():
         flags.append("-fopenmp")
         link.append("-fopenmp")
+    if os.environ.get("FASTOPT_SANITIZE", "0") == "1":
+        sanitize = ["-fsanitize=address,undefined", "-fno-sanitize-recover=undefined",
+                    "-fno-omit-frame-pointer", "-g"]
+        flags += sanitize
+        link += sanitize
     return flags, link
 
 
