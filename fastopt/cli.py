@@ -107,6 +107,14 @@ def _data_source(text):
                                      "of MNIST IDX files")
 
 
+def _save_path(text):
+    """A file path whose directory exists."""
+    directory = os.path.dirname(os.path.abspath(text))
+    if not os.path.isdir(directory):
+        raise argparse.ArgumentTypeError(f"no such directory: {directory}")
+    return text
+
+
 def check_backends(parser, requested):
     """Ends with a usage error if a backend in ``requested`` cannot run here."""
     status = backend_status()
@@ -309,7 +317,8 @@ def make_parser():
                     "prints a table per epoch, then the test accuracy.")
     add_cli_arguments(parsers["train"], types={
         "positive_int": _positive_int, "batch_size": _batch_size,
-        "positive_float": _positive_float, "widths": _widths, "data": _data_source})
+        "positive_float": _positive_float, "widths": _widths, "data": _data_source,
+        "save": _save_path})
     return parser, parsers
 
 

@@ -51,6 +51,7 @@ def unavailable_c(monkeypatch):
     (["train", "--optimizer", "adamx"], ["--optimizer", "'adamx'"]),
     (["train", "--batch-size", "-3"], ["--batch-size"]),
     (["train", "--max-grad-norm", "0"], ["--max-grad-norm"]),
+    (["train", "--save", "/nonexistent/model.npz"], ["--save", "no such directory"]),
     (["bench", "--sections", "table,nope"], ["--sections", "unknown nope"]),
     (["bench", "--size", "0"], ["--size"]),
     (["bench", "--repeat", "0"], ["--repeat"]),

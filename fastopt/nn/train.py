@@ -380,7 +380,8 @@ def make_optimizer(name, params, lr=None, backend=None):
 
 def add_cli_arguments(parser, types=None):
     """The options of ``fastopt train``; ``types`` maps ``positive_int``, ``batch_size``,
-    ``positive_float``, ``widths`` and ``data`` to argument types that refuse bad values."""
+    ``positive_float``, ``widths``, ``data`` and ``save`` to argument types that refuse bad
+    values."""
     from fastopt.nn import init
     from fastopt.nn.reference import ACTIVATIONS
 
@@ -410,7 +411,8 @@ def add_cli_arguments(parser, types=None):
     parser.add_argument("--max-grad-norm", type=plain("positive_float", float),
                         help="clip the gradient norm")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--save", metavar="PATH", help="save the trained model (.npz)")
+    parser.add_argument("--save", metavar="PATH", type=plain("save", str),
+                        help="save the trained model (.npz)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
