@@ -162,7 +162,7 @@ def print_selfcheck(rows, detailed=False):
         print(f"  FAILED: {name} on {backend} in {dtype}: relative error {err:.2e}")
 
 
-def cmd_selfcheck(args, detailed=True):
+def cmd_selfcheck(detailed=True):
     print("\nself-check: each optimizer, 3 steps of 1,031 parameters in float32 and float64, "
           "against the numpy reference")
     rows = selfcheck.run()
@@ -230,13 +230,13 @@ def cmd_train(args, parser):
     return run_cli(args, *prepared)
 
 
-def cmd_main(args, parser):
+def cmd_main():
     """The main job: self-check, the short benchmark, the digits table."""
     from fastopt import bench
     from fastopt.nn.train import compare_optimizers, digits_backends
 
     start = time.perf_counter()
-    status = cmd_selfcheck(args, detailed=False)
+    status = cmd_selfcheck(detailed=False)
 
     print(f"\nspeed: one float32 step, bound to its arrays (fastopt.functional.bind), at "
           f"{' and '.join(f'{n:,}' for n in MAIN_SIZES)} parameters, each case timed in turn "
@@ -342,10 +342,10 @@ def main(argv=None):
         parsers[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
     if args.command == "all":
         _print_backends()
-        return cmd_main(args, parsers["main"])
+        return cmd_main()
     if args.command == "selfcheck":
         _print_backends()
-        return cmd_selfcheck(args)
+        return cmd_selfcheck()
     if args.command == "bench":
         return cmd_bench(args, parsers["bench"])
     return cmd_train(args, parsers["train"])
