@@ -18,7 +18,7 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 $(VENV)/.run-installed: $(BIN)/python $(SOURCES)
-	$(BIN)/python -m pip install --quiet -e '.[cuda]'
+	$(BIN)/python -m pip install --quiet -e '.[cuda,oracle]'
 	touch $@
 
 $(VENV)/.test-installed: $(BIN)/python $(SOURCES)
@@ -54,4 +54,5 @@ bench: $(VENV)/.test-installed
 		--benchmark-warmup-iterations=100 $(ARGS)
 
 clean:
-	rm -rf $(VENV) build *.egg-info fastopt/backends/c/_fastopt_c*.so fastopt/backends/c/_fastopt_c.c
+	rm -rf $(VENV) build *.egg-info fastopt/backends/c/_fastopt_c*.so fastopt/backends/c/_fastopt_c.c \
+		fastopt/backends/c/BUILD_FAILED.txt

@@ -11,7 +11,7 @@ import pytest
 import fastopt
 from fastopt._core import dispatch as _dispatch
 from fastopt import functional
-from conftest import HAS_CUDA, HOST, requires_cuda
+from conftest import HOST, requires_cuda
 
 
 def test_available_backends_in_preference_order():
@@ -51,11 +51,20 @@ def test_a_repeated_step_follows_a_changed_environment_variable(monkeypatch):
     assert _dispatch.requested_by_environment() is None
 
 
-@pytest.mark.skipif(HAS_CUDA, reason="checks the error when no CUDA device is usable")
-def test_cuda_unavailable_is_explained():
+def test_cuda_unavailable_is_explained(monkeypatch):
+    from numba import cuda
+
+    # No device, faked: the probes start afresh and numba-cuda finds none.
+    monkeypatch.setattr(_dispatch, "_status", {})
+    monkeypatch.setattr(_dispatch, "_modules", {})
+    monkeypatch.setattr(cuda, "is_available", lambda: False)
+    monkeypatch.setattr(_dispatch, "_numba_cuda_installed", lambda: True)
     with pytest.raises(ValueError, match="backend 'cuda' needs device arrays"):
         functional.sgd(np.ones(2), np.ones(2), step=1, backend="cuda")
     assert "CUDA" in fastopt.backend_status()["cuda"]
+    assert "cuda" not in fastopt.available_backends()
+    with pytest.raises(fastopt.BackendUnavailableError, match="no usable CUDA device"):
+        _dispatch.choose({}, "cuda")
 
 
 @requires_cuda

@@ -1,12 +1,15 @@
 """Which backend runs a step: availability, preference order, and the choice that follows the data.
 
 Arrays exposing ``__cuda_array_interface__`` (or numba device arrays, including the simulator's)
-go to ``cuda``; host arrays go to the first usable of ``cpu``, ``c``, ``numpy``. A ``backend=``
-argument, else the ``FASTOPT_BACKEND`` environment variable, overrides the choice. Backends are
-probed lazily, once: a host step never imports numba.cuda.
+go to ``cuda``; host arrays go to the first usable of ``cpu``, ``c``, ``numpy``, and so does an MLP
+(:class:`fastopt.MLP`) built without a backend. A ``backend=`` argument, else the
+``FASTOPT_BACKEND`` environment variable, overrides the choice. Backends are probed lazily, once:
+a host step never imports numba.cuda. When the C extension failed to build, setup.py kept the
+compiler's reason (:data:`C_BUILD_FAILURE`) and :func:`backend_status` shows it.
 """
 
 import importlib
+import importlib.util
 import os
 
 BACKENDS = ("cuda", "cpu", "c", "numpy")
@@ -19,6 +22,11 @@ _KERNEL_MODULES = {
     "cuda": "fastopt.backends.cuda.{family}",
 }
 
+#: Where setup.py records why the C extension failed to build (the compiler's words), next to
+#: where the extension would be.
+C_BUILD_FAILURE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                               "backends", "c", "BUILD_FAILED.txt")
+
 _status = {}  # backend -> None if usable, else the reason it is not
 _modules = {}  # (backend, family) -> module
 
@@ -27,19 +35,57 @@ class BackendUnavailableError(RuntimeError):
     """A backend was asked for that cannot run here; the message says why."""
 
 
+def _numba_cuda_installed():
+    return importlib.util.find_spec("numba_cuda") is not None
+
+
+def _c_build_failure():
+    """Why setup.py recorded the C extension failed to build (the record's first line), or
+    ``None``."""
+    try:
+        with open(C_BUILD_FAILURE, encoding="utf-8", errors="replace") as f:
+            first = f.readline().strip()
+    except OSError:
+        return None
+    return first or "no reason recorded"
+
+
+#: Why ``cuda`` is unavailable when the numba-cuda package is missing.
+NO_NUMBA_CUDA = "numba-cuda is not installed (pip install fastopt[cuda])"
+
+
+def _cuda_reason():
+    """Why ``cuda`` cannot run here, or ``None``."""
+    try:
+        from numba import cuda
+    except ImportError:
+        return NO_NUMBA_CUDA
+    if cuda.is_available():
+        return None
+    if not _numba_cuda_installed():  # numba's own deprecated CUDA target answered
+        return NO_NUMBA_CUDA
+    return "numba-cuda found no usable CUDA device or driver"
+
+
 def _probe(name):
     if name in _status:
         return _status[name]
     reason = None
     try:
         if name == "cuda":
-            from numba import cuda
-
-            if not cuda.is_available():
-                reason = "numba-cuda found no usable CUDA device or driver"
+            reason = _cuda_reason()
         else:
             kernels(name, "optim", _probing=True)
-    except Exception as exc:  # an ImportError, or a driver error raised while probing
+    except ImportError as exc:
+        reason = f"{type(exc).__name__}: {exc}"
+        failure = _c_build_failure() if name == "c" else None
+        if failure is not None:
+            reason = (f"the C extension failed to build at install time: {failure} "
+                      f"(details in {C_BUILD_FAILURE})")
+        elif name == "c" and "_fastopt_c" in str(exc):
+            reason += ("; the C extension is not built: install again with a C compiler "
+                       "(pip install -e .), or run python fastopt/backends/c/build.py")
+    except Exception as exc:  # a driver error raised while probing, a stale extension
         reason = f"{type(exc).__name__}: {exc}"
     _status[name] = reason
     return reason

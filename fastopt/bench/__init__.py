@@ -17,7 +17,8 @@ the peers that are installed. Not imported by the library.
 
 from fastopt.bench.cases import CONFIGS, FULL_SIZES, Result, Unsupported
 from fastopt.bench.peers import PEERS
-from fastopt.bench.report import SECTIONS, Report, format_report, format_table, run_all
+from fastopt.bench.report import (SECTIONS, Report, format_main, format_report,
+                                  format_table, run_all)
 
 __all__ = ["CONFIGS", "FULL_SIZES", "PEERS", "SECTIONS", "Report", "Result", "Unsupported",
-           "format_report", "format_table", "run_all"]
+           "format_main", "format_report", "format_table", "run_all"]

@@ -49,6 +49,8 @@ class Result:
     #: :func:`fastopt.bench.timing.interleaved_samples`): ``"roofline"`` (same-traffic time /
     #: this time) and each peer (peer time / this time), the median over the rounds.
     paired: dict = field(default_factory=dict)
+    #: The lower and upper quartiles over the rounds of each ratio of ``paired``.
+    spread: dict = field(default_factory=dict)
 
     @property
     def params_per_s(self):

@@ -19,15 +19,18 @@ from fastopt._core.threads import get_num_threads
 from fastopt.bench.cases import (CONFIGS, Result, bytes_per_step, make_bound_step,
                                  written_arrays)
 from fastopt.bench.peers import PEERS, make_peer, torch_threads
-from fastopt.bench.timing import (ROOFLINE_BACKENDS, make_same_traffic, paired_ratio, time_cases,
-                                  time_yardsticks)
+from fastopt.bench.timing import (ROOFLINE_BACKENDS, make_same_traffic, paired_ratio,
+                                  paired_spread, time_cases, time_yardsticks, too_noisy)
 
 
 def run_table(sizes, dtypes=(np.float32,), backends=None, repeat=10, peers=PEERS,
-              roofline=True, configs=CONFIGS, progress=None, skipped=None, max_s=10.0):
+              roofline=True, configs=CONFIGS, progress=None, skipped=None, max_s=10.0,
+              min_sample_s=0.02, yardsticks=True):
     """Every configuration × backend (+ peers) × size × dtype, plus the roofline kernels and STREAM
-    of each size: a list of :class:`Result`. ``sizes`` may be one int. Skipped cases are appended
-    to ``skipped`` as ``(what, reason)``."""
+    of each size (without ``yardsticks``, only the same-traffic kernel timed in turn with each
+    step): a list of :class:`Result`. ``sizes`` may be one int. Skipped cases are appended
+    to ``skipped`` as ``(what, reason)``. A configuration whose ratios came out unreadable
+    (:func:`unreadable`) is timed once more, and the less noisy of the two timings kept."""
     sizes = [sizes] if isinstance(sizes, (int, np.integer)) else list(sizes)
     backends = list(backends or available_backends())
     skipped = [] if skipped is None else skipped
@@ -41,24 +44,30 @@ def run_table(sizes, dtypes=(np.float32,), backends=None, repeat=10, peers=PEERS
     with torch_threads(get_num_threads()):
         for dtype, n in itertools.product(dtypes, sizes):
             dtype = np.dtype(dtype)
-            if roofline:
+            if roofline and yardsticks:
                 written = sorted({written_arrays(name, o) for _, name, o in configs})
                 for backend in ROOFLINE_BACKENDS:
                     if backend not in available_backends():
                         continue
-                    for result in time_yardsticks(backend, written, n, dtype, repeat, max_s):
+                    for result in time_yardsticks(backend, written, n, dtype, repeat, max_s,
+                                                  min_sample_s):
                         record(result)
                     gc.collect()
             for label, name, options in configs:
-                for result in time_configuration(label, name, options, n, dtype, backends,
-                                                 peers, roofline, repeat, max_s, skipped):
+                timed = [time_configuration(label, name, options, n, dtype, backends, peers,
+                                            roofline, repeat, max_s, skipped, min_sample_s)]
+                if any(unreadable(r) for r in timed[0]):
+                    timed.append(time_configuration(label, name, options, n, dtype, backends,
+                                                    peers, roofline, repeat, max_s, None,
+                                                    min_sample_s))
+                for result in min(timed, key=lambda t: sum(map(len, map(unreadable, t)))):
                     record(result)
                 gc.collect()
     return results
 
 
 def time_configuration(label, name, options, n, dtype, backends, peers=PEERS, roofline=True,
-                       repeat=10, max_s=10.0, skipped=None):
+                       repeat=10, max_s=10.0, skipped=None, min_sample_s=0.02):
     """One configuration at one size: the step on every backend (bound to its arrays,
     :func:`make_bound_step`, as a peer's ``step()`` is to its tensors), every peer, and the
     same-traffic kernel of the ``cpu`` and ``c`` backends, timed in turn
@@ -78,26 +87,36 @@ def time_configuration(label, name, options, n, dtype, backends, peers=PEERS, ro
             if b in backends:
                 makers["roof " + b] = lambda b=b: make_same_traffic(written, b, n, dtype)
     samples, together = time_cases(makers, moved, repeat, max_s, skipped,
-                                   f"{label} {{}} {dtype.name} n={n:,}")
+                                   f"{label} {{}} {dtype.name} n={n:,}", min_sample_s)
     roofs = [samples["roof " + b] for b in ROOFLINE_BACKENDS if "roof " + b in samples]
     results = []
     for key, own in samples.items():
         if key.startswith("roof "):
             continue
         peer = key in peers
-        paired = {}
+        against = {}
         if together:
             own_roof = samples.get("roof " + key)
             if own_roof is not None:
-                paired["roofline"] = paired_ratio(own_roof, own)
+                against["roofline"] = own_roof
             elif roofs and key != "cuda":  # a peer: the faster host kernel of each round
-                paired["roofline"] = paired_ratio(list(map(min, zip(*roofs))), own)
+                against["roofline"] = list(map(min, zip(*roofs)))
             if not peer:
-                paired.update((p, paired_ratio(samples[p], own)) for p in peers if p in samples)
+                against.update((p, samples[p]) for p in peers if p in samples)
         results.append(Result(label, key, dtype.name, n, statistics.median(own), moved,
                               kind="peer" if peer else "fastopt", written=written,
-                              min_s=min(own), paired=paired))
+                              min_s=min(own),
+                              paired={k: paired_ratio(v, own) for k, v in against.items()},
+                              spread={k: paired_spread(v, own) for k, v in against.items()}))
     return results
+
+
+def unreadable(result):
+    """The ratios of ``result`` that cannot be read (:func:`fastopt.bench.timing.too_noisy`):
+    their rounds disagree, or the step beat the kernel moving the same bytes (``roofline`` above
+    1). A list of keys of ``result.paired``."""
+    return [k for k, ratio in result.paired.items()
+            if too_noisy(ratio, result.spread.get(k), 1.0 if k == "roofline" else None)]
 
 
 def roofline_for(result, results):

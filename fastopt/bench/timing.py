@@ -92,6 +92,30 @@ def paired_ratio(numerator, denominator):
     return statistics.median(a / b for a, b in zip(numerator, denominator))
 
 
+def paired_spread(numerator, denominator):
+    """The lower and upper quartiles over rounds of ``numerator[i] / denominator[i]``: how much
+    the rounds disagree about :func:`paired_ratio`."""
+    ratios = sorted(a / b for a, b in zip(numerator, denominator))
+    if len(ratios) < 2:
+        return ratios[0], ratios[0]
+    low, _, high = statistics.quantiles(ratios, n=4, method="inclusive")
+    return low, high
+
+
+#: A ratio whose rounds' quartiles differ by more than this fraction of it is too noisy to read.
+NOISE = 0.25
+
+
+def too_noisy(ratio, spread, bound=None):
+    """Whether a ratio cannot be read: its rounds disagree by more than :data:`NOISE`, or it
+    passes its physical ``bound`` (a step faster than the kernel moving the same bytes)."""
+    if ratio is None:
+        return False
+    if bound is not None and ratio > bound:
+        return True
+    return spread is not None and (spread[1] - spread[0]) > NOISE * ratio
+
+
 def _physical_memory():
     try:
         return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
@@ -99,7 +123,8 @@ def _physical_memory():
         return None
 
 
-def time_cases(makers, nbytes, repeat=10, max_s=10.0, skipped=None, what="{}"):
+def time_cases(makers, nbytes, repeat=10, max_s=10.0, skipped=None, what="{}",
+               min_sample_s=0.02):
     """Samples of the cases ``{key: make}``, where ``make()`` builds a case's closure (or raises
     :class:`Unsupported`, noted in ``skipped`` as ``what.format(key)``). The closures are timed
     in turn (:func:`interleaved_samples`) when their arrays, about ``nbytes`` per case, fit in
@@ -119,7 +144,7 @@ def time_cases(makers, nbytes, repeat=10, max_s=10.0, skipped=None, what="{}"):
             samples[key] = time_samples(fns.pop(key), repeat, max_s=max_s)
             gc.collect()
     if together:
-        samples = interleaved_samples(fns, repeat, max_s=max_s)
+        samples = interleaved_samples(fns, repeat, max_s=max_s, min_sample_s=min_sample_s)
     return samples, together
 
 
@@ -197,7 +222,8 @@ def make_stream(kind, backend, n, dtype=np.float32):
     return lambda: kernels.stream_triad(a, b, c, 3.0)
 
 
-def time_yardsticks(backend, written, n, dtype=np.float32, repeat=10, max_s=10.0):
+def time_yardsticks(backend, written, n, dtype=np.float32, repeat=10, max_s=10.0,
+                    min_sample_s=0.02):
     """The same-traffic kernel updating each count of arrays in ``written``, and STREAM copy and
     triad, on a host backend, timed in turn (:func:`time_cases`): their results
     (:class:`Result`, ``kind`` ``"roofline"`` and ``"stream"``)."""
@@ -207,7 +233,8 @@ def time_yardsticks(backend, written, n, dtype=np.float32, repeat=10, max_s=10.0
     for kind, arrays in STREAM_ARRAYS.items():
         makers[kind] = functools.partial(make_stream, kind, backend, n, dtype)
         moved[kind] = arrays * n * dtype.itemsize
-    samples, _ = time_cases(makers, max(moved.values()), repeat, max_s)
+    samples, _ = time_cases(makers, max(moved.values()), repeat, max_s,
+                            min_sample_s=min_sample_s)
     return [Result(f"same-traffic w={key}" if key in written else f"stream {key}", backend,
                    dtype.name, n, statistics.median(own), moved[key],
                    kind="roofline" if key in written else "stream",

@@ -137,7 +137,9 @@ def _find(directory, stems):
             path = os.path.join(directory, stem + suffix)
             if os.path.exists(path):
                 return path
-    raise FileNotFoundError(f"{directory}: no {stems[0]} (or .gz) file")
+    raise FileNotFoundError(f"{directory}: no {stems[0]} (or .gz) file; a directory of MNIST "
+                            "IDX files holds train-images-idx3-ubyte, train-labels-idx1-ubyte, "
+                            "t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte")
 
 
 def load_mnist(directory, dtype=np.float32, name="mnist"):

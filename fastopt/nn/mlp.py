@@ -34,23 +34,12 @@ def _is_device(backend):
     return backend == "cuda"
 
 
-#: Host backends for the MLP kernels, fastest first: the matrix products are compute-bound and the
-#: C kernels' explicit AVX2+FMA register tiles run them 1.3-2x faster than numba's dot-product
-#: tiles, which need packed copies (bench/mlp_table.py), so ``c`` leads here, unlike for the
-#: memory-bound optimizer steps.
-MLP_HOST_PREFERENCE = ("c", "cpu", "numpy")
-
-
 def _default_backend():
-    """``FASTOPT_BACKEND`` if set, else the first available of :data:`MLP_HOST_PREFERENCE`."""
-    import os
-
-    from fastopt._core.dispatch import available_backends
-
-    if os.environ.get("FASTOPT_BACKEND"):
-        return choose({}, None)
-    usable = available_backends()
-    return next(b for b in MLP_HOST_PREFERENCE if b in usable)
+    """The backend an optimizer step on host arrays gets (:func:`fastopt._core.dispatch.choose`):
+    ``FASTOPT_BACKEND`` if set, else the first available of ``cpu``, ``c``, ``numpy``, so that
+    ``fastopt.Adam([model.params])`` runs where the model does. The ``c`` kernels run the matrix
+    products faster (bench/mlp_table.py); ``backend="c"`` chooses them."""
+    return choose({}, None)
 
 
 def check_batch(X, y, n_features, n_outputs, dtype, loss="cross_entropy", name_x="X",
@@ -120,9 +109,9 @@ class MLP:
             alias (``"he"`` is ``he_normal``, ``"xavier"`` is ``xavier_uniform``) or a callable
             ``(shape, rng, dtype) -> array``. Biases start at zero.
         dtype: ``np.float32`` (default) or ``np.float64``.
-        backend: ``"c"``, ``"cpu"``, ``"numpy"`` or ``"cuda"``; default: ``FASTOPT_BACKEND`` if
-            set, else the first available of ``c``, ``cpu``, ``numpy``
-            (:data:`MLP_HOST_PREFERENCE`: ``c`` first, its products being the fastest).
+        backend: ``"c"``, ``"cpu"``, ``"numpy"`` or ``"cuda"``; default: that of an optimizer
+            step on host arrays: ``FASTOPT_BACKEND`` if set, else the first available of
+            ``cpu``, ``c``, ``numpy``. ``c`` runs the matrix products fastest.
         seed: seed of the initializer (an int or a ``numpy.random.Generator``); the same seed gives
             the same network on every backend and dtype.
         loss: ``"cross_entropy"`` (softmax cross-entropy on integer labels, default) or ``"mse"``

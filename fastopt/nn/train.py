@@ -342,58 +342,99 @@ def _end_epoch(model, history, train_loss, train_error, seconds, eval_data):
 
 # -------------------------------------------------------------------- the `fastopt train` command
 
-#: Learning rates that train the default digits model well in 20 epochs of batch 32.
+#: Learning rates that train the default digits model well in 20 epochs of batch 32, by
+#: command-line name: every optimizer of the table, and ``momentum``/``nesterov`` (SGD with 0.9).
 DEFAULT_LR = {"sgd": 0.1, "momentum": 0.05, "nesterov": 0.05, "adagrad": 0.05, "rmsprop": 1e-3,
-              "adam": 3e-3, "adamw": 3e-3}
+              "adam": 3e-3, "adamw": 3e-3, "adamax": 1e-2, "nadam": 3e-3, "radam": 1e-2,
+              "adadelta": 3.0, "lion": 1e-3, "lamb": 3e-3, "rprop": 1e-3, "asgd": 0.1}
+
+
+def optimizer_names():
+    """The optimizers ``fastopt train`` takes: every one of the table, ``momentum``,
+    ``nesterov``."""
+    from fastopt.optim.algorithms import ALGORITHMS
+
+    return [*ALGORITHMS, "momentum", "nesterov"]
+
+
+def optimizer_class(name):
+    """The optimizer class of the table's ``name``; ``ValueError`` if it has none yet."""
+    from fastopt.optim import optimizers as o
+
+    for cls in vars(o).values():
+        if (isinstance(cls, type) and issubclass(cls, o.Optimizer) and cls.algorithm is not None
+                and cls.algorithm.name == name):
+            return cls
+    raise ValueError(f"optimizer: {name} is in the table of optimizers but has no optimizer "
+                     "class yet")
 
 
 def make_optimizer(name, params, lr=None, backend=None):
     """A fastopt optimizer by command-line name (``momentum``/``nesterov``: SGD with 0.9)."""
-    from fastopt.optim import optimizers as o
-
-    lr = DEFAULT_LR[name] if lr is None else lr
-    if name == "sgd":
-        return o.SGD(params, lr=lr, backend=backend)
+    lr = DEFAULT_LR.get(name, 1e-3) if lr is None else lr
     if name in ("momentum", "nesterov"):
-        return o.SGD(params, lr=lr, momentum=0.9, nesterov=name == "nesterov", backend=backend)
-    return {"adagrad": o.Adagrad, "rmsprop": o.RMSprop, "adam": o.Adam,
-            "adamw": o.AdamW}[name](params, lr=lr, backend=backend)
+        return optimizer_class("sgd")(params, lr=lr, momentum=0.9, nesterov=name == "nesterov",
+                                      backend=backend)
+    return optimizer_class(name)(params, lr=lr, backend=backend)
 
 
-def add_cli_arguments(parser):
-    """The options of ``fastopt train``."""
+def add_cli_arguments(parser, types=None):
+    """The options of ``fastopt train``; ``types`` maps ``positive_int``, ``batch_size``,
+    ``positive_float``, ``widths``, ``data`` and ``save`` to argument types that refuse bad
+    values."""
+    from fastopt.nn import init
     from fastopt.nn.reference import ACTIVATIONS
 
-    parser.add_argument("--data", default="digits",
+    types = types or {}
+    plain = types.get
+    parser.add_argument("--data", default="digits", type=plain("data", str),
                         help="'digits' (embedded, default) or a directory of MNIST IDX files")
-    parser.add_argument("--optimizer", choices=sorted(DEFAULT_LR), default="adam")
-    parser.add_argument("--lr", type=float, help="learning rate (default: per optimizer)")
-    parser.add_argument("--epochs", type=int, default=20)
-    parser.add_argument("--batch-size", type=int, default=32, help="rows per step; 0: full batch")
-    parser.add_argument("--widths", default="64",
+    parser.add_argument("--optimizer", choices=optimizer_names(), default="adam",
+                        metavar="NAME", help="one of " + ", ".join(optimizer_names())
+                        + " (default adam)")
+    parser.add_argument("--lr", type=plain("positive_float", float),
+                        help="learning rate (default: one per optimizer that trains the digits)")
+    parser.add_argument("--epochs", type=plain("positive_int", int), default=20,
+                        help="default 20")
+    parser.add_argument("--batch-size", type=plain("batch_size", int), default=32,
+                        help="rows per step; 0: full batch (default 32)")
+    parser.add_argument("--widths", type=plain("widths", str), default=[64],
                         help="hidden layer widths, comma-separated (default 64)")
     parser.add_argument("--activation", choices=ACTIVATIONS, default="relu")
-    parser.add_argument("--init", default="he", help="he_normal (he), he_uniform, "
-                        "xavier_uniform (xavier), xavier_normal")
+    parser.add_argument("--init", choices=[*init.INITIALIZERS, *init.ALIASES], default="he",
+                        metavar="NAME", help="weight initializer: "
+                        + ", ".join([*init.INITIALIZERS, *init.ALIASES]) + " (default he)")
     parser.add_argument("--backend", choices=["cpu", "c", "numpy", "cuda"],
-                        help="default: c, else cpu, else numpy (the first available)")
+                        help="where the model and its optimizer run (default: the first "
+                             "available of cpu, c, numpy)")
     parser.add_argument("--dtype", choices=["float32", "float64"], default="float32")
-    parser.add_argument("--max-grad-norm", type=float, help="clip the gradient norm")
+    parser.add_argument("--max-grad-norm", type=plain("positive_float", float),
+                        help="clip the gradient norm")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--save", metavar="PATH", help="save the trained model (.npz)")
+    parser.add_argument("--save", metavar="PATH", type=plain("save", str),
+                        help="save the trained model (.npz)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def run_cli(args):
-    """Runs ``fastopt train``: prints a per-epoch table, ends with the test accuracy."""
+def prepare_cli(args):
+    """``(data, model, optimizer)`` of ``fastopt train``'s arguments; raises ``ValueError``,
+    ``OSError`` or :class:`fastopt.BackendUnavailableError` saying what is wrong."""
     from fastopt.nn.datasets import load
     from fastopt.nn.mlp import MLP
 
     data = load(args.data)
-    widths = [int(w) for w in args.widths.split(",") if w.strip()]
+    widths = args.widths
+    if isinstance(widths, str):
+        widths = [int(w) for w in widths.split(",") if w.strip()]
     model = MLP([data.n_features, *widths, data.classes], activation=args.activation,
                 init=args.init, dtype=args.dtype, backend=args.backend, seed=args.seed)
-    optimizer = make_optimizer(args.optimizer, [model.params], args.lr, model.backend)
+    return data, model, make_optimizer(args.optimizer, [model.params], args.lr, model.backend)
+
+
+def run_cli(args, data=None, model=None, optimizer=None):
+    """Runs ``fastopt train``: prints a per-epoch table, ends with the test accuracy."""
+    if model is None:
+        data, model, optimizer = prepare_cli(args)
     print(f"\n{data}\n{model}\n{optimizer}\n")
     header = (f"{'epoch':>5} {'train loss':>11} {'train err':>10} {'test loss':>10} "
               f"{'test acc':>9} {'|grad|':>9} {'seconds':>8}")
@@ -421,24 +462,45 @@ def run_cli(args):
     return 0
 
 
+def digits_backends():
+    """The host backends of the main job's digits table: the compiled ones, else ``numpy``."""
+    from fastopt._core.dispatch import available_backends
+
+    host = [b for b in available_backends() if b != "cuda"]
+    return [b for b in host if b != "numpy"] or host
+
+
+def trainable_optimizers():
+    """The names of :data:`DEFAULT_LR` whose optimizer class exists, in its order."""
+    out = []
+    for name in DEFAULT_LR:
+        try:
+            optimizer_class("sgd" if name in ("momentum", "nesterov") else name)
+        except ValueError:
+            continue
+        out.append(name)
+    return out
+
+
 def compare_optimizers(epochs=20, batch_size=32, backends=None, seed=0):
     """Trains the default digits model (64-64-10, relu, He) with every optimizer of
-    :data:`DEFAULT_LR` on each host backend; rows of (optimizer, backend, final train loss,
-    test accuracy, steps per second). The main job of the README prints them."""
-    from fastopt._core.dispatch import available_backends
+    :data:`DEFAULT_LR` that has a class, on each host backend (default
+    :func:`digits_backends`); rows of (optimizer, backend, learning rate, final train loss,
+    test accuracy, steps per second). The main job prints them."""
     from fastopt.nn.datasets import load_digits
     from fastopt.nn.mlp import MLP
 
     data = load_digits()
+    names = trainable_optimizers()
     rows = []
-    for backend in backends or [b for b in available_backends() if b != "cuda"]:
+    for backend in backends or digits_backends():
         warm = MLP([data.n_features, 64, data.classes], seed=seed, backend=backend)
-        for name in DEFAULT_LR:  # compile outside the timed runs (the evaluation of the whole
+        for name in names:  # compile outside the timed runs (the evaluation of the whole
             # test set is large enough for the parallel forward kernels: compile those too)
             train(warm, make_optimizer(name, [warm.params], backend=backend), data.X_train[:64],
                   data.y_train[:64], epochs=1, batch_size=batch_size,
                   eval_data=(data.X_test, data.y_test), progress=False)
-        for name in DEFAULT_LR:
+        for name in names:
             model = MLP([data.n_features, 64, data.classes], seed=seed, backend=backend)
             optimizer = make_optimizer(name, [model.params], backend=backend)
             start = time.perf_counter()
@@ -447,6 +509,7 @@ def compare_optimizers(epochs=20, batch_size=32, backends=None, seed=0):
                             seed=seed, progress=False)
             seconds = time.perf_counter() - start
             steps = len(history.step["loss"])
-            rows.append((name, backend, history.epoch["train_loss"][-1],
-                         1 - history.epoch["test_error"][-1], steps / seconds))
+            rows.append((name, backend, optimizer.param_groups[0]["lr"],
+                         history.epoch["train_loss"][-1], 1 - history.epoch["test_error"][-1],
+                         steps / seconds))
     return rows
