@@ -31,6 +31,10 @@ class KernelArgs:
         self._floats = _getter([k for k, a in enumerate(names) if a in algorithm.float_args]
                                + [len(names)])  # grad_scale, after the kernel arguments
         self._flags = _getter([k for k, a in enumerate(names) if a in algorithm.flag_args])
+        #: ``scalars -> (<float kernel arguments>, grad_scale)``, the values as they are.
+        self.float_getter = self._floats
+        #: ``scalars -> (<flag kernel arguments>)``.
+        self.flag_getter = self._flags
         self._uses_at = [(a, names.index(a)) for a in algorithm.uses_args]
         self._all = _ALL[len(algorithm.state)]
 

@@ -225,16 +225,18 @@ def _launchers(algorithm):
 
     def bind(param, grad, *states, uses=None):
         param, grad, states = flat(param), flat(grad), tuple(map(flat, states))
-        parallel = param.size >= PARALLEL_THRESHOLD
-        floats, flags = args.floats, args.flags
-        chosen = [None]
+        if not param.size:
+            return lambda *scalars: None
+        # An unused state array is empty (the kernel never touches it), a used one is not.
+        step = _kernels(name, tuple(uses) if uses is not None
+                        else tuple(s.size > 0 for s in states))[0]
+        kernel = step.parallel if param.size >= PARALLEL_THRESHOLD else step.serial
+        float_at, flag_at = args.float_getter, args.flag_getter
 
+        # The scalars come as Python floats (Algorithm.scalars', as the classes and bound steps
+        # pass them): the tuples are built without converting each value.
         def run(*scalars):
-            kernel = chosen[0]
-            if kernel is None:
-                step = _kernels(name, uses or args.uses(scalars))[0]
-                kernel = chosen[0] = step.parallel if parallel else step.serial
-            kernel(param, grad, states, floats(scalars), flags(scalars))
+            kernel(param, grad, states, (1.0, *float_at(scalars)), flag_at(scalars))
         return run
 
     title = algorithm.kernel
