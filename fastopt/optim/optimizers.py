@@ -134,10 +134,8 @@ class _BoundParameter:
         gradient objects, the same used state arrays, all held by ``state``."""
         if grad is not self.grad or param is not self.param or uses != self.uses:
             return False
-        for name, array in self.states.items():
-            if state.get(name) is not array:
-                return False
-        return True
+        get = state.get
+        return all([get(name) is array for name, array in self.states.items()])
 
 
 class Optimizer:
@@ -290,32 +288,38 @@ class Optimizer:
                              f"in param_groups order), got {len(grads)}")
         plan = []
         index = 0
+        prepare = self._prepare
+        fused = (return_norm and grad_scale is None and max_norm is None
+                 and not self.skip_nonfinite)
         for g_index, group in enumerate(self.param_groups):
             hyper, uses = self._checked_hyper(g_index, group)
             for param in group["params"]:
-                if grads[index] is not None:
-                    plan.append(self._prepare(index, param, grads[index], hyper, uses))
+                grad = grads[index]
+                if grad is not None:
+                    plan.append(prepare(index, param, grad, hyper, uses, fused))
                 index += 1
         info = _NO_INFO
-        in_pass = (return_norm and grad_scale is None and max_norm is None
-                   and not self.skip_nonfinite
-                   and not any("master" in self.state.get(i, ()) for i, *_ in plan))
-        if in_pass:  # nothing needs the norm first: each update pass also sums its gradient
+        factor = inv_scale
+        if fused and not any("master" in self.state.get(i, ()) for i, *_ in plan):
+            # Nothing needs the norm first: each update pass also sums its gradient.
             return self._step_with_norm(plan)
-        if grad_scale is not None or max_norm is not None or return_norm or self.skip_nonfinite:
+        if self.skip_nonfinite or grad_scale is not None or max_norm is not None or return_norm:
             # The reduction pass: one read of every gradient.
-            total = sum(reduce() for *_, reduce, _ in plan)
-            norm = math.sqrt(total) * inv_scale
+            total = 0.0
+            for entry in plan:
+                total += entry[3]()
+            root = math.sqrt(total)
+            norm = root * inv_scale
             if total - total != 0 and (total != math.inf or not self._finite(grads, plan)):
-                return StepInfo(grad_norm=norm, found_inf=True, skipped=True)
+                return StepInfo(norm, True, True)
             # An infinite norm from finite gradients (float64 near 1e200): reported, not skipped.
             clip = 1.0 if max_norm is None else min(1.0, max_norm / (norm + CLIP_EPS))
-            info = StepInfo(grad_norm=norm, clip_coef=clip)
-            if math.sqrt(total) * inv_scale * clip > self._largest and (
-                    self._largest_scaled(grads, plan, inv_scale * clip) > self._largest):
+            factor = inv_scale * clip
+            if root * factor > self._largest and (
+                    self._largest_scaled(grads, plan, factor) > self._largest):
                 # Some gradient times its factor overflows the parameters' precision.
-                return StepInfo(grad_norm=norm, found_inf=True, skipped=True)
-        factor = inv_scale * info.clip_coef
+                return StepInfo(norm, True, True)
+            info = StepInfo(norm, False, False, clip)
         states = self.state
         for index, new_state, step, _, run in plan:  # everything checked: now write
             run(factor)
@@ -397,10 +401,11 @@ class Optimizer:
         self._hyper_cache[g_index] = (raw, checked)
         return checked
 
-    def _prepare(self, index, param, grad, hyper, uses):
+    def _prepare(self, index, param, grad, hyper, uses, fused=False):
         """One parameter's step, checked: ``(index, new state, step count, reduce, run)``, where
         ``reduce()`` is the gradient's squared norm and ``run(grad_scale)`` launches the update.
-        Missing state is created but not yet stored.
+        Missing state is created but not yet stored. ``fused``: ``run`` also takes ``norm_out``
+        (:meth:`_step_with_norm`).
 
         A host parameter whose gradient is the same numpy array (or arena) as at its previous
         step, with the same state arrays and the same used ones, reuses that step's checks and
@@ -413,8 +418,10 @@ class Optimizer:
         bound = self._bound.get(index)
         if bound is not None and bound.matches(param, grad, uses, state):
             if not algorithm.host_state:  # the common step: a bound kernel and its scalars
+                scalars = algorithm.scalars(hyper, step, False)
                 return (index, _NO_STATE, step, bound.reduce,
-                        functools.partial(bound.run_with, algorithm.scalars(hyper, step, False)))
+                        functools.partial(bound.run_with, scalars) if fused
+                        else functools.partial(bound.run, *scalars))
             new_state, fresh, arrays, run_bound = {}, False, bound.arrays, bound.run
         else:
             new_state, fresh, arrays = self._arrays(index, param, grad, hyper, uses, state)
