@@ -457,3 +457,12 @@ def test_only_stale_temporary_files_of_the_same_checkpoint_on_this_host_are_remo
         (tmp_path / n).write_bytes(b"partial")
     save(tmp_path / "opt.npz", fastopt.SGD([np.ones(3)], lr=0.1, backend="numpy"))
     assert temporaries(tmp_path) == sorted(kept)
+
+
+def test_save_creates_the_checkpoint_directory(tmp_path):
+    p = np.zeros(4, np.float32)
+    opt = fastopt.SGD([p], lr=0.1, backend="numpy")
+    opt.step([np.ones(4, np.float32)])
+    path = tmp_path / "runs" / "ckpt" / "opt.npz"
+    assert fastopt.save(path, opt) == str(path)
+    assert fastopt.load(path).state_dict["state"][0]["step"] == 1

@@ -156,8 +156,9 @@ def save(path, optimizer, extra=None, *, params=True):
     """Writes ``optimizer``'s state (and parameters) to ``path`` as one checkpoint, atomically.
 
     Args:
-        path: the file to write (``str`` or path-like), used as given (no suffix is added). An
-            existing file there is replaced only once the new one is complete on disk.
+        path: the file to write (``str`` or path-like), used as given (no suffix is added); its
+            directory is created if missing. An existing file there is replaced only once the
+            new one is complete on disk.
         optimizer: a fastopt optimizer (any backend; device state is copied to the host).
         extra: an optional JSON-serialisable dict stored alongside (e.g. ``{"epoch": 3}``),
             returned by :func:`load` as ``checkpoint.extra``.
@@ -287,6 +288,7 @@ def _atomic_write(path, entries):
     """Writes ``entries`` as an ``.npz`` at ``path`` through a temporary file and a rename."""
     directory = os.path.dirname(os.path.abspath(path))
     base = os.path.basename(path)
+    os.makedirs(directory, exist_ok=True)  # fastopt.save("ckpt/opt.npz", ...) makes ckpt/
     _remove_stale_temporaries(directory, base)
     tmp = os.path.join(directory, f".{base}.{_HOST}-{os.getpid()}-{_PROCESS}-"
                                   f"{uuid.uuid4().hex[:12]}.tmp")
