@@ -352,6 +352,25 @@ def test_everything_is_checked_before_writing():
     assert opt.state_dict()["state"][0]["step"] == 1
 
 
+@requires_cuda
+def test_a_malformed_state_dict_is_refused_naming_it():
+    params = on_device(arrays(np.float32, 6))
+    opt = capturable.Adam(params, lr=0.1)
+    opt.step(on_device(arrays(np.float32, 7)))
+    saved = opt.state_dict()
+    groups = saved["param_groups"]
+    for bad, error, words in [
+            (None, ValueError, "state_dict: expected a dict"),
+            ([], ValueError, "state_dict: expected a dict"),
+            ({"state": None, "param_groups": groups}, TypeError, r"state_dict\['state'\]"),
+            ({"state": {}, "param_groups": [{}]}, ValueError, r"\['param_groups'\]\[0\]"),
+            ({"state": {True: saved["state"][0]}, "param_groups": groups}, ValueError,
+             "no parameter with index True")]:
+        with pytest.raises(error, match=words):
+            opt.load_state_dict(bad)
+    assert opt.state_dict()["state"][0]["step"] == 1
+
+
 def test_a_result_is_read_before_the_next_step():
     opt = capturable.Adam(on_device(arrays(np.float64, 8)))
     grads = on_device(arrays(np.float64, 9))

@@ -77,7 +77,7 @@ from fastopt._core.dispatch import is_device_array
 from fastopt.optim._step import check_hyper
 from fastopt._core.validate import check_arrays, check_number
 from fastopt.optim.arena import FlatParams
-from fastopt.optim.optimizers import StepInfo
+from fastopt.optim.optimizers import StepInfo, checked_layout
 
 #: Pinned staging buffers made at construction (more are made only while all are in flight).
 STAGING_BUFFERS = 2
@@ -507,11 +507,7 @@ class CapturableOptimizer:
         Copies into the existing device arrays (their addresses, captured, stay valid) and
         synchronizes."""
         kern = _kernels()
-        try:
-            saved_groups, saved_state = state_dict["param_groups"], state_dict["state"]
-        except (TypeError, KeyError):
-            raise ValueError("state_dict: expected a dict with 'state' and "
-                             "'param_groups'") from None
+        saved_groups, saved_state = checked_layout(state_dict)
         if [len(g["params"]) for g in saved_groups] != [len(r) for r in self._group_rows]:
             raise ValueError("state_dict: its parameter groups do not match this optimizer's "
                              "(different number of groups or of parameters per group)")
@@ -531,7 +527,7 @@ class CapturableOptimizer:
         writes = []
         for index, saved in saved_state.items():
             where = f"state_dict['state'][{index}]"
-            if not isinstance(index, int) or not 0 <= index < self._rows:
+            if type(index) is not int or not 0 <= index < self._rows:  # True is no index
                 raise ValueError(f"state_dict['state']: no parameter with index {index!r}")
             view = self._params[index][1]
             used = dict(zip(self.algorithm.state, self._modes[self._group_of(index)][0]))

@@ -109,6 +109,31 @@ def _moved(param, view):
     return data_ptr() != _address_range(view)[0] or tuple(buffer.shape) != view.shape
 
 
+def checked_layout(state_dict):
+    """``(param_groups, state)`` of a state dict after checking their structure: a dict of
+    ``state`` and a list of ``param_groups``, each a dict with a ``params`` list; ``TypeError`` or
+    ``ValueError`` naming the entry otherwise."""
+    try:
+        saved_groups, saved_state = state_dict["param_groups"], state_dict["state"]
+    except (TypeError, KeyError, IndexError):
+        raise ValueError(
+            "state_dict: expected a dict with 'state' and 'param_groups'") from None
+    if not isinstance(saved_state, dict):
+        raise TypeError("state_dict['state']: expected a dict {parameter index: state}, got "
+                        f"{type(saved_state).__name__}")
+    if not isinstance(saved_groups, (list, tuple)):
+        raise TypeError("state_dict['param_groups']: expected a list of dicts, got "
+                        f"{type(saved_groups).__name__}")
+    for i, saved in enumerate(saved_groups):
+        if not isinstance(saved, dict):
+            raise TypeError(f"state_dict['param_groups'][{i}]: expected a dict, got "
+                            f"{type(saved).__name__}")
+        if not isinstance(saved.get("params"), (list, tuple)):
+            raise ValueError(f"state_dict['param_groups'][{i}]: expected a 'params' list of "
+                             "parameter indices")
+    return saved_groups, saved_state
+
+
 class _BoundParameter:
     """One parameter's step bound to its arrays: the gradient and state array objects it was
     checked and bound with, and the bound kernel."""
@@ -600,24 +625,7 @@ class Optimizer:
 
     def load_state_dict(self, state_dict):
         """Restores a :meth:`state_dict`; checks all of it first and changes nothing if it fails."""
-        try:
-            saved_groups, saved_state = state_dict["param_groups"], state_dict["state"]
-        except (TypeError, KeyError, IndexError):
-            raise ValueError(
-                "state_dict: expected a dict with 'state' and 'param_groups'") from None
-        if not isinstance(saved_state, dict):
-            raise TypeError("state_dict['state']: expected a dict {parameter index: state}, got "
-                            f"{type(saved_state).__name__}")
-        if not isinstance(saved_groups, (list, tuple)):
-            raise TypeError("state_dict['param_groups']: expected a list of dicts, got "
-                            f"{type(saved_groups).__name__}")
-        for i, saved in enumerate(saved_groups):
-            if not isinstance(saved, dict):
-                raise TypeError(f"state_dict['param_groups'][{i}]: expected a dict, got "
-                                f"{type(saved).__name__}")
-            if not isinstance(saved.get("params"), (list, tuple)):
-                raise ValueError(f"state_dict['param_groups'][{i}]: expected a 'params' list of "
-                                 "parameter indices")
+        saved_groups, saved_state = checked_layout(state_dict)
         if [len(g["params"]) for g in saved_groups] != [len(g["params"])
                                                           for g in self.param_groups]:
             raise ValueError("state_dict: its parameter groups do not match this optimizer's "
