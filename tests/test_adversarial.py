@@ -117,7 +117,7 @@ def test_finite_float64_gradients_whose_norm_overflows_are_stepped(backend):
     assert info.found_inf and info.skipped and np.all(p == 0.0)
 
 
-# ---- Threads --------------------------------------------------------------------------------------
+# ---- Threads ------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("backend", HOST)
 def test_one_optimizer_stepped_from_two_threads_counts_every_step(backend):

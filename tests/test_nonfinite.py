@@ -185,7 +185,8 @@ def test_reference_matches_torch(row):
     assert_same_values(tp.detach().numpy(), expected["param"], rtol, atol, f"{row.id} param")
     compared = 0
     for key, value in theirs.state[tp].items():
-        if key != "step" and key not in _algorithms.ALGORITHMS[row.name].host_state and value is not None:
+        host_state = _algorithms.ALGORITHMS[row.name].host_state
+        if key != "step" and key not in host_state and value is not None:
             assert_same_values(value.numpy(), expected[key], rtol, atol, f"{row.id} {key}")
             compared += 1
     assert compared == sum(uses)

@@ -6,10 +6,10 @@ the tests. Defaults, names and checks are ``torch.optim``'s; every float is also
 named by ``kernel_args`` (see :mod:`fastopt.backends`), doing the step-dependent arithmetic (bias
 corrections, learning-rate decay, RAdam's rectification) once on the host. Per-parameter host
 scalars (NAdam's ``mu_product``, ASGD's ``eta`` and ``mu``) are ``host_state``: ``scalars`` reads
-their values before the step and ``advance`` moves them past it. ``constants`` derives the element constants of the numba
-kernels (:mod:`fastopt.backends.elements.optim`) from the kernel's scalars in the arrays' dtype;
-the C kernels derive the same ones in ``csrc/optim_template.h``. Lion and LAMB, which
-``torch.optim`` lacks, follow their papers.
+their values before the step and ``advance`` moves them past it. ``constants`` derives the element
+constants of the numba kernels (:mod:`fastopt.backends.elements.optim`) from the kernel's scalars
+in the arrays' dtype; the C elements derive the same ones in ``csrc/optim_template.h``. Lion and
+LAMB, which ``torch.optim`` lacks, follow their papers.
 
 The public API is generated from each entry (:mod:`fastopt.optim._api`): the step of
 :mod:`fastopt.functional` (``doc``) and of :mod:`fastopt.mixed` (``mixed``, ``mixed_doc``), the

@@ -15,8 +15,9 @@ under the same object.
 
 Hyperparameters given to a call (``step(t, lr=3e-4)``) replace the bound ones from then on, after
 the same checks as the functional API's. A call that raises writes nothing. Host scalars (NAdam's
-``mu_product``, ASGD's ``eta`` and ``mu``) live in the bound step: from keyword arguments at binding,
-else as of the first call's step with constant hyperparameters, then advanced by each call.
+``mu_product``, ASGD's ``eta`` and ``mu``) live in the bound step: from keyword arguments at
+binding, else as of the first call's step with constant hyperparameters, then advanced by each
+call.
 """
 
 from itertools import compress
