@@ -144,7 +144,9 @@ class _BoundParameter:
     def __init__(self, param, grad, uses, states, arrays, run, module, algorithm):
         self.param, self.grad, self.uses, self.states = param, grad, uses, states
         self.arrays, self.run, self.module, self.algorithm = arrays, run, module, algorithm
-        self.reduce = functools.partial(module.sum_of_squares, arrays[1])
+        bind = getattr(module.sum_of_squares, "bind", None)  # a backend's pointer found once
+        self.reduce = (bind(arrays[1]) if bind is not None
+                       else functools.partial(module.sum_of_squares, arrays[1]))
 
     def run_with(self, scalars, factor, norm_out=None):
         """The bound kernel with ``scalars`` and gradient factor ``factor``; with ``norm_out``,

@@ -209,6 +209,17 @@ def sum_of_squares(grad):
     return kernel(grad.size, _buffer(ctype, grad)) if grad.size else 0.0
 
 
+def _bind_sum_of_squares(grad):
+    """``reduce()``: :func:`sum_of_squares` of ``grad``, its pointer found once."""
+    if not grad.size:
+        return float
+    kernel, ctype = _SUM_OF_SQUARES[grad.dtype]
+    return functools.partial(kernel, grad.size, _buffer(ctype, grad))
+
+
+sum_of_squares.bind = _bind_sum_of_squares
+
+
 # ---- The build and the threads ------------------------------------------------------------------
 
 def build_info():
