@@ -12,28 +12,15 @@ from fastopt._core.dispatch import available_backends
 from fastopt._core.threads import get_num_threads
 from fastopt.bench.cases import (CLASS_NAMES, Result, Unsupported, bytes_per_step,
                                  make_class_step, written_arrays)
+from fastopt.bench.overhead import launches
 from fastopt.bench.peers import make_torch_step, torch_threads
 from fastopt.bench.timing import ROOFLINE_BACKENDS, paired_ratio, time_cases
 from fastopt.optim import algorithms as _algorithms
 
+
 def _count_launches(backend, algorithm, call):
     """How many kernel launches ``call()`` makes (counted at the backend module's kernel)."""
-    from fastopt._core.dispatch import kernels
-
-    module = kernels(backend)
-    launcher = getattr(module, algorithm.kernel)
-    count = [0]
-
-    def counting(*args):
-        count[0] += 1
-        return launcher(*args)
-
-    setattr(module, algorithm.kernel, counting)
-    try:
-        call()
-    finally:
-        setattr(module, algorithm.kernel, launcher)
-    return count[0]
+    return len(launches(backend, algorithm, call)[2])
 
 
 def make_arena_step(name, options, count, size, backend=None, dtype=np.float32,

@@ -60,8 +60,9 @@ def _capture_kernel(module, algorithm, call):
     return lambda: kernel(*args)
 
 
-def _captured_launch(backend, algorithm, call):
-    """The backend launcher of ``algorithm`` and the arguments ``call()`` passed to it."""
+def launches(backend, algorithm, call):
+    """``(module, launcher, calls)``: the backend module, its launcher of ``algorithm`` and the
+    arguments of each launch ``call()`` made through it (the launcher is restored afterwards)."""
     from fastopt._core.dispatch import kernels
 
     module = kernels(backend)
@@ -77,6 +78,13 @@ def _captured_launch(backend, algorithm, call):
         call()
     finally:
         setattr(module, algorithm.kernel, launcher)
+    return module, launcher, captured
+
+
+def _captured_launch(backend, algorithm, call):
+    """The backend module, launcher of ``algorithm`` and the arguments of the last launch of
+    ``call()``."""
+    module, launcher, captured = launches(backend, algorithm, call)
     return module, launcher, captured[-1]
 
 

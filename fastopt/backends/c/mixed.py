@@ -12,6 +12,7 @@ checks each C function's argument types against :mod:`fastopt.optim.algorithms`
 
 from fastopt.optim.algorithms import ALGORITHMS, FLAG_ARGS
 from fastopt.backends.c._fastopt_c import ffi, lib
+from fastopt.backends.c.optim import checked_signature
 from fastopt.backends.numpy.mixed import split_args
 
 _NULL = ffi.NULL
@@ -31,12 +32,7 @@ def _c_function(algorithm):
                 "uint16_t *", "int",
                 *["int" if a in FLAG_ARGS else "float" for a in algorithm.kernel_args], "float",
                 "int", "int64_t"]
-    actual = [a.cname for a in ffi.typeof(function).args]
-    if actual != expected:
-        raise TypeError(f"{function.__name__} takes ({', '.join(actual)}), but the table's "
-                        f"{algorithm.name} (state {algorithm.state}, kernel_args "
-                        f"{algorithm.kernel_args}) calls it with ({', '.join(expected)})")
-    return function
+    return checked_signature(function, algorithm, expected)
 
 
 def _mixed(algorithm):

@@ -60,12 +60,19 @@ def _c_function(name, algorithm, segments=False, norm_out=False):
                     *(["int64_t", "int64_t *"] if segments else []),
                     *["int" if a in FLAG_ARGS else real for a in algorithm.kernel_args], real,
                     *(["double *"] if norm_out else [])]
-        actual = [a.cname for a in ffi.typeof(function).args]
-        if actual != expected:
-            raise TypeError(f"{function.__name__} takes ({', '.join(actual)}), but the table's "
-                            f"{algorithm.name} (state {algorithm.state}, kernel_args "
-                            f"{algorithm.kernel_args}) calls it with ({', '.join(expected)})")
+        checked_signature(function, algorithm, expected)
     return functions
+
+
+def checked_signature(function, algorithm, expected):
+    """``function`` (a cffi function), after checking that its argument types are ``expected``
+    (C type names), as the table's ``algorithm`` calls it; raises ``TypeError`` if not."""
+    actual = [a.cname for a in ffi.typeof(function).args]
+    if actual != expected:
+        raise TypeError(f"{function.__name__} takes ({', '.join(actual)}), but the table's "
+                        f"{algorithm.name} (state {algorithm.state}, kernel_args "
+                        f"{algorithm.kernel_args}) calls it with ({', '.join(expected)})")
+    return function
 
 
 # The first arguments of a C step, (n, param, grad, <state arrays>) with NULL for state arrays s
