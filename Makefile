@@ -18,7 +18,7 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 $(VENV)/.run-installed: $(BIN)/python $(SOURCES)
-	$(BIN)/python -m pip install --quiet -e '.[cuda,oracle]'
+	$(BIN)/python -m pip install --quiet -e '.[cuda,oracle,plot]'
 	touch $@
 
 $(VENV)/.test-installed: $(BIN)/python $(SOURCES)
