@@ -392,12 +392,20 @@ void fastopt_set_num_threads(int num_threads);
 /* The sum of the squared elements of grad, accumulated in double: the squared global gradient norm
  * of a fused step's reduction pass (clipping, non-finite detection). Fixed chunks of
  * FASTOPT_REDUCTION_CHUNK elements are summed in parallel, then the chunk sums in order, so the
- * result does not depend on the number of threads. Within a chunk, element i is added to running
- * sum (i - start) % 8 (the last size % 8 elements to the first), and the 8 sums pairwise:
- * ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7)), as the cpu backend does.
+ * result does not depend on the number of threads. Within a chunk starting at lo, element i is
+ * added to running sum (i - lo) % FASTOPT_REDUCTION_LANES, and the sums pairwise, level by level:
+ * (s0 + s1) + (s2 + s3), ..., as the cpu backend does.
  */
 double fastopt_sum_of_squares_f32(int64_t n, const float *grad);
 double fastopt_sum_of_squares_f64(int64_t n, const double *grad);
+
+/* The largest magnitude of the n elements of grad, as its bits: the maximum of each element's bits
+ * with the sign cleared, an int64 holding a float32's (f32), float64's (f64) or 16-bit float's (u16:
+ * float16 or bfloat16) bits; 0 when n is 0. Bits above those of infinity are a NaN. Exact, and the
+ * same for any thread count: the non-finite check of a step, one read of the gradient. */
+int64_t fastopt_max_magnitude_bits_f32(int64_t n, const void *grad);
+int64_t fastopt_max_magnitude_bits_f64(int64_t n, const void *grad);
+int64_t fastopt_max_magnitude_bits_u16(int64_t n, const void *grad);
 
 /* The steps above, each also leaving in *norm_out the sum of the squares of grad (the raw
  * gradient, before grad_scale) with the bits of fastopt_sum_of_squares (same chunks, same order,

@@ -11,6 +11,7 @@
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "fastopt.h"
 #include "loop_template.h"
@@ -41,37 +42,44 @@ static int64_t segment_holding(const int64_t *offsets, int64_t num_segments, int
     return lo - 1;
 }
 
-/* The sum of a chunk's 8 running sums (see add_squares in optim_template.h), added pairwise. */
-static inline double sum_of_8(const double sums[8])
+/* The sum of a chunk's running sums (see add_squares in optim_template.h), added pairwise level by
+ * level: (s0 + s1) + (s2 + s3), ...; sums is overwritten. */
+static inline double sum_of_lanes(double *sums)
 {
-    return ((sums[0] + sums[1]) + (sums[2] + sums[3]))
-           + ((sums[4] + sums[5]) + (sums[6] + sums[7]));
+    for (int width = FASTOPT_REDUCTION_LANES / 2; width >= 1; width /= 2)
+        for (int j = 0; j < width; j++)
+            sums[j] = sums[2 * j] + sums[2 * j + 1];
+    return sums[0];
 }
 
 #ifdef _OPENMP
 #define REDUCTION_PARALLEL \
     _Pragma("omp parallel for schedule(static) if (n >= FASTOPT_PARALLEL_THRESHOLD)")
 #define SIMD _Pragma("omp simd")
+#define MAX_PARALLEL \
+    _Pragma("omp parallel for schedule(static) reduction(max : top) if (n >= FASTOPT_PARALLEL_THRESHOLD)")
 #else
 #define REDUCTION_PARALLEL
 #define SIMD
+#define MAX_PARALLEL
 #endif
 
 /* FASTOPT_NORM_BLOCK (fastopt/_core/config.py, passed with -D): a fused step updates blocks of
  * this many elements, each followed by the sum of its gradient's squares while the block is in
- * cache; a multiple of 8, so that only a chunk's last block can end off the running sums' cycle. */
-#ifndef FASTOPT_NORM_BLOCK
+ * cache; a multiple of the reduction's lanes, so that only a chunk's last block can end off their
+ * cycle. */
+#if !defined(FASTOPT_NORM_BLOCK) || !defined(FASTOPT_REDUCTION_LANES)
 #error "tunables missing: build with fastopt/backends/c/build.py (-D from fastopt/_core/config.py)"
 #endif
-#if FASTOPT_NORM_BLOCK % 8 != 0
-#error "FASTOPT_NORM_BLOCK must be a multiple of 8"
+#if FASTOPT_NORM_BLOCK % FASTOPT_REDUCTION_LANES != 0
+#error "FASTOPT_NORM_BLOCK must be a multiple of FASTOPT_REDUCTION_LANES"
 #endif
 
 /* FOR_EACH_ELEMENT_WITH_NORM(i, update): runs update for i in [0, n) of the enclosing step and sets
  * *norm_out to the sum of the squares of grad[0, n), in the pass over memory of the update and with
  * the bits of fastopt_sum_of_squares: the same chunks, each summed by add_squares in blocks of
- * FASTOPT_NORM_BLOCK elements (8 running sums do not care where a block ends, since a block is a
- * multiple of 8 long), the chunk sums taken in order. */
+ * FASTOPT_NORM_BLOCK elements (the running sums do not care where a block ends, since a block is a
+ * multiple of the lanes long), the chunk sums taken in order. */
 #define FOR_EACH_ELEMENT_WITH_NORM(i, update)                                                      \
     do {                                                                                           \
         const int64_t chunks_ = (n + FASTOPT_REDUCTION_CHUNK - 1) / FASTOPT_REDUCTION_CHUNK;       \
@@ -85,7 +93,7 @@ static inline double sum_of_8(const double sums[8])
                 const int64_t lo_ = (first_ + c_) * FASTOPT_REDUCTION_CHUNK;                       \
                 const int64_t hi_ = lo_ + FASTOPT_REDUCTION_CHUNK < n                              \
                                         ? lo_ + FASTOPT_REDUCTION_CHUNK : n;                       \
-                double sums_[8] = {0};                                                             \
+                double sums_[FASTOPT_REDUCTION_LANES] = {0};                                       \
                 for (int64_t a_ = lo_; a_ < hi_; a_ += FASTOPT_NORM_BLOCK) {                       \
                     const int64_t b_ = a_ + FASTOPT_NORM_BLOCK < hi_ ? a_ + FASTOPT_NORM_BLOCK     \
                                                                      : hi_;                        \
@@ -94,7 +102,7 @@ static inline double sum_of_8(const double sums[8])
                         update;                                                                    \
                     NAME(add_squares)(grad, a_, b_, sums_);                                        \
                 }                                                                                  \
-                partial_[c_] = sum_of_8(sums_);                                                    \
+                partial_[c_] = sum_of_lanes(sums_);                                                \
             }                                                                                      \
             for (int64_t c_ = 0; c_ < count_; c_++)                                                \
                 total_ += partial_[c_];                                                            \
@@ -206,13 +214,45 @@ const char *fastopt_build_info(void)
     return COMPILER "; " OPENMP "; flags: " FASTOPT_CFLAGS;
 }
 
+/* ---- The non-finite check ------------------------------------------------------------------ */
+
+/* DEFINE_MAX_MAGNITUDE(suffix, UINT, MASK): fastopt_max_magnitude_bits_<suffix>, the largest of
+ * bits & MASK over the n elements of an array of UINT, the float bits with the sign cleared. An
+ * integer maximum is exact in any order: the chunks run in parallel and any thread count gives the
+ * same result. memcpy reads the bits without breaking strict aliasing; it compiles to the load. */
+#define DEFINE_MAX_MAGNITUDE(suffix, UINT, MASK)                                                   \
+    int64_t fastopt_max_magnitude_bits_##suffix(int64_t n, const void *grad)                       \
+    {                                                                                              \
+        const unsigned char *bytes = grad;                                                         \
+        const int64_t chunks = (n + FASTOPT_REDUCTION_CHUNK - 1) / FASTOPT_REDUCTION_CHUNK;        \
+        UINT top = 0;                                                                              \
+        MAX_PARALLEL                                                                               \
+        for (int64_t c = 0; c < chunks; c++) {                                                     \
+            const int64_t lo = c * FASTOPT_REDUCTION_CHUNK;                                        \
+            const int64_t hi = lo + FASTOPT_REDUCTION_CHUNK < n ? lo + FASTOPT_REDUCTION_CHUNK : n; \
+            UINT chunk_top = 0;                                                                    \
+            for (int64_t i = lo; i < hi; i++) {                                                    \
+                UINT bits;                                                                         \
+                memcpy(&bits, bytes + i * (int64_t)sizeof(UINT), sizeof(UINT));                    \
+                bits &= MASK;                                                                      \
+                chunk_top = bits > chunk_top ? bits : chunk_top;                                   \
+            }                                                                                      \
+            top = chunk_top > top ? chunk_top : top;                                               \
+        }                                                                                          \
+        return (int64_t)top;                                                                       \
+    }
+DEFINE_MAX_MAGNITUDE(f32, uint32_t, UINT32_C(0x7FFFFFFF))
+DEFINE_MAX_MAGNITUDE(f64, uint64_t, UINT64_C(0x7FFFFFFFFFFFFFFF))
+DEFINE_MAX_MAGNITUDE(u16, uint16_t, UINT16_C(0x7FFF))
+#undef DEFINE_MAX_MAGNITUDE
+
 /* Every tunable that build.py passes (C_DEFINES of fastopt/_core/config.py), as the compiler saw
  * it; each source checks that its own are defined. */
 #define TUNABLE(name) #name "=" STRINGIFY(name)
 const char *fastopt_build_config(void)
 {
     return TUNABLE(FASTOPT_PARALLEL_THRESHOLD) " " TUNABLE(FASTOPT_REDUCTION_CHUNK) " "
-           TUNABLE(FASTOPT_REDUCTION_BATCH) " " TUNABLE(FASTOPT_NORM_BLOCK) " "
+           TUNABLE(FASTOPT_REDUCTION_LANES) " " TUNABLE(FASTOPT_REDUCTION_BATCH) " " TUNABLE(FASTOPT_NORM_BLOCK) " "
            TUNABLE(FASTOPT_MIXED_BLOCK) " " TUNABLE(FASTOPT_MLP_MR) " "
            TUNABLE(FASTOPT_MLP_PARALLEL_MACS) " " TUNABLE(FASTOPT_MLP_PANEL_IN_PLACE_BYTES) " "
            TUNABLE(FASTOPT_MLP_PARALLEL_ELEMENTS) " " TUNABLE(FASTOPT_MLP_TASKS_PER_THREAD);

@@ -16,34 +16,26 @@
 
 /* ---- Reduction ------------------------------------------------------------------------------- */
 
-/* sums[k] += the squares of grad[lo, hi) in double: grad[i] to sums[(i - lo) % 8], the last
- * (hi - lo) % 8 to sums[0]. Eight running sums let the additions pipeline (and vectorize) without
- * reordering any of them: the result is set by this order alone, so a fused step that adds the
- * blocks of a chunk one after the other (FOR_EACH_ELEMENT_WITH_NORM) gets the same bits. */
+/* sums[(i - lo) % FASTOPT_REDUCTION_LANES] += grad[i]^2 in double, for i in [lo, hi). Many running
+ * sums let the additions run in vector registers at memory speed without reordering any of them:
+ * the result is set by this order alone, so a fused step that adds the blocks of a chunk one after
+ * the other (FOR_EACH_ELEMENT_WITH_NORM, blocks a multiple of the lanes) and the cpu backend get
+ * the same bits. */
 FASTOPT_INLINE void NAME(add_squares)(const REAL *restrict grad, int64_t lo, int64_t hi,
-                                      double sums[8])
+                                      double *restrict sums)
 {
-    double s0 = sums[0], s1 = sums[1], s2 = sums[2], s3 = sums[3];
-    double s4 = sums[4], s5 = sums[5], s6 = sums[6], s7 = sums[7];
-    const int64_t stop = lo + (hi - lo) / 8 * 8;
-    for (int64_t i = lo; i < stop; i += 8) {
-        const double x0 = grad[i], x1 = grad[i + 1], x2 = grad[i + 2], x3 = grad[i + 3];
-        const double x4 = grad[i + 4], x5 = grad[i + 5], x6 = grad[i + 6], x7 = grad[i + 7];
-        s0 += x0 * x0;
-        s1 += x1 * x1;
-        s2 += x2 * x2;
-        s3 += x3 * x3;
-        s4 += x4 * x4;
-        s5 += x5 * x5;
-        s6 += x6 * x6;
-        s7 += x7 * x7;
+    const int64_t stop = lo + (hi - lo) / FASTOPT_REDUCTION_LANES * FASTOPT_REDUCTION_LANES;
+    for (int64_t row = lo; row < stop; row += FASTOPT_REDUCTION_LANES) {
+        SIMD
+        for (int j = 0; j < FASTOPT_REDUCTION_LANES; j++) {
+            const double x = grad[row + j];
+            sums[j] += x * x;
+        }
     }
-    for (int64_t i = stop; i < hi; i++) {
-        const double x = grad[i];
-        s0 += x * x;
+    for (int64_t j = 0; j < hi - stop; j++) {
+        const double x = grad[stop + j];
+        sums[j] += x * x;
     }
-    sums[0] = s0, sums[1] = s1, sums[2] = s2, sums[3] = s3;
-    sums[4] = s4, sums[5] = s5, sums[6] = s6, sums[7] = s7;
 }
 
 double NAME(fastopt_sum_of_squares)(int64_t n, const REAL *restrict grad)
@@ -60,9 +52,9 @@ double NAME(fastopt_sum_of_squares)(int64_t n, const REAL *restrict grad)
         for (int64_t c = 0; c < count; c++) {
             const int64_t lo = (first + c) * FASTOPT_REDUCTION_CHUNK;
             const int64_t hi = lo + FASTOPT_REDUCTION_CHUNK < n ? lo + FASTOPT_REDUCTION_CHUNK : n;
-            double sums[8] = {0};
+            double sums[FASTOPT_REDUCTION_LANES] = {0};
             NAME(add_squares)(grad, lo, hi, sums);
-            partial[c] = sum_of_8(sums);
+            partial[c] = sum_of_lanes(sums);
         }
         for (int64_t c = 0; c < count; c++)
             total += partial[c];

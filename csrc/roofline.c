@@ -39,5 +39,34 @@
         FOR_EACH_ELEMENT(i, a[i] = b[i] + scalar * c[i]);                                         \
     }
 
+/* The read kernels sum in REAL and in any order (omp simd reduction): a yardstick, not a result. */
+#ifdef _OPENMP
+#define READ_LOOP(REAL)                                                                           \
+    if (n < FASTOPT_PARALLEL_THRESHOLD) {                                                         \
+        _Pragma("omp simd reduction(+ : total)")                                                  \
+        for (int64_t i = 0; i < n; i++)                                                           \
+            total += src[i];                                                                      \
+    } else {                                                                                      \
+        _Pragma("omp parallel for simd schedule(static) reduction(+ : total)")                    \
+        for (int64_t i = 0; i < n; i++)                                                           \
+            total += src[i];                                                                      \
+    }
+#else
+#define READ_LOOP(REAL)                                                                           \
+    for (int64_t i = 0; i < n; i++)                                                               \
+        total += src[i];
+#endif
+
+#define DEFINE_READ(REAL, SUFFIX)                                                                 \
+    double fastopt_stream_read_##SUFFIX(int64_t n, const REAL *restrict src)                      \
+    {                                                                                             \
+        REAL total = 0;                                                                           \
+        READ_LOOP(REAL)                                                                           \
+        return total;                                                                             \
+    }
+
+DEFINE_READ(float, f32)
+DEFINE_READ(double, f64)
+
 DEFINE_ROOFLINE(float, f32)
 DEFINE_ROOFLINE(double, f64)

@@ -36,6 +36,11 @@ void fastopt_same_traffic_f32(int64_t n, int n_written, float *w0, float *w1, fl
 void fastopt_same_traffic_f64(int64_t n, int n_written, double *w0, double *w1, double *w2,
                               double *w3, const double *read, double scale);
 
+/* STREAM-style read: the sum of src's n elements in any order (vectorized, in the precision of
+ * src). Counted as 1 array moved: the yardstick of the passes that only read. */
+double fastopt_stream_read_f32(int64_t n, const float *src);
+double fastopt_stream_read_f64(int64_t n, const double *src);
+
 /* STREAM copy: dst[i] = src[i]. Counted as 2 arrays moved. */
 void fastopt_stream_copy_f32(int64_t n, float *dst, const float *src);
 void fastopt_stream_copy_f64(int64_t n, double *dst, const double *src);

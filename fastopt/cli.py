@@ -288,7 +288,9 @@ def make_parser():
                        description="Times every optimizer configuration on every backend "
                        "against a kernel moving the same bytes and against the installed peers "
                        "(numpy as a user writes it, torch.optim), then call overhead, many small "
-                       "tensors, thread scaling and start-up.")
+                       "tensors, the safe default (the non-finite check and clipping against "
+                       "the plain step, quiet and with one core busy), thread scaling and "
+                       "start-up.")
     parsers["bench"] = b
     b.add_argument("--size", type=_count, action="append",
                    help="parameters per step, e.g. 1e7 (repeatable; default 4e6, or 1e3 ... 1e8 "

@@ -110,11 +110,15 @@ def test_a_scaled_float32_gradient_that_overflows_is_reported_and_skipped(backen
 def test_finite_float64_gradients_whose_norm_overflows_are_stepped(backend):
     p = np.ones(8)
     opt = fastopt.SGD([p], lr=1e-200, backend=backend)
-    info = opt.step([np.full(8, 1e200)])
+    info = opt.step([np.full(8, 1e200)], return_norm=True)
     assert info.grad_norm == np.inf and not info.found_inf and not info.skipped
     assert np.all(p == 0.0)  # 1 - 1e-200 * 1e200
-    info = opt.step([np.array([np.inf, *[1e200] * 7])])
-    assert info.found_inf and info.skipped and np.all(p == 0.0)
+    info = opt.step([np.full(8, 1e200)])  # the check alone: the largest magnitude is finite
+    assert info.grad_norm is None and not info.found_inf and not info.skipped
+    assert np.all(p == -1.0)
+    for norm_asked in (False, True):
+        info = opt.step([np.array([np.inf, *[1e200] * 7])], return_norm=norm_asked)
+        assert info.found_inf and info.skipped and np.all(p == -1.0)
 
 
 # ---- Threads ------------------------------------------------------------------------------------
@@ -199,6 +203,7 @@ def test_a_failing_launch_advances_the_step_counts_of_the_parameters_stepped_onl
     class Failing:  # the backend module, failing on the third parameter
         TAKES_PYTHON_FLOATS = real.TAKES_PYTHON_FLOATS
         sum_of_squares = staticmethod(real.sum_of_squares)
+        max_magnitude_bits = staticmethod(real.max_magnitude_bits)
 
         @staticmethod
         def sgd(param, *rest):

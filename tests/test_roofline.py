@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from conftest import AVAILABLE
 
-from fastopt.bench import cases, many, table, timing
+from fastopt.bench import cases, check, many, table, timing
 from fastopt.bench.cases import CONFIGS
 from fastopt.bench.timing import ROOFLINE_BACKENDS
 
@@ -55,6 +55,10 @@ def test_stream_copy_and_triad(backend, dtype, n):
     kernels.stream_triad(a, b, c, dtype(3.0))
     np.testing.assert_array_equal(a, b0 + dtype(3.0) * c0)
     np.testing.assert_array_equal(b, b0)
+    np.testing.assert_array_equal(c, c0)
+    total = kernels.stream_read(c)  # the sum, in any order: to rounding
+    np.testing.assert_allclose(total, np.sum(c0, dtype=np.float64), rtol=1e-4 * max(n, 1) ** 0.5,
+                               atol=1e-6 * n)
     np.testing.assert_array_equal(c, c0)
 
 
@@ -117,3 +121,17 @@ def test_many_tensors_pairs_each_case_with_one_tensor():
     assert f"{backend} arena" in by_case and f"{backend} 1 tensor" in by_case
     assert by_case[f"{backend} arena"].paired[f"{backend} 1 tensor"] > 0
     assert f"{backend} 1 tensor" not in by_case[f"{backend} 1 tensor"].paired
+
+
+def test_the_safe_default_section_reads_its_cases_in_turn():
+    rows = check.safe_default([2_000], backends=BACKENDS, repeat=3, max_s=0.2, busy=True)
+    (row,) = rows
+    for backend in BACKENDS:
+        for case in ("step, no check", "step (default: check)", "step, max_norm=1",
+                     "check pass", "norm pass", "STREAM-style read"):
+            assert row["median_s"][f"{backend} {case}"] > 0
+        ratios = row["ratios"][backend]
+        assert ratios["default / no check"] > 0 and ratios["check speed / read speed"] > 0
+        assert f"{backend} step (default: check)" in row["busy_median_s"]
+    text = "\n".join(check.format_safe_default(rows))
+    assert "one core busy" in text and "default / no check" in text

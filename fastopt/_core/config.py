@@ -22,6 +22,12 @@ This module imports nothing: ``build.py`` loads it by path when ``fastopt`` is n
 #: in order, so a norm does not depend on the thread count. Sets the bits of every norm (cpu and c
 #: must agree); larger chunks mean fewer partial sums but less parallelism for mid-sized arrays.
 REDUCTION_CHUNK = 1 << 14
+#: Running sums per chunk of the sums of squares: element ``i`` of a chunk starting at ``lo`` is
+#: added to sum ``(i - lo) % REDUCTION_LANES``, and the sums are added pairwise at the chunk's end.
+#: Also sets the bits (cpu and c must agree). Enough independent sums for the additions to run at
+#: memory speed in vector registers (and for numba's loop vectorizer to take the lanes as a loop);
+#: a power of two that divides every block size below.
+REDUCTION_LANES = 64
 
 # ---- cpu (numba) --------------------------------------------------------------------------------
 
@@ -33,7 +39,7 @@ CPU_PARALLEL_THRESHOLD = 1 << 15
 #: sums. C's LAMB chunks by REDUCTION_CHUNK; equal values keep the two alike.
 CPU_LAMB_CHUNK = 1 << 14
 #: Elements per block of an update, one vectorized loop; a fused step adds a block's squares
-#: right after updating it, while it is in cache. A multiple of 8 (the reduction's running sums):
+#: right after updating it, while it is in cache. A multiple of REDUCTION_LANES:
 #: larger blocks mean less loop overhead until the block falls out of L1.
 CPU_BLOCK = 1 << 10
 #: Dense layers with fewer multiply-adds (batch x fan_in x fan_out) run on one thread.
@@ -55,7 +61,7 @@ C_PARALLEL_THRESHOLD = 1 << 15
 #: means fewer regions for huge arrays and more stack.
 C_REDUCTION_BATCH = 1024
 #: Elements per block of a fused step's update, each followed by the sum of its gradient's squares
-#: while in cache; a multiple of 8 (the reduction's running sums), as CPU_BLOCK.
+#: while in cache; a multiple of REDUCTION_LANES, as CPU_BLOCK.
 C_NORM_BLOCK = 1 << 10
 #: Elements per block of a mixed-precision step: its decoded float32 buffers (up to four) live on
 #: the stack and in L1. Below C_PARALLEL_THRESHOLD, so the float32 step runs a block on one thread.
@@ -78,6 +84,7 @@ C_MLP_TASKS_PER_THREAD = 4
 C_DEFINES = {
     "FASTOPT_PARALLEL_THRESHOLD": C_PARALLEL_THRESHOLD,
     "FASTOPT_REDUCTION_CHUNK": REDUCTION_CHUNK,
+    "FASTOPT_REDUCTION_LANES": REDUCTION_LANES,
     "FASTOPT_REDUCTION_BATCH": C_REDUCTION_BATCH,
     "FASTOPT_NORM_BLOCK": C_NORM_BLOCK,
     "FASTOPT_MIXED_BLOCK": C_MIXED_BLOCK,

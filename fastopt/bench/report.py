@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from fastopt._core.dispatch import available_backends
+from fastopt.bench.check import format_safe_default, safe_default
 from fastopt.bench.machine import machine
 from fastopt.bench.many import many_tensors
 from fastopt.bench.overhead import contradicting_stages, overhead
@@ -17,7 +18,7 @@ from fastopt.bench.table import peer_speedup, roofline_ratio, run_table, unreada
 from fastopt.bench.timing import ROOFLINE_BACKENDS, too_noisy
 
 #: The sections of a run, in order (``fastopt bench --sections``).
-SECTIONS = ("table", "overhead", "many", "threads", "startup")
+SECTIONS = ("table", "overhead", "many", "check", "threads", "startup")
 
 
 @dataclass
@@ -31,6 +32,7 @@ class Report:
     skipped: list = field(default_factory=list)
     overhead: dict = field(default_factory=dict)
     many: list = field(default_factory=list)
+    check: list = field(default_factory=list)
     threads: list = field(default_factory=list)
     startup: dict = field(default_factory=dict)
 
@@ -44,6 +46,7 @@ class Report:
                            for r in self.results if r.kind == "fastopt"],
                 "skipped": [{"case": c, "reason": why} for c, why in self.skipped],
                 "overhead": self.overhead, "many_tensors": [r.as_dict() for r in self.many],
+                "safe_default": self.check,
                 "thread_scaling": self.threads, "startup": self.startup}
 
 
@@ -80,6 +83,9 @@ def run_all(sizes, dtypes=(np.float32,), backends=None, repeat=10, peers=PEERS,
         report.many = many_tensors(*many, backends=backends and [
             b for b in backends if b in ROOFLINE_BACKENDS], skipped=report.skipped, max_s=max_s,
             peers=[p for p in peers if p.startswith("torch")])
+    if "check" in sections:
+        report.check = safe_default(sizes, backends=backends, repeat=repeat, max_s=max_s,
+                                    skipped=report.skipped, progress=progress)
     if "threads" in sections:
         say("thread scaling")
         report.threads = thread_scaling(thread_n, repeat=repeat, max_s=max_s)
@@ -275,6 +281,8 @@ def format_report(report):
                   "(= torch.optim for peers)"]
         lines += [f"  {r.backend:<24}{r.median_s * 1e3:>10.2f} ms (best {r.min_s * 1e3:.2f})"
                   f"{r.gb_per_s:>8.2f} GB/s" for r in report.many]
+    if report.check:
+        lines += [""] + format_safe_default(report.check)
     if report.threads:
         lines += ["", "thread scaling (GB/s of the step / of its same-traffic kernel):"]
         slower = slower_with_more_threads(report.threads)

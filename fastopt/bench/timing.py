@@ -160,25 +160,31 @@ class _CRoofline:
         self._ffi = ffi
         self._kernels = {
             np.dtype(np.float32): ("float[]", lib.fastopt_same_traffic_f32,
-                                   lib.fastopt_stream_copy_f32, lib.fastopt_stream_triad_f32),
+                                   lib.fastopt_stream_copy_f32, lib.fastopt_stream_triad_f32,
+                                   lib.fastopt_stream_read_f32),
             np.dtype(np.float64): ("double[]", lib.fastopt_same_traffic_f64,
-                                   lib.fastopt_stream_copy_f64, lib.fastopt_stream_triad_f64),
+                                   lib.fastopt_stream_copy_f64, lib.fastopt_stream_triad_f64,
+                                   lib.fastopt_stream_read_f64),
         }
 
     def same_traffic(self, written, read, scale):
-        ctype, kernel, _, _ = self._kernels[read.dtype]
+        ctype, kernel, *_ = self._kernels[read.dtype]
         buf = self._ffi.from_buffer
         pointers = [buf(ctype, w) for w in written] + [self._ffi.NULL] * (4 - len(written))
         kernel(read.size, len(written), *pointers, buf(ctype, read), scale)
 
     def stream_copy(self, dst, src):
-        ctype, _, kernel, _ = self._kernels[dst.dtype]
+        ctype, _, kernel, *_ = self._kernels[dst.dtype]
         kernel(dst.size, self._ffi.from_buffer(ctype, dst), self._ffi.from_buffer(ctype, src))
 
     def stream_triad(self, a, b, c, scalar):
-        ctype, _, _, kernel = self._kernels[a.dtype]
+        ctype, _, _, kernel, _ = self._kernels[a.dtype]
         buf = self._ffi.from_buffer
         kernel(a.size, buf(ctype, a), buf(ctype, b), buf(ctype, c), scalar)
+
+    def stream_read(self, src):
+        ctype, *_, kernel = self._kernels[src.dtype]
+        return kernel(src.size, self._ffi.from_buffer(ctype, src))
 
 
 _roofline_modules = {}
@@ -186,7 +192,8 @@ _roofline_modules = {}
 
 def roofline_kernels(backend):
     """The roofline kernels of a host backend (``"cpu"`` or ``"c"``): an object with
-    ``same_traffic(written, read, scale)``, ``stream_copy(dst, src)``, ``stream_triad(a, b, c, s)``.
+    ``same_traffic(written, read, scale)``, ``stream_copy(dst, src)``, ``stream_triad(a, b, c, s)``,
+    ``stream_read(src)``.
     Raises :class:`Unsupported` if the backend cannot run here."""
     if backend not in _roofline_modules:
         if backend not in available_backends():

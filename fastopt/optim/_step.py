@@ -2,6 +2,7 @@
 
 import functools
 import operator
+import struct
 from itertools import compress
 
 import numpy as np
@@ -178,3 +179,34 @@ def launch_with_norm(module, algorithm, arrays, scalars, grad_scale, norm_out):
         kernel(*arrays, *scalars, grad_scale, norm_out)
     else:
         kernel(*arrays, *_cast(arrays, scalars, grad_scale), norm_out)
+
+
+#: Gradient dtype -> (the bits of its largest magnitude as bytes, those bytes as a float, the
+#: shift of the bits into those bytes): bfloat16 (uint16 bits) is the top half of a float32.
+_MAGNITUDE_DECODING = {"float32": (struct.Struct("<I").pack, struct.Struct("<f").unpack, 0),
+                       "float64": (struct.Struct("<Q").pack, struct.Struct("<d").unpack, 0),
+                       "float16": (struct.Struct("<H").pack, struct.Struct("<e").unpack, 0),
+                       "uint16": (struct.Struct("<I").pack, struct.Struct("<f").unpack, 16)}
+
+
+def magnitude(bits, dtype):
+    """The float of the magnitude bits ``bits`` (a backend's ``max_magnitude_bits``) of a gradient
+    of ``dtype`` (uint16: bfloat16 bits); NaN bits give ``nan``."""
+    pack, unpack, shift = _MAGNITUDE_DECODING[np.dtype(dtype).name]
+    return unpack(pack(bits << shift))[0]
+
+
+def bind_max_abs(module, grad):
+    """``check()``: :func:`max_abs` of ``grad`` in ``module``, with what can be found once (the C
+    pointer, the kernel of its size) found now."""
+    bind = getattr(module.max_magnitude_bits, "bind", None)
+    bits = bind(grad) if bind is not None else functools.partial(module.max_magnitude_bits, grad)
+    pack, unpack, shift = _MAGNITUDE_DECODING[np.dtype(grad.dtype).name]
+    return lambda: unpack(pack(bits() << shift))[0]
+
+
+def max_abs(module, grad):
+    """The largest magnitude of a checked gradient in the backend ``module``, exactly as
+    :func:`fastopt.optim.reference.max_abs`: one read of the gradient at memory speed, an integer
+    maximum over its bits (see the backends' ``max_magnitude_bits``)."""
+    return magnitude(module.max_magnitude_bits(grad), grad.dtype)

@@ -11,8 +11,8 @@ follows the arrays (see :func:`fastopt.available_backends`).
 
 Every argument is checked before anything is written: a call that raises leaves all arrays as they
 were. The gradient's values are not inspected: a non-finite gradient makes non-finite parameters and
-state. The optimizer classes skip such steps; here, check :func:`grad_norm` first where that
-matters."""
+state. The optimizer classes skip such steps; here, check :func:`max_abs` (one read at memory
+speed) or :func:`grad_norm` first where that matters."""
 
 import functools
 import math
@@ -23,7 +23,7 @@ import numpy as np
 from fastopt.optim import _api, algorithms as alg
 from fastopt._core import memory as _memory
 from fastopt._core.dispatch import choose, is_device_array, kernels
-from fastopt.optim._step import checked_step, launch, resolve
+from fastopt.optim._step import checked_step, launch, max_abs as _max_abs, resolve
 from fastopt._core.validate import check_arrays, check_number, check_step
 
 
@@ -94,6 +94,26 @@ def grad_norm(grads, backend=None):
         (g,) = check_arrays({key: g}, (), name == "cuda")
         total += module.sum_of_squares(g)
     return math.sqrt(total)
+
+
+def max_abs(grads, backend=None):
+    r"""The largest magnitude :math:`\max_i |g_i|` over a list of gradients: ``inf`` when an
+    element is infinite, ``nan`` when one is NaN, 0 when there are none. Exact (an integer maximum
+    over the bits with the sign cleared), so every backend gives the same value; one read of each
+    gradient at memory speed, the check to run before a step where a non-finite gradient must
+    not reach the parameters."""
+    grads = [grads] if hasattr(grads, "shape") or is_device_array(grads) else list(grads)
+    named = {f"grads[{i}]": g for i, g in enumerate(grads)}
+    name = choose(named, backend)
+    module = kernels(name)
+    checked = [check_arrays({key: g}, (), name == "cuda")[0] for key, g in named.items()]
+    largest = 0.0
+    for g in checked:
+        top = _max_abs(module, g)
+        if top != top:
+            return top
+        largest = max(largest, top)
+    return largest
 
 
 def _functional_step(algorithm):

@@ -13,11 +13,14 @@ cannot be re-pointed into an arena, so for one launch per step build the model o
 PyTorch. Changing a group's hyperparameters between steps takes effect at the next step without
 recompiling: they reach the kernels as runtime scalars.
 
-A step makes one pass over memory, or two when it needs the global gradient norm first (clipping by
-``max_norm``, unscaling by ``grad_scale``, or the non-finite check that the classes do by default):
-a reduction over the gradients, then the update with the unscale and clip factor applied inside the
-kernel. A step whose gradients hold an inf or nan is skipped whole: parameters, state and step
-counts are left exactly as they were, and the returned :class:`StepInfo` says so.
+A step makes one pass over memory, or two when it must read the gradients before writing: the
+non-finite check that the classes do by default (and any step with ``grad_scale``) reads each
+gradient once for its largest magnitude, an exact integer maximum over the bits at memory speed;
+clipping by ``max_norm`` (or ``return_norm``) instead sums the squares for the global norm, which
+the check then reads off. The update follows with the unscale and clip factor applied inside the
+kernel. A step whose gradients hold an inf or nan, or one that unscaling would overflow, is skipped
+whole: parameters, state and step counts are left exactly as they were, and the returned
+:class:`StepInfo` says so.
 
 The user's arrays are updated in place, never copied: numpy arrays as they are, DLPack host arrays
 (CPU torch tensors) and ``__cuda_array_interface__`` arrays (CuPy, torch CUDA, numba) through
@@ -37,7 +40,8 @@ from fastopt.optim import _api, algorithms as alg
 from fastopt._core import memory as _memory, lowp
 from fastopt.optim import mixed
 from fastopt._core.dispatch import choose, is_device_array, kernels
-from fastopt.optim._step import bound_launch, check_hyper, launch, launch_with_norm
+from fastopt.optim._step import (bind_max_abs, max_abs as _max_abs, bound_launch, check_hyper, launch,
+                                 launch_with_norm)
 from fastopt._core.validate import (CheckMemo, as_device_array, as_host_array, check_arrays,
                                     check_disjoint, check_number, _address_range)
 from fastopt.optim.arena import FlatParams
@@ -138,7 +142,7 @@ class _BoundParameter:
     """One parameter's step bound to its arrays: the gradient and state array objects it was
     checked and bound with, and the bound kernel."""
 
-    __slots__ = ("param", "grad", "uses", "states", "arrays", "run", "reduce", "module",
+    __slots__ = ("param", "grad", "uses", "states", "arrays", "run", "reduce", "check", "module",
                  "algorithm")
 
     def __init__(self, param, grad, uses, states, arrays, run, module, algorithm):
@@ -147,6 +151,7 @@ class _BoundParameter:
         bind = getattr(module.sum_of_squares, "bind", None)  # a backend's pointer found once
         self.reduce = (bind(arrays[1]) if bind is not None
                        else functools.partial(module.sum_of_squares, arrays[1]))
+        self.check = bind_max_abs(module, arrays[1])
 
     def run_with(self, scalars, factor, norm_out=None):
         """The bound kernel with ``scalars`` and gradient factor ``factor``; with ``norm_out``,
@@ -276,7 +281,8 @@ class Optimizer:
         ``return_norm``: compute the global norm even when nothing else needs it; when nothing
         else does (and ``skip_nonfinite=False``), each update pass sums its own gradient: no
         reduction pass, and a non-finite norm is reported (``found_inf``) but not skipped.
-        Returns a :class:`StepInfo`.
+        Returns a :class:`StepInfo`; its ``grad_norm`` is ``None`` unless ``max_norm`` or
+        ``return_norm`` asked for the norm (the non-finite check alone does not compute it).
 
         Steps of one optimizer from several threads run one after the other (a lock).
         """
@@ -330,8 +336,8 @@ class Optimizer:
         if fused and not any("master" in self.state.get(i, ()) for i, *_ in plan):
             # Nothing needs the norm first: each update pass also sums its gradient.
             return self._step_with_norm(plan)
-        if self.skip_nonfinite or grad_scale is not None or max_norm is not None or return_norm:
-            # The reduction pass: one read of every gradient.
+        if max_norm is not None or return_norm:
+            # The reduction pass: one read of every gradient, summing its squares.
             total = 0.0
             for entry in plan:
                 total += entry[3]()
@@ -347,8 +353,20 @@ class Optimizer:
                 # Some gradient times its factor overflows the parameters' precision.
                 return StepInfo(norm, True, True)
             info = StepInfo(norm, False, False, clip)
+        elif self.skip_nonfinite or grad_scale is not None:
+            # The check pass: one read of every gradient for its largest magnitude, exactly (an
+            # integer maximum over the bits, at memory speed); no norm needed.
+            largest = 0.0
+            for entry in plan:
+                top = entry[4]()
+                if not top <= largest:  # larger, or NaN (which stops the loop's comparisons)
+                    largest = top
+                    if top != top:
+                        break
+            if largest != largest or largest * factor > self._largest:
+                return StepInfo(None, True, True)  # non-finite, or overflowing once unscaled
         states = self.state
-        for index, new_state, step, _, run in plan:  # everything checked: now write
+        for index, new_state, step, _, _, run in plan:  # everything checked: now write
             run(factor)
             # Recorded after the launch: a failing one leaves its parameter's count as it was.
             state = states.get(index)
@@ -399,7 +417,7 @@ class Optimizer:
         into a slot of its own (added in parameter order afterwards, so the norm is the reduction
         pass's, bit for bit). Nothing is skipped: a non-finite norm is reported as ``found_inf``."""
         norms = _memory.full(self._backend == "cuda", (max(len(plan), 1),), np.float64, 0.0)
-        for k, (index, new_state, step, _, run) in enumerate(plan):
+        for k, (index, new_state, step, _, _, run) in enumerate(plan):
             run(1.0, norms[k:k + 1])
             state = self.state.setdefault(index, {})
             state.update(new_state)
@@ -429,8 +447,9 @@ class Optimizer:
         return checked
 
     def _prepare(self, index, param, grad, hyper, uses, fused=False):
-        """One parameter's step, checked: ``(index, new state, step count, reduce, run)``, where
-        ``reduce()`` is the gradient's squared norm and ``run(grad_scale)`` launches the update.
+        """One parameter's step, checked: ``(index, new state, step count, reduce, check, run)``,
+        where ``reduce()`` is the gradient's squared norm, ``check()`` its largest magnitude and
+        ``run(grad_scale)`` launches the update.
         Missing state is created but not yet stored. ``fused``: ``run`` also takes ``norm_out``
         (:meth:`_step_with_norm`).
 
@@ -446,7 +465,7 @@ class Optimizer:
         if bound is not None and bound.matches(param, grad, uses, state):
             if not algorithm.host_state:  # the common step: a bound kernel and its scalars
                 scalars = algorithm.scalars(hyper, step, False)
-                return (index, _NO_STATE, step, bound.reduce,
+                return (index, _NO_STATE, step, bound.reduce, bound.check,
                         functools.partial(bound.run_with, scalars) if fused
                         else functools.partial(bound.run, *scalars))
             new_state, fresh, arrays, run_bound = {}, False, bound.arrays, bound.run
@@ -469,7 +488,8 @@ class Optimizer:
             else:
                 launch(module, algorithm, arrays, scalars, factor)
 
-        return (index, new_state, step, lambda: module.sum_of_squares(arrays[1]), run)
+        return (index, new_state, step, lambda: module.sum_of_squares(arrays[1]),
+                lambda: _max_abs(module, arrays[1]), run)
 
     def _arrays(self, index, param, grad, hyper, uses, state):
         """``(new state, fresh, arrays)``: the step's arrays in kernel order after the checks,
@@ -593,6 +613,7 @@ class Optimizer:
         module = kernels(self._backend, "mixed")
         master, algorithm = state["master"], self.algorithm
         return (index, new_state, step, lambda: mixed.grad_sum_of_squares(module, grad),
+                lambda: _max_abs(kernels(self._backend), grad),
                 lambda factor: mixed.launch(module, algorithm, master, grad, states, view,
                                             scalars, factor, stochastic, key))
 

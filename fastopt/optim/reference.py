@@ -340,3 +340,10 @@ def sum_of_squares(grad):
     """The sum of the squared gradient elements, accumulated in float64 (the squared global
     norm)."""
     return float(np.sum(np.square(grad, dtype=np.float64)))
+
+
+def max_abs(grad):
+    r"""The largest magnitude :math:`\max_i |g_i|` of the gradient elements: ``inf`` when one is
+    infinite, ``nan`` when one is NaN, 0 when there are none. Exact (no rounding), so every backend
+    agrees with it; the non-finite check of a step."""
+    return float(np.max(np.abs(grad), initial=0.0))

@@ -226,6 +226,29 @@ def _bind_sum_of_squares(grad):
 
 sum_of_squares.bind = _bind_sum_of_squares
 
+#: The C function reading each gradient dtype's bits (uint16: bfloat16 bits).
+_MAX_MAGNITUDE_BITS = {np.dtype(np.float32): lib.fastopt_max_magnitude_bits_f32,
+                       np.dtype(np.float64): lib.fastopt_max_magnitude_bits_f64,
+                       np.dtype(np.float16): lib.fastopt_max_magnitude_bits_u16,
+                       np.dtype(np.uint16): lib.fastopt_max_magnitude_bits_u16}
+
+
+def max_magnitude_bits(grad):
+    """The bits of the largest magnitude of ``grad`` (float32, float64, float16, or bfloat16 bits
+    as uint16) as an int, decoded by :func:`fastopt.optim._step.max_abs`; 0 when empty."""
+    return _bind_max_magnitude_bits(grad)()
+
+
+def _bind_max_magnitude_bits(grad):
+    """``check()``: :func:`max_magnitude_bits` of ``grad``, its pointer found once."""
+    if not grad.size:
+        return int
+    return functools.partial(_MAX_MAGNITUDE_BITS[grad.dtype], grad.size,
+                             _buffer(grad))
+
+
+max_magnitude_bits.bind = _bind_max_magnitude_bits
+
 
 # ---- The build and the threads ------------------------------------------------------------------
 

@@ -28,7 +28,7 @@ from fastopt._core import config
 from fastopt.backends._numba.compile import parallel_threshold, serial_and_parallel
 from fastopt.backends._numba.launch import KernelArgs
 from fastopt.backends._numba.specialize import load, mode_name, rounded, specialized, store
-from fastopt.backends.elements.args import flat
+from fastopt.backends.elements.args import MAGNITUDE_BITS, flat
 from fastopt.backends.elements.optim import make_elements
 from fastopt.optim.algorithms import ALGORITHMS
 
@@ -62,57 +62,49 @@ def _compile_serial_and_parallel(body):
     return functools.update_wrapper(launch, body)
 
 
-#: The kernels work on blocks of this many elements (a multiple of 8 that divides REDUCTION_CHUNK):
-#: a block is one vectorized loop, and the fused kernels add the squares of a block's gradient
-#: right after updating it, while it is in cache.
+#: The kernels work on blocks of this many elements (a multiple of REDUCTION_LANES that divides
+#: REDUCTION_CHUNK): a block is one vectorized loop, and the fused kernels add the squares of a
+#: block's gradient right after updating it, while it is in cache.
 BLOCK = config.CPU_BLOCK
+#: Running sums of a chunk of the sums of squares (see below).
+LANES = config.REDUCTION_LANES
 
 
 # ---- The global gradient norm: alone, or computed in the update pass ---------------------------
 #
 # Both sum fixed chunks of REDUCTION_CHUNK elements (in parallel), then the chunk sums in order, so
-# the result does not depend on the number of threads. A chunk keeps 8 running sums (element i goes
-# to sum (i - start) % 8, the chunk's last (size % 8) elements to the first), added pairwise at the
-# end, so that the additions pipeline instead of waiting on one another. The sums are set by this
-# order alone (no fastmath), so a fused kernel, which adds each BLOCK of elements right
-# after updating it (the gradient still in cache), gets the same bits as _chunked_sum_of_squares.
-
-_NO_SUMS = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
-
+# the result does not depend on the number of threads. A chunk keeps LANES running sums in a small
+# array (element i goes to sum (i - start) % LANES), added pairwise at the end. The inner loop over
+# the lanes is elementwise, so numba's loop vectorizer takes it as it is, and the sums are set by
+# this order alone (no fastmath): the c backend, and a fused kernel here, which adds each BLOCK of
+# elements right after updating it (the gradient still in cache), get the same bits.
 
 @_inline
 def _add_squares(g, lo, hi, sums):
-    """sums + the squares of g[lo:hi] in float64: g[i] to sums[(i - lo) % 8], the (hi - lo) % 8
-    last ones to sums[0]"""
-    s0, s1, s2, s3, s4, s5, s6, s7 = sums
+    """sums[(i - lo) % LANES] += g[i]^2 in float64 for i in [lo, hi)"""
     # Unsigned indices: numba then drops the negative-index wraparound, whose select on every
-    # load costs this loop more than half its speed.
-    lo, hi = np.uint64(lo), np.uint64(hi)
-    stop = lo + (hi - lo) // np.uint64(8) * np.uint64(8)
-    for i in range(lo, stop, np.uint64(8)):
-        x0, x1, x2, x3 = np.float64(g[i]), np.float64(g[i + 1]), np.float64(g[i + 2]), \
-            np.float64(g[i + 3])
-        x4, x5, x6, x7 = np.float64(g[i + 4]), np.float64(g[i + 5]), np.float64(g[i + 6]), \
-            np.float64(g[i + 7])
-        s0 += x0 * x0
-        s1 += x1 * x1
-        s2 += x2 * x2
-        s3 += x3 * x3
-        s4 += x4 * x4
-        s5 += x5 * x5
-        s6 += x6 * x6
-        s7 += x7 * x7
-    for i in range(stop, hi):
-        x = np.float64(g[i])
-        s0 += x * x
-    return s0, s1, s2, s3, s4, s5, s6, s7
+    # load keeps the loop from vectorizing.
+    lo, hi, lanes = np.uint64(lo), np.uint64(hi), np.uint64(LANES)
+    stop = lo + (hi - lo) // lanes * lanes
+    for row in range(lo, stop, lanes):
+        for j in range(lanes):
+            x = np.float64(g[row + j])
+            sums[j] += x * x
+    for j in range(hi - stop):
+        x = np.float64(g[stop + j])
+        sums[j] += x * x
 
 
 @_inline
 def _total(sums):
-    """The 8 running sums of a chunk, added pairwise"""
-    s0, s1, s2, s3, s4, s5, s6, s7 = sums
-    return ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
+    """The LANES running sums of a chunk, added pairwise: (s0 + s1) + (s2 + s3), ... level by level
+    (sums is overwritten)"""
+    width = LANES
+    while width > 1:
+        width //= 2
+        for j in range(width):
+            sums[j] = sums[2 * j] + sums[2 * j + 1]
+    return sums[0]
 
 
 @_inline
@@ -126,13 +118,68 @@ def _sum_in_order(partial):
 
 @_compile_serial_and_parallel
 def _chunked_sum_of_squares(g, chunk):
-    """sum(g_i^2) in float64: per chunk, 8 running sums added pairwise; the chunk sums in order"""
+    """sum(g_i^2) in float64: per chunk, LANES running sums added pairwise; the chunk sums in order"""
     n_chunks = (g.size + chunk - 1) // chunk
     partial = np.empty(n_chunks, np.float64)
     for c in prange(n_chunks):
         lo = c * chunk
-        partial[c] = _total(_add_squares(g, lo, min(g.size, lo + chunk), _NO_SUMS))
+        sums = np.zeros(LANES, np.float64)
+        _add_squares(g, lo, min(g.size, lo + chunk), sums)
+        partial[c] = _total(sums)
     return _sum_in_order(partial)
+
+
+# ---- The non-finite check: the largest magnitude, exactly ---------------------------------------
+#
+# A float's magnitude orders as its bits with the sign cleared (as integers), infinities above every
+# finite value and NaNs above infinity, so the largest |g| is an integer maximum: exact, in any
+# order, and a few vector instructions per 8 elements. Chunks in parallel, then their maxima.
+
+def _max_magnitude_bits(bits, chunk):
+    """Template: max(INT(bits_i & MASK)) per chunk, then over the chunks"""
+    n_chunks = (bits.size + chunk - 1) // chunk
+    partial = np.empty(n_chunks, INT)
+    for c in prange(n_chunks):
+        top = INT(0)
+        for i in range(np.uint64(c * chunk), np.uint64(min(bits.size, (c + 1) * chunk))):
+            top = max(top, INT(bits[i] & MASK))  # INT(): numba widens & of narrow ints
+        partial[c] = top
+    top = INT(0)
+    for c in range(n_chunks):
+        top = max(top, partial[c])
+    return top
+
+
+#: Unbound names of the template above (bound in each copy by _max_magnitude_kernel); never used.
+INT = MASK = None
+
+
+@functools.cache
+def _max_magnitude_kernel(int_type, mask):
+    """The serial and parallel copies of _max_magnitude_bits for ``int_type`` (a numpy name)"""
+    int_type = getattr(np, int_type)
+    return _compile_serial_and_parallel(specialized(
+        _max_magnitude_bits, f"_max_magnitude_bits_{np.dtype(int_type).name}",
+        INT=int_type, MASK=int_type(mask)))
+
+
+def max_magnitude_bits(grad):
+    """max(bits(g_i) with the sign cleared) over ``grad`` (float32, float64, float16, or bfloat16
+    bits as uint16), as an int: the bits of its largest magnitude, decoded by
+    :func:`fastopt.optim._step.max_abs`; 0 for an empty ``grad``."""
+    return _bind_max_magnitude_bits(grad)()
+
+
+def _bind_max_magnitude_bits(grad):
+    """``check()``: :func:`max_magnitude_bits` of ``grad``, its view and kernel made once."""
+    int_type, mask = MAGNITUDE_BITS[grad.dtype.name]
+    bits = flat(grad).view(int_type)
+    kernel = _max_magnitude_kernel(int_type, mask)
+    kernel = kernel.parallel if bits.size >= PARALLEL_THRESHOLD else kernel.serial
+    return lambda: int(kernel(bits, REDUCTION_CHUNK))
+
+
+max_magnitude_bits.bind = _bind_max_magnitude_bits
 
 
 # ---- The steps: one template for every algorithm ----------------------------------------------
@@ -165,11 +212,11 @@ def _step_with_norm(p, g, states, floats, flags, chunk):
     partial = np.empty((p.size + chunk - 1) // chunk, np.float64)
     for k in prange(partial.size):
         lo, hi = k * chunk, min(p.size, (k + 1) * chunk)
-        sums = _NO_SUMS
+        sums = np.zeros(LANES, np.float64)
         for a in range(lo, hi, BLOCK):
             b = min(a + BLOCK, hi)
             _update(a, b, p, g, states, c)
-            sums = _add_squares(g, a, b, sums)
+            _add_squares(g, a, b, sums)
         partial[k] = _total(sums)
     return _sum_in_order(partial)
 

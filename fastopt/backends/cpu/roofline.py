@@ -10,7 +10,8 @@ multiply-add per written element:
 
 Its time is what a step of that traffic cannot beat on this machine: the benchmark reports every
 step as a ratio to it. STREAM copy (``dst = src``, 2 arrays) and triad (``a = b + s c``, 3 arrays)
-measure the machine's bandwidth the usual way.
+measure the machine's bandwidth the usual way, and a STREAM-style read (a sum, 1 array) that of the
+passes that only read.
 
 The kernels are compiled like the optimizer kernels of :mod:`fastopt.backends.cpu.optim` (same
 options, serial below :data:`~fastopt.backends.cpu.optim.PARALLEL_THRESHOLD` elements, ``prange``
@@ -27,14 +28,14 @@ from numba import prange
 from fastopt.backends.cpu.optim import PARALLEL_THRESHOLD
 
 
-def _compile_serial_and_parallel(body):
+def _compile_serial_and_parallel(body, **options):
     """A launcher ``f(n, *args)`` running a serial build of ``body`` below PARALLEL_THRESHOLD
     elements and a ``parallel=True`` build above, with the options of
-    :mod:`fastopt.backends.cpu.optim`.
+    :mod:`fastopt.backends.cpu.optim` (and ``options``).
 
     See :mod:`fastopt.backends._numba.compile` for why the two builds need distinct names.
     """
-    serial, parallel = serial_and_parallel(body)
+    serial, parallel = serial_and_parallel(body, **options)
 
     def launch(n, *args):
         return (parallel if n >= PARALLEL_THRESHOLD else serial)(*args)
@@ -97,6 +98,17 @@ def _triad(a, b, c, s):
         a[i] = b[i] + s * c[i]
 
 
+def _read(src):
+    """sum(src) in any order (STREAM-style read: fastmath lets the sum vectorize)"""
+    total = src.dtype.type(0)
+    for i in prange(src.size):
+        total += src[i]
+    return total
+
+
+_read = _compile_serial_and_parallel(_read, fastmath=True)
+
+
 def _flat(a):
     return a.reshape(-1)
 
@@ -113,6 +125,12 @@ def same_traffic(written, read, scale):
 def stream_copy(dst, src):
     """STREAM copy: ``dst[:] = src``."""
     _copy(dst.size, _flat(dst), _flat(src))
+
+
+def stream_read(src):
+    """STREAM-style read: the sum of ``src``'s elements, in whatever order is fastest (a
+    yardstick for the passes that only read, such as the non-finite check)."""
+    return _read(src.size, _flat(src))
 
 
 def stream_triad(a, b, c, scalar):

@@ -37,7 +37,7 @@ from fastopt._core import config
 from fastopt.backends._numba.launch import KernelArgs
 from fastopt.backends._numba.specialize import (load, mode_name, register, rounded,
                                                 rounded_in_python, specialized, store)
-from fastopt.backends.elements.args import flat
+from fastopt.backends.elements.args import MAGNITUDE_BITS, flat
 from fastopt.backends.elements.optim import make_elements
 from fastopt.optim.algorithms import ALGORITHMS
 
@@ -410,7 +410,7 @@ def lamb(param, grad, exp_avg, exp_avg_sq, segment_offsets, lr, beta1, beta2, ep
            bias_correction1, bias_correction2)
 
 
-_reduction_buffers = {}  # blocks -> (per-block sums, one-element result)
+_reduction_buffers = {}  # blocks -> (per-block sums, one-element result, one int64 maximum)
 
 
 def _reduction_buffers_for(n):
@@ -418,13 +418,14 @@ def _reduction_buffers_for(n):
     blocks, _ = launch_config(n)
     if blocks not in _reduction_buffers:
         _reduction_buffers[blocks] = (cuda.device_array(blocks, np.float64),
-                                      cuda.device_array(1, np.float64))
+                                      cuda.device_array(1, np.float64),
+                                      cuda.device_array(1, np.int64))
     return _reduction_buffers[blocks]
 
 
 def _sum_of_squares_into(grad, out):
     """out[0] = the squared norm of grad, on the device: per-block sums, then their sum in order."""
-    partial, _ = _reduction_buffers_for(grad.size)  # no blocks for an empty grad: the sum is 0
+    partial = _reduction_buffers_for(grad.size)[0]  # no blocks for an empty grad: the sum is 0
     if grad.size:
         launch(_partial_sums_of_squares, grad.size, flat(grad), partial)
     launch(_sum_in_order, 1, partial, out)
@@ -440,10 +441,36 @@ def sum_of_squares(grad):
     return float(out.copy_to_host()[0])
 
 
+@cuda.jit
+def _max_magnitude_bits(bits, mask, top):
+    """top[0] = max(top[0], bits_i & mask) (int64): a grid-stride maximum per thread, then one
+    atomic maximum each; exact in any order"""
+    own = 0
+    for i in range(cuda.grid(1), bits.size, cuda.gridsize(1)):
+        own = max(own, bits[i] & mask)
+    cuda.atomic.max(top, 0, own)
+
+
+_ZERO = np.zeros(1, np.int64)
+
+
+def max_magnitude_bits(grad):
+    """The bits of the largest magnitude of ``grad`` (float32, float64, float16, or bfloat16 bits
+    as uint16) as an int, decoded by :func:`fastopt.optim._step.max_abs`; 0 when empty. One read
+    of ``grad``; copies one number back to the host."""
+    if grad.size == 0:
+        return 0
+    int_type, mask = MAGNITUDE_BITS[np.dtype(grad.dtype).name]
+    top = _reduction_buffers_for(grad.size)[2]
+    top.copy_to_device(_ZERO)
+    launch(_max_magnitude_bits, grad.size, flat(grad).view(int_type), np.int64(mask), top)
+    return int(top.copy_to_host()[0])
+
+
 def _launch_with_norm(kernel, n, norm_out, *args):
     """Runs the fused ``kernel`` over ``n`` elements, then ``norm_out[0]`` = the sum of its block
     sums in order: :func:`sum_of_squares`'s reduction, left on the device (no synchronization)."""
-    partial, _ = _reduction_buffers_for(n)  # no blocks for n == 0: the sum is 0
+    partial = _reduction_buffers_for(n)[0]  # no blocks for n == 0: the sum is 0
     if n:
         launch(kernel, n, *args, partial)
     launch(_sum_in_order, 1, partial, norm_out)

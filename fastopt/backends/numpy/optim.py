@@ -1,6 +1,9 @@
 """The ``numpy`` backend: the reference formulas of :mod:`fastopt.optim.reference`, applied in
 place."""
 
+import numpy as np
+
+from fastopt.backends.elements.args import MAGNITUDE_BITS
 from fastopt.optim import reference
 from fastopt.optim.algorithms import ALGORITHMS
 
@@ -30,6 +33,13 @@ def _step(algorithm):
 
 #: The sum of squares, accumulated in float64 (see :func:`fastopt.optim.reference.sum_of_squares`).
 sum_of_squares = reference.sum_of_squares
+
+
+def max_magnitude_bits(grad):
+    """The bits of the largest magnitude of ``grad`` (float32, float64, float16, or bfloat16 bits
+    as uint16) as an int, decoded by :func:`fastopt.optim._step.max_abs`; 0 when empty."""
+    int_type, mask = MAGNITUDE_BITS[grad.dtype.name]
+    return int(np.max(grad.reshape(-1).view(int_type) & np.dtype(int_type).type(mask), initial=0))
 
 
 def _with_norm(step):
