@@ -95,3 +95,26 @@ def training_history(history, path=None, title=None):
     if title:
         axes[0].set_title(title)
     return _finish(plt, fig, path)
+
+
+def sharpness(history, path=None, title=None):
+    """The Hessian's top eigenvalue recorded by ``fastopt.train(..., track_sharpness_every=k)``
+    against steps, with :math:`2/\\eta` (the stability threshold of GD on a quadratic) and the
+    loss."""
+    plt = pyplot()
+    a = history.as_arrays()
+    s, steps = a["sharpness"], a["step"]
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 6), sharex=True)
+    top.plot(s["step"], s["top_eigenvalue"], "o-", ms=3, label="top eigenvalue of the Hessian")
+    if steps["lr"].size:
+        top.plot(np.arange(1, steps["lr"].size + 1), 2 / steps["lr"], "k--", lw=1,
+                 label="2 / lr")
+    top.set_ylabel("sharpness")
+    top.legend(fontsize=8)
+    top.grid(alpha=0.3)
+    bottom.plot(np.arange(1, steps["loss"].size + 1), steps["loss"], lw=0.8)
+    bottom.set(xlabel="step", ylabel="loss", yscale="log")
+    bottom.grid(alpha=0.3)
+    if title:
+        top.set_title(title)
+    return _finish(plt, fig, path)
