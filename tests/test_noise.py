@@ -1,0 +1,68 @@
+"""Per-example gradient norms and the noise scale against per-example gradients computed one by
+one with model.loss_and_grad."""
+
+import numpy as np
+import pytest
+
+import fastopt
+from fastopt.dynamics import noise
+
+from conftest import HOST
+
+
+def _data(seed=0, n=9):
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((n, 5)), rng.integers(0, 3, n)
+
+
+def _one_by_one(model, X, y):
+    rows = []
+    for i in range(len(X)):
+        model.loss_and_grad(X[i:i + 1], y[i:i + 1])
+        rows.append(model.grads.astype(np.float64).copy())
+    return np.array(rows)
+
+
+@pytest.mark.parametrize("backend", HOST)
+@pytest.mark.parametrize("loss", ["cross_entropy", "mse"])
+def test_per_example_norms_equal_materialized_gradients(backend, loss):
+    X, y = _data()
+    model = fastopt.MLP([5, 6, 4, 3], activation="tanh", dtype=np.float64, backend=backend,
+                        loss=loss, seed=1)
+    g = _one_by_one(model, X, y)
+    np.testing.assert_allclose(noise.per_example_grad_norms(model, X, y),
+                               np.linalg.norm(g, axis=1), rtol=1e-10)
+    per_layer = noise.per_example_grad_norms(model, X, y, per_layer=True)
+    offsets = np.cumsum([0] + [a * b + b for a, b in zip(model.sizes[:-1], model.sizes[1:])])
+    for layer in range(model.n_layers):
+        part = g[:, offsets[layer]:offsets[layer + 1]]
+        np.testing.assert_allclose(per_layer[:, layer], np.linalg.norm(part, axis=1), rtol=1e-10)
+
+
+def test_noise_scale_equals_its_definition():
+    X, y = _data(n=12)
+    model = fastopt.MLP([5, 6, 3], activation="relu", dtype=np.float64, backend="numpy", seed=2)
+    g = _one_by_one(model, X, y)
+    est = noise.noise_scale(model, X, y)  # one batch of every row
+    n, G = len(X), g.mean(axis=0)
+    trace = ((g - G) ** 2).sum() / (n - 1)  # the unbiased trace of the covariance
+    grad_sq = G @ G - trace / n  # E|G_B|^2 = |G|^2 + tr(Sigma)/B
+    assert np.isclose(est.trace_sigma, trace, rtol=1e-10)
+    assert np.isclose(est.grad_sq, grad_sq, rtol=1e-10)
+    assert np.isclose(est.b_simple, trace / grad_sq, rtol=1e-10)
+    several = noise.noise_scale(model, X, y, batch_size=6, batches=5)
+    assert several.batches == 5 and np.isfinite(several.stderr) and several.stderr > 0
+    with pytest.raises(ValueError, match="batch_size"):
+        noise.noise_scale(model, X, y, batch_size=1)
+
+
+def test_minibatch_variance_falls_as_one_over_b():
+    X, y = _data(n=40)
+    model = fastopt.MLP([5, 8, 3], activation="tanh", dtype=np.float64, backend="numpy", seed=0)
+    g = _one_by_one(model, X, y)
+    sizes, measured, predicted = noise.minibatch_variance(model, X, y, [1, 4, 40], samples=200)
+    trace_n = ((g - g.mean(axis=0)) ** 2).sum(axis=1).mean()
+    np.testing.assert_allclose(predicted, trace_n * (40 - sizes) / (sizes * 39), rtol=1e-10)
+    assert measured[-1] < 1e-20 and predicted[-1] == 0  # the full batch is the gradient
+    # 200 random batches: the measured variance within 25% of its expectation
+    np.testing.assert_allclose(measured[:2], predicted[:2], rtol=0.25)
