@@ -9,6 +9,7 @@ import sys
 from fastopt._core import lowp
 from fastopt._core.dispatch import BackendUnavailableError, available_backends, backend_status
 from fastopt._core.threads import get_num_threads, set_num_threads
+from fastopt.dynamics import curvature, noise, wide, zoo
 from fastopt.nn import datasets, init
 from fastopt.nn.mlp import MLP
 from fastopt.nn.train import History, train
@@ -21,6 +22,7 @@ from fastopt.optim.optimizers import CLASSES as _CLASSES, Optimizer, StepInfo
 __version__ = "0.1.0"
 
 __all__ = ["datasets", "functional", "init", "lowp", "mixed", "schedules",
+           "zoo", "curvature", "noise", "wide",
            "available_backends", "backend_status", "BackendUnavailableError",
            "FlatParams", "Optimizer", "StepInfo",
            *(c.__name__ for c in _CLASSES.values()),
@@ -32,6 +34,7 @@ globals().update((c.__name__, c) for c in _CLASSES.values())
 
 # The public modules under their short names (``import fastopt.functional``,
 # ``from fastopt.mixed import sgd``): each is one module object under both names.
-for _module in (capturable, datasets, functional, init, lowp, mixed, reference, schedules):
+for _module in (capturable, datasets, functional, init, lowp, mixed, reference, schedules,
+                curvature, noise, wide, zoo):
     sys.modules[f"{__name__}.{_module.__name__.rsplit('.', 1)[1]}"] = _module
 del _module

@@ -319,10 +319,18 @@ def make_parser():
         "positive_int": _positive_int, "batch_size": _batch_size,
         "positive_float": _positive_float, "widths": _widths, "data": _data_source,
         "save": _save_path})
+    parsers["dynamics"] = sub.add_parser(
+        "dynamics", help="optimizer zoo, wide networks, sharpness, gradient noise: plots",
+        description="Runs one training-dynamics experiment on the embedded digits (or 2-D test "
+                    "functions) and writes its arrays (.npz) and plots (.png) to a folder.")
+    from fastopt.dynamics.cli import add_cli_arguments as add_dynamics_arguments
+
+    add_dynamics_arguments(parsers["dynamics"], types={
+        "positive_int": _positive_int, "positive_float": _positive_float, "widths": _widths})
     return parser, parsers
 
 
-COMMANDS = ("all", "selfcheck", "bench", "train")
+COMMANDS = ("all", "selfcheck", "bench", "train", "dynamics")
 
 
 def main(argv=None):
@@ -332,8 +340,8 @@ def main(argv=None):
     if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version")):
         argv = ["all", *argv]  # the main job
     elif not argv[0].startswith("-") and argv[0] not in COMMANDS:
-        parser.error(f"unknown command {argv[0]!r}; the commands are selfcheck, bench, train "
-                     "(none: the main job)")
+        parser.error(f"unknown command {argv[0]!r}; the commands are selfcheck, bench, train, "
+                     "dynamics (none: the main job)")
     args, extra = parser.parse_known_args(argv)
     if extra and args.command == "all":
         parsers["main"].error(f"unrecognized arguments: {' '.join(extra)} (the main job takes "
@@ -348,6 +356,10 @@ def main(argv=None):
         return cmd_selfcheck()
     if args.command == "bench":
         return cmd_bench(args, parsers["bench"])
+    if args.command == "dynamics":
+        from fastopt.dynamics.cli import run_cli as run_dynamics
+
+        return run_dynamics(args, parsers["dynamics"])
     return cmd_train(args, parsers["train"])
 
 

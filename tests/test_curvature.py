@@ -99,3 +99,18 @@ def test_sharpness_plot(tmp_path):
     plots.sharpness(history, tmp_path / "s.png")
     plots.training_history(history, tmp_path / "h.png")
     assert (tmp_path / "s.png").stat().st_size > 1000 and (tmp_path / "h.png").stat().st_size
+
+
+def test_dynamics_sharpness_and_train_plot_commands(tmp_path):
+    pytest.importorskip("matplotlib")
+    from fastopt.cli import main
+
+    assert main(["dynamics", "sharpness", "--rows", "40", "--steps", "20", "--every", "10",
+                 "--out", str(tmp_path)]) == 0
+    with np.load(tmp_path / "sharpness.npz") as f:
+        assert list(f["sharpness_step"]) == [10, 20] and np.isfinite(f["sharpness_top_eigenvalue"]).all()
+    assert (tmp_path / "sharpness.png").exists() and (tmp_path / "sharpness_history.png").exists()
+    plot = tmp_path / "train.png"
+    assert main(["train", "--epochs", "1", "--widths", "8", "--backend", "numpy",
+                 "--no-progress", "--plot", str(plot)]) == 0
+    assert plot.read_bytes()[:4] == b"\x89PNG"

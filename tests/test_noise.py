@@ -66,3 +66,14 @@ def test_minibatch_variance_falls_as_one_over_b():
     assert measured[-1] < 1e-20 and predicted[-1] == 0  # the full batch is the gradient
     # 200 random batches: the measured variance within 25% of its expectation
     np.testing.assert_allclose(measured[:2], predicted[:2], rtol=0.25)
+
+
+def test_dynamics_noise_command(tmp_path):
+    pytest.importorskip("matplotlib")
+    from fastopt.cli import main
+
+    assert main(["dynamics", "noise", "--rows", "60", "--out", str(tmp_path)]) == 0
+    with np.load(tmp_path / "noise.npz") as f:
+        assert f["batch_sizes"][-1] == 60 and np.isfinite(f["b_simple"])
+        np.testing.assert_allclose(f["measured"][:-1], f["predicted"][:-1], rtol=0.7)
+    assert (tmp_path / "noise.png").exists()

@@ -100,3 +100,14 @@ def test_linearized_prediction_is_gd_on_the_linear_model():
         model.params[...] -= lr * model.grads
     train, test = wide.linearized_prediction(K, K, f0, f0, Y, lr, steps)
     np.testing.assert_allclose(train, model.forward(X), atol=1e-10)
+
+
+def test_dynamics_wide_command(tmp_path):
+    pytest.importorskip("matplotlib")
+    from fastopt.cli import main
+
+    assert main(["dynamics", "wide", "--widths", "4,32", "--seeds", "1", "--steps", "5",
+                 "--rows", "12", "--out", str(tmp_path)]) == 0
+    with np.load(tmp_path / "wide.npz") as f:
+        assert list(f["widths"]) == [4, 32] and f["losses"].shape == (2, 6)
+    assert (tmp_path / "wide.png").exists()

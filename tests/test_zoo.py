@@ -126,3 +126,21 @@ def test_plots_write_pngs(rosenbrock_runs, tmp_path):
     plots.zoo_loss_map(rosenbrock_runs, tmp_path / "map.png")
     for name in ("paths.png", "map.png"):
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_dynamics_zoo_command(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    from fastopt.cli import main
+
+    out = tmp_path / "zoo"
+    assert main(["dynamics", "zoo", "--function", "rosenbrock", "--optimizers", "sgd,adam",
+                 "--lrs", "3", "--steps", "20", "--out", str(out)]) == 0
+    with np.load(out / "zoo_rosenbrock.npz") as f:
+        assert f["paths"].shape == (2, 3, 4, 21, 2) and list(f["optimizers"]) == ["sgd", "adam"]
+    assert (out / "zoo_rosenbrock_paths.png").exists()
+    assert (out / "zoo_rosenbrock_loss_map.png").exists()
+    for bad in (["--optimizers", "sgd,nope"], ["--lr-range", "1,0.1"], ["--function", "x"]):
+        with pytest.raises(SystemExit) as exit:
+            main(["dynamics", "zoo", "--out", str(out), *bad])
+        assert exit.value.code == 2
+    assert "usage" in capsys.readouterr().err

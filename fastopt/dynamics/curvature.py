@@ -158,6 +158,8 @@ def lanczos(H, tol=1e-3, max_products=100, v0=None, seed=0):
     Q, alphas, betas = [q], [], []
     for k in range(min(max_products, n)):
         w = matvec(Q[-1])
+        if not np.isfinite(w).all():  # a diverged model: nothing to estimate
+            return Eigen(float("nan"), np.full(n, np.nan), float("nan"), k + 1)
         alphas.append(float(Q[-1] @ w))
         basis = np.array(Q)
         w -= basis.T @ (basis @ w)  # full reorthogonalization, twice for stability
@@ -216,9 +218,14 @@ class SharpnessTracker:
         self.vector = None
 
     def measure(self):
-        """The :class:`Eigen` at the model's current parameters."""
-        top = lanczos(self.hessian.update(), self.tol, self.max_products, v0=self.vector)
-        self.vector = top.vector
+        """The :class:`Eigen` at the model's current parameters (NaN where they or the loss are
+        not finite)."""
+        with np.errstate(all="ignore"):
+            H = self.hessian.update()
+            if not (np.isfinite(H.loss) and np.isfinite(H.gradient).all()):
+                return Eigen(float("nan"), None, float("nan"), 0)
+            top = lanczos(H, self.tol, self.max_products, v0=self.vector)
+        self.vector = top.vector if np.isfinite(top.value) else None
         return top
 
     def record(self, into, step):

@@ -211,7 +211,7 @@ class WideRun:
 
 def sweep(X, Y, widths=(16, 64, 256, 1024), seeds=(0, 1, 2), depth=1, steps=300,
           lr_factor=0.5, parameterization="ntk", activation="relu", X_test=None, Y_test=None,
-          backend=None, progress=None):
+          backend="numpy", progress=None):
     r"""Full-batch GD with MSE on ``(X, Y)`` (``Y``: ``(n, C)`` targets) for every width × seed,
     ``depth`` hidden layers of that width, recording :class:`WideRun` per run.
 
@@ -220,7 +220,9 @@ def sweep(X, Y, widths=(16, 64, 256, 1024), seeds=(0, 1, 2), depth=1, steps=300,
     scales), so that runs of every width and either parameterization are comparable; the
     gradients are scaled per layer as the parameterization trains. Each step is the model's
     forward and backward kernels and one scaling of the gradient's views. With ``X_test``, also
-    the linearized (kernel regression) prediction against the trained network.
+    the linearized (kernel regression) prediction against the trained network. ``backend``:
+    the models' (float64; numpy's BLAS runs these small float64 products fastest).
+    ``progress``: called with each :class:`WideRun` as it completes.
     """
     from fastopt.dynamics.curvature import lanczos
 

@@ -437,6 +437,9 @@ def add_cli_arguments(parser, types=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--save", metavar="PATH", type=plain("save", str),
                         help="save the trained model (.npz)")
+    parser.add_argument("--plot", metavar="PATH", type=plain("save", str),
+                        help="save a plot of the loss, error and gradient norm against steps "
+                             "(.png; needs matplotlib)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -446,6 +449,13 @@ def prepare_cli(args):
     from fastopt.nn.datasets import load
     from fastopt.nn.mlp import MLP
 
+    if getattr(args, "plot", None):
+        from fastopt.dynamics.plots import pyplot
+
+        try:
+            pyplot()
+        except ImportError as exc:
+            raise ValueError(f"--plot: {exc}") from None
     data = load(args.data)
     widths = args.widths
     if isinstance(widths, str):
@@ -483,6 +493,11 @@ def run_cli(args, data=None, model=None, optimizer=None):
     if args.save:
         model.save(args.save)
         print(f"saved to {args.save}")
+    if getattr(args, "plot", None):
+        from fastopt.dynamics.plots import training_history
+
+        training_history(history, args.plot, title=f"{args.optimizer}, {model}")
+        print(f"plot saved to {args.plot}")
     return 0
 
 
