@@ -198,7 +198,7 @@ def cmd_bench(args, parser):
     report = bench.run_all(sizes, [np.dtype(d) for d in dtypes], args.backend, args.repeat,
                            peers=() if args.no_peers else bench.PEERS,
                            sections=sections, many=args.many, progress=_progress,
-                           max_s=args.max_time)
+                           max_s=args.max_time, dynamics_small=args.dynamics_small)
     if sys.stderr.isatty():
         print(file=sys.stderr)
     print(bench.format_report(report))
@@ -308,6 +308,8 @@ def make_parser():
                    help="stop repeating a case after about S seconds (at least 3 rounds)")
     b.add_argument("--full", action="store_true",
                    help="the full run: sizes 1e3 ... 1e8, float32 and float64")
+    b.add_argument("--dynamics-small", action="store_true",
+                   help="run the dynamics section at toy sizes (to check it runs)")
     b.add_argument("--json", metavar="PATH", help="also write the report as JSON")
     b.add_argument("--targets", action="store_true",
                    help="also read the run against the project's planning targets")
