@@ -7,7 +7,7 @@ import pytest
 import fastopt
 from fastopt.dynamics import noise
 
-from conftest import HOST
+from conftest import HOST, requires_cuda
 
 
 def _data(seed=0, n=9):
@@ -37,6 +37,15 @@ def test_per_example_norms_equal_materialized_gradients(backend, loss):
     for layer in range(model.n_layers):
         part = g[:, offsets[layer]:offsets[layer + 1]]
         np.testing.assert_allclose(per_layer[:, layer], np.linalg.norm(part, axis=1), rtol=1e-10)
+
+
+@requires_cuda
+def test_per_example_norms_on_cuda():
+    X, y = _data(n=5)
+    model = fastopt.MLP([5, 4, 3], dtype=np.float64, backend="cuda", seed=0)
+    reference = model.copy(backend="numpy")
+    np.testing.assert_allclose(noise.per_example_grad_norms(model, X, y),
+                               noise.per_example_grad_norms(reference, X, y), rtol=1e-12)
 
 
 def test_noise_scale_equals_its_definition():

@@ -111,7 +111,7 @@ def noise_scale(model, X, y, batch_size=None, batches=8, seed=0):
     if len(S) > 1:
         cov = np.cov(S, G) / len(S)
         relative = cov[0, 0] / s ** 2 + cov[1, 1] / g ** 2 - 2 * cov[0, 1] / (s * g)
-        stderr = abs(value) * float(np.sqrt(max(relative, 0.0)))
+        stderr = float(abs(value) * np.sqrt(max(relative, 0.0)))
     else:
         stderr = float("nan")
     return NoiseScale(float(value), stderr, float(s), float(g), len(S), batch_size)
