@@ -111,16 +111,45 @@ def _tables(algorithm, hypers, steps):
     rows = len(hypers)
     floats = np.ones((rows, steps, len(float_at) + 2))
     flags = np.zeros((rows, steps, len(flag_at)), np.bool_)
-    initial = np.array([[algorithm.initial_state(h, s) for s in algorithm.state] for h in hypers],
-                       np.float64).reshape(rows, len(algorithm.state))
-    for i, h in enumerate(hypers):
-        host = algorithm.initial_host(h)
-        for t in range(1, steps + 1):
-            scalars = algorithm.scalars(h, t, t == 1, **host)
-            floats[i, t - 1, 1:-1] = [scalars[k] for k in float_at]
-            flags[i, t - 1] = [scalars[k] for k in flag_at]
-            host = algorithm.advance(h, t, host)
+    initial = np.empty((rows, len(algorithm.state)))
+    for lo, hi in _same_but_lr(hypers):
+        try:
+            _fill_rows(algorithm, hypers[lo:hi], steps, float_at, flag_at,
+                       floats[lo:hi], flags[lo:hi], initial[lo:hi])
+        except (TypeError, ValueError):  # scalars that take no array: one row at a time
+            for i in range(lo, hi):
+                _fill_rows(algorithm, hypers[i:i + 1], steps, float_at, flag_at,
+                           floats[i:i + 1], flags[i:i + 1], initial[i:i + 1])
     return floats, flags, initial
+
+
+def _same_but_lr(hypers):
+    """``(lo, hi)`` of each run of consecutive rows whose hyperparameters differ only in lr."""
+    lo = 0
+    for i in range(1, len(hypers) + 1):
+        if i == len(hypers) or {**hypers[i], "lr": 0} != {**hypers[lo], "lr": 0}:
+            yield lo, i
+            lo = i
+
+
+def _fill_rows(algorithm, hypers, steps, float_at, flag_at, floats, flags, initial):
+    """Fills the tables of rows that differ only in lr with one call of ``Algorithm.scalars``
+    per step: ``lr`` is an object array of the rows' Python floats, so each value is computed
+    by the same Python float operations as for one row (bit for bit), without a call per row."""
+    h = dict(hypers[0])
+    if len(hypers) > 1:
+        h["lr"] = np.empty(len(hypers), object)
+        h["lr"][:] = [x["lr"] for x in hypers]
+    for k, name in enumerate(algorithm.state):
+        initial[:, k] = np.asarray(algorithm.initial_state(h, name), np.float64)
+    host = algorithm.initial_host(h)
+    for t in range(1, steps + 1):
+        scalars = algorithm.scalars(h, t, t == 1, **host)
+        for j, k in enumerate(float_at, start=1):
+            floats[:, t - 1, j] = np.asarray(scalars[k], np.float64)
+        for j, k in enumerate(flag_at):
+            flags[:, t - 1, j] = np.asarray(scalars[k], np.bool_)
+        host = algorithm.advance(h, t, host)
 
 
 def _checked_points(starts):
@@ -179,26 +208,18 @@ def run(function, optimizers=DEFAULT_OPTIMIZERS, lrs=(1e-3, 1e-2, 1e-1), starts=
         key = (algorithm.name, tuple(bool(u) for u in algorithm.uses(checked[0])))
         families.setdefault(key, []).append((o, checked))
     O, L, S = len(specs), lrs.size, starts.shape[0]
-    paths = np.empty((O, L, S, steps + 1, 2))
-    losses = np.empty((O, L, S, steps + 1))
-    norms = np.empty((O, L, S, steps + 1))
-    diverged_at = np.empty((O, L, S), np.int64)
+    # (optimizer, lr) rows; each family's kernel writes its own rows in place
+    paths = np.empty((O * L, S, steps + 1, 2))
+    losses = np.empty((O * L, S, steps + 1))
+    norms = np.empty((O * L, S, steps + 1))
+    diverged_at = np.empty((O * L, S), np.int64)
     params = np.asarray(function.params, np.float64)
     for (name, uses), members in families.items():
-        algorithm = ALGORITHMS[name]
         hypers = [h for _, checked in members for h in checked]
-        floats, flags, initial = _tables(algorithm, hypers, steps)
-        rows = len(hypers)
-        p = np.empty((rows, S, steps + 1, 2))
-        f = np.empty((rows, S, steps + 1))
-        g = np.empty((rows, S, steps + 1))
-        d = np.empty((rows, S), np.int64)
-        kernel(name, uses, function.name)(starts, floats, flags, initial, params, bound, p, f, g,
-                                          d)
-        index = [o for o, _ in members]
-        paths[index] = p.reshape(len(index), L, S, steps + 1, 2)
-        losses[index] = f.reshape(len(index), L, S, steps + 1)
-        norms[index] = g.reshape(len(index), L, S, steps + 1)
-        diverged_at[index] = d.reshape(len(index), L, S)
-    return ZooResult(function, [label for label, _, _ in specs], lrs, starts, steps, paths,
-                     losses, norms, diverged_at)
+        floats, flags, initial = _tables(ALGORITHMS[name], hypers, steps)
+        rows = np.array([o * L + k for o, _ in members for k in range(L)], np.int64)
+        kernel(name, uses, function.name)(starts, floats, flags, initial, params, bound, rows,
+                                          paths, losses, norms, diverged_at)
+    return ZooResult(function, [label for label, _, _ in specs], lrs, starts, steps,
+                     paths.reshape(O, L, S, steps + 1, 2), losses.reshape(O, L, S, steps + 1),
+                     norms.reshape(O, L, S, steps + 1), diverged_at.reshape(O, L, S))

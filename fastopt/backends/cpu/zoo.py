@@ -34,8 +34,10 @@ from fastopt.optim.algorithms import ALGORITHMS
 PARALLEL_RUNS = parallel_threshold(64)
 
 
-def _runs(starts, floats, flags, initial, params, bound, path, loss, grad_norm, diverged_at):
-    """Template: run ``r = i * len(starts) + j`` steps row ``i`` from ``starts[j]``:
+def _runs(starts, floats, flags, initial, params, bound, rows, path, loss, grad_norm,
+          diverged_at):
+    """Template: run ``r = i * len(starts) + j`` steps row ``i`` from ``starts[j]``, recorded in
+    row ``rows[i]`` of the outputs:
 
     ``(f, g) = surface(p)``, recorded; then ``p_k, s_k = element(p_k, g_k, s_k, c_t)`` for each
     coordinate ``k``, ``c_t = constants(floats[i, t], flags[i, t])``; the states start at
@@ -43,11 +45,12 @@ def _runs(starts, floats, flags, initial, params, bound, path, loss, grad_norm, 
     n_starts = starts.shape[0]
     steps = floats.shape[1]
     for r in prange(floats.shape[0] * n_starts):
-        i = r // n_starts
-        j = r - i * n_starts
+        row = r // n_starts
+        j = r - row * n_starts
+        i = rows[row]
         x = starts[j, 0]
         y = starts[j, 1]
-        sx = to_fixed_tuple(initial[i], N_STATES)
+        sx = to_fixed_tuple(initial[row], N_STATES)
         sy = sx
         diverged_at[i, j] = -1
         for t in range(steps + 1):
@@ -68,8 +71,8 @@ def _runs(starts, floats, flags, initial, params, bound, path, loss, grad_norm, 
                 break
             if t == steps:
                 break
-            c = _constants(to_fixed_tuple(floats[i, t], N_FLOATS),
-                           to_fixed_tuple(flags[i, t], N_FLAGS))
+            c = _constants(to_fixed_tuple(floats[row, t], N_FLOATS),
+                           to_fixed_tuple(flags[row, t], N_FLAGS))
             x, sx = _element(x, gx, sx, c, USES)
             y, sy = _element(y, gy, sy, c, USES)
 
@@ -81,7 +84,7 @@ _surface = _element = _constants = USES = N_STATES = N_FLOATS = N_FLAGS = None
 @functools.cache
 def kernel(algorithm_name, uses, surface):
     """The runs of ``algorithm_name`` (its ``uses``) on the test function ``surface``: a
-    launcher ``run(starts, floats, flags, initial, params, bound, path, loss, grad_norm,
+    launcher ``run(starts, floats, flags, initial, params, bound, rows, path, loss, grad_norm,
     diverged_at)`` that picks the serial or parallel version by the number of runs."""
     algorithm = ALGORITHMS[algorithm_name]
     tag = f"{algorithm.kernel}_{mode_name(uses)}_{surface}"
