@@ -86,3 +86,24 @@ def test_dynamics_noise_command(tmp_path):
         assert f["batch_sizes"][-1] == 60 and np.isfinite(f["b_simple"])
         np.testing.assert_allclose(f["measured"][:-1], f["predicted"][:-1], rtol=0.7)
     assert (tmp_path / "noise.png").exists()
+
+
+def test_train_tracks_noise_from_its_own_steps():
+    X, y = _data(n=12)
+    model = fastopt.MLP([5, 6, 3], activation="tanh", dtype=np.float64, backend="numpy", seed=0)
+    probe = model.copy()
+    opt = fastopt.SGD([model.params], lr=0.1)
+    history = fastopt.train(model, opt, X, y, epochs=2, batch_size=5, shuffle=False,
+                            track_noise_every=2, progress=False)
+    assert history.noise["step"] == [2, 4, 6]
+    # step 2 is the second batch (rows 5..9) at the parameters after step 1
+    fastopt.train(probe, fastopt.SGD([probe.params], lr=0.1), X[:5], y[:5], epochs=1,
+                  batch_size=5, progress=False)
+    g = _one_by_one(probe, X[5:10], y[5:10])
+    G = g.mean(axis=0)
+    trace = ((g - G) ** 2).sum() / 4
+    assert np.isclose(history.noise["trace_sigma"][0], trace, rtol=1e-9)
+    assert np.isclose(history.noise["grad_sq"][0], G @ G - trace / 5, rtol=1e-9)
+    window = noise.b_simple(history, window=2)
+    assert np.isclose(window, np.mean(history.noise["trace_sigma"][-2:])
+                      / np.mean(history.noise["grad_sq"][-2:]))

@@ -39,8 +39,16 @@ __all__ = ["per_example_grad_norms", "noise_scale", "NoiseScale", "minibatch_var
 
 def _layer_squares(model, X, y):
     """``(loss, squares (B, layers), mean gradient)`` of one checked batch on the model's side."""
-    batch = X.shape[0]
     loss, _ = model._loss_and_grad(X, y)
+    return loss, squares_after_backward(model, X), \
+        _memory.to_host(model.grads).astype(np.float64)
+
+
+def squares_after_backward(model, X):
+    """``(B, layers)``: each row's squared gradient norm per layer, read from the activations
+    and deltas that the model's last forward and backward pass on the batch ``X`` (checked, on
+    the model's side) left in its buffers."""
+    batch = X.shape[0]
     outs, _, deltas = model._reserve(batch)
     squares = np.empty((batch, model.n_layers))
     x = _memory.to_host(X).astype(np.float64)
@@ -49,7 +57,7 @@ def _layer_squares(model, X, y):
         d = _memory.to_host(deltas[layer]).astype(np.float64) * batch
         a = x if layer == 0 else _memory.to_host(outs[layer - 1]).astype(np.float64)
         squares[:, layer] = (np.einsum("ij,ij->i", a, a) + 1.0) * np.einsum("ij,ij->i", d, d)
-    return loss, squares, _memory.to_host(model.grads).astype(np.float64)
+    return squares
 
 
 def per_example_grad_norms(model, X, y, per_layer=False):
@@ -77,6 +85,39 @@ class NoiseScale:
     batch_size: int
 
 
+def unbiased_estimates(mean_square, grad_sq, batch):
+    """``(tr Sigma, |G|^2)`` estimated from one batch of ``batch`` rows: ``mean_square`` the
+    mean of the rows' squared gradient norms, ``grad_sq`` the squared norm of their mean
+    (module docstring)."""
+    return (batch / (batch - 1) * (mean_square - grad_sq),
+            (batch * grad_sq - mean_square) / (batch - 1))
+
+
+def record_training_step(model, X, grad_norm, into, step):
+    """Appends the estimates of a training step to ``into`` (``history.noise`` of
+    :func:`fastopt.train` with ``track_noise_every``): ``step``, ``trace_sigma``, ``grad_sq``,
+    from the step's own forward and backward pass (``X`` its batch on the model's side, the
+    gradient's norm as the step measured it). Batches of one row are skipped."""
+    batch = X.shape[0]
+    if batch < 2:
+        return
+    trace, grad_sq = unbiased_estimates(squares_after_backward(model, X).sum(axis=1).mean(),
+                                        grad_norm * grad_norm, batch)
+    into["step"].append(step)
+    into["trace_sigma"].append(float(trace))
+    into["grad_sq"].append(float(grad_sq))
+
+
+def b_simple(history, window=None):
+    """The noise scale from ``history.noise``: the mean ``trace_sigma`` over the mean
+    ``grad_sq`` of the last ``window`` records (all by default)."""
+    noise = history.noise if hasattr(history, "noise") else history
+    if not noise["step"]:
+        raise ValueError("history: no noise records (train with track_noise_every=k)")
+    window = len(noise["step"]) if window is None else int(window)
+    return float(np.mean(noise["trace_sigma"][-window:]) / np.mean(noise["grad_sq"][-window:]))
+
+
 def noise_scale(model, X, y, batch_size=None, batches=8, seed=0):
     """:math:`B_{\\mathrm{simple}}` of ``model`` on ``(X, y)`` from ``batches`` random batches of
     ``batch_size`` rows (default: one batch of every row), without replacement within a batch.
@@ -100,11 +141,11 @@ def noise_scale(model, X, y, batch_size=None, batches=8, seed=0):
             np.arange(n)
         xb, yb = model._check(host_X[rows], host_y[rows])
         _, squares, mean = _layer_squares(model, xb, yb)
-        small = squares.sum(axis=1).mean()  # mean of |g_i|^2
-        big = float(mean @ mean)  # |G_B|^2
-        B = batch_size
-        S.append(B / (B - 1) * (small - big))
-        G.append((B * big - small) / (B - 1))
+        # the mean of |g_i|^2 and |G_B|^2
+        trace, grad_sq = unbiased_estimates(squares.sum(axis=1).mean(), float(mean @ mean),
+                                            batch_size)
+        S.append(trace)
+        G.append(grad_sq)
     S, G = np.array(S), np.array(G)
     s, g = S.mean(), G.mean()
     value = s / g

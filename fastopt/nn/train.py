@@ -42,6 +42,9 @@ class History:
     epoch's steps, evaluation excluded).
     ``sharpness``: with ``track_sharpness_every``, the ``step`` after which the Hessian's
     ``top_eigenvalue`` on the training data was measured, and its Lanczos ``residual``.
+    ``noise``: with ``track_noise_every``, the ``step`` and its batch's unbiased estimates of the
+    per-example gradient covariance's trace (``trace_sigma``) and of the squared gradient norm
+    (``grad_sq``) (:func:`fastopt.noise.b_simple` makes the noise scale of them).
     """
 
     step: dict = field(default_factory=lambda: {k: [] for k in ("loss", "error", "grad_norm",
@@ -51,11 +54,13 @@ class History:
                                                                  "seconds")})
     sharpness: dict = field(default_factory=lambda: {k: [] for k in ("step", "top_eigenvalue",
                                                                      "residual")})
+    noise: dict = field(default_factory=lambda: {k: [] for k in ("step", "trace_sigma",
+                                                                 "grad_sq")})
 
     def as_arrays(self):
         """The history as ``{"step": {name: array}, "epoch": {name: array}}``."""
         return {part: {k: np.asarray(v, float) for k, v in getattr(self, part).items()}
-                for part in ("step", "epoch", "sharpness")}
+                for part in ("step", "epoch", "sharpness", "noise")}
 
     def __repr__(self):
         last = {k: v[-1] for k, v in self.epoch.items() if v}
@@ -208,7 +213,7 @@ def _fused_epochs(model, optimizer, batch_size, fused):
 
 def train(model, optimizer, X, y, epochs=10, batch_size=32, shuffle=True, schedule=None,
           max_grad_norm=None, eval_data=None, seed=0, progress=None, callback=None, fused=None,
-          track_sharpness_every=None):
+          track_sharpness_every=None, track_noise_every=None):
     r"""Trains ``model`` in place with ``optimizer``; returns a :class:`History`.
 
     Every epoch visits each row of ``(X, y)`` once, in a new random order when ``shuffle``
@@ -250,14 +255,20 @@ def train(model, optimizer, X, y, epochs=10, batch_size=32, shuffle=True, schedu
             loss on ``(X, y)`` (:func:`fastopt.curvature.lanczos`, relative residual 1e-3, each
             search started from the last eigenvector) into ``history.sharpness``; to compare
             with ``2 / lr`` (the edge of stability). Steps then run one by one (not fused).
+        track_noise_every: every this many steps, the gradient noise estimates of the step's
+            batch into ``history.noise`` (:mod:`fastopt.noise`), from the activations and
+            deltas the step computed anyway. Steps then run one by one (not fused).
     """
     _check_optimizer(model, optimizer)
     epochs = _check_positive_int("epochs", epochs)
     track_sharpness_every = _check_positive_int("track_sharpness_every", track_sharpness_every,
                                                 allow_none=True)
-    if track_sharpness_every is not None:
+    track_noise_every = _check_positive_int("track_noise_every", track_noise_every,
+                                            allow_none=True)
+    if track_sharpness_every is not None or track_noise_every is not None:
         if fused:
-            raise ValueError("fused: steps run one by one when track_sharpness_every is set")
+            raise ValueError("fused: steps run one by one when track_sharpness_every or "
+                             "track_noise_every is set")
         fused = False
     X, y = check_batch(X, y, model.sizes[0], model.sizes[-1], model.dtype, model.loss_name)
     n = X.shape[0]
@@ -314,6 +325,10 @@ def train(model, optimizer, X, y, epochs=10, batch_size=32, shuffle=True, schedu
                         group["lr"] = lr
                 loss, wrong = model._loss_and_grad(xb, yb)
                 norm = model.grad_norm()
+                if track_noise_every is not None and (step + 1) % track_noise_every == 0:
+                    from fastopt.dynamics.noise import record_training_step
+
+                    record_training_step(model, xb, norm, history.noise, step + 1)
                 if max_grad_norm is not None and norm > max_grad_norm:
                     model.scale_grads(max_grad_norm / (norm + 1e-6))
                 optimizer.step([model.grads])
