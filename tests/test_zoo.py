@@ -124,7 +124,8 @@ def test_plots_write_pngs(rosenbrock_runs, tmp_path):
 
     plots.zoo_trajectories(rosenbrock_runs, 1, tmp_path / "paths.png")
     plots.zoo_loss_map(rosenbrock_runs, tmp_path / "map.png")
-    for name in ("paths.png", "map.png"):
+    plots.zoo_loss_map(rosenbrock_runs, tmp_path / "steps.png", tolerance=1.0)
+    for name in ("paths.png", "map.png", "steps.png"):
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

@@ -108,13 +108,17 @@ def _zoo(args, parser):
                         grad_norms=result.grad_norms, diverged_at=result.diverged_at)
     plots.zoo_trajectories(result, path=base + "_paths.png")
     plots.zoo_loss_map(result, path=base + "_loss_map.png")
+    written = [base + ".npz", base + "_paths.png", base + "_loss_map.png"]
+    if result.function.minimum is not None:
+        plots.zoo_loss_map(result, base + "_steps_to_1e-4.png", tolerance=1e-4)
+        written.append(base + "_steps_to_1e-4.png")
     best = plots.best_lr_indices(result)
     print(f"{'optimizer':<10}{'best lr':>10}{'median final':>14}{'diverged runs':>15}")
     for o, name in enumerate(result.optimizers):
         final = np.median(result.final_loss[o, best[o]])
         print(f"{name:<10}{result.lrs[best[o]]:>10.3g}{final:>14.3g}"
               f"{int(result.diverged[o].sum()):>9} of {result.diverged[o].size}")
-    return [base + ".npz", base + "_paths.png", base + "_loss_map.png"]
+    return written
 
 
 def _digits(rows, seed):

@@ -65,21 +65,29 @@ def zoo_trajectories(result, lr_index=None, path=None, levels=30):
     return _finish(plt, fig, path)
 
 
-def zoo_loss_map(result, path=None):
-    """The final value (median over starts; diverged runs dark) as a map over learning rate ×
-    optimizer."""
+def zoo_loss_map(result, path=None, tolerance=None):
+    """A map over learning rate × optimizer of the final value's distance to the minimum (log10,
+    median over the starts), or with ``tolerance`` of the median steps until the value is within
+    it (:meth:`~fastopt.dynamics.zoo.ZooResult.steps_to`); black: diverged or never."""
     plt = pyplot()
-    final = np.median(result.final_loss, axis=2)
-    shown = np.log10(np.maximum(final - (result.function.minimum or 0.0), 1e-16))
-    shown = np.where(np.isfinite(final), shown, np.nan)
+    if tolerance is None:
+        final = np.median(result.final_loss, axis=2)
+        shown = np.log10(np.maximum(final - (result.function.minimum or 0.0), 1e-16))
+        shown = np.where(np.isfinite(final), shown, np.nan)
+        what = "log10(final - min)"
+    else:
+        steps = result.steps_to(tolerance).astype(float)
+        steps[steps < 0] = np.nan
+        shown = np.median(steps, axis=2)  # NaN where any start never got there
+        what = f"steps to within {tolerance:g} of the minimum"
     fig, ax = plt.subplots(figsize=(8, 0.4 * len(result.optimizers) + 1.5))
     cmap = plt.get_cmap("viridis").with_extremes(bad="black")
     image = ax.imshow(shown, aspect="auto", cmap=cmap, interpolation="nearest")
     ax.set_yticks(range(len(result.optimizers)), result.optimizers)
     ticks = np.unique(np.linspace(0, result.lrs.size - 1, min(8, result.lrs.size)).astype(int))
-    ax.set_xticks(ticks, [f"{result.lrs[k]:.2g}" for k in ticks])
-    ax.set(xlabel="learning rate", title=f"{result.function.name}: log10(final - min), "
-           f"median over {result.starts.shape[0]} starts (black: diverged)")
+    ax.set_xticks(ticks, [f"{result.lrs[k]:.2g}" for k in ticks], rotation=45)
+    ax.set(xlabel="learning rate", title=f"{result.function.name}: {what}, median over "
+           f"{result.starts.shape[0]} starts")
     fig.colorbar(image, ax=ax)
     return _finish(plt, fig, path)
 

@@ -25,7 +25,7 @@ training of :math:`W, b` with the gradients scaled by :math:`1/\text{fan\_in}` a
 """
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -206,7 +206,6 @@ class WideRun:
     test_loss: float = math.nan
     linear_test_loss: float = math.nan
     linear_gap: float = math.nan
-    extra: dict = field(default_factory=dict)
 
 
 def sweep(X, Y, widths=(16, 64, 256, 1024), seeds=(0, 1, 2), depth=1, steps=300,
@@ -238,13 +237,15 @@ def sweep(X, Y, widths=(16, 64, 256, 1024), seeds=(0, 1, 2), depth=1, steps=300,
         raise ValueError(f"depth, steps: expected >= 1, got {depth}, {steps}")
     if not lr_factor > 0:
         raise ValueError(f"lr_factor: expected > 0, got {lr_factor}")
-    gradient_scales_check = gradient_scales  # validates parameterization below
+    if parameterization not in PARAMETERIZATIONS:
+        raise ValueError(f"parameterization: expected one of {', '.join(PARAMETERIZATIONS)}, "
+                         f"got {parameterization!r}")
     runs = []
     for width in widths:
         for seed in seeds:
             model = make_model([X.shape[1], *[width] * int(depth), Y.shape[1]], parameterization,
                                activation, seed, np.float64, backend)
-            scales = gradient_scales_check(model, parameterization)
+            scales = gradient_scales(model, parameterization)
             K0 = ntk(model, X, parameterization=parameterization)
             top = lanczos(K0, tol=1e-6).value
             lr = lr_factor * Y.size / top

@@ -186,8 +186,9 @@ def run(function, optimizers=DEFAULT_OPTIMIZERS, lrs=(1e-3, 1e-2, 1e-1), starts=
         function = make_surface(function)
     elif not isinstance(function, Surface):
         raise TypeError(f"function: expected a test function name or Surface, got {function!r}")
-    if isinstance(optimizers, (str, tuple)) and not (
-            isinstance(optimizers, tuple) and all(isinstance(o, (str, tuple)) for o in optimizers)):
+    one = isinstance(optimizers, str) or (isinstance(optimizers, tuple) and len(optimizers) == 2
+                                          and isinstance(optimizers[1], dict))
+    if one:  # "adam" or ("adam", {...}) alone
         optimizers = [optimizers]
     specs = [_optimizer_spec(k, o) for k, o in enumerate(optimizers)]
     if not specs:
