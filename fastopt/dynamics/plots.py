@@ -70,9 +70,13 @@ def zoo_loss_map(result, path=None, tolerance=None):
     median over the starts), or with ``tolerance`` of the median steps until the value is within
     it (:meth:`~fastopt.dynamics.zoo.ZooResult.steps_to`); black: diverged or never."""
     plt = pyplot()
-    if tolerance is None:
+    if tolerance is None and result.function.minimum is None:  # unbounded below: the value
         final = np.median(result.final_loss, axis=2)
-        shown = np.log10(np.maximum(final - (result.function.minimum or 0.0), 1e-16))
+        shown = np.where(np.isfinite(final), final, np.nan)
+        what = "final value"
+    elif tolerance is None:
+        final = np.median(result.final_loss, axis=2)
+        shown = np.log10(np.maximum(final - result.function.minimum, 1e-16))
         shown = np.where(np.isfinite(final), shown, np.nan)
         what = "log10(final - min)"
     else:
