@@ -108,7 +108,8 @@ def test_dynamics_sharpness_and_train_plot_commands(tmp_path):
     assert main(["dynamics", "sharpness", "--rows", "40", "--steps", "20", "--every", "10",
                  "--out", str(tmp_path)]) == 0
     with np.load(tmp_path / "sharpness.npz") as f:
-        assert list(f["sharpness_step"]) == [10, 20] and np.isfinite(f["sharpness_top_eigenvalue"]).all()
+        assert list(f["sharpness_step"]) == [10, 20]
+        assert np.isfinite(f["sharpness_top_eigenvalue"]).all()
     assert (tmp_path / "sharpness.png").exists() and (tmp_path / "sharpness_history.png").exists()
     plot = tmp_path / "train.png"
     assert main(["train", "--epochs", "1", "--widths", "8", "--backend", "numpy",
