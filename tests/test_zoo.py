@@ -55,7 +55,7 @@ def _functional_run(function, name, n_states, hyper, lr, start, backend):
     return np.array(path), np.array(losses)
 
 
-@pytest.mark.parametrize("backend", [b for b in HOST if b in ("numpy", "cpu")])
+@pytest.mark.parametrize("backend", HOST)
 @pytest.mark.parametrize("case", range(len(CASES)))
 def test_runs_equal_functional_steps(rosenbrock_runs, case, backend):
     preset, name, n_states, hyper = CASES[case]
