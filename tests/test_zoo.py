@@ -145,3 +145,13 @@ def test_dynamics_zoo_command(tmp_path, capsys):
             main(["dynamics", "zoo", "--out", str(out), *bad])
         assert exit.value.code == 2
     assert "usage" in capsys.readouterr().err
+
+
+def test_parallel_runs_equal_serial_runs():
+    lrs = np.geomspace(1e-3, 0.3, 40)  # 80 runs: the parallel kernel where numba has one
+    starts = [(-8.0, -8.0), (6.0, 8.0)]
+    many = zoo.run("booth", ["sgd"], lrs=lrs, starts=starts, steps=30)
+    for i in (0, 17, 39):
+        one = zoo.run("booth", ["sgd"], lrs=lrs[i:i + 1], starts=starts, steps=30)
+        np.testing.assert_array_equal(many.paths[:, i], one.paths[:, 0])
+        np.testing.assert_array_equal(many.diverged_at[:, i], one.diverged_at[:, 0])
