@@ -58,7 +58,8 @@ class History:
                                                                  "grad_sq")})
 
     def as_arrays(self):
-        """The history as ``{"step": {name: array}, "epoch": {name: array}}``."""
+        """The history as ``{part: {name: array}}`` for ``step``, ``epoch``, ``sharpness`` and
+        ``noise``."""
         return {part: {k: np.asarray(v, float) for k, v in getattr(self, part).items()}
                 for part in ("step", "epoch", "sharpness", "noise")}
 
