@@ -179,6 +179,9 @@ def noise_variance(batch_sizes, measured, predicted, b_simple=None, path=None):
     """The minibatch gradient's variance against batch size (log-log), measured and predicted
     (:func:`fastopt.dynamics.noise.minibatch_variance`), with the noise scale marked."""
     plt = pyplot()
+    keep = np.asarray(predicted) > 0  # the full batch is the gradient itself: no variance
+    batch_sizes, measured, predicted = (np.asarray(a)[keep] for a in
+                                        (batch_sizes, measured, predicted))
     fig, ax = plt.subplots(figsize=(6, 4.5))
     ax.plot(batch_sizes, measured, "o", label="measured E|G_B - G|^2")
     ax.plot(batch_sizes, predicted, "-", label="tr(Sigma)(n - B) / (B (n - 1))")
