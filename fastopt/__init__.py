@@ -4,6 +4,7 @@ Host arrays run on the ``cpu`` backend (numba), else ``c`` (cffi), else ``numpy`
 CUDA arrays run on ``cuda``. See :func:`available_backends` and :func:`backend_status`.
 """
 
+import importlib
 import sys
 
 from fastopt._core import lowp
@@ -21,6 +22,7 @@ from fastopt.optim.optimizers import CLASSES as _CLASSES, Optimizer, StepInfo
 __version__ = "0.1.0"
 
 __all__ = ["datasets", "functional", "init", "lowp", "mixed", "schedules",
+           "zoo", "curvature", "noise", "wide",
            "available_backends", "backend_status", "BackendUnavailableError",
            "FlatParams", "Optimizer", "StepInfo",
            *(c.__name__ for c in _CLASSES.values()),
@@ -35,3 +37,16 @@ globals().update((c.__name__, c) for c in _CLASSES.values())
 for _module in (capturable, datasets, functional, init, lowp, mixed, reference, schedules):
     sys.modules[f"{__name__}.{_module.__name__.rsplit('.', 1)[1]}"] = _module
 del _module
+
+#: The experiments' modules, imported on first use (``fastopt.zoo``, ``from fastopt import wide``)
+#: so that ``import fastopt`` does not pay for them.
+_ON_FIRST_USE = {"zoo": "fastopt.dynamics.zoo", "curvature": "fastopt.dynamics.curvature",
+                 "noise": "fastopt.dynamics.noise", "wide": "fastopt.dynamics.wide"}
+
+
+def __getattr__(name):
+    if name in _ON_FIRST_USE:
+        module = importlib.import_module(_ON_FIRST_USE[name])
+        sys.modules[f"{__name__}.{name}"] = globals()[name] = module
+        return module
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -186,7 +186,7 @@ def cmd_bench(args, parser):
 
     sizes = args.size or (bench.FULL_SIZES if args.full else [4_000_000])
     dtypes = args.dtype or (["float32", "float64"] if args.full else ["float32"])
-    sections = args.sections.split(",") if args.sections else bench.SECTIONS
+    sections = args.sections.split(",") if args.sections else bench.DEFAULT_SECTIONS
     unknown = set(sections) - set(bench.SECTIONS)
     if unknown:
         parser.error(f"--sections: unknown {', '.join(sorted(unknown))}; choose from "
@@ -198,7 +198,7 @@ def cmd_bench(args, parser):
     report = bench.run_all(sizes, [np.dtype(d) for d in dtypes], args.backend, args.repeat,
                            peers=() if args.no_peers else bench.PEERS,
                            sections=sections, many=args.many, progress=_progress,
-                           max_s=args.max_time)
+                           max_s=args.max_time, dynamics_small=args.dynamics_small)
     if sys.stderr.isatty():
         print(file=sys.stderr)
     print(bench.format_report(report))
@@ -303,13 +303,16 @@ def make_parser():
     b.add_argument("--no-peers", action="store_true",
                    help="leave out numpy-as-a-user-writes-it and torch.optim")
     b.add_argument("--sections", metavar="LIST",
-                   help=f"comma-separated, from {','.join(bench.SECTIONS)} (default: all)")
+                   help=f"comma-separated, from {','.join(bench.SECTIONS)} (default: "
+                        f"{','.join(bench.DEFAULT_SECTIONS)})")
     b.add_argument("--many", type=_many, default=(10_000, 1_000), metavar="COUNTxSIZE",
                    help="the many-small-tensors case (default 10000x1000)")
     b.add_argument("--max-time", type=_positive_float, default=10.0, metavar="S",
                    help="stop repeating a case after about S seconds (at least 3 rounds)")
     b.add_argument("--full", action="store_true",
                    help="the full run: sizes 1e3 ... 1e8, float32 and float64")
+    b.add_argument("--dynamics-small", action="store_true",
+                   help="run the dynamics section at toy sizes (to check it runs)")
     b.add_argument("--json", metavar="PATH", help="also write the report as JSON")
     b.add_argument("--targets", action="store_true",
                    help="also read the run against the project's planning targets")
@@ -321,10 +324,18 @@ def make_parser():
         "positive_int": _positive_int, "batch_size": _batch_size,
         "positive_float": _positive_float, "widths": _widths, "data": _data_source,
         "save": _save_path})
+    parsers["dynamics"] = sub.add_parser(
+        "dynamics", help="optimizer zoo, wide networks, sharpness, gradient noise: plots",
+        description="Runs one training-dynamics experiment on the embedded digits (or 2-D test "
+                    "functions) and writes its arrays (.npz) and plots (.png) to a folder.")
+    from fastopt.dynamics.cli import add_cli_arguments as add_dynamics_arguments
+
+    add_dynamics_arguments(parsers["dynamics"], types={
+        "positive_int": _positive_int, "positive_float": _positive_float, "widths": _widths})
     return parser, parsers
 
 
-COMMANDS = ("all", "selfcheck", "bench", "train")
+COMMANDS = ("all", "selfcheck", "bench", "train", "dynamics")
 
 
 def main(argv=None):
@@ -334,8 +345,8 @@ def main(argv=None):
     if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version")):
         argv = ["all", *argv]  # the main job
     elif not argv[0].startswith("-") and argv[0] not in COMMANDS:
-        parser.error(f"unknown command {argv[0]!r}; the commands are selfcheck, bench, train "
-                     "(none: the main job)")
+        parser.error(f"unknown command {argv[0]!r}; the commands are selfcheck, bench, train, "
+                     "dynamics (none: the main job)")
     args, extra = parser.parse_known_args(argv)
     if extra and args.command == "all":
         parsers["main"].error(f"unrecognized arguments: {' '.join(extra)} (the main job takes "
@@ -350,6 +361,10 @@ def main(argv=None):
         return cmd_selfcheck()
     if args.command == "bench":
         return cmd_bench(args, parsers["bench"])
+    if args.command == "dynamics":
+        from fastopt.dynamics.cli import run_cli as run_dynamics
+
+        return run_dynamics(args, parsers["dynamics"])
     return cmd_train(args, parsers["train"])
 
 

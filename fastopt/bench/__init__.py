@@ -11,7 +11,8 @@ the peers that are installed. Not imported by the library.
   where its microseconds go), :mod:`~fastopt.bench.many` (many small tensors, list and arena),
   :mod:`~fastopt.bench.check` (the safe default: the non-finite check and clipping against the
   plain step, a read kernel and torch fused, quiet and with one core busy),
-  :mod:`~fastopt.bench.scaling` (threads), :mod:`~fastopt.bench.startup` (import + first step);
+  :mod:`~fastopt.bench.scaling` (threads), :mod:`~fastopt.bench.startup` (import + first
+  step), and on request :mod:`~fastopt.bench.dynamics` (the training-dynamics experiments);
 - :mod:`~fastopt.bench.machine`: the machine's facts;
 - :mod:`~fastopt.bench.report`: :func:`run_all`, the :class:`Report` and its text and JSON forms;
 - :mod:`~fastopt.bench.targets`: the planning targets and their reading (``--targets``).
@@ -19,8 +20,9 @@ the peers that are installed. Not imported by the library.
 
 from fastopt.bench.cases import CONFIGS, FULL_SIZES, Result, Unsupported
 from fastopt.bench.peers import PEERS
-from fastopt.bench.report import (SECTIONS, Report, format_main, format_report,
-                                  format_table, run_all)
+from fastopt.bench.report import (DEFAULT_SECTIONS, SECTIONS, Report, format_main,
+                                  format_report, format_table, run_all)
 
-__all__ = ["CONFIGS", "FULL_SIZES", "PEERS", "SECTIONS", "Report", "Result", "Unsupported",
+__all__ = ["CONFIGS", "DEFAULT_SECTIONS", "FULL_SIZES", "PEERS", "SECTIONS", "Report", "Result",
+           "Unsupported",
            "format_main", "format_report", "format_table", "run_all"]

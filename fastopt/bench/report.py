@@ -18,7 +18,10 @@ from fastopt.bench.table import peer_speedup, roofline_ratio, run_table, unreada
 from fastopt.bench.timing import ROOFLINE_BACKENDS, too_noisy
 
 #: The sections of a run, in order (``fastopt bench --sections``).
-SECTIONS = ("table", "overhead", "many", "check", "threads", "startup")
+SECTIONS = ("table", "overhead", "many", "check", "threads", "startup", "dynamics")
+#: The sections a run without ``--sections`` runs: those of the optimizer step. The experiments'
+#: sections run on request.
+DEFAULT_SECTIONS = ("table", "overhead", "many", "check", "threads", "startup")
 
 
 @dataclass
@@ -35,6 +38,7 @@ class Report:
     check: list = field(default_factory=list)
     threads: list = field(default_factory=list)
     startup: dict = field(default_factory=dict)
+    dynamics: dict = field(default_factory=dict)
 
     def as_dict(self):
         """The report as plain data (``fastopt bench --json``), with the ratios of each step."""
@@ -47,15 +51,17 @@ class Report:
                 "skipped": [{"case": c, "reason": why} for c, why in self.skipped],
                 "overhead": self.overhead, "many_tensors": [r.as_dict() for r in self.many],
                 "safe_default": self.check,
-                "thread_scaling": self.threads, "startup": self.startup}
+                "thread_scaling": self.threads, "startup": self.startup,
+                "dynamics": self.dynamics}
 
 
 def run_all(sizes, dtypes=(np.float32,), backends=None, repeat=10, peers=PEERS,
-            sections=SECTIONS, many=(10_000, 1_000), thread_n=10_000_000, progress=None,
-            max_s=10.0, min_sample_s=0.02, yardsticks=True):
+            sections=DEFAULT_SECTIONS, many=(10_000, 1_000), thread_n=10_000_000, progress=None,
+            max_s=10.0, min_sample_s=0.02, yardsticks=True, dynamics_small=False):
     """Runs the chosen ``sections`` of :data:`SECTIONS` and returns a :class:`Report`; the table's
     samples batch calls over ``min_sample_s``; without ``yardsticks``, the table leaves out the
-    STREAM kernels and the same-traffic kernels timed alone."""
+    STREAM kernels and the same-traffic kernels timed alone; ``dynamics_small`` runs the dynamics
+    section at toy sizes."""
     sizes = [sizes] if isinstance(sizes, (int, np.integer)) else list(sizes)
     report = Report(machine={}, settings={
         "load_average_at_start": os.getloadavg() if hasattr(os, "getloadavg") else None,
@@ -92,6 +98,10 @@ def run_all(sizes, dtypes=(np.float32,), backends=None, repeat=10, peers=PEERS,
     if "startup" in sections:
         say("start-up")
         report.startup = startup()
+    if "dynamics" in sections:
+        from fastopt.bench.dynamics import dynamics
+
+        report.dynamics = dynamics(dynamics_small, progress=say)
     report.machine = machine()  # last: the threading layer is known once a parallel step ran
     return report
 
@@ -305,6 +315,10 @@ def format_report(report):
             c = s["cold"]
             lines.append(f"  empty cache (first-ever compile): import {c['import_s']:.2f} s + "
                          f"first step {c['first_step_s']:.2f} s = {c['total_s']:.2f} s")
+    if report.dynamics:
+        from fastopt.bench.dynamics import format_dynamics
+
+        lines += ["", format_dynamics(report.dynamics)]
     return "\n".join(lines)
 
 

@@ -40,6 +40,11 @@ class History:
     batches, weighted by rows, measured while the parameters moved), ``test_loss`` and
     ``test_error`` when ``eval_data`` was given (after the epoch), ``seconds`` (wall time of the
     epoch's steps, evaluation excluded).
+    ``sharpness``: with ``track_sharpness_every``, the ``step`` after which the Hessian's
+    ``top_eigenvalue`` on the training data was measured, and its Lanczos ``residual``.
+    ``noise``: with ``track_noise_every``, the ``step`` and its batch's unbiased estimates of the
+    per-example gradient covariance's trace (``trace_sigma``) and of the squared gradient norm
+    (``grad_sq``) (:func:`fastopt.noise.b_simple` makes the noise scale of them).
     """
 
     step: dict = field(default_factory=lambda: {k: [] for k in ("loss", "error", "grad_norm",
@@ -47,11 +52,16 @@ class History:
     epoch: dict = field(default_factory=lambda: {k: [] for k in ("train_loss", "train_error",
                                                                  "test_loss", "test_error",
                                                                  "seconds")})
+    sharpness: dict = field(default_factory=lambda: {k: [] for k in ("step", "top_eigenvalue",
+                                                                     "residual")})
+    noise: dict = field(default_factory=lambda: {k: [] for k in ("step", "trace_sigma",
+                                                                 "grad_sq")})
 
     def as_arrays(self):
-        """The history as ``{"step": {name: array}, "epoch": {name: array}}``."""
+        """The history as ``{part: {name: array}}`` for ``step``, ``epoch``, ``sharpness`` and
+        ``noise``."""
         return {part: {k: np.asarray(v, float) for k, v in getattr(self, part).items()}
-                for part in ("step", "epoch")}
+                for part in ("step", "epoch", "sharpness", "noise")}
 
     def __repr__(self):
         last = {k: v[-1] for k, v in self.epoch.items() if v}
@@ -203,7 +213,8 @@ def _fused_epochs(model, optimizer, batch_size, fused):
 
 
 def train(model, optimizer, X, y, epochs=10, batch_size=32, shuffle=True, schedule=None,
-          max_grad_norm=None, eval_data=None, seed=0, progress=None, callback=None, fused=None):
+          max_grad_norm=None, eval_data=None, seed=0, progress=None, callback=None, fused=None,
+          track_sharpness_every=None, track_noise_every=None):
     r"""Trains ``model`` in place with ``optimizer``; returns a :class:`History`.
 
     Every epoch visits each row of ``(X, y)`` once, in a new random order when ``shuffle``
@@ -241,9 +252,25 @@ def train(model, optimizer, X, y, epochs=10, batch_size=32, shuffle=True, schedu
             ``None`` (default) fuses when possible; ``True`` insists (error if impossible);
             ``False`` never fuses. The schedule is then called for all of an epoch's steps at
             the epoch's start.
+        track_sharpness_every: every this many steps, the top eigenvalue of the Hessian of the
+            loss on ``(X, y)`` (:func:`fastopt.curvature.lanczos`, relative residual 1e-3, each
+            search started from the last eigenvector) into ``history.sharpness``; to compare
+            with ``2 / lr`` (the edge of stability). Steps then run one by one (not fused).
+        track_noise_every: every this many steps, the gradient noise estimates of the step's
+            batch into ``history.noise`` (:mod:`fastopt.noise`), from the activations and
+            deltas the step computed anyway. Steps then run one by one (not fused).
     """
     _check_optimizer(model, optimizer)
     epochs = _check_positive_int("epochs", epochs)
+    track_sharpness_every = _check_positive_int("track_sharpness_every", track_sharpness_every,
+                                                allow_none=True)
+    track_noise_every = _check_positive_int("track_noise_every", track_noise_every,
+                                            allow_none=True)
+    if track_sharpness_every is not None or track_noise_every is not None:
+        if fused:
+            raise ValueError("fused: steps run one by one when track_sharpness_every or "
+                             "track_noise_every is set")
+        fused = False
     X, y = check_batch(X, y, model.sizes[0], model.sizes[-1], model.dtype, model.loss_name)
     n = X.shape[0]
     batch_size = n if batch_size is None else min(_check_positive_int("batch_size", batch_size), n)
@@ -260,6 +287,10 @@ def train(model, optimizer, X, y, epochs=10, batch_size=32, shuffle=True, schedu
     if on_device:  # the data go to the device once; batches are gathered there
         X_side, y_side = _memory.from_host(True, X), _memory.from_host(True, y)
     fused_runner = _fused_epochs(model, optimizer, batch_size, fused) if not on_device else None
+    if track_sharpness_every is not None:
+        from fastopt.dynamics.curvature import SharpnessTracker
+
+        tracker = SharpnessTracker(model, X, y)
     if fused and fused_runner is None:
         raise ValueError("fused: the 'cuda' backend has no compiled epoch")
     step = 0
@@ -295,6 +326,10 @@ def train(model, optimizer, X, y, epochs=10, batch_size=32, shuffle=True, schedu
                         group["lr"] = lr
                 loss, wrong = model._loss_and_grad(xb, yb)
                 norm = model.grad_norm()
+                if track_noise_every is not None and (step + 1) % track_noise_every == 0:
+                    from fastopt.dynamics.noise import record_training_step
+
+                    record_training_step(model, xb, norm, history.noise, step + 1)
                 if max_grad_norm is not None and norm > max_grad_norm:
                     model.scale_grads(max_grad_norm / (norm + 1e-6))
                 optimizer.step([model.grads])
@@ -306,6 +341,8 @@ def train(model, optimizer, X, y, epochs=10, batch_size=32, shuffle=True, schedu
                 total_loss += loss * rows_in_batch
                 total_wrong += wrong
                 step += 1
+                if track_sharpness_every is not None and step % track_sharpness_every == 0:
+                    tracker.record(history.sharpness, step)
                 if bar is not None:
                     bar.update(1)
                     if step % 10 == 0 or step == epochs * steps_per_epoch:
@@ -416,6 +453,9 @@ def add_cli_arguments(parser, types=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--save", metavar="PATH", type=plain("save", str),
                         help="save the trained model (.npz)")
+    parser.add_argument("--plot", metavar="PATH", type=plain("save", str),
+                        help="save a plot of the loss, error and gradient norm against steps "
+                             "(.png; needs matplotlib)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -425,6 +465,13 @@ def prepare_cli(args):
     from fastopt.nn.datasets import load
     from fastopt.nn.mlp import MLP
 
+    if getattr(args, "plot", None):
+        from fastopt.dynamics.plots import pyplot
+
+        try:
+            pyplot()
+        except ImportError as exc:
+            raise ValueError(f"--plot: {exc}") from None
     data = load(args.data)
     widths = args.widths
     if isinstance(widths, str):
@@ -462,6 +509,11 @@ def run_cli(args, data=None, model=None, optimizer=None):
     if args.save:
         model.save(args.save)
         print(f"saved to {args.save}")
+    if getattr(args, "plot", None):
+        from fastopt.dynamics.plots import training_history
+
+        training_history(history, args.plot, title=f"{args.optimizer}, {model}")
+        print(f"plot saved to {args.plot}")
     return 0
 
 
