@@ -1,0 +1,176 @@
+r"""Batched evaluation: the loss and 0-1 error of a model at ``K`` parameter points of an affine
+family, in one pass over the data.
+
+Every landscape experiment evaluates points of the form
+
+.. math::
+    \theta_k = c + \textstyle\sum_{j=1}^{m} a_{kj} d_j \qquad (m = 0, 1, 2)
+
+(a line, a plane, the straight path between two iterates). For an :class:`fastopt.MLP` the first
+layer's pre-activations are affine in the coordinates,
+
+.. math::
+    Z^{(1)}_k = X W_c + \textstyle\sum_j a_{kj}\, X D_j + (b_c + \sum_j a_{kj} e_j),
+
+so the products ``X W_c`` and ``X D_j`` (the expensive ones: ``n x fan_in x fan_out`` each) are
+computed once, by the model's backend kernel (``dense_forward`` with the identity, one call on
+``[W_c | D_1 | D_2]``), and each point costs only the combination and the rest of the network,
+run for a chunk of points at once as batched matrix products (numpy's BLAS). The losses are those
+of :meth:`fastopt.MLP.evaluate`: mean softmax cross-entropy over the rows, or mean squared error
+over rows and outputs (integer labels as one-hot targets); the 0-1 error is the fraction of rows
+whose argmax output is not the label.
+
+Agreement with the per-point evaluation (``model.params = theta; model.evaluate(X, y)``): the
+sums are grouped differently (``X (W + a D)`` against ``X W + a X D``) and the per-point path
+rounds ``theta`` to the model's dtype first, so losses agree to a relative ``1e-4`` in float32
+and ``1e-9`` in float64 (tests/test_landscape.py); an error count can differ only where two
+outputs tie to within that rounding.
+"""
+
+import numpy as np
+
+from fastopt._core import memory as _memory
+from fastopt.nn import reference as ref
+from fastopt.nn.mlp import MLP, check_batch
+from fastopt.landscape.models import FunctionModel
+
+__all__ = ["Evaluator", "logits_along", "losses_of_logits"]
+
+#: Bytes of intermediate activations a chunk of points may hold (chooses the chunk size).
+CHUNK_BYTES = 64 << 20
+
+
+def losses_of_logits(Z, y, loss_name):
+    r"""Per-point mean loss and 0-1 error of logits ``Z`` of shape ``(K, n, C)``.
+
+    Cross-entropy: :math:`\frac1n\sum_i \log\sum_c e^{Z_{ic}} - Z_{i y_i}`; MSE:
+    :math:`\frac{1}{nC}\sum_{i,c}(Z_{ic} - T_{ic})^2` with ``y`` the targets ``T`` ``(n, C)``.
+    Sums accumulate in float64."""
+    K, n, C = Z.shape
+    if loss_name == "cross_entropy":
+        shifted = Z - Z.max(axis=2, keepdims=True)
+        lse = np.log(np.exp(shifted).sum(axis=2, dtype=np.float64))
+        picked = np.take_along_axis(shifted, y[None, :, None], axis=2)[..., 0]
+        loss = (lse - picked).sum(axis=1, dtype=np.float64) / n
+        wrong = np.count_nonzero(Z.argmax(axis=2) != y[None, :], axis=1)
+    else:
+        diff = (Z - y[None]).astype(np.float64, copy=False)
+        loss = np.einsum("kic,kic->k", diff, diff) / (n * C)
+        wrong = np.count_nonzero(Z.argmax(axis=2) != y.argmax(axis=1)[None, :], axis=1)
+    return loss, wrong / n
+
+
+class Evaluator:
+    """A model and a data set ``(X, y)``, checked once, evaluated at many parameter points.
+
+    ``Evaluator(model, X, y).affine(center, dirs, coords)`` returns ``(loss, error)``, arrays of
+    ``len(coords)``: the values at ``center + coords @ dirs``. ``model``: a :class:`fastopt.MLP`
+    (the parameters are read, never written) or a
+    :class:`~fastopt.landscape.models.FunctionModel`.
+    """
+
+    def __init__(self, model, X, y, name_x="X", name_y="y"):
+        self.model = model
+        if isinstance(model, MLP):
+            X, y = check_batch(X, y, model.sizes[0], model.sizes[-1], model.dtype,
+                               model.loss_name, name_x, name_y)
+            if model.loss_name == "mse" and y.ndim == 1:
+                y = ref.one_hot(y, model.sizes[-1], model.dtype)
+        else:
+            X = np.asarray(X)
+            y = np.asarray(y)
+            if X.shape[:1] != y.shape[:1] or X.shape[0] == 0:
+                raise ValueError(f"{name_y}: expected one label per row of {name_x} (and at "
+                                 f"least one row), got {X.shape[0]} rows and {y.shape[:1]} labels")
+        self.X, self.y = X, y
+
+    @property
+    def rows(self):
+        return self.X.shape[0]
+
+    # -------------------------------------------------------------------------- the MLP path
+
+    def _first_products(self, stacked):
+        """``X @ stacked`` through the model's ``dense_forward`` kernel (identity, zero bias)."""
+        model = self.model
+        on_device = model.backend == "cuda"
+        side = lambda a: _memory.from_host(True, a) if on_device else a
+        stacked = np.ascontiguousarray(stacked, model.dtype)
+        out = _memory.full(on_device, (self.rows, stacked.shape[1]), model.dtype, 0.0)
+        model._kernels.dense_forward(side(self.X), side(stacked),
+                                     side(np.zeros(stacked.shape[1], model.dtype)), out,
+                                     model._empty(stacked.shape[1]), ref.IDENTITY)
+        return _memory.to_host(out)
+
+    def _chunk(self, points):
+        widest = max(self.model.sizes[1:])
+        per_point = 3 * self.rows * widest * self.model.dtype.itemsize
+        return max(1, min(points, CHUNK_BYTES // per_point))
+
+    def mlp_logits(self, center, dirs, coords, progress=None):
+        """Yields ``(rows, logits)``: for consecutive chunks of ``coords``, the output layer
+        ``(k, n, C)`` at ``center + coords @ dirs`` (see the module's formula)."""
+        model = self.model
+        dtype = model.dtype
+        arena = model.param_arena
+        shapes, offsets = arena.shapes, arena.offsets
+        unflat = lambda v: [v[o:o + int(np.prod(s))].reshape(s).astype(dtype)
+                            for o, s in zip(offsets, shapes)]
+        C = unflat(center)
+        D = [unflat(d) for d in dirs]
+        width = model.sizes[1]
+        products = self._first_products(np.concatenate([C[0]] + [d[0] for d in D], axis=1))
+        XW = products[:, :width]
+        XD = [products[:, width * (j + 1):width * (j + 2)] for j in range(len(D))]
+        coords = coords.astype(dtype)
+        step = self._chunk(len(coords))
+        for start in range(0, len(coords), step):
+            a = coords[start:start + step]
+            k = len(a)
+            Z = np.broadcast_to(XW, (k,) + XW.shape).copy()
+            bias = np.broadcast_to(C[1], (k, width)).copy()
+            for j in range(len(D)):
+                Z += a[:, j, None, None] * XD[j][None]
+                bias += a[:, j, None] * D[j][1][None]
+            Z += bias[:, None, :]
+            for layer in range(1, model.n_layers):
+                H = ref.activation(Z, ref.ACTIVATIONS[model._codes[layer - 1]]).astype(
+                    dtype, copy=False)
+                W = np.broadcast_to(C[2 * layer], (k,) + C[2 * layer].shape).copy()
+                b = np.broadcast_to(C[2 * layer + 1], (k,) + C[2 * layer + 1].shape).copy()
+                for j in range(len(D)):
+                    W += a[:, j, None, None] * D[j][2 * layer][None]
+                    b += a[:, j, None] * D[j][2 * layer + 1][None]
+                Z = np.matmul(H, W)
+                Z += b[:, None, :]
+            yield slice(start, start + k), Z
+            if progress is not None:
+                progress(k)
+
+    # ---------------------------------------------------------------------------- both kinds
+
+    def affine(self, center, dirs, coords, progress=None):
+        """``(loss, error)`` at ``center + coords @ dirs``: ``center`` ``(P,)``, ``dirs``
+        ``(m, P)``, ``coords`` ``(K, m)``; float64 arrays of length ``K``."""
+        coords = np.asarray(coords, np.float64).reshape(len(coords), len(dirs))
+        loss = np.empty(len(coords))
+        error = np.empty(len(coords))
+        if isinstance(self.model, FunctionModel):
+            step = self.model.chunk
+            for start in range(0, len(coords), step):
+                a = coords[start:start + step]
+                thetas = center[None, :] + a @ np.asarray(dirs).reshape(len(dirs), -1)
+                loss[start:start + len(a)], error[start:start + len(a)] = self.model(
+                    thetas, self.X, self.y)
+                if progress is not None:
+                    progress(len(a))
+            return loss, error
+        for rows, Z in self.mlp_logits(center, dirs, coords, progress):
+            loss[rows], error[rows] = losses_of_logits(Z, self.y, self.model.loss_name)
+        return loss, error
+
+
+def logits_along(evaluator, center, dirs, coords):
+    """The MLP's logits ``(K, n, C)`` at ``center + coords @ dirs`` (all chunks joined)."""
+    coords = np.asarray(coords, np.float64).reshape(len(coords), len(dirs))
+    return np.concatenate([Z for _, Z in evaluator.mlp_logits(center, dirs, coords)])
