@@ -311,3 +311,143 @@ def test_train_records_iterates(tmp_path, fused):
         fastopt.train(model2, fastopt.SGD([model2.params], lr=0.1), X, y, record_to="x.npy")
     with pytest.raises(ValueError, match="record_every: expected an integer"):
         fastopt.train(model2, fastopt.SGD([model2.params], lr=0.1), X, y, record_every=0)
+
+
+# ------------------------------------------------------------- plots and `fastopt landscape`
+
+def _run_cli(capsys, *argv):
+    from fastopt import cli
+
+    try:
+        status = cli.main(list(argv))
+    except SystemExit as exc:
+        status = exc.code
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+@pytest.fixture(scope="module")
+def report_dir(tmp_path_factory):
+    """One small ``fastopt landscape`` run, shared by the tests that read its folder."""
+    pytest.importorskip("matplotlib")
+    from fastopt import cli
+
+    out = tmp_path_factory.mktemp("report") / "landscape"
+    status = cli.main(["landscape", "--out", str(out), "--epochs", "1", "--widths", "8",
+                       "--grid", "5", "--points", "7", "--record-every", "9",
+                       "--backend", "numpy", "--no-progress", "--formats", "png"])
+    assert status == 0
+    return out
+
+
+def test_landscape_command_writes_the_report(report_dir):
+    names = {p.name for p in report_dir.iterdir()}
+    for stem in ("interpolation", "projection", "plane", "trajectory_plane", "line",
+                 "scaled_last_layer", "monotone_path"):
+        assert {f"{stem}.npz", f"{stem}.png"} <= names, stem
+    assert {"plane_surface.png", "index.html", "iterates.npy"} <= names
+    page = (report_dir / "index.html").read_text()
+    for name in names:
+        if name.endswith(".png"):
+            assert f'<img src="{name}"' in page, name
+        elif name.endswith(".npz"):
+            assert f'href="{name}"' in page, name
+    assert "final test accuracy" in page and "evaluation seconds" in page
+    iterates = np.load(report_dir / "iterates.npy")
+    projection = L.load(report_dir / "projection.npz")
+    assert len(projection.alpha) == len(iterates) == 1 + 45 // 9  # 1438 rows / 32 = 45 steps
+    assert projection.beta[0] == 0 and projection.beta[-1] == pytest.approx(0, abs=1e-4)
+    plane = L.load(report_dir / "plane.npz")
+    assert plane.loss.shape == (5, 5) and plane.meta["directions_normalization"] == "filter"
+    with open(report_dir / "plane.png", "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_landscape_command_loads_a_model(capsys, tmp_path, report_dir):
+    model = fastopt.MLP([64, 8, 10], seed=3, backend="numpy")
+    model.save(tmp_path / "m.npz")
+    status, out, err = _run_cli(capsys, "landscape", "--load", str(tmp_path / "m.npz"),
+                                "--iterates", str(report_dir / "iterates.npy"), "--out",
+                                str(tmp_path / "r"), "--grid", "3", "--points", "3",
+                                "--no-progress", "--formats", "svg", "--backend", "numpy")
+    assert status == 0, err
+    assert (tmp_path / "r" / "projection.svg").exists()
+    other = fastopt.MLP([64, 5, 10], seed=3, backend="numpy")
+    other.save(tmp_path / "other.npz")
+    status, _, err = _run_cli(capsys, "landscape", "--load", str(tmp_path / "other.npz"),
+                              "--iterates", str(report_dir / "iterates.npy"))
+    assert status == 2 and "--iterates: expected rows of" in err and "Traceback" not in err
+    wrong = fastopt.MLP([3, 5, 10], seed=3, backend="numpy")
+    wrong.save(tmp_path / "wrong.npz")
+    status, _, err = _run_cli(capsys, "landscape", "--load", str(tmp_path / "wrong.npz"))
+    assert status == 2 and "does not fit the data" in err
+
+
+@pytest.mark.parametrize("argv,words", [
+    (["landscape", "--grid", "0"], ["--grid"]),
+    (["landscape", "--formats", "gif"], ["--formats", "png, svg"]),
+    (["landscape", "--load", "/nonexistent.npz"], ["--load", "no such file"]),
+    (["landscape", "--iterates", __file__], ["--iterates: goes with --load"]),
+])
+def test_landscape_command_usage_errors(capsys, argv, words):
+    status, out, err = _run_cli(capsys, *argv)
+    assert status == 2 and err.startswith("usage: fastopt") and "Traceback" not in err
+    for word in words:
+        assert word in err, (word, err)
+
+
+def test_plots_without_matplotlib_say_what_to_install(monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_matplotlib(name, *args, **kwargs):
+        if name == "matplotlib" or name.startswith("matplotlib."):
+            raise ImportError("No module named 'matplotlib'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_matplotlib)
+    result = L.project(np.zeros(2), np.ones(2), np.ones((2, 2)))
+    with pytest.raises(ImportError, match=r"pip install fastopt\[plot\]"):
+        result.plot()
+
+
+def test_every_plot_draws(tmp_path):
+    pytest.importorskip("matplotlib")
+    X, y = _data()
+    model = _model(sizes=(5, 4, 3))
+    start = model.get_params()
+    end = start + 0.3 * L.directions(model, seed=1, count=1)[0]
+    d = L.directions(model, seed=0)
+    results = [L.interpolate(model, start, end, X, y, [0.0, 0.5, 1.0], test=(X, y)),
+               L.plane(model, X, y, d, [-1.0, 0.0, 1.0], [-1.0, 0.0, 1.0],
+                       trajectory=np.stack([start, end])),
+               L.project(start, end, np.stack([start, end])),
+               L.scaled_last_layer(model, X, y, [0.0, 1.0, 2.0]),
+               L.monotone_path(model, start, end, X, y, [0.0, 1.0])]
+    for k, result in enumerate(results):
+        result.plot(tmp_path / f"{k}.svg")
+        assert (tmp_path / f"{k}.svg").read_text().lstrip().startswith("<?xml")
+    results[1].plot_surface(tmp_path / "surface.png")
+    assert (tmp_path / "surface.png").stat().st_size > 1000
+
+
+def test_report_images_load_in_headless_chromium(report_dir):
+    import re
+    import shutil
+    import subprocess
+
+    browser = next((shutil.which(b) for b in ("chromium", "chromium-browser", "google-chrome")
+                    if shutil.which(b)), None)
+    if browser is None:
+        pytest.skip("no headless Chromium on PATH (Debian: apt-get install chromium)")
+    dom = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu",
+                          "--allow-file-access-from-files", "--virtual-time-budget=10000",
+                          "--dump-dom", (report_dir / "index.html").as_uri()],
+                         capture_output=True, text=True, timeout=120).stdout
+    check = re.search(r'id="image-check"[^>]*', dom)
+    assert check, dom[-2000:]
+    broken = re.search(r'data-broken="(\d+)"', check.group(0))
+    images = re.search(r'data-images="(\d+)"', check.group(0))
+    assert broken and images, check.group(0)
+    assert int(images.group(1)) == 8 and int(broken.group(1)) == 0

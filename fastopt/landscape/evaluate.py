@@ -13,9 +13,12 @@ layer's pre-activations are affine in the coordinates,
     Z^{(1)}_k = X W_c + \textstyle\sum_j a_{kj}\, X D_j + (b_c + \sum_j a_{kj} e_j),
 
 so the products ``X W_c`` and ``X D_j`` (the expensive ones: ``n x fan_in x fan_out`` each) are
-computed once, by the model's backend kernel (``dense_forward`` with the identity, one call on
-``[W_c | D_1 | D_2]``), and each point costs only the combination and the rest of the network,
-run for a chunk of points at once as batched matrix products (numpy's BLAS). The losses are those
+computed once, and each point costs only the combination and the rest of the network. The later
+layers run for a chunk of ``k`` points at once: ``H_k W_k = H_k W_c + sum_j a_kj H_k D_j``, one
+product of the chunk's stacked activations ``(k n, fan_in)`` with ``[W_c | D_1 | D_2]`` rather
+than ``k`` small ones. Every matrix product is the model's backend kernel (``dense_forward`` with
+the identity and a zero bias: numba, C or cuBLAS-free CUDA kernels, or numpy's BLAS); the
+combinations, activations and losses are elementwise numpy. The losses are those
 of :meth:`fastopt.MLP.evaluate`: mean softmax cross-entropy over the rows, or mean squared error
 over rows and outputs (integer labels as one-hot targets); the 0-1 error is the fraction of rows
 whose argmax output is not the label.
@@ -36,8 +39,31 @@ from fastopt.landscape.models import FunctionModel
 
 __all__ = ["Evaluator", "logits_along", "losses_of_logits"]
 
-#: Bytes of intermediate activations a chunk of points may hold (chooses the chunk size).
-CHUNK_BYTES = 64 << 20
+#: Bytes of intermediate activations a chunk of points may hold (chooses the chunk size: small
+#: enough that a chunk's activations stay in cache between the layers).
+CHUNK_BYTES = 8 << 20
+
+
+def _combine(parts, weights, bias):
+    """``sum_j weights[:, j] parts[j] + bias`` for each point: ``(k, n, width)``, elementwise
+    (``parts[j]``: ``(n, width)`` shared by the points or ``(k, n, width)``)."""
+    k = len(weights)
+    shape = (k,) + parts[0].shape[-2:]
+    Z = np.empty(shape, weights.dtype)
+    Z[...] = parts[0] * weights[:, 0, None, None] if parts[0].ndim == 3 else parts[0]
+    for j in range(1, len(parts)):
+        Z += weights[:, j, None, None] * parts[j]
+    Z += bias[:, None, :]
+    return Z
+
+
+def _activate(Z, code):
+    """The hidden layer's activation of ``Z``, in place where it can be."""
+    if code == ref.RELU:
+        return np.maximum(Z, 0, out=Z)
+    if code == ref.TANH:
+        return np.tanh(Z, out=Z)
+    return ref.activation(Z, ref.ACTIVATIONS[code]).astype(Z.dtype, copy=False)
 
 
 def losses_of_logits(Z, y, loss_name):
@@ -90,16 +116,17 @@ class Evaluator:
 
     # -------------------------------------------------------------------------- the MLP path
 
-    def _first_products(self, stacked):
-        """``X @ stacked`` through the model's ``dense_forward`` kernel (identity, zero bias)."""
+    def _product(self, A, B):
+        """``A @ B`` (host arrays) through the model's ``dense_forward`` kernel (identity, zero
+        bias): the backend's own matrix product, threaded as its kernels are."""
         model = self.model
         on_device = model.backend == "cuda"
         side = lambda a: _memory.from_host(True, a) if on_device else a
-        stacked = np.ascontiguousarray(stacked, model.dtype)
-        out = _memory.full(on_device, (self.rows, stacked.shape[1]), model.dtype, 0.0)
-        model._kernels.dense_forward(side(self.X), side(stacked),
-                                     side(np.zeros(stacked.shape[1], model.dtype)), out,
-                                     model._empty(stacked.shape[1]), ref.IDENTITY)
+        A = np.ascontiguousarray(A, model.dtype)
+        B = np.ascontiguousarray(B, model.dtype)
+        out = _memory.full(on_device, (A.shape[0], B.shape[1]), model.dtype, 0.0)
+        model._kernels.dense_forward(side(A), side(B), side(np.zeros(B.shape[1], model.dtype)),
+                                     out, model._empty(B.shape[1]), ref.IDENTITY)
         return _memory.to_host(out)
 
     def _chunk(self, points):
@@ -119,30 +146,29 @@ class Evaluator:
         C = unflat(center)
         D = [unflat(d) for d in dirs]
         width = model.sizes[1]
-        products = self._first_products(np.concatenate([C[0]] + [d[0] for d in D], axis=1))
-        XW = products[:, :width]
-        XD = [products[:, width * (j + 1):width * (j + 2)] for j in range(len(D))]
+        products = self._product(self.X, np.concatenate([C[0]] + [d[0] for d in D], axis=1))
+        parts = [products[:, j * width:(j + 1) * width] for j in range(1 + len(D))]
+        first_biases = np.stack([C[1]] + [d[1] for d in D])
+        layer_stacks = {layer: np.concatenate([C[2 * layer]] + [d[2 * layer] for d in D], axis=1)
+                        for layer in range(1, model.n_layers)}
+        bias_stacks = {layer: np.stack([C[2 * layer + 1]] + [d[2 * layer + 1] for d in D])
+                       for layer in range(1, model.n_layers)}
         coords = coords.astype(dtype)
         step = self._chunk(len(coords))
         for start in range(0, len(coords), step):
             a = coords[start:start + step]
             k = len(a)
-            Z = np.broadcast_to(XW, (k,) + XW.shape).copy()
-            bias = np.broadcast_to(C[1], (k, width)).copy()
-            for j in range(len(D)):
-                Z += a[:, j, None, None] * XD[j][None]
-                bias += a[:, j, None] * D[j][1][None]
-            Z += bias[:, None, :]
+            weights = np.concatenate([np.ones((k, 1), dtype), a], axis=1)  # (k, 1 + m)
+            Z = _combine(parts, weights, weights @ first_biases)
             for layer in range(1, model.n_layers):
-                H = ref.activation(Z, ref.ACTIVATIONS[model._codes[layer - 1]]).astype(
-                    dtype, copy=False)
-                W = np.broadcast_to(C[2 * layer], (k,) + C[2 * layer].shape).copy()
-                b = np.broadcast_to(C[2 * layer + 1], (k,) + C[2 * layer + 1].shape).copy()
-                for j in range(len(D)):
-                    W += a[:, j, None, None] * D[j][2 * layer][None]
-                    b += a[:, j, None] * D[j][2 * layer + 1][None]
-                Z = np.matmul(H, W)
-                Z += b[:, None, :]
+                H = _activate(Z, model._codes[layer - 1])
+                # H_k (W_c + sum_j a_kj D_j) = H_k W_c + sum_j a_kj H_k D_j: one product of the
+                # whole chunk with [W_c | D_1 | D_2] instead of k small ones
+                fan_in, fan_out = C[2 * layer].shape
+                Y = self._product(H.reshape(k * self.rows, fan_in), layer_stacks[layer])
+                Y = Y.reshape(k, self.rows, 1 + len(D), fan_out)
+                Z = _combine([Y[:, :, j] for j in range(1 + len(D))], weights,
+                             weights @ bias_stacks[layer])
             yield slice(start, start + k), Z
             if progress is not None:
                 progress(k)

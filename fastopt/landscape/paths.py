@@ -114,60 +114,82 @@ def scaled_last_layer(model, X, y, cs, center=None):
 # ------------------------------------------------------------------------- the monotone path
 
 def _loss_and_slope(Z, y, c, loss_name):
-    r"""``(L(c), L'(c))`` of logits ``c Z`` (``Z`` ``(n, C)``), in float64:
-    cross-entropy :math:`L' = \frac1n\sum_i (\sum_k s_{ik} Z_{ik} - Z_{iy_i})` with
+    r"""``(L(c), L'(c))`` for each point: logits ``c_p Z_p`` (``Z`` ``(P, n, C)``, ``c`` ``(P,)``),
+    in float64: cross-entropy :math:`L' = \frac1n\sum_i (\sum_k s_{ik} Z_{ik} - Z_{iy_i})` with
     :math:`s = \mathrm{softmax}(cZ)`; MSE :math:`L' = \frac{2}{nC}\sum (cZ - T) Z`."""
-    n, C = Z.shape
+    c = np.asarray(c, np.float64)[:, None, None]
     if loss_name == "cross_entropy":
         s = c * Z
-        s -= s.max(axis=1, keepdims=True)
+        s -= s.max(axis=2, keepdims=True)
         e = np.exp(s)
-        total = e.sum(axis=1)
-        picked = Z[np.arange(n), y]
-        loss = np.mean(np.log(total) - s[np.arange(n), y])
-        slope = np.mean((e * Z).sum(axis=1) / total - picked)
-        return float(loss), float(slope)
-    diff = c * Z - y
-    return float(np.mean(diff * diff)), float(2 * np.mean(diff * Z))
+        total = e.sum(axis=2)
+        picked = np.take_along_axis(Z, y[None, :, None], axis=2)[..., 0]
+        picked_s = np.take_along_axis(s, y[None, :, None], axis=2)[..., 0]
+        loss = np.mean(np.log(total) - picked_s, axis=1)
+        slope = np.mean((e * Z).sum(axis=2) / total - picked, axis=1)
+        return loss, slope
+    diff = c * Z - y[None]
+    return np.mean(diff * diff, axis=(1, 2)), 2 * np.mean(diff * Z, axis=(1, 2))
 
 
-def _bisect(f, lo, hi, increasing, iterations=200):
-    """The root of a monotone ``f`` in ``[lo, hi]`` (``f(lo)``, ``f(hi)`` of opposite signs or
-    zero), to the float64 resolution of the bracket."""
-    for _ in range(iterations):
-        mid = 0.5 * (lo + hi)
-        if mid <= lo or mid >= hi:
+#: Newton steps at most per root (each evaluates the loss and its slope at every point).
+NEWTON_STEPS = 100
+
+
+def _newton(F, points, start, increasing):
+    r"""For each of ``points``, the root of the convex ``f`` on one side of its minimum, by
+    Newton's method from ``start`` where ``f >= 0``: on a convex function the tangent's zero never
+    passes the root, so the iterates approach it monotonically. ``increasing``: the branch where
+    ``f' > 0`` (the root right of the minimum), else ``f' < 0``. NaN where the slope turns before
+    ``f`` reaches zero (the minimum is above zero: no root on that side). ``F(c, points) ->
+    (f, f')`` evaluates only the points still iterating."""
+    c = start.astype(np.float64)
+    root = np.full(len(c), np.nan)
+    active = np.arange(len(c))
+    for _ in range(NEWTON_STEPS):
+        f, g = F(c[active], points[active])
+        met = f <= 1e-14 * np.maximum(1.0, np.abs(f))
+        turned = ~met & ((g <= 0) if increasing else (g >= 0))
+        step = f / np.where(g == 0, 1.0, g)
+        small = ~met & ~turned & (np.abs(step) <= 4e-16 * np.maximum(1.0, c[active]))
+        root[active[met | small]] = c[active[met | small]]
+        going = ~(met | turned | small)
+        c[active[going]] = np.maximum(c[active[going]] - step[going], 0.0)
+        active = active[going]
+        if not len(active):
             break
-        if (f(mid) < 0) == increasing:
-            lo = mid
-        else:
-            hi = mid
-    return 0.5 * (lo + hi)
+    return root
 
 
-def _roots_by_bisection(Z, y, loss_name, target, c_max):
-    """The roots ``c >= 0`` of ``L(c) = target`` (``L`` convex in ``c``): one on each side of the
-    minimum where they exist."""
-    L = lambda c: _loss_and_slope(Z, y, c, loss_name)[0]
-    slope = lambda c: _loss_and_slope(Z, y, c, loss_name)[1]
-    if slope(0.0) >= 0:
-        c_min = 0.0
-    else:
-        hi = 1.0
-        while slope(hi) < 0 and hi < c_max:
-            hi *= 2
-        c_min = hi if slope(hi) < 0 else _bisect(slope, 0.0, hi, True)
-    roots = []
-    if L(c_min) > target:
-        return roots
-    if L(0.0) >= target:
-        roots.append(_bisect(lambda c: L(c) - target, 0.0, c_min, False))
-    hi = max(2 * c_min, 1.0)
-    while L(hi) < target and hi < c_max:
-        hi *= 2
-    if L(hi) >= target and hi > c_min:
-        roots.append(_bisect(lambda c: L(c) - target, c_min, hi, True))
-    return roots
+def _roots_by_newton(Z, y, loss_name, targets, c_max):
+    """For each point, the roots ``c >= 0`` of ``L(c) = target`` (``L`` convex in ``c``): the one
+    left of the minimum (Newton from ``c = 0``, where ``L(0) >= target``) and the one right of
+    it (Newton from the first of ``1, 2, 4, ...`` where ``L >= target`` and rising), as two
+    arrays, NaN where none."""
+    def F(c, points):
+        loss, slope = _loss_and_slope(Z[points], y, c, loss_name)
+        return loss - targets[points], slope
+
+    P = len(Z)
+    every = np.arange(P)
+    f0, g0 = F(np.zeros(P), every)
+    left = np.full(P, np.nan)
+    down = every[(f0 >= 0) & (g0 < 0)]
+    left[down] = _newton(F, down, np.zeros(len(down)), False)
+    left[(f0 >= 0) & (g0 >= 0) & (f0 <= 1e-14)] = 0.0
+    hi = np.ones(P)
+    short = every
+    for _ in range(int(np.ceil(np.log2(c_max))) + 1):
+        f, g = F(hi[short], short)
+        short = short[((f < 0) | (g <= 0)) & (hi[short] < c_max)]
+        if not len(short):
+            break
+        hi[short] *= 2
+    f, g = F(hi, every)
+    up = every[(f >= 0) & (g > 0)]
+    right = np.full(P, np.nan)
+    right[up] = _newton(F, up, hi[up], True)
+    return left, right
 
 
 def _roots_closed_form(Z, T, target):
@@ -199,7 +221,8 @@ def monotone_path(model, theta_init, theta_final, X, y, alphas=None, target=None
     at most two roots, one on each side of its minimum; the path takes the root nearest the
     previous point's ``c`` (starting from ``c = 1``, which meets the target at
     :math:`\alpha = 0`). MSE is quadratic in ``c`` (closed form, :func:`_roots_closed_form`);
-    cross-entropy's roots are bracketed and bisected (``method="root"``, also available for MSE).
+    cross-entropy's roots are found by Newton's method from either side of the minimum, which on
+    a convex function approaches each root monotonically (``method="root"``, also for MSE).
     Where the loss cannot go down to the target (its minimum over ``c`` is above it) there is no
     such ``c``: ``feasible`` is false and ``c`` NaN.
 
@@ -237,17 +260,22 @@ def monotone_path(model, theta_init, theta_final, X, y, alphas=None, target=None
         if targets.shape != alphas.shape:
             raise ValueError(f"target: expected {len(alphas)} values (one per alpha), got "
                              f"{targets.size}")
+    Z = Z.astype(np.float64)
+    if closed:
+        both = [_roots_closed_form(Z[k], ev.y, targets[k]) for k in range(len(alphas))]
+        both = np.array([(r + [np.nan] * 2)[:2] if len(r) < 2 else r for r in both])
+    else:
+        both = np.stack(_roots_by_newton(Z, ev.y, model.loss_name, targets, c_max), axis=1)
     c = np.full(len(alphas), np.nan)
-    loss = np.full(len(alphas), np.nan)
     previous = 1.0
-    for k in range(len(alphas)):
-        Zk = Z[k].astype(np.float64)
-        roots = (_roots_closed_form(Zk, ev.y, targets[k]) if closed else
-                 _roots_by_bisection(Zk, ev.y, model.loss_name, targets[k], c_max))
-        if roots:
-            c[k] = min(roots, key=lambda r: abs(r - previous))
-            previous = c[k]
-            loss[k] = _loss_and_slope(Zk, ev.y, c[k], model.loss_name)[0]
+    for k, roots in enumerate(both):
+        roots = roots[np.isfinite(roots)]
+        if len(roots):
+            c[k] = previous = roots[np.argmin(np.abs(roots - previous))]
+    loss = np.full(len(alphas), np.nan)
+    ok = np.isfinite(c)
+    if ok.any():
+        loss[ok] = _loss_and_slope(Z[ok], ev.y, c[ok], model.loss_name)[0]
     return MonotonePathResult(
         {"alphas": alphas, "c": c, "target": targets, "loss": loss, "straight_loss": straight,
          "feasible": np.isfinite(c)},

@@ -78,6 +78,15 @@ class PlaneResult(Result):
     recorded iterates' coordinates in the plane (least squares)."""
     kind = "plane"
 
+    def plot_surface(self, path=None, **options):
+        """The plane as a 3-D surface (:func:`fastopt.landscape.plots.plot_surface`)."""
+        from fastopt.landscape import plots
+
+        figure = plots.plot_surface(self, **options)
+        if path is not None:
+            plots.save_figure(figure, path)
+        return figure
+
 
 class ProjectionResult(Result):
     """:func:`~fastopt.landscape.project`: ``alpha``, ``beta`` and ``step`` of each iterate."""
