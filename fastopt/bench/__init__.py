@@ -9,7 +9,8 @@ the peers that are installed. Not imported by the library.
 - one module per section of a run: :mod:`~fastopt.bench.table` (every configuration × backend ×
   size × dtype with its yardsticks and peers), :mod:`~fastopt.bench.overhead` (a 10^3 step and
   where its microseconds go), :mod:`~fastopt.bench.many` (many small tensors, list and arena),
-  :mod:`~fastopt.bench.scaling` (threads), :mod:`~fastopt.bench.startup` (import + first step);
+  :mod:`~fastopt.bench.scaling` (threads), :mod:`~fastopt.bench.startup` (import + first step),
+  :mod:`~fastopt.bench.landscape` (batched loss-landscape evaluation against per-point loops);
 - :mod:`~fastopt.bench.machine`: the machine's facts;
 - :mod:`~fastopt.bench.report`: :func:`run_all`, the :class:`Report` and its text and JSON forms;
 - :mod:`~fastopt.bench.targets`: the planning targets and their reading (``--targets``).

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from fastopt._core.dispatch import available_backends
+from fastopt.bench.landscape import format_landscape, landscape
 from fastopt.bench.machine import machine
 from fastopt.bench.many import many_tensors
 from fastopt.bench.overhead import contradicting_stages, overhead
@@ -17,7 +18,7 @@ from fastopt.bench.table import peer_speedup, roofline_ratio, run_table, unreada
 from fastopt.bench.timing import ROOFLINE_BACKENDS, too_noisy
 
 #: The sections of a run, in order (``fastopt bench --sections``).
-SECTIONS = ("table", "overhead", "many", "threads", "startup")
+SECTIONS = ("table", "overhead", "many", "threads", "startup", "landscape")
 
 
 @dataclass
@@ -33,6 +34,7 @@ class Report:
     many: list = field(default_factory=list)
     threads: list = field(default_factory=list)
     startup: dict = field(default_factory=dict)
+    landscape: list = field(default_factory=list)
 
     def as_dict(self):
         """The report as plain data (``fastopt bench --json``), with the ratios of each step."""
@@ -44,7 +46,8 @@ class Report:
                            for r in self.results if r.kind == "fastopt"],
                 "skipped": [{"case": c, "reason": why} for c, why in self.skipped],
                 "overhead": self.overhead, "many_tensors": [r.as_dict() for r in self.many],
-                "thread_scaling": self.threads, "startup": self.startup}
+                "thread_scaling": self.threads, "startup": self.startup,
+                "landscape": self.landscape}
 
 
 def run_all(sizes, dtypes=(np.float32,), backends=None, repeat=10, peers=PEERS,
@@ -86,6 +89,9 @@ def run_all(sizes, dtypes=(np.float32,), backends=None, repeat=10, peers=PEERS,
     if "startup" in sections:
         say("start-up")
         report.startup = startup()
+    if "landscape" in sections:
+        say("landscape")
+        report.landscape = landscape(backends, repeat=repeat, max_s=max_s, progress=say)
     report.machine = machine()  # last: the threading layer is known once a parallel step ran
     return report
 
@@ -297,6 +303,8 @@ def format_report(report):
             c = s["cold"]
             lines.append(f"  empty cache (first-ever compile): import {c['import_s']:.2f} s + "
                          f"first step {c['first_step_s']:.2f} s = {c['total_s']:.2f} s")
+    if report.landscape:
+        lines += ["", format_landscape(report.landscape)]
     return "\n".join(lines)
 
 

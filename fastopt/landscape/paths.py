@@ -208,7 +208,7 @@ def _roots_closed_form(Z, T, target):
 
 
 def monotone_path(model, theta_init, theta_final, X, y, alphas=None, target=None,
-                  method="auto", c_max=1e6):
+                  method="auto", branch="nearest", c_max=1e6):
     r"""Safran & Shamir's monotone path: for each point :math:`\theta(\alpha) = \theta_{init} +
     \alpha(\theta_{final} - \theta_{init})` of the straight path, the scale :math:`c \ge 0` of the
     output layer (weights and bias) at which the loss meets a monotone decreasing target,
@@ -218,9 +218,11 @@ def monotone_path(model, theta_init, theta_final, X, y, alphas=None, target=None
         = t(\alpha), \qquad t(\alpha) = (1 - \alpha) L(\theta_{init}) + \alpha L(\theta_{final}).
 
     :math:`L_\alpha` is convex in ``c`` (a convex loss of outputs linear in ``c``), so there are
-    at most two roots, one on each side of its minimum; the path takes the root nearest the
-    previous point's ``c`` (starting from ``c = 1``, which meets the target at
-    :math:`\alpha = 0`). MSE is quadratic in ``c`` (closed form, :func:`_roots_closed_form`);
+    at most two roots, one on each side of its minimum: ``branch="left"`` takes the smaller (the
+    outputs shrunk toward the zero predictor), ``"right"`` the larger, ``"nearest"`` (default)
+    the root nearest the previous point's ``c``, starting from ``c = 1``, which meets the target
+    at :math:`\alpha = 0` (the path is then continuous wherever the target stays off the
+    minimum). MSE is quadratic in ``c`` (closed form, :func:`_roots_closed_form`);
     cross-entropy's roots are found by Newton's method from either side of the minimum, which on
     a convex function approaches each root monotonically (``method="root"``, also for MSE).
     Where the loss cannot go down to the target (its minimum over ``c`` is above it) there is no
@@ -242,6 +244,8 @@ def monotone_path(model, theta_init, theta_final, X, y, alphas=None, target=None
     if alphas.min() < 0 or alphas.max() > 1:
         raise ValueError("alphas: expected values in [0, 1] (the straight path from theta_init "
                          "to theta_final)")
+    if branch not in ("nearest", "left", "right"):
+        raise ValueError(f"branch: expected 'nearest', 'left' or 'right', got {branch!r}")
     if method not in ("auto", "closed_form", "root"):
         raise ValueError(f"method: expected 'auto', 'closed_form' or 'root', got {method!r}")
     if method == "closed_form" and model.loss_name != "mse":
@@ -271,7 +275,9 @@ def monotone_path(model, theta_init, theta_final, X, y, alphas=None, target=None
     for k, roots in enumerate(both):
         roots = roots[np.isfinite(roots)]
         if len(roots):
-            c[k] = previous = roots[np.argmin(np.abs(roots - previous))]
+            pick = {"left": np.argmin(roots), "right": np.argmax(roots),
+                    "nearest": np.argmin(np.abs(roots - previous))}[branch]
+            c[k] = previous = roots[pick]
     loss = np.full(len(alphas), np.nan)
     ok = np.isfinite(c)
     if ok.any():
@@ -280,5 +286,6 @@ def monotone_path(model, theta_init, theta_final, X, y, alphas=None, target=None
         {"alphas": alphas, "c": c, "target": targets, "loss": loss, "straight_loss": straight,
          "feasible": np.isfinite(c)},
         {**data_meta(model, ev, None), "experiment": "monotone_path",
-         "method": "closed_form" if closed else "root", "loss_init": float(loss_init),
+         "method": "closed_form" if closed else "root", "branch": branch,
+         "loss_init": float(loss_init),
          "loss_final": float(loss_final)})
