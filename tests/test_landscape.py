@@ -73,11 +73,15 @@ def test_plane_line_interpolate_equal_per_point(backend, dtype):
            _per_point(model, [center + a * (end - center) for a in alphas], X, y))
 
 
-@pytest.mark.parametrize("loss", ["cross_entropy", "mse"])
-@pytest.mark.parametrize("activation", ["relu", "gelu", "sigmoid"])
-def test_losses_and_activations_equal_per_point(loss, activation):
+@pytest.mark.parametrize("backend", HOST)
+@pytest.mark.parametrize("loss,activation,dtype", [
+    *((loss, activation, np.float64) for loss in ("cross_entropy", "mse")
+      for activation in ("relu", "gelu", "sigmoid")),
+    ("cross_entropy", "relu", np.float32), ("mse", "tanh", np.float32)])
+def test_losses_and_activations_equal_per_point(loss, activation, dtype, backend):
+    """One hidden layer: on ``cpu`` the fused kernel (fastopt/backends/cpu/landscape.py)."""
     X, y = _data(n=9, seed=2)
-    model = _model(loss=loss, activation=activation, sizes=(5, 4, 3))
+    model = _model(backend, dtype, loss=loss, activation=activation, sizes=(5, 4, 3))
     d = L.directions(model, seed=1, count=1, biases="copy")
     xs = np.linspace(-2, 2, 5)
     along = L.line(model, X, y, d, xs)
@@ -363,7 +367,12 @@ def test_landscape_command_writes_the_report(report_dir):
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
 
 
-def test_landscape_command_loads_a_model(capsys, tmp_path, report_dir):
+def test_landscape_command_loads_a_model(capsys, tmp_path, report_dir, monkeypatch):
+    from fastopt.landscape import report
+
+    written = {}
+    monkeypatch.setattr(report, "write_report", lambda out, title, meta, sections, formats: (
+        written.update(meta=meta, sections=[s.name for s in sections]) or "index.html"))
     model = fastopt.MLP([64, 8, 10], seed=3, backend="numpy")
     model.save(tmp_path / "m.npz")
     status, out, err = _run_cli(capsys, "landscape", "--load", str(tmp_path / "m.npz"),
@@ -371,7 +380,9 @@ def test_landscape_command_loads_a_model(capsys, tmp_path, report_dir):
                                 str(tmp_path / "r"), "--grid", "3", "--points", "3",
                                 "--no-progress", "--formats", "svg", "--backend", "numpy")
     assert status == 0, err
-    assert (tmp_path / "r" / "projection.svg").exists()
+    assert written["sections"] == ["interpolation", "projection", "plane", "trajectory_plane",
+                                   "line", "scaled_last_layer", "monotone_path"]
+    assert written["meta"]["loaded from"] == str(tmp_path / "m.npz")
     other = fastopt.MLP([64, 5, 10], seed=3, backend="numpy")
     other.save(tmp_path / "other.npz")
     status, _, err = _run_cli(capsys, "landscape", "--load", str(tmp_path / "other.npz"),
@@ -412,24 +423,19 @@ def test_plots_without_matplotlib_say_what_to_install(monkeypatch):
         result.plot()
 
 
-def test_every_plot_draws(tmp_path):
+def test_plots_as_svg(tmp_path):
+    """Every kind is drawn as PNG by the report above; here the SVG path and the 3-D surface."""
     pytest.importorskip("matplotlib")
     X, y = _data()
     model = _model(sizes=(5, 4, 3))
     start = model.get_params()
-    end = start + 0.3 * L.directions(model, seed=1, count=1)[0]
-    d = L.directions(model, seed=0)
-    results = [L.interpolate(model, start, end, X, y, [0.0, 0.5, 1.0], test=(X, y)),
-               L.plane(model, X, y, d, [-1.0, 0.0, 1.0], [-1.0, 0.0, 1.0],
-                       trajectory=np.stack([start, end])),
-               L.project(start, end, np.stack([start, end])),
-               L.scaled_last_layer(model, X, y, [0.0, 1.0, 2.0]),
-               L.monotone_path(model, start, end, X, y, [0.0, 1.0])]
-    for k, result in enumerate(results):
-        result.plot(tmp_path / f"{k}.svg")
-        assert (tmp_path / f"{k}.svg").read_text().lstrip().startswith("<?xml")
-    results[1].plot_surface(tmp_path / "surface.png")
-    assert (tmp_path / "surface.png").stat().st_size > 1000
+    L.project(start, start + 1, np.stack([start, start + 0.5])).plot(tmp_path / "p.svg")
+    assert (tmp_path / "p.svg").read_text().lstrip().startswith("<?xml")
+    surface = L.plane(model, X, y, L.directions(model, seed=0), [-1.0, 1.0], [-1.0, 0.0, 1.0])
+    surface.plot_surface(tmp_path / "surface.svg")
+    assert (tmp_path / "surface.svg").stat().st_size > 1000
+    with pytest.raises(ValueError, match="path: expected a .png or .svg"):
+        surface.plot(tmp_path / "plane.gif")
 
 
 def test_report_images_load_in_headless_chromium(report_dir):
