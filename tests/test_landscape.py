@@ -105,9 +105,10 @@ def test_cuda_plane_equals_per_point():
 
 
 @pytest.mark.parametrize("backend", HOST)
-def test_scaled_last_layer_equal_per_point(backend):
+@pytest.mark.parametrize("loss", ["cross_entropy", "mse"])
+def test_scaled_last_layer_equal_per_point(backend, loss):
     X, y = _data()
-    model = _model(backend)
+    model = _model(backend, loss=loss)
     cs = np.array([0.0, 0.5, 1.0, 3.0])
     got = L.scaled_last_layer(model, X, y, cs)
     center = model.get_params()
@@ -184,6 +185,11 @@ def test_monotone_path(loss):
         theta[first:] *= path.c[k]
         probe.params = theta
         assert probe.evaluate(X, y)[0] == pytest.approx(path.target[k], rel=1e-9)
+    for branch, pick in (("left", np.nanmin), ("right", np.nanmax)):
+        side = L.monotone_path(model, start, end, X, y, alphas=path.alphas, branch=branch)
+        np.testing.assert_array_equal(side.feasible, path.feasible)
+        np.testing.assert_allclose(side.loss[ok], side.target[ok], rtol=1e-9)
+        assert pick([side.c[ok], path.c[ok]], axis=0) == pytest.approx(side.c[ok], rel=1e-9)
     if loss == "mse":
         root = L.monotone_path(model, start, end, X, y, alphas=np.linspace(0, 1, 7),
                                method="root")

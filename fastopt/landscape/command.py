@@ -62,8 +62,9 @@ def _widths(value):
 
 
 def prepare_cli(args):
-    """``(data, model, theta_init, iterates or None)`` of the arguments, the model trained or
-    loaded; ``ValueError``/``OSError`` saying what is wrong."""
+    """``(data, model, theta_init, iterates, steps)`` of the arguments: the model built (to be
+    trained by :func:`run_cli`) or loaded, with the recorded iterates of ``--iterates`` (else
+    ``None``); ``ValueError``/``OSError`` saying what is wrong."""
     from fastopt.nn.datasets import load
     from fastopt.nn.mlp import MLP
 

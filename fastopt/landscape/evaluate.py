@@ -17,8 +17,10 @@ computed once, and each point costs only the combination and the rest of the net
 layers run for a chunk of ``k`` points at once: ``H_k W_k = H_k W_c + sum_j a_kj H_k D_j``, one
 product of the chunk's stacked activations ``(k n, fan_in)`` with ``[W_c | D_1 | D_2]`` rather
 than ``k`` small ones. Every matrix product is the model's backend kernel (``dense_forward`` with
-the identity and a zero bias: numba, C or cuBLAS-free CUDA kernels, or numpy's BLAS); the
-combinations, activations and losses are elementwise numpy. The losses are those
+the identity and a zero bias: the numba, C or CUDA kernels, or numpy's BLAS); the combinations,
+activations and losses are elementwise numpy. On the ``cpu`` backend a one-hidden-layer MLP runs
+the rest of the network and the loss as one fused numba kernel, in parallel over the points
+(:mod:`fastopt.backends.cpu.landscape`), storing no activations. The losses are those
 of :meth:`fastopt.MLP.evaluate`: mean softmax cross-entropy over the rows, or mean squared error
 over rows and outputs (integer labels as one-hot targets); the 0-1 error is the fraction of rows
 whose argmax output is not the label.

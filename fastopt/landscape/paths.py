@@ -5,6 +5,7 @@ import math
 
 import numpy as np
 
+from fastopt.nn import reference as ref
 from fastopt.nn.mlp import MLP
 from fastopt.landscape.evaluate import Evaluator, logits_along, losses_of_logits
 from fastopt.landscape.models import check_grid, check_model, check_vector, params_of
@@ -96,12 +97,7 @@ def scaled_last_layer(model, X, y, cs, center=None):
     ev = Evaluator(model, X, y)
     if isinstance(model, MLP):
         Z = logits_along(ev, center, np.empty((0, center.size)), np.empty((1, 0)))[0]
-        loss, error = np.empty(len(cs)), np.empty(len(cs))
-        step = max(1, (32 << 20) // max(1, Z.nbytes))
-        for start in range(0, len(cs), step):
-            c = cs[start:start + step].astype(Z.dtype)
-            loss[start:start + len(c)], error[start:start + len(c)] = losses_of_logits(
-                c[:, None, None] * Z[None], ev.y, model.loss_name)
+        loss, error = _scaled_losses(model, Z, ev.y, cs)
     else:
         direction = np.zeros_like(center)
         mask = _last_layer_mask(model)
@@ -109,6 +105,29 @@ def scaled_last_layer(model, X, y, cs, center=None):
         loss, error = ev.affine(center, direction[None], (cs - 1)[:, None])
     return ScaledResult({"cs": cs, "loss": loss, "error": error},
                         {**data_meta(model, ev, None), "experiment": "scaled_last_layer"})
+
+
+def _scaled_losses(model, Z, y, cs):
+    """``(loss, error)`` of the outputs ``c Z`` for each ``c`` of ``cs``: the ``cpu`` backend's
+    fused kernel, else numpy on chunks of ``c``."""
+    cross_entropy = model.loss_name == "cross_entropy"
+    n, classes = Z.shape
+    if model.backend == "cpu":
+        from fastopt.backends.cpu.landscape import scaled_losses
+
+        loss = np.empty(len(cs))
+        wrong = np.empty(len(cs), np.int64)
+        scaled_losses(Z, cs.astype(Z.dtype), y if cross_entropy else np.zeros(0, np.int64),
+                      np.zeros((0, classes), Z.dtype) if cross_entropy else y,
+                      ref.LOSSES.index(model.loss_name), loss, wrong)
+        return loss / (n * (1 if cross_entropy else classes)), wrong / n
+    loss, error = np.empty(len(cs)), np.empty(len(cs))
+    step = max(1, (32 << 20) // max(1, Z.nbytes))
+    for start in range(0, len(cs), step):
+        c = cs[start:start + step].astype(Z.dtype)
+        loss[start:start + len(c)], error[start:start + len(c)] = losses_of_logits(
+            c[:, None, None] * Z[None], y, model.loss_name)
+    return loss, error
 
 
 # ------------------------------------------------------------------------- the monotone path

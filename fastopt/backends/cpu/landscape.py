@@ -1,5 +1,7 @@
-"""The ``cpu`` backend's landscape kernel: the loss of a one-hidden-layer MLP at many parameter
-points of an affine family, fused (no activations stored), one thread per point.
+"""The ``cpu`` backend's landscape kernels: the loss of a one-hidden-layer MLP at many parameter
+points of an affine family, fused (no activations stored), one thread per point
+(:func:`affine_two_layer`); the loss with the output layer scaled by each of many ``c``, from the
+outputs at ``c = 1`` (:func:`scaled_losses`).
 
 For point ``k`` with coordinates ``w_k = (1, a_k1, ..., a_km)`` and each row ``i``:
 
@@ -21,7 +23,7 @@ from numba import prange
 from fastopt.backends.cpu.mlp import _activate_row
 from fastopt.nn.reference import CROSS_ENTROPY
 
-__all__ = ["affine_two_layer"]
+__all__ = ["affine_two_layer", "scaled_losses"]
 
 
 @numba.njit(parallel=True, cache=True, nogil=True, error_model="numpy",
@@ -75,6 +77,41 @@ def affine_two_layer(parts, weights, b1, w2t, b2, labels, targets, activation, l
                     total += d * d
                     if targets[i, c] > targets[i, target_best]:
                         target_best = c
+                wrong += best != target_best
+        out_loss[k] = total
+        out_wrong[k] = wrong
+
+
+@numba.njit(parallel=True, cache=True, nogil=True, error_model="numpy")
+def scaled_losses(Z, cs, labels, targets, loss, out_loss, out_wrong):
+    """For each scale ``cs[k]``: ``out_loss[k]``, the sum over rows of the loss of the outputs
+    ``cs[k] Z`` (``Z`` ``(n, C)``, the outputs at ``c = 1``), and ``out_wrong[k]``, the rows
+    whose argmax output is not the label (labels for cross-entropy, ``targets`` for MSE)."""
+    n, C = Z.shape
+    for k in prange(cs.size):
+        c = cs[k]
+        total = 0.0
+        wrong = 0
+        for i in range(n):
+            best = 0
+            for j in range(1, C):
+                if c * Z[i, j] > c * Z[i, best]:
+                    best = j
+            if loss == CROSS_ENTROPY:
+                m = c * Z[i, best]
+                e = 0.0
+                for j in range(C):
+                    e += math.exp(c * Z[i, j] - m)
+                y = labels[i]
+                total += math.log(e) - (c * Z[i, y] - m)
+                wrong += best != y
+            else:
+                target_best = 0
+                for j in range(C):
+                    d = c * Z[i, j] - targets[i, j]
+                    total += d * d
+                    if targets[i, j] > targets[i, target_best]:
+                        target_best = j
                 wrong += best != target_best
         out_loss[k] = total
         out_wrong[k] = wrong
