@@ -463,3 +463,19 @@ def test_report_images_load_in_headless_chromium(report_dir):
     images = re.search(r'data-images="(\d+)"', check.group(0))
     assert broken and images, check.group(0)
     assert int(images.group(1)) == 8 and int(broken.group(1)) == 0
+
+
+def test_bench_section_runs_and_prints_its_ratios():
+    """`fastopt bench --sections landscape` at tiny sizes: it runs; the figures are the lead's."""
+    from fastopt.bench.landscape import format_landscape, landscape
+
+    backends = ["cpu"] if "cpu" in HOST else HOST[:1]
+    rows = landscape(backends, repeat=1, max_s=0.01, grid=3, big_grid=4, loop_points=2,
+                     rows=20, iterates=5, line_points=3, cs=3)
+    assert [r["case"] for r in rows][-3:] == [
+        f"784-128-10: 4x4 plane, {backends[0]}",
+        "digits: 3-point interpolation + alpha/beta of 5 iterates",
+        "784-128-10: scaled last layer, 3 values of c"]
+    assert all(r["seconds"] > 0 for r in rows) and "numpy_loop_s" in rows[0]
+    text = format_landscape(rows)
+    assert "vs the numpy loop" in text and "target < 10 x" in text

@@ -16,8 +16,6 @@ Cases (each a ratio in one run):
 - the scaled last layer at 201 values of c against one forward pass.
 """
 
-import time
-
 import numpy as np
 
 from fastopt.bench.timing import median_time
@@ -107,50 +105,53 @@ def _plane_case(name, model, X, y, grid, repeat, max_s, loop_points):
 
 
 def landscape(backends=None, repeat=5, max_s=10.0, grid=21, big_grid=51, loop_points=21,
-              progress=None):
+              rows=2000, iterates=1000, line_points=101, cs=201, progress=None):
     """The section's rows: dicts with ``case``, ``seconds`` (fastopt) and the times compared
-    with (``torch_loop_s``, ``numpy_loop_s``, or ``reference``/``reference_s``)."""
+    with (``torch_loop_s``, ``numpy_loop_s``, or ``reference``/``reference_s``). The sizes are
+    the section's (smaller ones only to check that it runs): ``grid`` and ``big_grid`` points a
+    side, ``loop_points`` timed per loop, ``rows`` synthetic rows, ``iterates`` for α/β,
+    ``line_points`` of the interpolation, ``cs`` values of c."""
     import fastopt
     from fastopt import landscape as L
     from fastopt.nn.datasets import load_digits
 
     host = [b for b in (backends or fastopt.available_backends()) if b != "cuda"] or ["numpy"]
     say = progress or (lambda what: None)
-    X, y = _synthetic()
+    X, y = _synthetic(rows)
     digits = load_digits()
-    rows = []
+    table = []
     for backend in host:
         say(f"landscape planes, {backend}")
         big = fastopt.MLP([784, 128, 10], seed=0, backend=backend)
-        rows += _plane_case("784-128-10, 2,000 rows", big, X, y, grid, repeat, max_s,
-                            loop_points)
+        table += _plane_case(f"784-128-10, {rows:,} rows", big, X, y, grid, repeat, max_s,
+                             loop_points)
         small = fastopt.MLP([64, 64, 10], seed=0, backend=backend)
-        rows += _plane_case("digits 64-64-10, 1,438 rows", small, digits.X_train,
-                            digits.y_train, grid, repeat, max_s, loop_points)
+        table += _plane_case(f"digits 64-64-10, {len(digits.y_train):,} rows", small,
+                             digits.X_train, digits.y_train, grid, repeat, max_s, loop_points)
 
     backend = host[0]
     model = fastopt.MLP([784, 128, 10], seed=0, backend=backend)
     d = L.directions(model, seed=0)
-    say("landscape: 51x51 against 21x21")
+    say(f"landscape: {big_grid}x{big_grid} against {grid}x{grid}")
     timed = lambda g: median_time(lambda: L.plane(model, X, y, d, np.linspace(-1, 1, g),
                                                   np.linspace(-1, 1, g), progress=False),
                                   repeat=repeat, warmup=1, max_s=max_s)
-    rows.append({"case": f"784-128-10: {big_grid}x{big_grid} plane, {backend}",
-                 "seconds": timed(big_grid), "reference": f"{grid}x{grid} plane",
-                 "reference_s": timed(grid), "target": 10.0})
+    table.append({"case": f"784-128-10: {big_grid}x{big_grid} plane, {backend}",
+                  "seconds": timed(big_grid), "reference": f"{grid}x{grid} plane",
+                  "reference_s": timed(grid), "target": 10.0})
 
     say("landscape: interpolation and alpha/beta against an epoch")
     small = fastopt.MLP([64, 64, 10], seed=0, backend=backend)
     start = small.get_params()
     end = start + L.directions(small, seed=1, count=1)[0]
-    iterates = np.random.default_rng(0).standard_normal((1000, small.num_params)).astype(
+    path = np.random.default_rng(0).standard_normal((iterates, small.num_params)).astype(
         np.float32)
-    alphas = np.linspace(-0.5, 1.5, 101)
+    alphas = np.linspace(-0.5, 1.5, line_points)
 
     def line_and_projection():
         L.interpolate(small, start, end, digits.X_train, digits.y_train, alphas,
                       progress=False)
-        L.project(start, end, iterates)
+        L.project(start, end, path)
 
     def epoch():
         trained = small.copy()
@@ -158,22 +159,23 @@ def landscape(backends=None, repeat=5, max_s=10.0, grid=21, big_grid=51, loop_po
         fastopt.train(trained, opt, digits.X_train, digits.y_train, epochs=1, batch_size=32,
                       progress=False)
 
-    rows.append({"case": "digits: 101-point interpolation + alpha/beta of 1,000 iterates",
-                 "seconds": median_time(line_and_projection, repeat=repeat, warmup=1,
-                                        max_s=max_s),
-                 "reference": "one training epoch (Adam, batch 32)",
-                 "reference_s": median_time(epoch, repeat=repeat, warmup=1, max_s=max_s),
-                 "target": 1.0})
+    table.append({"case": f"digits: {line_points}-point interpolation + alpha/beta of "
+                          f"{iterates:,} iterates",
+                  "seconds": median_time(line_and_projection, repeat=repeat, warmup=1,
+                                         max_s=max_s),
+                  "reference": "one training epoch (Adam, batch 32)",
+                  "reference_s": median_time(epoch, repeat=repeat, warmup=1, max_s=max_s),
+                  "target": 1.0})
 
     say("landscape: scaled last layer against a forward pass")
-    cs = np.linspace(0, 3, 201)
-    rows.append({"case": "784-128-10: scaled last layer, 201 values of c",
-                 "seconds": median_time(lambda: L.scaled_last_layer(model, X, y, cs),
-                                        repeat=repeat, warmup=1, max_s=max_s),
-                 "reference": "one forward pass", "target": 2.0,
-                 "reference_s": median_time(lambda: model.forward(X), repeat=repeat, warmup=1,
-                                            max_s=max_s)})
-    return rows
+    scales = np.linspace(0, 3, cs)
+    table.append({"case": f"784-128-10: scaled last layer, {cs} values of c",
+                  "seconds": median_time(lambda: L.scaled_last_layer(model, X, y, scales),
+                                         repeat=repeat, warmup=1, max_s=max_s),
+                  "reference": "one forward pass", "target": 2.0,
+                  "reference_s": median_time(lambda: model.forward(X), repeat=repeat,
+                                             warmup=1, max_s=max_s)})
+    return table
 
 
 def format_landscape(rows):

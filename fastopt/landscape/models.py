@@ -164,7 +164,8 @@ def params_of(model):
 
 
 def check_model(model, name="model"):
-    """``model`` if it is an :class:`fastopt.MLP` or a :class:`FunctionModel`, else ``TypeError``."""
+    """``model`` if it is an :class:`fastopt.MLP` or a :class:`FunctionModel`, else
+    ``TypeError``."""
     if not isinstance(model, (MLP, FunctionModel)):
         raise TypeError(f"{name}: expected a fastopt.MLP or a fastopt.landscape.FunctionModel "
                         f"(e.g. torch_model(module)), got {type(model).__name__}")
