@@ -281,6 +281,10 @@ def test_bad_input():
         L.directions(model, biases="keep")
     with pytest.raises(TypeError, match="model: expected a fastopt.MLP"):
         L.line(object(), X, y, d, [0.0])
+    broken = model.copy()
+    broken.params.fill(np.nan)  # the live view: set_params would refuse it
+    with pytest.raises(ValueError, match="model: its parameters contain NaN"):
+        L.line(broken, X, y, d, [0.0])
     with pytest.raises(ValueError, match="theta_final: equals theta_init"):
         L.project(np.zeros(2), np.zeros(2), np.zeros((1, 2)))
     with pytest.raises(ValueError, match=r"thetas: expected a non-empty array"):

@@ -159,8 +159,13 @@ def blocks_of(model):
 
 
 def params_of(model):
-    """A float64 numpy copy of ``model``'s parameter vector."""
-    return np.asarray(model.get_params(), np.float64)
+    """A float64 numpy copy of ``model``'s parameter vector; ``ValueError`` if it is not
+    finite."""
+    params = np.asarray(model.get_params(), np.float64)
+    if not np.isfinite(params).all():
+        raise ValueError("model: its parameters contain NaN or infinity (pass center= to "
+                         "evaluate elsewhere)")
+    return params
 
 
 def check_model(model, name="model"):
