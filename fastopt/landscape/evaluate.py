@@ -18,9 +18,9 @@ layers run for a chunk of ``k`` points at once: ``H_k W_k = H_k W_c + sum_j a_kj
 product of the chunk's stacked activations ``(k n, fan_in)`` with ``[W_c | D_1 | D_2]`` rather
 than ``k`` small ones. Every matrix product is the model's backend kernel (``dense_forward`` with
 the identity and a zero bias: the numba, C or CUDA kernels, or numpy's BLAS); the combinations,
-activations and losses are elementwise numpy. On the ``cpu`` backend a one-hidden-layer MLP runs
-the rest of the network and the loss as one fused numba kernel, in parallel over the points
-(:mod:`fastopt.backends.cpu.landscape`), storing no activations. The losses are those
+activations and losses are elementwise numpy. On the ``cpu`` and ``c`` backends a one-hidden-layer
+MLP runs the rest of the network and the loss as one fused kernel, in parallel over the points
+(:mod:`fastopt.backends.cpu.landscape`, ``csrc/landscape.c``), storing no activations. The losses are those
 of :meth:`fastopt.MLP.evaluate`: mean softmax cross-entropy over the rows, or mean squared error
 over rows and outputs (integer labels as one-hot targets); the 0-1 error is the fraction of rows
 whose argmax output is not the label.
@@ -35,6 +35,7 @@ outputs tie to within that rounding.
 import numpy as np
 
 from fastopt._core import memory as _memory
+from fastopt._core.dispatch import kernels
 from fastopt.nn import reference as ref
 from fastopt.nn.mlp import MLP, check_batch
 from fastopt.landscape.models import FunctionModel
@@ -193,7 +194,7 @@ class Evaluator:
                 if progress is not None:
                     progress(len(a))
             return loss, error
-        if self.model.backend == "cpu" and self.model.n_layers == 2:
+        if self.model.backend in ("cpu", "c") and self.model.n_layers == 2:
             return self._fused_two_layer(center, dirs, coords, progress)
         for rows, Z in self.mlp_logits(center, dirs, coords, progress):
             loss[rows], error[rows] = losses_of_logits(Z, self.y, self.model.loss_name)
@@ -203,12 +204,11 @@ class Evaluator:
     FUSED_POINTS = 256
 
     def _fused_two_layer(self, center, dirs, coords, progress=None):
-        """:meth:`affine` of a one-hidden-layer MLP on the ``cpu`` backend: the first layer's
-        products once, then :func:`fastopt.backends.cpu.landscape.affine_two_layer` (the rest of
-        the network and the loss, fused, in parallel over the points)."""
-        from fastopt.backends.cpu.landscape import affine_two_layer
-
+        """:meth:`affine` of a one-hidden-layer MLP on the ``cpu`` or ``c`` backend: the first
+        layer's products once, then the backend's ``affine_two_layer`` (the rest of the network
+        and the loss, fused, in parallel over the points)."""
         model = self.model
+        affine_two_layer = kernels(model.backend, "landscape").affine_two_layer
         dtype = model.dtype
         arena = model.param_arena
         (fan_in, width), (_, classes) = arena.shapes[0], arena.shapes[2]
