@@ -115,6 +115,21 @@ def _save_path(text):
     return text
 
 
+def _existing_file(text):
+    """A path to an existing file."""
+    if not os.path.isfile(text):
+        raise argparse.ArgumentTypeError(f"no such file: {text}")
+    return text
+
+
+def _figure_formats(text):
+    """Comma-separated figure formats from png, svg."""
+    formats = [f.strip().lower() for f in text.split(",") if f.strip()]
+    if not formats or set(formats) - {"png", "svg"}:
+        raise argparse.ArgumentTypeError(f"expected png, svg or png,svg, got {text!r}")
+    return ",".join(formats)
+
+
 def check_backends(parser, requested):
     """Ends with a usage error if a backend in ``requested`` cannot run here."""
     status = backend_status()
@@ -230,6 +245,23 @@ def cmd_train(args, parser):
     return run_cli(args, *prepared)
 
 
+def cmd_landscape(args, parser):
+    """``fastopt landscape``: trains (or loads) an MLP, runs the landscape experiments, writes the
+    report folder."""
+    from fastopt._core.dispatch import BackendUnavailableError
+    from fastopt.landscape.command import prepare_cli, run_cli
+
+    check_backends(parser, [args.backend] if args.backend else [])
+    try:
+        from fastopt.landscape.plots import pyplot
+
+        pyplot()
+        prepared = prepare_cli(args)
+    except (ValueError, TypeError, OSError, ImportError, BackendUnavailableError) as exc:
+        parser.error(str(exc))
+    return run_cli(args, prepared)
+
+
 def cmd_main():
     """The main job: self-check, the short benchmark, the digits table."""
     from fastopt import bench
@@ -332,10 +364,23 @@ def make_parser():
 
     add_dynamics_arguments(parsers["dynamics"], types={
         "positive_int": _positive_int, "positive_float": _positive_float, "widths": _widths})
+    parsers["landscape"] = sub.add_parser(
+        "landscape", help="loss-landscape experiments of a trained MLP, as a report folder",
+        description="Trains an MLP on the embedded digits (or loads one with --load) while "
+                    "recording its iterates, then writes a folder with the linear interpolation, "
+                    "the alpha/beta projection of the path, filter-normalized line and planes, "
+                    "the scaled last layer and Safran & Shamir's monotone path: arrays (.npz), "
+                    "figures (PNG, SVG) and an index.html.")
+    from fastopt.landscape.command import add_cli_arguments as add_landscape_arguments
+
+    add_landscape_arguments(parsers["landscape"], types={
+        "positive_int": _positive_int, "batch_size": _batch_size,
+        "positive_float": _positive_float, "widths": _widths, "data": _data_source,
+        "existing_file": _existing_file, "formats": _figure_formats})
     return parser, parsers
 
 
-COMMANDS = ("all", "selfcheck", "bench", "train", "dynamics")
+COMMANDS = ("all", "selfcheck", "bench", "train", "dynamics", "landscape")
 
 
 def main(argv=None):
@@ -345,8 +390,8 @@ def main(argv=None):
     if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version")):
         argv = ["all", *argv]  # the main job
     elif not argv[0].startswith("-") and argv[0] not in COMMANDS:
-        parser.error(f"unknown command {argv[0]!r}; the commands are selfcheck, bench, train, "
-                     "dynamics (none: the main job)")
+        parser.error(f"unknown command {argv[0]!r}; the commands are "
+                     f"{', '.join(COMMANDS[1:])} (none: the main job)")
     args, extra = parser.parse_known_args(argv)
     if extra and args.command == "all":
         parsers["main"].error(f"unrecognized arguments: {' '.join(extra)} (the main job takes "
@@ -365,6 +410,8 @@ def main(argv=None):
         from fastopt.dynamics.cli import run_cli as run_dynamics
 
         return run_dynamics(args, parsers["dynamics"])
+    if args.command == "landscape":
+        return cmd_landscape(args, parsers["landscape"])
     return cmd_train(args, parsers["train"])
 
 

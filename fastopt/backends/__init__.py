@@ -77,6 +77,12 @@ it:
 - the written arrays (param and used state) do not overlap each other or ``grad``;
 - host backends get numpy arrays; ``cuda`` gets numba device arrays (zero-copy views of any
   ``__cuda_array_interface__`` object).
+
+The landscape family (``cpu.landscape``, ``c.landscape``; the other backends run
+:mod:`fastopt.landscape`'s general path on their ``mlp`` kernels) has one kernel,
+``affine_two_layer(parts, weights, b1, w2t, b2, labels, targets, activation, loss, out_loss,
+out_wrong)``: a one-hidden-layer MLP's summed loss and wrong rows at many parameter points
+(contract in ``csrc/landscape.h``); ``cpu.landscape`` also has ``scaled_losses``.
 """
 
 try:  # kernels' disk cache keyed on all of this package's kernel sources (see _numba.cache)

@@ -12,7 +12,9 @@ the peers that are installed. Not imported by the library.
   :mod:`~fastopt.bench.check` (the safe default: the non-finite check and clipping against the
   plain step, a read kernel and torch fused, quiet and with one core busy),
   :mod:`~fastopt.bench.scaling` (threads), :mod:`~fastopt.bench.startup` (import + first
-  step), and on request :mod:`~fastopt.bench.dynamics` (the training-dynamics experiments);
+  step), and on request :mod:`~fastopt.bench.dynamics` (the training-dynamics experiments)
+  and :mod:`~fastopt.bench.landscape` (batched loss-landscape evaluation against per-point
+  loops);
 - :mod:`~fastopt.bench.machine`: the machine's facts;
 - :mod:`~fastopt.bench.report`: :func:`run_all`, the :class:`Report` and its text and JSON forms;
 - :mod:`~fastopt.bench.targets`: the planning targets and their reading (``--targets``).

@@ -8,6 +8,7 @@ import numpy as np
 
 from fastopt._core.dispatch import available_backends
 from fastopt.bench.check import format_safe_default, safe_default
+from fastopt.bench.landscape import format_landscape, landscape
 from fastopt.bench.machine import machine
 from fastopt.bench.many import many_tensors
 from fastopt.bench.overhead import contradicting_stages, overhead
@@ -18,7 +19,8 @@ from fastopt.bench.table import peer_speedup, roofline_ratio, run_table, unreada
 from fastopt.bench.timing import ROOFLINE_BACKENDS, too_noisy
 
 #: The sections of a run, in order (``fastopt bench --sections``).
-SECTIONS = ("table", "overhead", "many", "check", "threads", "startup", "dynamics")
+SECTIONS = ("table", "overhead", "many", "check", "threads", "startup", "dynamics",
+            "landscape")
 #: The sections a run without ``--sections`` runs: those of the optimizer step. The experiments'
 #: sections run on request.
 DEFAULT_SECTIONS = ("table", "overhead", "many", "check", "threads", "startup")
@@ -39,6 +41,7 @@ class Report:
     threads: list = field(default_factory=list)
     startup: dict = field(default_factory=dict)
     dynamics: dict = field(default_factory=dict)
+    landscape: list = field(default_factory=list)
 
     def as_dict(self):
         """The report as plain data (``fastopt bench --json``), with the ratios of each step."""
@@ -52,7 +55,7 @@ class Report:
                 "overhead": self.overhead, "many_tensors": [r.as_dict() for r in self.many],
                 "safe_default": self.check,
                 "thread_scaling": self.threads, "startup": self.startup,
-                "dynamics": self.dynamics}
+                "dynamics": self.dynamics, "landscape": self.landscape}
 
 
 def run_all(sizes, dtypes=(np.float32,), backends=None, repeat=10, peers=PEERS,
@@ -102,6 +105,9 @@ def run_all(sizes, dtypes=(np.float32,), backends=None, repeat=10, peers=PEERS,
         from fastopt.bench.dynamics import dynamics
 
         report.dynamics = dynamics(dynamics_small, progress=say)
+    if "landscape" in sections:
+        say("landscape")
+        report.landscape = landscape(backends, repeat=repeat, max_s=max_s, progress=say)
     report.machine = machine()  # last: the threading layer is known once a parallel step ran
     return report
 
@@ -319,6 +325,8 @@ def format_report(report):
         from fastopt.bench.dynamics import format_dynamics
 
         lines += ["", format_dynamics(report.dynamics)]
+    if report.landscape:
+        lines += ["", format_landscape(report.landscape)]
     return "\n".join(lines)
 
 

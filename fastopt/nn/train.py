@@ -56,6 +56,10 @@ class History:
                                                                      "residual")})
     noise: dict = field(default_factory=lambda: {k: [] for k in ("step", "trace_sigma",
                                                                  "grad_sq")})
+    #: With ``record_every``: the recorded parameter vectors ``(rows, P)`` (read-only memory map
+    #: of ``record_to``, or an array) and the step after which each was taken (0: before any).
+    iterates: object = None
+    iterate_steps: object = None
 
     def as_arrays(self):
         """The history as ``{part: {name: array}}`` for ``step``, ``epoch``, ``sharpness`` and
@@ -214,7 +218,8 @@ def _fused_epochs(model, optimizer, batch_size, fused):
 
 def train(model, optimizer, X, y, epochs=10, batch_size=32, shuffle=True, schedule=None,
           max_grad_norm=None, eval_data=None, seed=0, progress=None, callback=None, fused=None,
-          track_sharpness_every=None, track_noise_every=None):
+          track_sharpness_every=None, track_noise_every=None, record_every=None,
+          record_to=None):
     r"""Trains ``model`` in place with ``optimizer``; returns a :class:`History`.
 
     Every epoch visits each row of ``(X, y)`` once, in a new random order when ``shuffle``
@@ -259,6 +264,13 @@ def train(model, optimizer, X, y, epochs=10, batch_size=32, shuffle=True, schedu
         track_noise_every: every this many steps, the gradient noise estimates of the step's
             batch into ``history.noise`` (:mod:`fastopt.noise`), from the activations and
             deltas the step computed anyway. Steps then run one by one (not fused).
+        record_every: record the parameter vector before the first step and after every
+            ``record_every``-th step (for :func:`fastopt.landscape.project`), into
+            ``history.iterates`` with the steps in ``history.iterate_steps``. Epochs run fused
+            only when ``record_every`` is a multiple of the steps per epoch.
+        record_to: a path: the iterates go to a memory-mapped ``.npy`` file there (written as
+            training goes, so long runs do not hold them in memory); ``history.iterates`` is
+            then a read-only memory map of it. ``None``: an array in memory.
     """
     _check_optimizer(model, optimizer)
     epochs = _check_positive_int("epochs", epochs)
@@ -282,6 +294,17 @@ def train(model, optimizer, X, y, epochs=10, batch_size=32, shuffle=True, schedu
     rng = np.random.default_rng(seed)
     steps_per_epoch = -(-n // batch_size)
     history = History()
+    record_every = _check_positive_int("record_every", record_every, allow_none=True)
+    if record_to is not None and record_every is None:
+        raise ValueError("record_to: needs record_every (how often to record the parameters)")
+    if record_every is not None:
+        if record_every % steps_per_epoch:
+            if fused:
+                raise ValueError(f"fused: a compiled epoch cannot record every {record_every} "
+                                 f"steps (not a multiple of the {steps_per_epoch} steps per "
+                                 "epoch)")
+            fused = False
+        recorder = _Recorder(model, epochs * steps_per_epoch // record_every + 1, record_to)
     bar = _progress_bar(epochs * steps_per_epoch, progress)
     on_device = model.backend == "cuda"
     if on_device:  # the data go to the device once; batches are gathered there
@@ -294,6 +317,8 @@ def train(model, optimizer, X, y, epochs=10, batch_size=32, shuffle=True, schedu
     if fused and fused_runner is None:
         raise ValueError("fused: the 'cuda' backend has no compiled epoch")
     step = 0
+    if record_every is not None:
+        recorder.record(model, step)
     try:
         for epoch in range(epochs):
             order = rng.permutation(n) if shuffle else None
@@ -310,6 +335,8 @@ def train(model, optimizer, X, y, epochs=10, batch_size=32, shuffle=True, schedu
                 history.step["lr"].extend(lrs.tolist())
                 total_loss, total_wrong = float(losses @ sizes), float(wrongs.sum())
                 step += len(losses)
+                if record_every is not None and step % record_every == 0:
+                    recorder.record(model, step)
                 if bar is not None:
                     bar.update(len(losses))
                     bar.set_postfix(epoch=epoch + 1, loss=f"{losses[-1]:.4f}")
@@ -343,6 +370,8 @@ def train(model, optimizer, X, y, epochs=10, batch_size=32, shuffle=True, schedu
                 step += 1
                 if track_sharpness_every is not None and step % track_sharpness_every == 0:
                     tracker.record(history.sharpness, step)
+                if record_every is not None and step % record_every == 0:
+                    recorder.record(model, step)
                 if bar is not None:
                     bar.update(1)
                     if step % 10 == 0 or step == epochs * steps_per_epoch:
@@ -355,7 +384,36 @@ def train(model, optimizer, X, y, epochs=10, batch_size=32, shuffle=True, schedu
     finally:
         if bar is not None:
             bar.close()
+        if record_every is not None:
+            history.iterates, history.iterate_steps = recorder.close()
     return history
+
+
+class _Recorder:
+    """Rows of parameter vectors written as training goes: into a ``.npy`` memory map at
+    ``path`` (flushed and reopened read-only at the end), or an array."""
+
+    def __init__(self, model, rows, path):
+        shape = (rows, model.num_params)
+        self.path = path
+        if path is None:
+            self.rows = np.empty(shape, model.dtype)
+        else:
+            self.rows = np.lib.format.open_memmap(path, mode="w+", dtype=model.dtype, shape=shape)
+        self.steps = np.zeros(rows, np.int64)
+        self.count = 0
+
+    def record(self, model, step):
+        self.rows[self.count] = model.get_params()
+        self.steps[self.count] = step
+        self.count += 1
+
+    def close(self):
+        if self.path is None:
+            return self.rows[:self.count], self.steps[:self.count]
+        self.rows.flush()
+        del self.rows
+        return np.load(self.path, mmap_mode="r")[:self.count], self.steps[:self.count]
 
 
 def _gather_device(X_side, y_side, X, y, rows):
