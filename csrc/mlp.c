@@ -45,10 +45,19 @@
 #endif
 
 enum { IDENTITY = 0, RELU = 1, TANH = 2, SIGMOID = 3, GELU = 4 };
-/* The optimizer functions of fastopt.h that an epoch runs (EPOCH_OPTIMIZERS of
- * fastopt/nn/reference.py) */
-enum { OPT_SGD, OPT_ADAGRAD, OPT_RMSPROP, OPT_ADAM, OPT_ADAMAX, OPT_NADAM, OPT_RADAM, OPT_ADADELTA,
-       OPT_LION, OPT_LAMB };
+/* The optimizer functions of fastopt.h that an epoch runs, numbered: every line of
+ * FASTOPT_ELEMENTWISE (optim_table.h) in its order, then LAMB (EPOCH_OPTIMIZERS of
+ * fastopt/nn/reference.py, which fastopt_mlp_epoch_optimizers lets the tests compare). */
+#define EPOCH_CODE(name, states, scalars, modes) OPT_##name,
+enum { FASTOPT_ELEMENTWISE(EPOCH_CODE) OPT_lamb };
+#undef EPOCH_CODE
+
+#define EPOCH_NAME(name, states, scalars, modes) #name " "
+const char *fastopt_mlp_epoch_optimizers(void)
+{
+    return FASTOPT_ELEMENTWISE(EPOCH_NAME) "lamb";
+}
+#undef EPOCH_NAME
 
 /* The tunables, fastopt/_core/config.py's FASTOPT_MLP_* passed with -D by
  * fastopt/backends/c/build.py, under short names. */
@@ -522,6 +531,20 @@ void NAME(fastopt_scale)(int64_t n, T *x, T s)
         x[i] *= s;
 }
 
+/* EPOCH_CASE(name, states, scalars, modes): the case of optimizer_step for a line of
+ * FASTOPT_ELEMENTWISE: its function with the line's state arrays from states[] and its scalars
+ * from r in order (flags as r[i] != 0). Defined in each typed pass; the definitions are the
+ * same. */
+#define EPOCH_STATE(ctx, index, array, ...) , state_arrays[index]
+#define EPOCH_SCALAR(ctx, index, type, scalar) , EPOCH_SCALAR_##type(r[index])
+#define EPOCH_SCALAR_real(x) (x)
+#define EPOCH_SCALAR_int(x) ((x) != 0)
+#define EPOCH_CASE(name, states, scalars, modes)                                                   \
+    case OPT_##name:                                                                               \
+        NAME(fastopt_##name)(n, p, g FASTOPT_PP_EACH(EPOCH_STATE, ~, states)                       \
+                             FASTOPT_PP_EACH(EPOCH_SCALAR, ~, scalars), one);                     \
+        return 0;
+
 /* One step of the optimizer function of fastopt.h numbered `optimizer` (mlp.h) over the n
  * parameters, grad_scale 1, its scalar arguments read from r (flags as 0 or 1). Returns 0, or -1
  * when LAMB could not allocate its scratch. */
@@ -529,42 +552,9 @@ static int NAME(optimizer_step)(int optimizer, int64_t n, T *p, const T *g, T *s
                                 const T *r)
 {
     const T one = 1;
+    T *const state_arrays[3] = {s1, s2, s3};
     switch (optimizer) {
-    case OPT_SGD: /* lr, weight_decay, momentum, dampening, nesterov, maximize, first_step */
-        NAME(fastopt_sgd)(n, p, g, s1, r[0], r[1], r[2], r[3], r[4] != 0, r[5] != 0, r[6] != 0,
-                          one);
-        return 0;
-    case OPT_ADAGRAD: /* weight_decay, eps, maximize, clr */
-        NAME(fastopt_adagrad)(n, p, g, s1, r[0], r[1], r[2] != 0, r[3], one);
-        return 0;
-    case OPT_RMSPROP: /* lr, alpha, eps, weight_decay, momentum, centered, maximize */
-        NAME(fastopt_rmsprop)(n, p, g, s1, s2, s3, r[0], r[1], r[2], r[3], r[4], r[5] != 0,
-                              r[6] != 0, one);
-        return 0;
-    case OPT_ADAM: /* lr, beta1, beta2, eps, weight_decay, amsgrad, maximize, decoupled,
-                      step_size, bias_correction2_sqrt */
-        NAME(fastopt_adam)(n, p, g, s1, s2, s3, r[0], r[1], r[2], r[3], r[4], r[5] != 0,
-                           r[6] != 0, r[7] != 0, r[8], r[9], one);
-        return 0;
-    case OPT_ADAMAX: /* beta1, beta2, eps, weight_decay, maximize, clr */
-        NAME(fastopt_adamax)(n, p, g, s1, s2, r[0], r[1], r[2], r[3], r[4] != 0, r[5], one);
-        return 0;
-    case OPT_NADAM: /* lr, beta1, beta2, eps, weight_decay, maximize, decoupled, grad_coef,
-                       exp_avg_coef, bias_correction2 */
-        NAME(fastopt_nadam)(n, p, g, s1, s2, r[0], r[1], r[2], r[3], r[4], r[5] != 0, r[6] != 0,
-                            r[7], r[8], r[9], one);
-        return 0;
-    case OPT_RADAM: /* lr, beta1, beta2, eps, weight_decay, maximize, decoupled, rectify,
-                       step_size, bias_correction2_sqrt */
-        NAME(fastopt_radam)(n, p, g, s1, s2, r[0], r[1], r[2], r[3], r[4], r[5] != 0, r[6] != 0,
-                            r[7] != 0, r[8], r[9], one);
-        return 0;
-    case OPT_ADADELTA: /* lr, rho, eps, weight_decay, maximize */
-        NAME(fastopt_adadelta)(n, p, g, s1, s2, r[0], r[1], r[2], r[3], r[4] != 0, one);
-        return 0;
-    case OPT_LION: /* lr, beta1, beta2, weight_decay, maximize */
-        NAME(fastopt_lion)(n, p, g, s1, r[0], r[1], r[2], r[3], r[4] != 0, one);
-        return 0;
+        FASTOPT_ELEMENTWISE(EPOCH_CASE)
     default: { /* LAMB, one segment: lr, beta1, beta2, eps, weight_decay, maximize,
                   bias_correction1, bias_correction2 */
         const int64_t segment_offsets[2] = {0, n};

@@ -64,6 +64,10 @@ double fastopt_sum_squares_f64(int64_t n, const double *x);
 void fastopt_scale_f32(int64_t n, float *x, float s);
 void fastopt_scale_f64(int64_t n, double *x, double s);
 
+/* The optimizer functions an epoch runs, by number: their names separated by spaces (every
+ * elementwise optimizer of fastopt.h in its table's order, then lamb). A static string. */
+const char *fastopt_mlp_epoch_optimizers(void);
+
 /* A whole epoch of minibatch training in one call (the contract of train_epoch in
  * fastopt/nn/reference.py): for each batch of batch_size rows of X (n_rows x features) taken in
  * the given order (the last batch may be smaller): gather, forward, the loss, backward, gradient
@@ -77,8 +81,8 @@ void fastopt_scale_f64(int64_t n, double *x, double s);
  * layout: layers x 4 int64 (weight offset, fan_in, fan_out, bias offset into params and grads);
  * codes: the activation of each layer. work: 3 * batch_size * (sum of fan_outs) + batch_size *
  * (features + classes) scratch elements; yb: batch_size int64.
- * optimizer: 0 sgd, 1 adagrad, 2 rmsprop, 3 adam (and AdamW), 4 adamax, 5 nadam, 6 radam,
- * 7 adadelta, 8 lion, 9 lamb (one segment); s1, s2, s3 its state arrays in fastopt.h's order
+ * optimizer: the position of the optimizer function in fastopt_mlp_epoch_optimizers() (lamb: one
+ * segment); s1, s2, s3 its state arrays in fastopt.h's order
  * (unused ones may be NULL). scalars: steps x n_scalars, each row the function's scalar
  * arguments in fastopt.h's order from lr (or its first) to the last before grad_scale, flags as
  * 0 or 1.

@@ -203,10 +203,24 @@ FUSED_OPTIMIZERS = [
     ("Adadelta", dict(weight_decay=1e-3)),
     ("Lion", dict(lr=1e-3, weight_decay=0.1)),
     ("LAMB", dict(lr=1e-2, weight_decay=1e-2)),
+    ("Rprop", dict(lr=1e-3)),
+    ("ASGD", dict(lr=1e-2, weight_decay=1e-3, t0=4)),  # averaging from step 5 on
 ]
 FUSED_IDS = [f"{n}-{','.join(o)}" for n, o in FUSED_OPTIMIZERS]
 
 FUSED_BACKENDS = [b for b in HOST_BACKENDS if b in ("cpu", "c")]
+
+
+def test_the_epoch_numbers_the_optimizers_as_the_c_library():
+    """Every optimizer kernel of the table has a compiled epoch, numbered as C's table numbers it."""
+    from fastopt.nn.reference import EPOCH_OPTIMIZERS
+    from fastopt.optim.algorithms import ALGORITHMS
+
+    assert set(EPOCH_OPTIMIZERS) == {a.kernel for a in ALGORITHMS.values()}
+    if "c" in HOST_BACKENDS:
+        from fastopt.backends.c import mlp
+
+        assert mlp.EPOCH_OPTIMIZERS == EPOCH_OPTIMIZERS
 
 
 def train_both_ways(backend, name, options, dtype, loss="cross_entropy", X=None, y=None,

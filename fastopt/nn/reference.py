@@ -63,6 +63,8 @@ import math
 
 import numpy as np
 
+from fastopt.optim.algorithms import ALGORITHMS
+
 #: Activation names; a kernel receives the index.
 ACTIVATIONS = ("identity", "relu", "tanh", "sigmoid", "gelu")
 IDENTITY, RELU, TANH, SIGMOID, GELU = range(len(ACTIVATIONS))
@@ -72,10 +74,13 @@ NEEDS_PRE = tuple(name == "gelu" for name in ACTIVATIONS)
 LOSSES = ("cross_entropy", "mse")
 CROSS_ENTROPY, MSE = range(len(LOSSES))
 
-#: The optimizer kernels (``Algorithm.kernel``) a compiled epoch runs; it receives the index.
-#: Every optimizer class maps to one (Adam and AdamW share ``adam``).
-EPOCH_OPTIMIZERS = ("sgd", "adagrad", "rmsprop", "adam", "adamax", "nadam", "radam", "adadelta",
-                    "lion", "lamb")
+#: The optimizer kernels (``Algorithm.kernel``) a compiled epoch runs; it receives the index:
+#: every elementwise kernel of the algorithm table in its order, then the segmented one (LAMB),
+#: the order of C's table too (``fastopt_mlp_epoch_optimizers``). Every optimizer class maps to
+#: one (Adam and AdamW share ``adam``).
+EPOCH_OPTIMIZERS = tuple(dict.fromkeys(
+    [a.kernel for a in ALGORITHMS.values() if not a.segmented]
+    + [a.kernel for a in ALGORITHMS.values() if a.segmented]))
 
 _erf = np.vectorize(math.erf, otypes=[np.float64])
 

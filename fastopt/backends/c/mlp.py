@@ -94,6 +94,11 @@ def set_simd(enabled):
 _EPOCH = {_F32: lib.fastopt_mlp_train_epoch_f32, _F64: lib.fastopt_mlp_train_epoch_f64}
 
 
+#: The optimizer functions an epoch runs, in the C library's numbering (its table's order);
+#: :data:`fastopt.nn.reference.EPOCH_OPTIMIZERS` numbers them the same (tested).
+EPOCH_OPTIMIZERS = tuple(ffi.string(lib.fastopt_mlp_epoch_optimizers()).decode().split())
+
+
 def train_epoch(X, labels, targets, order, batch_size, layout, codes, loss, params, grads,
                 optimizer, states, scalars, max_norm, skip_nonfinite):
     """One epoch in one C call: the contract of :mod:`fastopt.nn.reference`, the optimizer step

@@ -414,8 +414,8 @@ def scale(x, s):
 # from fastopt.backends.cpu.optim (its serial version), with the per-step history written into
 # arrays. The contract is in fastopt.nn.reference.
 
-SGD, ADAGRAD, RMSPROP, ADAM, ADAMAX, NADAM, RADAM, ADADELTA, LION, LAMB = \
-    range(len(EPOCH_OPTIMIZERS))
+#: The number of LAMB (segmented: its own passes) among the epoch's optimizers.
+LAMB = EPOCH_OPTIMIZERS.index("lamb")
 
 # The optimizer step of the epoch: cpu_optim's kernel, the serial or the parallel version, called
 # with the arguments its launcher would pass. Which kernel and which version are compile-time
