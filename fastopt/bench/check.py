@@ -22,7 +22,10 @@ NAME = "adam"
 FUSED = "torch-fused step"
 
 
+@functools.cache
 def _arrays(n, dtype):
+    """One parameter and one gradient of ``n`` elements, shared by every case of a backend at a
+    size (so that 10^8 elements fit in memory with all the cases timed in turn)."""
     rng = np.random.default_rng(0)
     return (rng.standard_normal(n).astype(dtype),
             (rng.standard_normal(n) * 1e-3).astype(dtype))
@@ -30,10 +33,10 @@ def _arrays(n, dtype):
 
 def make_step(backend, n, dtype=np.float32, skip_nonfinite=True, **step_options):
     """A closure running ``fastopt.Adam([param], backend=backend).step([grad], **step_options)``
-    over new arrays of ``n`` elements."""
+    over the shared arrays of ``n`` elements (its own optimizer state)."""
     import fastopt
 
-    param, grad = _arrays(n, dtype)
+    param, grad = _arrays(n, np.dtype(dtype))
     opt = getattr(fastopt, CLASS_NAMES[NAME])([param], backend=backend,
                                               skip_nonfinite=skip_nonfinite)
     return lambda: opt.step([grad], **step_options)
@@ -43,19 +46,18 @@ def make_check(backend, n, dtype=np.float32):
     """A closure running the non-finite check pass alone (the gradient's largest magnitude)."""
     from fastopt.optim._step import bind_max_abs
 
-    return bind_max_abs(kernels(backend), _arrays(n, dtype)[1])
+    return bind_max_abs(kernels(backend), _arrays(n, np.dtype(dtype))[1])
 
 
 def make_norm(backend, n, dtype=np.float32):
     """A closure running the norm pass alone (the gradient's sum of squares)."""
-    grad = _arrays(n, dtype)[1]
-    module = kernels(backend)
-    return functools.partial(module.sum_of_squares, grad)
+    grad = _arrays(n, np.dtype(dtype))[1]
+    return functools.partial(kernels(backend).sum_of_squares, grad)
 
 
 def make_read(backend, n, dtype=np.float32):
     """A closure running the STREAM-style read of the backend over the gradient."""
-    grad = _arrays(n, dtype)[1]
+    grad = _arrays(n, np.dtype(dtype))[1]
     return functools.partial(roofline_kernels(backend).stream_read, grad)
 
 
@@ -115,9 +117,13 @@ def safe_default(sizes, dtype=np.float32, backends=None, repeat=10, max_s=10.0, 
     for n in sizes:
         if progress:
             progress(f"safe default n={n:,}")
+        makers = _cases(backends, n, dtype)
+        # Held at once: the shared parameter and gradient, the three steps' moments per backend,
+        # and torch's four arrays; time_cases compares bytes per case with the memory.
+        held = (2 + 3 * 2 * len(backends) + 4) * n * dtype.itemsize
         with torch_threads(get_num_threads()):
-            samples, together = time_cases(_cases(backends, n, dtype), 4 * n * dtype.itemsize,
-                                           repeat, max_s, skipped, f"check n={n:,} {{}}")
+            samples, together = time_cases(makers, held / len(makers), repeat, max_s, skipped,
+                                           f"check n={n:,} {{}}")
         gc.collect()
         row = {"n": n, "dtype": dtype.name, "in_turn": together,
                "median_s": {k: statistics.median(v) for k, v in samples.items()},
@@ -129,15 +135,19 @@ def safe_default(sizes, dtype=np.float32, backends=None, repeat=10, max_s=10.0, 
                       for b in backends}
             makers[FUSED] = functools.partial(make_torch_step, "torch-fused", NAME, {}, [(n,)],
                                               dtype)
+            held = (2 + 2 * len(backends) + 4) * n * dtype.itemsize
             with one_core_busy(), torch_threads(get_num_threads()):
-                busy_samples, _ = time_cases(makers, 4 * n * dtype.itemsize, repeat, max_s,
+                busy_samples, _ = time_cases(makers, held / len(makers), repeat, max_s,
                                              skipped, f"check busy n={n:,} {{}}")
+            _arrays.cache_clear()
             gc.collect()
             row["busy_median_s"] = {k: statistics.median(v) for k, v in busy_samples.items()}
             row["busy_ratios"] = {
                 b: {"torch fused / default": paired_ratio(busy_samples[FUSED],
                                                           busy_samples[f"{b} step (default: check)"])
                     if FUSED in busy_samples else None} for b in backends}
+        _arrays.cache_clear()
+        gc.collect()
         rows.append(row)
     return rows
 
