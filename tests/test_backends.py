@@ -10,6 +10,7 @@ from conftest import AVAILABLE, HOST, to_backend, to_host
 STEPS = 3
 HOST_SHAPES = [(1,), (7,), (257,), (3, 5, 7), (10_007,), (40_009,)]  # the last is above the
 CUDA_SHAPES = [(1,), (7,), (3, 11)]  # numba parallel threshold; the simulator runs thread by thread
+PARALLEL_SHAPE = HOST_SHAPES[-1]
 BACKENDS = [b for b in AVAILABLE if b != "numpy"]
 
 
@@ -25,10 +26,21 @@ def run(name, options, backend, param, grads, state):
 
 
 def cases_for(backend):
+    """Every option case on every shape; on ``cpu``, whose parallel kernels are compiled (numba)
+    and cost most of the suite's time, the parallel shape only for each algorithm's first and last
+    (plainest and richest) option cases: its parallel kernel is its serial one's template under
+    ``prange``, and the state arrays a mode uses are the same in both."""
     shapes = CUDA_SHAPES if backend == "cuda" else HOST_SHAPES
-    return [pytest.param(name, opts, shape, id=f"{name}[{oid}]-{shape}")
-            for name in OPTIONS for opts, oid in zip(OPTIONS[name], case_ids(name))
-            for shape in shapes]
+    cases = []
+    for name in OPTIONS:
+        ends = (OPTIONS[name][0], OPTIONS[name][-1])
+        for opts, oid in zip(OPTIONS[name], case_ids(name)):
+            for shape in shapes:
+                if backend == "cpu" and shape == PARALLEL_SHAPE and all(
+                        opts is not end for end in ends):
+                    continue
+                cases.append(pytest.param(name, opts, shape, id=f"{name}[{oid}]-{shape}"))
+    return cases
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

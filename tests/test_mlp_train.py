@@ -290,13 +290,12 @@ def test_fused_epoch_with_mse_on_float_targets(digits, backend):
                                          targets, seed=2))
 
 
-@pytest.mark.parametrize("name,options", [("Adam", dict(lr=1e-3)), ("LAMB", dict(lr=1e-3)),
-                                          ("SGD", dict(lr=0.01, momentum=0.9, nesterov=True))])
+@pytest.mark.parametrize("name,options", [("Adam", dict(lr=1e-3)), ("LAMB", dict(lr=1e-3))])
 @pytest.mark.parametrize("backend", FUSED_BACKENDS)
 def test_fused_epoch_with_parallel_kernels(backend, name, options):
     """A first layer of 80 x 300 x 110 = 2.6M multiply-adds and 34,220 parameters take the
     parallel layer and optimizer kernels, in the compiled epoch too: still bit for bit the
-    per-step training."""
+    per-step training (an elementwise optimizer, and LAMB's passes of their own)."""
     from fastopt.optim import optimizers
 
     rng = np.random.default_rng(5)
