@@ -5,6 +5,7 @@ CUDA arrays run on ``cuda``. See :func:`available_backends` and :func:`backend_s
 """
 
 import importlib
+import importlib.metadata
 import sys
 
 from fastopt._core import lowp
@@ -19,7 +20,10 @@ from fastopt.optim.checkpoint import (Checkpoint, from_torch_state_dict, load, s
                                       to_torch_state_dict)
 from fastopt.optim.optimizers import CLASSES as _CLASSES, Optimizer, StepInfo
 
-__version__ = "0.1.0"
+try:  # one version number: pyproject.toml's, from the installed package's metadata
+    __version__ = importlib.metadata.version("fastopt")
+except importlib.metadata.PackageNotFoundError:  # the source tree on sys.path, not installed
+    __version__ = "0+unknown"
 
 __all__ = ["datasets", "functional", "init", "lowp", "mixed", "schedules",
            "zoo", "curvature", "noise", "wide",
