@@ -166,3 +166,17 @@ def test_step_arguments_are_checked_before_writing():
         with pytest.raises(ValueError, match=words):
             opt.step([np.ones(3)], **kwargs)
     assert np.array_equal(p, np.ones(3)) and opt.state == {}
+
+
+def test_skipped_steps_are_counted_and_a_run_of_them_warns_once():
+    p = np.zeros(4, np.float32)
+    opt = fastopt.SGD([p], lr=0.1)
+    bad, good = np.array([1, np.nan, 0, 0], np.float32), np.ones(4, np.float32)
+    with pytest.warns(RuntimeWarning, match="skipped") as caught:
+        for g in (bad, bad, bad):
+            assert opt.step([g]).skipped
+    assert len(caught) == 1 and opt.skipped_steps == 3
+    opt.step([good])
+    with pytest.warns(RuntimeWarning, match="skipped"):  # a new run warns again
+        opt.step([bad])
+    assert opt.skipped_steps == 4

@@ -184,6 +184,8 @@ class _FusedEpochs:
                 float(max_grad_norm or 0.0), opt.skip_nonfinite)
             ran = len(losses)
             applied = ran - (opt.skip_nonfinite and not math.isfinite(norms[-1]))
+            if ran:
+                opt._count_skip(applied < ran, stacklevel=5)
             if applied:
                 state = opt.state.setdefault(0, state)
                 state.update(new)

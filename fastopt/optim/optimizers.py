@@ -31,6 +31,7 @@ import copy
 import functools
 import math
 import threading
+import warnings
 import weakref
 from typing import NamedTuple
 
@@ -192,6 +193,10 @@ class Optimizer:
         self.defaults = check_hyper(self.algorithm, defaults)
         #: Check every step's gradients (one extra read of them) and skip a non-finite step.
         self.skip_nonfinite = bool(skip_nonfinite)
+        #: Steps skipped (a gradient not finite, or overflowing once unscaled); the first step of
+        #: each run of skipped ones warns (``RuntimeWarning``), so that none passes silently.
+        self.skipped_steps = 0
+        self._skipping = False
         self.param_groups = []
         self.state = {}  # parameter index (in param_groups order) -> {"step": int, arrays...}
         self._views = []  # (user's object, checked zero-copy view) per parameter
@@ -287,7 +292,20 @@ class Optimizer:
         Steps of one optimizer from several threads run one after the other (a lock).
         """
         with self._lock:
-            return self._step(grads, grad_scale, max_norm, return_norm)
+            info = self._step(grads, grad_scale, max_norm, return_norm)
+            self._count_skip(info.skipped, stacklevel=4)
+            return info
+
+    def _count_skip(self, skipped, stacklevel=2):
+        """Counts a skipped step in :attr:`skipped_steps`, warning at the first of a run."""
+        if skipped:
+            self.skipped_steps += 1
+            if not self._skipping:
+                warnings.warn(f"{type(self).__name__}.step skipped: a gradient holds inf or NaN, "
+                              "or overflows the parameters' precision once unscaled "
+                              "(skipped_steps counts them; this warns once per run of skipped "
+                              "steps)", RuntimeWarning, stacklevel=stacklevel)
+        self._skipping = skipped
 
     def __getstate__(self):
         state = dict(self.__dict__)
