@@ -3,12 +3,13 @@
 import numpy as np
 from numba import cuda
 
+from fastopt.backends.cuda.exact import exact_jit
 from fastopt.backends.cuda.optim import launch
 
 _empty = {}
 
 
-@cuda.jit
+@exact_jit
 def _fill(out, value):
     """out[i] = value"""
     i = cuda.grid(1)

@@ -16,6 +16,7 @@ from numba import cuda
 from fastopt.backends._numba import specialize
 from fastopt.backends._numba.specialize import mode_name, specialized
 from fastopt.backends.cuda import optim as cuda_optim
+from fastopt.backends.cuda.exact import exact_jit
 from fastopt.backends.cuda.optim import SIMULATOR, launch
 from fastopt.backends.elements import bits as _bits
 from fastopt.backends.elements.args import flat
@@ -82,7 +83,7 @@ def _kernel(name, uses):
            f"fastopt.backends.numpy.mixed.{name}")
     step = specialized(_step, f"_mixed_step_{name}_{mode_name(uses)}", doc, _update=update,
                        USES=uses, load=_LOADS[len(uses)], store=_STORES[len(uses)])
-    return functools.partial(launch, cuda.jit(step))
+    return functools.partial(launch, exact_jit(step))
 
 
 for _name in ELEMENTS:
@@ -90,7 +91,7 @@ for _name in ELEMENTS:
 del _name
 
 
-@cuda.jit
+@exact_jit
 def _decode_to_f32(grad, grad_fmt, out):
     """out[i] = the float32 value of gradient bits grad[i] in format grad_fmt"""
     i = cuda.grid(1)
@@ -108,6 +109,8 @@ def sum_of_squares(grad, grad_fmt):
 
     16-bit gradients are decoded into a cached float32 buffer first: one extra pass over the
     gradient, which a fused decoding reduction would save."""
+    if grad.size == 0:
+        return 0.0
     if grad_fmt == _bits.FLOAT32:
         return cuda_optim.sum_of_squares(grad.view(np.float32))
     if grad.size not in _decoded:

@@ -35,6 +35,7 @@ from numba import cuda
 
 from fastopt._core import config
 from fastopt.backends._numba.launch import KernelArgs
+from fastopt.backends.cuda.exact import exact_jit
 from fastopt.backends._numba.specialize import (load, mode_name, register, rounded,
                                                 rounded_in_python, specialized, store)
 from fastopt.backends.elements.args import MAGNITUDE_BITS, flat
@@ -93,7 +94,10 @@ def _configured(kernel, blocks, threads):
 
 
 def launch(kernel, n, *args):
-    """Runs the elementwise ``kernel`` over ``n >= 1`` elements with :func:`launch_config`."""
+    """Runs the elementwise ``kernel`` over ``n`` elements with :func:`launch_config`; nothing
+    for ``n == 0`` (a device refuses a grid of no blocks)."""
+    if n <= 0:
+        return
     blocks, threads = launch_config(n)
     if SIMULATOR:  # the simulator's kernel[...] reconfigures the kernel itself: nothing to cache
         kernel[blocks, threads](*args)
@@ -136,7 +140,7 @@ def _store_block_sum(cache, s, partial):
         partial[cuda.blockIdx.x] = cache[0]
 
 
-@cuda.jit
+@exact_jit
 def _partial_sums_of_squares(g, partial):
     """partial[block] = sum of g_i^2 (float64) over this block's grid-stride share"""
     cache = cuda.shared.array(THREADS_PER_BLOCK, numba.float64)
@@ -150,7 +154,7 @@ def _partial_sums_of_squares(g, partial):
     _store_block_sum(cache, s, partial)
 
 
-@cuda.jit
+@exact_jit
 def _sum_in_order(partial, out):
     """out[0] = partial[0] + partial[1] + ... (one thread, in order)"""
     if cuda.grid(1) == 0:
@@ -224,9 +228,10 @@ def _kernels(kernel, uses):
     tag = f"{kernel}_{mode_name(uses)}"
     bound = dict(_constants=constants(kernel), _update=element_update(kernel, uses), **_TARGET)
     doc = f"{kernel} (uses {uses}); formula in fastopt.optim.reference.{kernel}"
-    return (cuda.jit(specialized(_step, f"_step_{tag}", doc, **bound)),
-            cuda.jit(specialized(_step_with_norm, f"_step_with_norm_{tag}",
-                                 f"{doc}; sets partial[block] as _partial_sums_of_squares",
+    return (exact_jit(specialized(_step, f"_step_{tag}", doc, **bound)),
+            exact_jit(specialized(_step_with_norm, f"_step_with_norm_{tag}",
+                                 f"{doc}; sets partial[block] as _partial_sums_of_squares "
+                                 "(float64 sums of squares: the norm's accumulator)",
                                  **bound)))
 
 
@@ -287,7 +292,7 @@ def _segment_holding(offsets, position):
     return lo - 1
 
 
-@cuda.jit
+@exact_jit
 def _lamb_moments(p, g, exp_avg, exp_avg_sq, offsets, partial, beta1, one_minus_beta1, beta2,
                   one_minus_beta2, eps, weight_decay, bias_correction1, bias_correction2, scale):
     """m = b1*m + (1-b1)*d; v = b2*v + (1-b2)*d^2; u = (m/(1-b1^t)) / (sqrt(v/(1-b2^t)) + eps) + wd*p;
@@ -332,10 +337,10 @@ def _lamb_moments(p, g, exp_avg, exp_avg_sq, offsets, partial, beta1, one_minus_
         c += cuda.gridDim.x
 
 
-@cuda.jit
+@exact_jit
 def _lamb_ratios(offsets, partial, lr, ratio):
     """ratio[s] = lr * ||p_s|| / ||u_s|| (lr alone when either norm is 0), one thread per
-    segment summing its chunk pieces in order"""
+    segment summing its chunk pieces in order (the norms in float64, as accumulated)"""
     s = cuda.grid(1)
     stride = cuda.gridsize(1)
     while s < offsets.size - 1:
@@ -350,7 +355,7 @@ def _lamb_ratios(offsets, partial, lr, ratio):
         s += stride
 
 
-@cuda.jit
+@exact_jit
 def _lamb_update(p, exp_avg, exp_avg_sq, offsets, ratio, eps, weight_decay, bias_correction1,
                  bias_correction2):
     """u = (m/(1-b1^t)) / (sqrt(v/(1-b2^t)) + eps) + wd*p from the updated moments; p -= ratio[s] * u
@@ -441,7 +446,7 @@ def sum_of_squares(grad):
     return float(out.copy_to_host()[0])
 
 
-@cuda.jit
+@exact_jit
 def _max_magnitude_bits(bits, mask, top):
     """top[0] = max(top[0], bits_i & mask) (int64): a grid-stride maximum per thread, then one
     atomic maximum each; exact in any order"""
