@@ -26,9 +26,11 @@ def empty(dtype):
     return _empty[dtype]
 
 
-def full(shape, dtype, value):
-    out = cuda.device_array(shape, np.dtype(dtype))
+def full(shape, dtype, value, stream=0):
+    """A new device array of ``shape`` and ``dtype`` filled with ``value`` by a kernel on
+    ``stream``."""
+    out = cuda.device_array(shape, np.dtype(dtype), stream=stream)
     if out.size:
         flat = out.reshape(out.size)
-        launch(_fill, out.size, flat, flat.dtype.type(value))
+        launch(_fill, out.size, flat, flat.dtype.type(value), stream=stream)
     return out

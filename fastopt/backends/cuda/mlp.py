@@ -14,6 +14,9 @@ Losses run one thread per row and add the batch's sums into ``stats`` with float
 order of those additions, hence the last bits of the loss, may vary between runs); the gradient
 norm is a grid-stride sum of squares, also combined with atomics.
 
+Every function takes ``stream=`` (default: the stream of its first array; see
+:mod:`fastopt.backends.cuda.optim`) and never synchronizes the host.
+
 Under the CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``) tiles are 4 x 4 so small test matrices span
 several blocks and partial tiles.
 """
@@ -26,7 +29,7 @@ from numba import cuda
 
 from fastopt._core import config
 from fastopt.nn.reference import GELU, IDENTITY, RELU, SIGMOID, TANH
-from fastopt.backends.cuda.optim import SIMULATOR, launch
+from fastopt.backends.cuda.optim import SIMULATOR, launch, stream_of
 
 #: Tile edge of the matrix-product kernels (threads per block: TILE * TILE).
 TILE = config.CUDASIM_MLP_TILE if SIMULATOR else config.CUDA_MLP_TILE
@@ -240,76 +243,89 @@ def _flat(a):
     return a if a.ndim == 1 else a.reshape(a.size)
 
 
-def _launch_2d(kernel, m, n, *args):
+def _launch_2d(kernel, m, n, *args, stream=0):
     """A grid of TILE x TILE blocks over an m x n result, at most MAX_GRID_Y blocks high (the
-    kernel loops over the rest); nothing when it is empty."""
+    kernel loops over the rest), on ``stream``; nothing when it is empty."""
     if m <= 0 or n <= 0:
         return
     grid = ((n + TILE - 1) // TILE, min((m + TILE - 1) // TILE, MAX_GRID_Y))
     with warnings.catch_warnings():  # small layers fill few blocks by nature
         warnings.filterwarnings("ignore", message="Grid size")
-        kernel[grid, (TILE, TILE)](*args)
+        kernel[grid, (TILE, TILE), stream](*args)
 
 
-def _launch_rows(kernel, rows, *args):
+def _launch_rows(kernel, rows, *args, stream=0):
+    """One thread per row, on ``stream``; nothing for no rows."""
     if rows <= 0:
         return
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Grid size")
-        kernel[(rows + ROW_THREADS - 1) // ROW_THREADS, ROW_THREADS](*args)
+        kernel[(rows + ROW_THREADS - 1) // ROW_THREADS, ROW_THREADS, stream](*args)
 
 
-def _gemm_call(m, n, depth, a, a_rs, a_ps, b, b_ps, b_cs, c, bias, pre, activation, epilogue):
+def _gemm_call(m, n, depth, a, a_rs, a_ps, b, b_ps, b_cs, c, bias, pre, activation, epilogue,
+               stream):
     """C (m x n) = op(A) op(B); without the epilogue, bias and pre are placeholders never read."""
     _launch_2d(_GEMM[str(c.dtype)], m, n, _flat(a), a_rs, a_ps, _flat(b), b_ps, b_cs, _flat(c), m,
-               n, depth, _flat(bias), _flat(pre), activation, epilogue)
+               n, depth, _flat(bias), _flat(pre), activation, epilogue, stream=stream)
 
 
-def dense_forward(x, w, b, out, pre, activation):
-    """In place: :func:`fastopt.nn.reference.dense_forward`."""
+def dense_forward(x, w, b, out, pre, activation, stream=None):
+    """In place: :func:`fastopt.nn.reference.dense_forward`, on ``stream`` (default: ``x``'s)."""
     batch, fan_in = x.shape
     fan_out = w.shape[1]
-    _gemm_call(batch, fan_out, fan_in, x, fan_in, 1, w, fan_out, 1, out, b, pre, activation, True)
+    _gemm_call(batch, fan_out, fan_in, x, fan_in, 1, w, fan_out, 1, out, b, pre, activation, True,
+               stream_of(x, stream))
 
 
-def dense_backward(x, w, out, pre, dout, dw, db, dx, activation):
-    """In place: :func:`fastopt.nn.reference.dense_backward`; ``dout`` becomes dZ."""
+def dense_backward(x, w, out, pre, dout, dw, db, dx, activation, stream=None):
+    """In place: :func:`fastopt.nn.reference.dense_backward`; ``dout`` becomes dZ. On
+    ``stream`` (default: ``x``'s)."""
+    stream = stream_of(x, stream)
     batch, fan_in = x.shape
     fan_out = w.shape[1]
+    kernels = _KERNELS[str(dout.dtype)]
     if activation != IDENTITY:
-        launch(_KERNELS[str(dout.dtype)]["derivative"], dout.size, _flat(dout), _flat(out), _flat(pre), dout.size, activation)
+        launch(kernels["derivative"], dout.size, _flat(dout), _flat(out), _flat(pre), dout.size,
+               activation, stream=stream)
     if dx.size:  # dx = dZ w^T: B(p = j, k) = w[k * fan_out + j]
         _gemm_call(batch, fan_in, fan_out, dout, fan_out, 1, w, 1, fan_out, dx, db, dx, IDENTITY,
-                   False)
+                   False, stream)
     # dw = x^T dZ: A(k, p = i) = x[i * fan_in + k]
-    _gemm_call(fan_in, fan_out, batch, x, 1, fan_in, dout, fan_out, 1, dw, db, dw, IDENTITY, False)
-    _launch_rows(_KERNELS[str(dout.dtype)]["column_sums"], fan_out, _flat(dout), db, batch, fan_out)
+    _gemm_call(fan_in, fan_out, batch, x, 1, fan_in, dout, fan_out, 1, dw, db, dw, IDENTITY, False,
+               stream)
+    _launch_rows(kernels["column_sums"], fan_out, _flat(dout), db, batch, fan_out, stream=stream)
 
 
-def softmax_xent(logits, labels, dlogits, stats, scale):
-    """In place: softmax cross-entropy, gradient scaled by ``scale``; sums into ``stats``."""
+def softmax_xent(logits, labels, dlogits, stats, scale, stream=None):
+    """In place: softmax cross-entropy, gradient scaled by ``scale``; sums into ``stats``. On
+    ``stream`` (default: ``logits``')."""
+    stream = stream_of(logits, stream)
     rows, classes = logits.shape
-    launch(_zero_stats, 1, stats)  # one thread, configured once: no occupancy warning
+    launch(_zero_stats, 1, stats, stream=stream)  # configured once: no occupancy warning
     kernel = _KERNELS[str(logits.dtype)]["softmax_xent"]
     _launch_rows(kernel, rows, _flat(logits), labels, _flat(dlogits), stats,
-                 logits.dtype.type(scale), rows, classes)
+                 logits.dtype.type(scale), rows, classes, stream=stream)
 
 
-def mse(out, target, dout, stats, scale):
-    """In place: squared error, gradient ``2 * scale * (out - target)``; sums into ``stats``."""
+def mse(out, target, dout, stats, scale, stream=None):
+    """In place: squared error, gradient ``2 * scale * (out - target)``; sums into ``stats``. On
+    ``stream`` (default: ``out``'s)."""
+    stream = stream_of(out, stream)
     rows, cols = out.shape
-    launch(_zero_stats, 1, stats)  # one thread, configured once: no occupancy warning
+    launch(_zero_stats, 1, stats, stream=stream)  # configured once: no occupancy warning
     _launch_rows(_mse, rows, _flat(out), _flat(target), _flat(dout), stats,
-                 out.dtype.type(scale + scale), rows, cols)
+                 out.dtype.type(scale + scale), rows, cols, stream=stream)
 
 
-def sum_squares(x, stats):
-    """``stats[0] = sum(x^2)`` (float64 partial sums combined with atomics)."""
-    launch(_zero_stats, 1, stats)  # one thread, configured once: no occupancy warning
-    launch(_sum_squares, x.size, x, stats)
+def sum_squares(x, stats, stream=None):
+    """``stats[0] = sum(x^2)`` (float64 partial sums combined with atomics), on ``stream``
+    (default: ``x``'s)."""
+    stream = stream_of(x, stream)
+    launch(_zero_stats, 1, stats, stream=stream)  # configured once: no occupancy warning
+    launch(_sum_squares, x.size, x, stats, stream=stream)
 
 
-def scale(x, s):
-    """``x *= s`` in place (``s`` rounded to ``x``'s dtype)."""
-    s = x.dtype.type(s)
-    launch(_scale, x.size, x, s)
+def scale(x, s, stream=None):
+    """``x *= s`` in place (``s`` rounded to ``x``'s dtype), on ``stream`` (default: ``x``'s)."""
+    launch(_scale, x.size, x, x.dtype.type(s), stream=stream_of(x, stream))

@@ -136,7 +136,8 @@ def _recording(launches):
     CUDADispatcher.__getitem__ = configured
     cuda.device_array = _device_array
     cuda_optim._max_blocks = lambda: 4 * 132
-    cuda_optim._configured = lambda kernel, blocks, threads: kernel[blocks, threads]
+    cuda_optim._configured = lambda kernel, blocks, threads, stream=0: kernel[blocks, threads,
+                                                                              stream]
     try:
         yield
     finally:
