@@ -203,7 +203,8 @@ def test_lamb_cuda_launch_count_does_not_grow_with_tensor_count(monkeypatch):
         launched = []
         original = cuda_optim.launch
         monkeypatch.setattr(cuda_optim, "launch",
-                            lambda kernel, *a: (launched.append(kernel), original(kernel, *a)))
+                            lambda kernel, *a, **k: (launched.append(kernel),
+                                                     original(kernel, *a, **k)))
         opt.step(grad)
         monkeypatch.setattr(cuda_optim, "launch", original)
         counts.append(len(launched))

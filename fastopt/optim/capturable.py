@@ -193,10 +193,11 @@ class CapturableOptimizer:
 
     ``params`` is a device array, a :class:`~fastopt.FlatParams` arena on the device (one launch
     per step for all its tensors), a list of them, or a list of parameter-group dicts, as for
-    :class:`fastopt.Optimizer`. ``stream``: the numba stream every copy and launch of a step goes
-    to (default: ``numba.cuda.default_stream()``); a CUDA graph is captured from a stream of your
-    own (``numba.cuda.external_stream(ptr)`` wraps one of torch or CuPy). Construction allocates
-    everything a step uses and synchronizes once.
+    :class:`fastopt.Optimizer`. ``stream``: the numba stream every copy and launch goes to
+    (default: the stream of the first parameter's ``__cuda_array_interface__``, that of a torch
+    or CuPy producer, else ``numba.cuda.default_stream()``); a CUDA graph is captured from a
+    stream of your own (``numba.cuda.external_stream(ptr)`` wraps one of torch or CuPy).
+    Construction allocates everything a step uses and synchronizes that stream once.
     """
 
     algorithm = None  # an :class:`fastopt.optim.algorithms.Algorithm`, set by each subclass
@@ -213,7 +214,9 @@ class CapturableOptimizer:
         self.param_groups, self._params, self._group_rows, self._modes = [], [], [], []
         for g_index, group in enumerate(groups):
             self._add_group(g_index, group)
-        self._stream = cuda.default_stream() if stream is None else stream
+        if stream is None:  # the producer's stream of the first parameter, else the default one
+            stream = getattr(self._params[0][1], "stream", 0) or cuda.default_stream()
+        self._stream = stream
         rows = len(self._params)
         self._rows = rows
         self._dev_start = kern.row_dev(rows, 0)
@@ -225,7 +228,7 @@ class CapturableOptimizer:
             arrays = []
             for name, used in zip(self.algorithm.state, self.algorithm.uses(hyper)):
                 fill = self.algorithm.initial_state(hyper, name)
-                arrays.append(_memory_full(view.shape, view.dtype, fill) if used
+                arrays.append(_memory_full(view.shape, view.dtype, fill, self._stream) if used
                               else cuda.device_array(0, view.dtype))
             self._states.append(arrays)
 
@@ -238,7 +241,7 @@ class CapturableOptimizer:
         self._raws = [None] * len(self.param_groups)
         self._refresh_groups(validate_only=False)
         host[kern.INV_SCALE:self._dev_start] = self._inputs
-        self._block = cuda.to_device(host)
+        self._block = cuda.to_device(host, stream=self._stream)
         self._block_inputs = self._block[kern.INV_SCALE:self._dev_start]
         self._output_views = (self._block[kern.NORM:kern.NORM + 1],
                               self._block[kern.FOUND_INF:kern.FOUND_INF + 1],
@@ -257,7 +260,7 @@ class CapturableOptimizer:
             ends.append(ends[-1] + blocks)
         self._partial = cuda.device_array(max(1, ends[-1]), np.float64)
         self._reductions = [(launch, self._partial[a:b]) for launch, a, b in self._reductions]
-        self._ends = cuda.to_device(np.array(ends, np.int64))
+        self._ends = cuda.to_device(np.array(ends, np.int64), stream=self._stream)
         self._finalize = kern.configured(kern.finalize, 1, self._stream)
         self._updates = []
         for row, ((_, view), states) in enumerate(zip(self._params, self._states)):
@@ -269,7 +272,7 @@ class CapturableOptimizer:
             tail = (self._block, kern.row_in(row), kern.row_dev(rows, row), flags)
             self._updates.append((kern.configured(kernel, view.size, self._stream), _flat(view),
                                   tuple(_flat(s) for s in states), tail))
-        cuda.synchronize()
+        self._stream.synchronize()
 
     # -- construction helpers ------------------------------------------------------------------
 
@@ -473,7 +476,9 @@ class CapturableOptimizer:
         """The rows' device state on the host: an array of shape (rows, ROW_DEV)."""
         kern = _kernels()
         self._stream.synchronize()
-        return self._block[self._dev_start:].copy_to_host().reshape(self._rows, kern.ROW_DEV)
+        rows = self._block[self._dev_start:].copy_to_host(stream=self._stream)
+        self._stream.synchronize()
+        return rows.reshape(self._rows, kern.ROW_DEV)
 
     def state_dict(self):
         """The state in :meth:`fastopt.Optimizer.state_dict`'s format (numpy copies; ``step``
@@ -496,7 +501,8 @@ class CapturableOptimizer:
             entry = {}
             for name, use, a in zip(self.algorithm.state, used, arrays):
                 if use and not (name == "momentum_buffer" and rows[row, kern.BUFFER_READY] == 0):
-                    entry[name] = a.copy_to_host()
+                    entry[name] = a.copy_to_host(stream=self._stream)
+                    self._stream.synchronize()
             entry["step"] = steps
             state[row] = entry
         return {"state": state, "param_groups": groups}
@@ -552,14 +558,14 @@ class CapturableOptimizer:
         written = {(index, name) for index, name, _ in writes}
         for index, name, host in writes:
             a = self._states[index][self.algorithm.state.index(name)]
-            a.copy_to_device(np.ascontiguousarray(host))
+            a.copy_to_device(np.ascontiguousarray(host), stream=self._stream)
         for row, arrays in enumerate(self._states):
             hyper = check_hyper(self.algorithm, new_groups[self._group_of(row)])
             for name, a in zip(self.algorithm.state, arrays):
                 if a.size and (row, name) not in written:
                     fill = self.algorithm.initial_state(hyper, name)
-                    a.copy_to_device(np.full(a.shape, fill, a.dtype))
-        self._block[self._dev_start:].copy_to_device(host_rows.reshape(-1))
+                    a.copy_to_device(np.full(a.shape, fill, a.dtype), stream=self._stream)
+        self._block[self._dev_start:].copy_to_device(host_rows.reshape(-1), stream=self._stream)
         self.param_groups[:] = new_groups
         self._raws = [None] * len(new_groups)
         self._refresh_groups()
@@ -573,10 +579,10 @@ class CapturableOptimizer:
         return f"capturable.{type(self).__name__}(groups=[{groups}])"
 
 
-def _memory_full(shape, dtype, value):
+def _memory_full(shape, dtype, value, stream):
     from fastopt.backends.cuda import memory as cuda_memory
 
-    return cuda_memory.full(shape, dtype, value)
+    return cuda_memory.full(shape, dtype, value, stream)
 
 
 def _capturable_class(algorithm, base):

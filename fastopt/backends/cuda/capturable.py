@@ -40,6 +40,7 @@ import warnings
 from numba import cuda
 
 from fastopt.backends._numba.specialize import mode_name, rounded, specialized
+from fastopt.backends.cuda.exact import exact_jit
 from fastopt.backends.cuda.optim import (_TARGET, SIMULATOR, _partial_sums_of_squares, constants,
                                          element_update, launch_config)
 from fastopt.optim.algorithms import ALGORITHMS
@@ -78,7 +79,7 @@ def row_dev(rows, row):
     return HEADER + rows * ROW_IN + row * ROW_DEV
 
 
-@cuda.jit
+@exact_jit
 def finalize(partial, ends, block, rows):
     r"""The step's scalars, on one thread, from the partial sums of squares of the gradients:
 
@@ -97,7 +98,8 @@ def finalize(partial, ends, block, rows):
     :math:`\mathrm{clr} = \eta / (1 + (t - 1)\,\mathrm{lr\_decay})`,
     ``first_step = not buffer_ready``, ``buffer_ready = 1``. A non-finite step leaves every row
     as it was (the update kernels then return without writing). The formulas and their order are
-    :mod:`fastopt.optim.algorithms`' host ones.
+    :mod:`fastopt.optim.algorithms`' host ones, in float64; the powers are libdevice's ``pow``
+    (whose own ``fma`` instructions are its algorithm, not a contraction of these formulas).
     """
     if cuda.grid(1) != 0:
         return
@@ -252,9 +254,10 @@ def update_kernel(name, uses):
     once per dtype.
     """
     kernel = ALGORITHMS[name].kernel
-    return cuda.jit(specialized(
+    return exact_jit(specialized(
         _update, f"_capturable_{name}_{mode_name(uses)}",
-        f"{name} (uses {uses}), scalars from the block; formula in "
+        f"{name} (uses {uses}), scalars from the float64 block (its flags compared and its "
+        f"floats rounded to the arrays' dtype there); formula in "
         f"fastopt.optim.reference.{kernel}",
         _inputs=_INPUTS[name], _constants=constants(kernel),
         _update_at=element_update(kernel, uses), **_TARGET))

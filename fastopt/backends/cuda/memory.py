@@ -3,12 +3,13 @@
 import numpy as np
 from numba import cuda
 
+from fastopt.backends.cuda.exact import exact_jit
 from fastopt.backends.cuda.optim import launch
 
 _empty = {}
 
 
-@cuda.jit
+@exact_jit
 def _fill(out, value):
     """out[i] = value"""
     i = cuda.grid(1)
@@ -25,9 +26,11 @@ def empty(dtype):
     return _empty[dtype]
 
 
-def full(shape, dtype, value):
-    out = cuda.device_array(shape, np.dtype(dtype))
+def full(shape, dtype, value, stream=0):
+    """A new device array of ``shape`` and ``dtype`` filled with ``value`` by a kernel on
+    ``stream``."""
+    out = cuda.device_array(shape, np.dtype(dtype), stream=stream)
     if out.size:
         flat = out.reshape(out.size)
-        launch(_fill, out.size, flat, flat.dtype.type(value))
+        launch(_fill, out.size, flat, flat.dtype.type(value), stream=stream)
     return out

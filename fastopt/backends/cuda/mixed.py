@@ -1,7 +1,8 @@
 """The ``cuda`` backend's mixed-precision steps: float32 master weights updated in place and the
 float16/bfloat16 model copy written in the same pass (numba-cuda, grid-stride).
 
-Signatures as in :mod:`fastopt.backends.numpy.mixed`. Every algorithm runs one kernel template,
+Signatures as in :mod:`fastopt.backends.numpy.mixed`, with ``stream=`` (default: the stream of
+``master``; see :mod:`fastopt.backends.cuda.optim`). Every algorithm runs one kernel template,
 specialized per algorithm and per set of used state arrays: the mixed-precision update of
 :mod:`fastopt.backends.elements.mixed` (decode, the float32 element of
 :mod:`fastopt.backends.elements.optim`, encode) on every element. Under the CUDA simulator the
@@ -16,7 +17,8 @@ from numba import cuda
 from fastopt.backends._numba import specialize
 from fastopt.backends._numba.specialize import mode_name, specialized
 from fastopt.backends.cuda import optim as cuda_optim
-from fastopt.backends.cuda.optim import SIMULATOR, launch
+from fastopt.backends.cuda.exact import exact_jit
+from fastopt.backends.cuda.optim import SIMULATOR, launch, stream_of
 from fastopt.backends.elements import bits as _bits
 from fastopt.backends.elements.args import flat
 from fastopt.backends.elements.mixed import make_mixed_elements, mixed_step, specialized_update
@@ -76,21 +78,38 @@ _update = USES = load = store = None
 @functools.cache
 def _kernel(name, uses):
     """The mixed-precision kernel of the algorithm kernel ``name`` specialized on ``uses``, as
-    ``run(n, <its arguments>)`` (see :func:`fastopt.backends.cuda.optim.launch`)."""
+    ``run(n, master, <its other arguments>, stream=None)``, on ``stream`` or ``master``'s (see
+    :func:`fastopt.backends.cuda.optim.launch`)."""
     update = cuda.jit(device=True)(specialized_update(M, E, name, uses))
     doc = (f"Mixed-precision {name} (uses {uses}), a grid-stride loop; formula in "
            f"fastopt.backends.numpy.mixed.{name}")
     step = specialized(_step, f"_mixed_step_{name}_{mode_name(uses)}", doc, _update=update,
                        USES=uses, load=_LOADS[len(uses)], store=_STORES[len(uses)])
-    return functools.partial(launch, cuda.jit(step))
+    kernel = exact_jit(step)
+
+    def run(n, master, *args, stream=None):
+        launch(kernel, n, master, *args, stream=stream_of(master, stream))
+
+    return run
+
+
+def _on_master_stream(step):
+    """``step`` given ``stream=`` or, by default, the stream of ``master`` as passed (flattening
+    a numba array forgets its stream)."""
+
+    @functools.wraps(step)
+    def run(master, *args, stream=None):
+        step(master, *args, stream=stream_of(master, stream))
+
+    return run
 
 
 for _name in ELEMENTS:
-    globals()[_name] = mixed_step(_name, functools.partial(_kernel, _name))
+    globals()[_name] = _on_master_stream(mixed_step(_name, functools.partial(_kernel, _name)))
 del _name
 
 
-@cuda.jit
+@exact_jit
 def _decode_to_f32(grad, grad_fmt, out):
     """out[i] = the float32 value of gradient bits grad[i] in format grad_fmt"""
     i = cuda.grid(1)
@@ -103,16 +122,21 @@ def _decode_to_f32(grad, grad_fmt, out):
 _decoded = {}
 
 
-def sum_of_squares(grad, grad_fmt):
-    """The squared norm of gradient bits stored in format ``grad_fmt`` (float64, deterministic).
+def sum_of_squares(grad, grad_fmt, stream=None):
+    """The squared norm of gradient bits stored in format ``grad_fmt`` (float64, deterministic),
+    on ``stream`` (default: ``grad``'s); 0 for an empty gradient, with no launch.
 
     16-bit gradients are decoded into a cached float32 buffer first: one extra pass over the
     gradient, which a fused decoding reduction would save."""
+    if grad.size == 0:
+        return 0.0
+    stream = stream_of(grad, stream)
     if grad_fmt == _bits.FLOAT32:
-        return cuda_optim.sum_of_squares(grad.view(np.float32))
-    if grad.size not in _decoded:
+        return cuda_optim.sum_of_squares(grad.view(np.float32), stream=stream)
+    key = (grad.size, cuda_optim._handle(stream))
+    if key not in _decoded:
         _decoded.clear()
-        _decoded[grad.size] = cuda.device_array(grad.size, np.float32)
-    out = _decoded[grad.size]
-    launch(_decode_to_f32, grad.size, flat(grad), grad_fmt, out)
-    return cuda_optim.sum_of_squares(out)
+        _decoded[key] = cuda.device_array(grad.size, np.float32)
+    out = _decoded[key]
+    launch(_decode_to_f32, grad.size, flat(grad), grad_fmt, out, stream=stream)
+    return cuda_optim.sum_of_squares(out, stream=stream)

@@ -10,8 +10,16 @@ algorithm table (:func:`_launchers`), take the contract's scalars (:data:`TAKES_
 and pass the floats as one tuple of Python floats and the flags as one tuple, which numba-cuda
 flattens into kernel parameters: a kernel compiles once per dtype, and changing a hyperparameter
 never recompiles. The arrays go as flat views (no copy for the C-contiguous arrays the contract
-guarantees). A step launches on the default stream and neither allocates, copies nor synchronizes
-(LAMB allocates its scratch sums on its first step for each layout, then reuses them).
+guarantees). A step neither allocates, copies nor synchronizes (LAMB allocates its scratch sums on
+its first step for each layout and stream, then reuses them).
+
+Streams: every entry point takes ``stream=`` (a numba stream; ``numba.cuda.external_stream(ptr)``
+wraps one of torch or CuPy); by default it runs on the stream of its first array
+(:func:`stream_of`): the producer's stream from the ``__cuda_array_interface__`` (v3 ``stream``)
+of a CuPy or torch array, which numba keeps on the array it makes from it without synchronizing
+(:func:`fastopt._core.validate.as_device_array`), or the stream a numba array is bound to, else
+the default stream. Nothing synchronizes the host, but for the functions that return a host
+number (:func:`sum_of_squares`, :func:`max_magnitude_bits`), which wait for their stream.
 
 ``<algo>_with_norm`` runs the same update and, in the same grid-stride pass, the per-block sums of
 :func:`sum_of_squares`; their ordered sum lands in a device array (no copy back, no
@@ -35,6 +43,7 @@ from numba import cuda
 
 from fastopt._core import config
 from fastopt.backends._numba.launch import KernelArgs
+from fastopt.backends.cuda.exact import exact_jit
 from fastopt.backends._numba.specialize import (load, mode_name, register, rounded,
                                                 rounded_in_python, specialized, store)
 from fastopt.backends.elements.args import MAGNITUDE_BITS, flat
@@ -83,22 +92,46 @@ def launch_config(n):
     return min((n + threads - 1) // threads, _max_blocks()), threads
 
 
-@functools.cache
-def _configured(kernel, blocks, threads):
-    # Configured once per grid size and reused. A small array fills few blocks by nature, so
-    # numba-cuda's warning about grids under 128 blocks has nothing to tell here.
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Grid size")
-        return kernel[blocks, threads]
+def stream_of(array, stream=None):
+    """The stream a call on ``array`` (a numba device array) runs on: ``stream`` when given,
+    else the array's own (see the module docstring; 0: the default stream)."""
+    return getattr(array, "stream", 0) if stream is None else stream
 
 
-def launch(kernel, n, *args):
-    """Runs the elementwise ``kernel`` over ``n >= 1`` elements with :func:`launch_config`."""
+def _handle(stream):
+    """A stream's identity: its handle (external stream objects are made anew for every array
+    numba wraps, around the same handle)."""
+    if not stream:
+        return 0
+    return id(stream) if SIMULATOR else int(stream)  # the simulator's streams have no handle
+
+
+_configurations = {}  # (kernel, blocks, threads, stream handle) -> configured kernel
+
+
+def _configured(kernel, blocks, threads, stream=0):
+    """``kernel[blocks, threads, stream]``, configured once per grid size and stream handle. A
+    small array fills few blocks by nature, so numba-cuda's warning about grids under 128 blocks
+    has nothing to tell here."""
+    key = (kernel, blocks, threads, _handle(stream))
+    configured = _configurations.get(key)
+    if configured is None:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Grid size")
+            configured = _configurations[key] = kernel[blocks, threads, stream]
+    return configured
+
+
+def launch(kernel, n, *args, stream=0):
+    """Runs the elementwise ``kernel`` over ``n`` elements with :func:`launch_config` on
+    ``stream``; nothing for ``n == 0`` (a device refuses a grid of no blocks)."""
+    if n <= 0:
+        return
     blocks, threads = launch_config(n)
     if SIMULATOR:  # the simulator's kernel[...] reconfigures the kernel itself: nothing to cache
-        kernel[blocks, threads](*args)
+        kernel[blocks, threads, stream](*args)
     else:
-        _configured(kernel, blocks, threads)(*args)
+        _configured(kernel, blocks, threads, stream)(*args)
 
 
 def device_summary():
@@ -136,7 +169,7 @@ def _store_block_sum(cache, s, partial):
         partial[cuda.blockIdx.x] = cache[0]
 
 
-@cuda.jit
+@exact_jit
 def _partial_sums_of_squares(g, partial):
     """partial[block] = sum of g_i^2 (float64) over this block's grid-stride share"""
     cache = cuda.shared.array(THREADS_PER_BLOCK, numba.float64)
@@ -150,7 +183,7 @@ def _partial_sums_of_squares(g, partial):
     _store_block_sum(cache, s, partial)
 
 
-@cuda.jit
+@exact_jit
 def _sum_in_order(partial, out):
     """out[0] = partial[0] + partial[1] + ... (one thread, in order)"""
     if cuda.grid(1) == 0:
@@ -224,9 +257,10 @@ def _kernels(kernel, uses):
     tag = f"{kernel}_{mode_name(uses)}"
     bound = dict(_constants=constants(kernel), _update=element_update(kernel, uses), **_TARGET)
     doc = f"{kernel} (uses {uses}); formula in fastopt.optim.reference.{kernel}"
-    return (cuda.jit(specialized(_step, f"_step_{tag}", doc, **bound)),
-            cuda.jit(specialized(_step_with_norm, f"_step_with_norm_{tag}",
-                                 f"{doc}; sets partial[block] as _partial_sums_of_squares",
+    return (exact_jit(specialized(_step, f"_step_{tag}", doc, **bound)),
+            exact_jit(specialized(_step_with_norm, f"_step_with_norm_{tag}",
+                                 f"{doc}; sets partial[block] as _partial_sums_of_squares "
+                                 "(float64 sums of squares: the norm's accumulator)",
                                  **bound)))
 
 
@@ -240,22 +274,23 @@ def _launchers(algorithm):
     args = KernelArgs(algorithm)
     kernel = algorithm.kernel
 
-    def launcher(param, grad, *rest):
+    def launcher(param, grad, *rest, stream=None):
         if param.size:
             states, scalars = rest[:n_states], rest[n_states:]
             step = _kernels(kernel, args.uses(scalars))[0]
             launch(step, param.size, flat(param), flat(grad), tuple(map(flat, states)),
-                   args.floats(scalars), args.flags(scalars))
+                   args.floats(scalars), args.flags(scalars), stream=stream_of(param, stream))
 
-    def launcher_with_norm(param, grad, *rest):
+    def launcher_with_norm(param, grad, *rest, stream=None):
         states, scalars, norm_out = rest[:n_states], rest[n_states:-1], rest[-1]
         fused = _kernels(kernel, args.uses(scalars))[1]
-        _launch_with_norm(fused, param.size, norm_out, flat(param), flat(grad),
-                          tuple(map(flat, states)), args.floats(scalars), args.flags(scalars))
+        _launch_with_norm(fused, param.size, norm_out, stream_of(param, stream), flat(param),
+                          flat(grad), tuple(map(flat, states)), args.floats(scalars),
+                          args.flags(scalars))
 
     launcher.__name__ = launcher.__qualname__ = kernel
-    launcher.__doc__ = (f"{kernel} step in place; formula in "
-                        f":func:`fastopt.optim.reference.{kernel}`.")
+    launcher.__doc__ = (f"{kernel} step in place, on ``stream`` (default: the stream of "
+                        f"``param``); formula in :func:`fastopt.optim.reference.{kernel}`.")
     launcher_with_norm.__name__ = launcher_with_norm.__qualname__ = f"{kernel}_with_norm"
     launcher_with_norm.__doc__ = (f":func:`{kernel}`, also setting ``norm_out[0] = "
                                   "sum_of_squares(grad)`` (bit for bit) from the same pass; "
@@ -287,7 +322,7 @@ def _segment_holding(offsets, position):
     return lo - 1
 
 
-@cuda.jit
+@exact_jit
 def _lamb_moments(p, g, exp_avg, exp_avg_sq, offsets, partial, beta1, one_minus_beta1, beta2,
                   one_minus_beta2, eps, weight_decay, bias_correction1, bias_correction2, scale):
     """m = b1*m + (1-b1)*d; v = b2*v + (1-b2)*d^2; u = (m/(1-b1^t)) / (sqrt(v/(1-b2^t)) + eps) + wd*p;
@@ -332,10 +367,10 @@ def _lamb_moments(p, g, exp_avg, exp_avg_sq, offsets, partial, beta1, one_minus_
         c += cuda.gridDim.x
 
 
-@cuda.jit
+@exact_jit
 def _lamb_ratios(offsets, partial, lr, ratio):
     """ratio[s] = lr * ||p_s|| / ||u_s|| (lr alone when either norm is 0), one thread per
-    segment summing its chunk pieces in order"""
+    segment summing its chunk pieces in order (the norms in float64, as accumulated)"""
     s = cuda.grid(1)
     stride = cuda.gridsize(1)
     while s < offsets.size - 1:
@@ -350,7 +385,7 @@ def _lamb_ratios(offsets, partial, lr, ratio):
         s += stride
 
 
-@cuda.jit
+@exact_jit
 def _lamb_update(p, exp_avg, exp_avg_sq, offsets, ratio, eps, weight_decay, bias_correction1,
                  bias_correction2):
     """u = (m/(1-b1^t)) / (sqrt(v/(1-b2^t)) + eps) + wd*p from the updated moments; p -= ratio[s] * u
@@ -377,17 +412,19 @@ def _lamb_update(p, exp_avg, exp_avg_sq, offsets, ratio, eps, weight_decay, bias
         c += cuda.gridDim.x
 
 
-_lamb_buffers = {}  # (pieces, segments, dtype) -> (partial sums, per-segment steps)
+_lamb_buffers = {}  # (pieces, segments, dtype, stream handle) -> (partial sums, segment steps)
 
 
 def lamb(param, grad, exp_avg, exp_avg_sq, segment_offsets, lr, beta1, beta2, eps, weight_decay,
-         maximize, bias_correction1, bias_correction2, grad_scale):
+         maximize, bias_correction1, bias_correction2, grad_scale, stream=None):
     """LAMB step in place: the segmented reduction (one block per chunk), the per-segment ratios,
-    then the update; formula in :func:`fastopt.reference.lamb`. Its scratch is allocated on the
-    first step of each layout and reused."""
+    then the update, on ``stream`` (default: ``param``'s); formula in
+    :func:`fastopt.reference.lamb`. Its scratch is allocated on the first step of each layout
+    and stream, and reused."""
     n = param.size
     if n == 0:
         return
+    stream = stream_of(param, stream)
     # The floats rounded to the arrays' dtype, as numpy scalars of it (lr too: the trust ratio
     # takes it in float64 from its rounded value).
     one, lr, beta1, beta2, eps, weight_decay, bias_correction1, bias_correction2, grad_scale = \
@@ -395,7 +432,7 @@ def lamb(param, grad, exp_avg, exp_avg_sq, segment_offsets, lr, beta1, beta2, ep
                   grad_scale), param.dtype)
     chunks = (n + LAMB_CHUNK - 1) // LAMB_CHUNK
     segments = segment_offsets.size - 1
-    key = (chunks + segments, segments, param.dtype)
+    key = (chunks + segments, segments, param.dtype, _handle(stream))
     if key not in _lamb_buffers:
         _lamb_buffers[key] = (cuda.device_array((chunks + segments, 2), np.float64),
                               cuda.device_array(segments, param.dtype))
@@ -404,44 +441,57 @@ def lamb(param, grad, exp_avg, exp_avg_sq, segment_offsets, lr, beta1, beta2, ep
     by_chunk = chunks * THREADS_PER_BLOCK  # launch() then gives one block per chunk, capped
     launch(_lamb_moments, by_chunk, p, flat(grad), m, v, segment_offsets, partial, beta1,
            one - beta1, beta2, one - beta2, eps, weight_decay, bias_correction1, bias_correction2,
-           -grad_scale if maximize else grad_scale)
-    launch(_lamb_ratios, segments, segment_offsets, partial, float(lr), ratio)
+           -grad_scale if maximize else grad_scale, stream=stream)
+    launch(_lamb_ratios, segments, segment_offsets, partial, float(lr), ratio, stream=stream)
     launch(_lamb_update, by_chunk, p, m, v, segment_offsets, ratio, eps, weight_decay,
-           bias_correction1, bias_correction2)
+           bias_correction1, bias_correction2, stream=stream)
 
 
-_reduction_buffers = {}  # blocks -> (per-block sums, one-element result, one int64 maximum)
+_reduction_buffers = {}  # (blocks, stream handle) -> (block sums, one result, one int64 maximum)
 
 
-def _reduction_buffers_for(n):
-    """The scratch of a reduction over ``n`` elements with :func:`launch_config`'s grid."""
-    blocks, _ = launch_config(n)
-    if blocks not in _reduction_buffers:
-        _reduction_buffers[blocks] = (cuda.device_array(blocks, np.float64),
-                                      cuda.device_array(1, np.float64),
-                                      cuda.device_array(1, np.int64))
-    return _reduction_buffers[blocks]
+def _reduction_buffers_for(n, stream=0):
+    """The scratch of a reduction over ``n`` elements with :func:`launch_config`'s grid, one set
+    per stream (reductions on two streams may run at once)."""
+    key = (launch_config(max(n, 1))[0], _handle(stream))
+    if key not in _reduction_buffers:
+        _reduction_buffers[key] = (cuda.device_array(key[0], np.float64),
+                                   cuda.device_array(1, np.float64),
+                                   cuda.device_array(1, np.int64))
+    return _reduction_buffers[key]
 
 
-def _sum_of_squares_into(grad, out):
+def _sum_of_squares_into(grad, out, stream):
     """out[0] = the squared norm of grad, on the device: per-block sums, then their sum in order."""
-    partial = _reduction_buffers_for(grad.size)[0]  # no blocks for an empty grad: the sum is 0
+    partial = _reduction_buffers_for(grad.size, stream)[0]
     if grad.size:
-        launch(_partial_sums_of_squares, grad.size, flat(grad), partial)
-    launch(_sum_in_order, 1, partial, out)
+        launch(_partial_sums_of_squares, grad.size, flat(grad), partial, stream=stream)
+        launch(_sum_in_order, 1, partial, out, stream=stream)
+    else:  # no blocks: the sum is 0
+        launch(_sum_in_order, 1, partial[:0], out, stream=stream)
 
 
-def sum_of_squares(grad):
-    """The squared global norm in float64, deterministic (fixed grid and summation order); copies
-    one number back to the host. Formula in :func:`fastopt.optim.reference.sum_of_squares`."""
+def _to_host(out, stream):
+    """``out[0]`` on the host, once ``stream`` has computed it."""
+    host = out.copy_to_host(stream=stream)
+    if stream:
+        stream.synchronize()
+    return host[0]
+
+
+def sum_of_squares(grad, stream=None):
+    """The squared global norm in float64, deterministic (fixed grid and summation order), on
+    ``stream`` (default: ``grad``'s); copies one number back to the host, waiting for it.
+    Formula in :func:`fastopt.optim.reference.sum_of_squares`."""
     if grad.size == 0:
         return 0.0
-    out = _reduction_buffers_for(grad.size)[1]
-    _sum_of_squares_into(grad, out)
-    return float(out.copy_to_host()[0])
+    stream = stream_of(grad, stream)
+    out = _reduction_buffers_for(grad.size, stream)[1]
+    _sum_of_squares_into(grad, out, stream)
+    return float(_to_host(out, stream))
 
 
-@cuda.jit
+@exact_jit
 def _max_magnitude_bits(bits, mask, top):
     """top[0] = max(top[0], bits_i & mask) (int64): a grid-stride maximum per thread, then one
     atomic maximum each; exact in any order"""
@@ -454,33 +504,40 @@ def _max_magnitude_bits(bits, mask, top):
 _ZERO = np.zeros(1, np.int64)
 
 
-def max_magnitude_bits(grad):
+def max_magnitude_bits(grad, stream=None):
     """The bits of the largest magnitude of ``grad`` (float32, float64, float16, or bfloat16 bits
     as uint16) as an int, decoded by :func:`fastopt.optim._step.max_abs`; 0 when empty. One read
-    of ``grad``; copies one number back to the host."""
+    of ``grad`` on ``stream`` (default: ``grad``'s); copies one number back to the host, waiting
+    for it."""
     if grad.size == 0:
         return 0
+    stream = stream_of(grad, stream)
     int_type, mask = MAGNITUDE_BITS[np.dtype(grad.dtype).name]
-    top = _reduction_buffers_for(grad.size)[2]
-    top.copy_to_device(_ZERO)
-    launch(_max_magnitude_bits, grad.size, flat(grad).view(int_type), np.int64(mask), top)
-    return int(top.copy_to_host()[0])
+    top = _reduction_buffers_for(grad.size, stream)[2]
+    top.copy_to_device(_ZERO, stream=stream)
+    launch(_max_magnitude_bits, grad.size, flat(grad).view(int_type), np.int64(mask), top,
+           stream=stream)
+    return int(_to_host(top, stream))
 
 
-def _launch_with_norm(kernel, n, norm_out, *args):
-    """Runs the fused ``kernel`` over ``n`` elements, then ``norm_out[0]`` = the sum of its block
-    sums in order: :func:`sum_of_squares`'s reduction, left on the device (no synchronization)."""
-    partial = _reduction_buffers_for(n)[0]  # no blocks for n == 0: the sum is 0
+def _launch_with_norm(kernel, n, norm_out, stream, *args):
+    """Runs the fused ``kernel`` over ``n`` elements on ``stream``, then ``norm_out[0]`` = the
+    sum of its block sums in order: :func:`sum_of_squares`'s reduction, left on the device (no
+    synchronization)."""
+    partial = _reduction_buffers_for(n, stream)[0]
     if n:
-        launch(kernel, n, *args, partial)
-    launch(_sum_in_order, 1, partial, norm_out)
+        launch(kernel, n, *args, partial, stream=stream)
+        launch(_sum_in_order, 1, partial, norm_out, stream=stream)
+    else:  # no blocks: the sum is 0
+        launch(_sum_in_order, 1, partial[:0], norm_out, stream=stream)
 
 
 def lamb_with_norm(param, grad, exp_avg, exp_avg_sq, segment_offsets, lr, beta1, beta2, eps,
                    weight_decay, maximize, bias_correction1, bias_correction2, grad_scale,
-                   norm_out):
+                   norm_out, stream=None):
     """:func:`lamb` and ``norm_out[0] = sum_of_squares(grad)`` on the device; not fused: the sum
     is a pass of its own before LAMB's two."""
-    _sum_of_squares_into(grad, norm_out)
+    stream = stream_of(param, stream)
+    _sum_of_squares_into(grad, norm_out, stream)
     lamb(param, grad, exp_avg, exp_avg_sq, segment_offsets, lr, beta1, beta2, eps, weight_decay,
-         maximize, bias_correction1, bias_correction2, grad_scale)
+         maximize, bias_correction1, bias_correction2, grad_scale, stream=stream)

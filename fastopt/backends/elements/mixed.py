@@ -51,11 +51,12 @@ def mixed_step(kernel, kernel_for):
     (:func:`fastopt.optim.mixed.launch`), the table's derivation gives the same bits on numpy
     scalars as compiled, one derivation then serves both targets (the CUDA simulator could not run
     the ``rounded`` intrinsic a kernel prologue would need), and it costs a few scalar operations
-    per call, nothing next to a pass over the arrays."""
+    per call, nothing next to a pass over the arrays. Keyword ``options`` of the step (the CUDA
+    ``stream``) go to the kernel run as they are."""
     algorithm = ALGORITHMS[kernel]
     args = KernelArgs(algorithm)
 
-    def step(master, grad, grad_fmt, *rest):
+    def step(master, grad, grad_fmt, *rest, **options):
         if master.size == 0:
             return
         states, state_fmt, model, model_fmt, scalars, stochastic, key = split_args(algorithm, rest)
@@ -63,7 +64,7 @@ def mixed_step(kernel, kernel_for):
                                         args.flags(scalars))
         kernel_for(args.uses(scalars))(master.size, flat(master), flat(grad), grad_fmt,
                                        tuple(map(flat, states)), state_fmt, flat(model),
-                                       model_fmt, constants, stochastic, key)
+                                       model_fmt, constants, stochastic, key, **options)
 
     step.__name__ = step.__qualname__ = kernel
     step.__doc__ = (f"Mixed-precision {kernel} in place; formula in "
