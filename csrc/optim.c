@@ -218,33 +218,59 @@ const char *fastopt_build_info(void)
 
 /* DEFINE_MAX_MAGNITUDE(suffix, UINT, MASK): fastopt_max_magnitude_bits_<suffix>, the largest of
  * bits & MASK over the n elements of an array of UINT, the float bits with the sign cleared. An
- * integer maximum is exact in any order: the chunks run in parallel and any thread count gives the
- * same result. memcpy reads the bits without breaking strict aliasing; it compiles to the load. */
+ * integer maximum is exact in any order, so any thread count gives the same result. A pass that
+ * only reads is bound by the reads each core has in flight: each thread reads four places at once
+ * (the array in four parts, chunk c of each part in one loop), as the cpu backend does. memcpy
+ * reads the bits without breaking strict aliasing; it compiles to the load. */
+#define DEFINE_MAGNITUDE(suffix, UINT, MASK)                                                       \
+    static inline UINT magnitude_##suffix(const unsigned char *bytes, int64_t i)                   \
+    {                                                                                              \
+        UINT bits;                                                                                 \
+        memcpy(&bits, bytes + i * (int64_t)sizeof(UINT), sizeof(UINT));                           \
+        return (UINT)(bits & (MASK));                                                              \
+    }
 #define DEFINE_MAX_MAGNITUDE(suffix, UINT, MASK)                                                   \
     int64_t fastopt_max_magnitude_bits_##suffix(int64_t n, const void *grad)                       \
     {                                                                                              \
         const unsigned char *bytes = grad;                                                         \
-        const int64_t chunks = (n + FASTOPT_REDUCTION_CHUNK - 1) / FASTOPT_REDUCTION_CHUNK;        \
+        const int64_t part = n / 4;                                                                \
+        const int64_t chunks = (part + FASTOPT_REDUCTION_CHUNK - 1) / FASTOPT_REDUCTION_CHUNK;     \
         UINT top = 0;                                                                              \
         MAX_PARALLEL                                                                               \
         for (int64_t c = 0; c < chunks; c++) {                                                     \
             const int64_t lo = c * FASTOPT_REDUCTION_CHUNK;                                        \
-            const int64_t hi = lo + FASTOPT_REDUCTION_CHUNK < n ? lo + FASTOPT_REDUCTION_CHUNK : n; \
-            UINT chunk_top = 0;                                                                    \
+            const int64_t hi = lo + FASTOPT_REDUCTION_CHUNK < part ? lo + FASTOPT_REDUCTION_CHUNK  \
+                                                                   : part;                         \
+            UINT t0 = 0, t1 = 0, t2 = 0, t3 = 0;                                                   \
             for (int64_t i = lo; i < hi; i++) {                                                    \
-                UINT bits;                                                                         \
-                memcpy(&bits, bytes + i * (int64_t)sizeof(UINT), sizeof(UINT));                    \
-                bits &= MASK;                                                                      \
-                chunk_top = bits > chunk_top ? bits : chunk_top;                                   \
+                const UINT x0 = magnitude_##suffix(bytes, i);                                   \
+                const UINT x1 = magnitude_##suffix(bytes, i + part);                            \
+                const UINT x2 = magnitude_##suffix(bytes, i + 2 * part);                        \
+                const UINT x3 = magnitude_##suffix(bytes, i + 3 * part);                        \
+                t0 = x0 > t0 ? x0 : t0;                                                            \
+                t1 = x1 > t1 ? x1 : t1;                                                            \
+                t2 = x2 > t2 ? x2 : t2;                                                            \
+                t3 = x3 > t3 ? x3 : t3;                                                            \
             }                                                                                      \
-            top = chunk_top > top ? chunk_top : top;                                               \
+            t0 = t1 > t0 ? t1 : t0;                                                                \
+            t2 = t3 > t2 ? t3 : t2;                                                                \
+            t0 = t2 > t0 ? t2 : t0;                                                                \
+            top = t0 > top ? t0 : top;                                                             \
+        }                                                                                          \
+        for (int64_t i = 4 * part; i < n; i++) { /* the last n % 4 */                              \
+            const UINT x = magnitude_##suffix(bytes, i);                                        \
+            top = x > top ? x : top;                                                               \
         }                                                                                          \
         return (int64_t)top;                                                                       \
     }
+DEFINE_MAGNITUDE(f32, uint32_t, UINT32_C(0x7FFFFFFF))
+DEFINE_MAGNITUDE(f64, uint64_t, UINT64_C(0x7FFFFFFFFFFFFFFF))
+DEFINE_MAGNITUDE(u16, uint16_t, UINT16_C(0x7FFF))
 DEFINE_MAX_MAGNITUDE(f32, uint32_t, UINT32_C(0x7FFFFFFF))
 DEFINE_MAX_MAGNITUDE(f64, uint64_t, UINT64_C(0x7FFFFFFFFFFFFFFF))
 DEFINE_MAX_MAGNITUDE(u16, uint16_t, UINT16_C(0x7FFF))
 #undef DEFINE_MAX_MAGNITUDE
+#undef DEFINE_MAGNITUDE
 
 /* Every tunable that build.py passes (C_DEFINES of fastopt/_core/config.py), as the compiler saw
  * it; each source checks that its own are defined. */
