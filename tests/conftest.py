@@ -28,3 +28,15 @@ def to_host(a):
 
 requires_cuda = pytest.mark.skipif(not HAS_CUDA, reason="no CUDA device and no simulator "
                                    "(set NUMBA_ENABLE_CUDASIM=1)")
+
+
+def run_cli(capsys, *argv):
+    """``(exit status, stdout, stderr)`` of ``fastopt argv`` run in this process."""
+    from fastopt import cli
+
+    try:
+        status = cli.main(list(argv))
+    except SystemExit as exc:
+        status = exc.code
+    out, err = capsys.readouterr()
+    return status, out, err

@@ -12,16 +12,7 @@ from fastopt._core import dispatch as _dispatch
 from fastopt.bench import report as _report
 from fastopt.bench.cases import Result
 from fastopt.optim.algorithms import ALGORITHMS
-
-
-def run_cli(capsys, *argv):
-    """``(exit status, stdout, stderr)`` of ``fastopt argv`` run in this process."""
-    try:
-        status = cli.main(list(argv))
-    except SystemExit as exc:
-        status = exc.code
-    out, err = capsys.readouterr()
-    return status, out, err
+from conftest import run_cli
 
 
 def assert_usage_error(capsys, argv, *words):

@@ -6,7 +6,7 @@ import pytest
 
 import fastopt
 from fastopt import landscape as L
-from conftest import AVAILABLE
+from conftest import AVAILABLE, run_cli
 
 # Batched and per-point sums are grouped differently (X (W + a D) against X W + a X D) and the
 # per-point path rounds theta to the dtype first: float32 agrees to ~1e-7 relative here, float64
@@ -329,17 +329,6 @@ def test_train_records_iterates(tmp_path, fused):
 
 # ------------------------------------------------------------- plots and `fastopt landscape`
 
-def _run_cli(capsys, *argv):
-    from fastopt import cli
-
-    try:
-        status = cli.main(list(argv))
-    except SystemExit as exc:
-        status = exc.code
-    out, err = capsys.readouterr()
-    return status, out, err
-
-
 @pytest.fixture(scope="module")
 def report_dir(tmp_path_factory):
     """One small ``fastopt landscape`` run, shared by the tests that read its folder."""
@@ -385,7 +374,7 @@ def test_landscape_command_loads_a_model(capsys, tmp_path, report_dir, monkeypat
         written.update(meta=meta, sections=[s.name for s in sections]) or "index.html"))
     model = fastopt.MLP([64, 8, 10], seed=3, backend="numpy")
     model.save(tmp_path / "m.npz")
-    status, out, err = _run_cli(capsys, "landscape", "--load", str(tmp_path / "m.npz"),
+    status, out, err = run_cli(capsys, "landscape", "--load", str(tmp_path / "m.npz"),
                                 "--iterates", str(report_dir / "iterates.npy"), "--out",
                                 str(tmp_path / "r"), "--grid", "3", "--points", "3",
                                 "--no-progress", "--formats", "svg", "--backend", "numpy")
@@ -395,12 +384,12 @@ def test_landscape_command_loads_a_model(capsys, tmp_path, report_dir, monkeypat
     assert written["meta"]["loaded from"] == str(tmp_path / "m.npz")
     other = fastopt.MLP([64, 5, 10], seed=3, backend="numpy")
     other.save(tmp_path / "other.npz")
-    status, _, err = _run_cli(capsys, "landscape", "--load", str(tmp_path / "other.npz"),
+    status, _, err = run_cli(capsys, "landscape", "--load", str(tmp_path / "other.npz"),
                               "--iterates", str(report_dir / "iterates.npy"))
     assert status == 2 and "--iterates: expected rows of" in err and "Traceback" not in err
     wrong = fastopt.MLP([3, 5, 10], seed=3, backend="numpy")
     wrong.save(tmp_path / "wrong.npz")
-    status, _, err = _run_cli(capsys, "landscape", "--load", str(tmp_path / "wrong.npz"))
+    status, _, err = run_cli(capsys, "landscape", "--load", str(tmp_path / "wrong.npz"))
     assert status == 2 and "does not fit the data" in err
 
 
@@ -411,7 +400,7 @@ def test_landscape_command_loads_a_model(capsys, tmp_path, report_dir, monkeypat
     (["landscape", "--iterates", __file__], ["--iterates: goes with --load"]),
 ])
 def test_landscape_command_usage_errors(capsys, argv, words):
-    status, out, err = _run_cli(capsys, *argv)
+    status, out, err = run_cli(capsys, *argv)
     assert status == 2 and err.startswith("usage: fastopt") and "Traceback" not in err
     for word in words:
         assert word in err, (word, err)
