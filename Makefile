@@ -5,7 +5,8 @@ PYTHON ?= python3
 # The CUDA kernels run under numba's simulator unless CUDASIM=0 (on a machine with a GPU).
 CUDASIM ?= 1
 # Test processes (pytest-xdist, one test file per process at a time): most of the suite's time is
-# the first compilation of each kernel, which runs on one core. JOBS=0 runs in this process.
+# the first compilation of each kernel, which runs on one core. The files go out in collection
+# order, longest first (tests/conftest.py), not reordered by test count. JOBS=0 runs in this process.
 JOBS ?= auto
 
 BIN = $(VENV)/bin
@@ -29,7 +30,7 @@ run: $(VENV)/.run-installed
 	$(BIN)/fastopt $(ARGS)
 
 test: $(VENV)/.test-installed
-	NUMBA_ENABLE_CUDASIM=$(CUDASIM) $(BIN)/python -m pytest -n $(JOBS) --dist loadfile $(ARGS)
+	NUMBA_ENABLE_CUDASIM=$(CUDASIM) $(BIN)/python -m pytest -n $(JOBS) --dist loadfile --no-loadscope-reorder $(ARGS)
 
 # The C backend built with AddressSanitizer and UndefinedBehaviorSanitizer in a copy of the package
 # (build/sanitize), and the tests of the numpy and c backends run on it. ASan's runtime has to be
