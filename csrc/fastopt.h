@@ -400,8 +400,8 @@ double fastopt_sum_of_squares_f32(int64_t n, const float *grad);
 double fastopt_sum_of_squares_f64(int64_t n, const double *grad);
 
 /* The largest magnitude of the n elements of grad, as its bits: the maximum of each element's bits
- * with the sign cleared, an int64 holding a float32's (f32), float64's (f64) or 16-bit float's (u16:
- * float16 or bfloat16) bits; 0 when n is 0. Bits above those of infinity are a NaN. Exact, and the
+ * with the sign cleared, an int64 holding a float32's (f32), float64's (f64) or 16-bit float's
+ * (u16: float16 or bfloat16) bits; 0 when n is 0. Bits above those of infinity are a NaN. Exact, and the
  * same for any thread count: the non-finite check of a step, one read of the gradient. */
 int64_t fastopt_max_magnitude_bits_f32(int64_t n, const void *grad);
 int64_t fastopt_max_magnitude_bits_f64(int64_t n, const void *grad);

@@ -56,8 +56,9 @@ static inline double sum_of_lanes(double *sums)
 #define REDUCTION_PARALLEL \
     _Pragma("omp parallel for schedule(static) if (n >= FASTOPT_PARALLEL_THRESHOLD)")
 #define SIMD _Pragma("omp simd")
-#define MAX_PARALLEL \
-    _Pragma("omp parallel for schedule(static) reduction(max : top) if (n >= FASTOPT_PARALLEL_THRESHOLD)")
+#define MAX_PARALLEL                                                                               \
+    _Pragma("omp parallel for schedule(static) reduction(max : top) \
+             if (n >= FASTOPT_PARALLEL_THRESHOLD)")
 #else
 #define REDUCTION_PARALLEL
 #define SIMD
@@ -278,7 +279,8 @@ DEFINE_MAX_MAGNITUDE(u16, uint16_t, UINT16_C(0x7FFF))
 const char *fastopt_build_config(void)
 {
     return TUNABLE(FASTOPT_PARALLEL_THRESHOLD) " " TUNABLE(FASTOPT_REDUCTION_CHUNK) " "
-           TUNABLE(FASTOPT_REDUCTION_LANES) " " TUNABLE(FASTOPT_REDUCTION_BATCH) " " TUNABLE(FASTOPT_NORM_BLOCK) " "
+           TUNABLE(FASTOPT_REDUCTION_LANES) " " TUNABLE(FASTOPT_REDUCTION_BATCH) " "
+           TUNABLE(FASTOPT_NORM_BLOCK) " "
            TUNABLE(FASTOPT_MIXED_BLOCK) " " TUNABLE(FASTOPT_MLP_MR) " "
            TUNABLE(FASTOPT_MLP_PARALLEL_MACS) " " TUNABLE(FASTOPT_MLP_PANEL_IN_PLACE_BYTES) " "
            TUNABLE(FASTOPT_MLP_PARALLEL_ELEMENTS) " " TUNABLE(FASTOPT_MLP_TASKS_PER_THREAD);

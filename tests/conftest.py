@@ -42,9 +42,9 @@ def run_cli(capsys, *argv):
     return status, out, err
 
 
-#: The files that take longest (most of it compiling kernels), longest first. `make test` hands whole
-#: files to its two processes in collection order (pytest-xdist --dist loadfile), so these go first
-#: and the short files fill in behind them, instead of a long file starting last.
+#: The files that take longest (most of it compiling kernels), longest first. `make test` hands
+#: whole files to its two processes in collection order (pytest-xdist --dist loadfile), so these go
+#: first and the short files fill in behind them, instead of a long file starting last.
 LONGEST_FIRST = ("test_mlp_train.py", "test_backends.py", "test_cpu_launch.py",
                  "test_mlp_backends.py", "test_nonfinite.py", "test_mixed.py",
                  "test_norm_in_pass.py", "test_ptx.py", "test_capturable.py", "test_threads.py")

@@ -212,7 +212,7 @@ FUSED_BACKENDS = [b for b in HOST_BACKENDS if b in ("cpu", "c")]
 
 
 def test_the_epoch_numbers_the_optimizers_as_the_c_library():
-    """Every optimizer kernel of the table has a compiled epoch, numbered as C's table numbers it."""
+    """Every optimizer kernel of the table has a compiled epoch, numbered as C's table does."""
     from fastopt.nn.reference import EPOCH_OPTIMIZERS
     from fastopt.optim.algorithms import ALGORITHMS
 

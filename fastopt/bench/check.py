@@ -1,5 +1,5 @@
-"""The safe default: Adam through the optimizer class with its non-finite check (the default), against
-the same step without the check, with clipping (``max_norm``), the check pass and the norm pass
+"""The safe default: Adam through the optimizer class with its non-finite check (the default),
+against the same step without the check, with clipping (``max_norm``), the check pass and the norm pass
 alone, a STREAM-style read of the gradient, and ``torch.optim.Adam(fused=True)``; all timed in turn
 on one tensor. Then, with one core kept busy by a process of its own, the default step and torch
 fused again: how much each degrades when the machine is not quiet."""
@@ -142,9 +142,9 @@ def safe_default(sizes, dtype=np.float32, backends=None, repeat=10, max_s=10.0, 
             _arrays.cache_clear()
             gc.collect()
             row["busy_median_s"] = {k: statistics.median(v) for k, v in busy_samples.items()}
+            default = {b: busy_samples[f"{b} step (default: check)"] for b in backends}
             row["busy_ratios"] = {
-                b: {"torch fused / default": paired_ratio(busy_samples[FUSED],
-                                                          busy_samples[f"{b} step (default: check)"])
+                b: {"torch fused / default": paired_ratio(busy_samples[FUSED], default[b])
                     if FUSED in busy_samples else None} for b in backends}
         _arrays.cache_clear()
         gc.collect()

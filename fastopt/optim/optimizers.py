@@ -41,8 +41,8 @@ from fastopt.optim import _api, algorithms as alg
 from fastopt._core import memory as _memory, lowp
 from fastopt.optim import mixed
 from fastopt._core.dispatch import choose, is_device_array, kernels
-from fastopt.optim._step import (bind_max_abs, max_abs as _max_abs, bound_launch, check_hyper, launch,
-                                 launch_with_norm)
+from fastopt.optim._step import (bind_max_abs, bound_launch, check_hyper, launch,
+                                 launch_with_norm, max_abs as _max_abs)
 from fastopt._core.validate import (CheckMemo, as_device_array, as_host_array, check_arrays,
                                     check_disjoint, check_number, _address_range)
 from fastopt.optim.arena import FlatParams

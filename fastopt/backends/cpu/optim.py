@@ -118,7 +118,7 @@ def _sum_in_order(partial):
 
 @_compile_serial_and_parallel
 def _chunked_sum_of_squares(g, chunk):
-    """sum(g_i^2) in float64: per chunk, LANES running sums added pairwise; the chunk sums in order"""
+    """sum(g_i^2) in float64: per chunk, LANES running sums added pairwise; chunk sums in order"""
     n_chunks = (g.size + chunk - 1) // chunk
     partial = np.empty(n_chunks, np.float64)
     for c in prange(n_chunks):
