@@ -178,14 +178,17 @@ def check_model(model, name="model"):
 
 
 def check_vector(model, vector, name):
-    """``vector`` as a float64 array of ``model``'s parameter count, finite; else ``ValueError``
-    naming ``name``."""
+    """``vector`` as a float64 array of ``model``'s parameter count (any non-empty 1-D vector when
+    ``model`` is ``None``), finite; else ``TypeError``/``ValueError`` naming ``name``."""
     if hasattr(vector, "copy_to_host"):
         vector = vector.copy_to_host()
     v = np.asarray(vector)
     if v.dtype.kind not in "biuf":
         raise TypeError(f"{name}: expected a vector of numbers, got dtype {v.dtype}")
-    if v.shape != (model.num_params,):
+    if model is None and (v.ndim != 1 or v.size == 0):
+        raise ValueError(f"{name}: expected a non-empty 1-D vector of numbers, got shape "
+                         f"{v.shape}")
+    if model is not None and v.shape != (model.num_params,):
         raise ValueError(f"{name}: expected a vector of {model.num_params} values (the model's "
                          f"parameter count), got shape {v.shape}")
     v = v.astype(np.float64)

@@ -29,8 +29,8 @@ def project(theta_init, theta_final, thetas, steps=None, chunk=256):
     map from ``fastopt.train(..., record_to=path)`` works without loading it); ``steps``: the
     step of each iterate (default ``0 .. T-1``). A :class:`ProjectionResult`.
     """
-    a = _vector(theta_init, "theta_init")
-    b = _vector(theta_final, "theta_final")
+    a = check_vector(None, theta_init, "theta_init")
+    b = check_vector(None, theta_final, "theta_final")
     if a.shape != b.shape:
         raise ValueError(f"theta_final: expected {a.size} values (as theta_init), got {b.size}")
     if not hasattr(thetas, "shape"):
@@ -58,17 +58,6 @@ def project(theta_init, theta_final, thetas, steps=None, chunk=256):
     return ProjectionResult({"alpha": alpha, "beta": beta, "step": steps},
                             {"experiment": "projection", "distance": float(length),
                              "iterates": int(len(alpha))})
-
-
-def _vector(v, name):
-    v = np.asarray(v.copy_to_host() if hasattr(v, "copy_to_host") else v)
-    if v.dtype.kind not in "biuf" or v.ndim != 1 or v.size == 0:
-        raise ValueError(f"{name}: expected a non-empty 1-D vector of numbers, got "
-                         f"{v.dtype} {v.shape}")
-    v = v.astype(np.float64)
-    if not np.isfinite(v).all():
-        raise ValueError(f"{name}: contains NaN or infinity")
-    return v
 
 
 def _last_layer_mask(model):

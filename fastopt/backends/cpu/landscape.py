@@ -26,6 +26,33 @@ from fastopt.nn.reference import CROSS_ENTROPY
 __all__ = ["affine_two_layer", "scaled_losses"]
 
 
+@numba.njit(inline="always", error_model="numpy")
+def _row_loss(o, i, labels, targets, loss):
+    """``(loss, wrong)`` of the outputs ``o`` of row ``i``: its softmax cross-entropy against
+    ``labels[i]`` (or squared error against ``targets[i]``), and whether its argmax (the first of
+    equal ones) is not the label (the targets' argmax)"""
+    C = o.size
+    best = 0
+    for c in range(1, C):
+        if o[c] > o[best]:
+            best = c
+    if loss == CROSS_ENTROPY:
+        m = o[best]
+        e = 0.0
+        for c in range(C):
+            e += math.exp(o[c] - m)
+        y = labels[i]
+        return math.log(e) - (o[y] - m), best != y
+    total = 0.0
+    target_best = 0
+    for c in range(C):
+        d = o[c] - targets[i, c]
+        total += d * d
+        if targets[i, c] > targets[i, target_best]:
+            target_best = c
+    return total, best != target_best
+
+
 @numba.njit(parallel=True, cache=True, nogil=True, error_model="numpy",
             fastmath={"contract", "reassoc"})
 def affine_two_layer(parts, weights, b1, w2t, b2, labels, targets, activation, loss, out_loss,
@@ -54,30 +81,14 @@ def affine_two_layer(parts, weights, b1, w2t, b2, labels, targets, activation, l
                 for j in range(h):
                     z[j] += wq * parts[q, i, j]
             _activate_row(z, pre, activation)
-            best = 0
             for c in range(C):  # the output layer: C dot products of length h
-                s = b2[k, c]
+                acc = b2[k, c]
                 for j in range(h):
-                    s += z[j] * w2t[k, c, j]
-                o[c] = s
-                if s > o[best]:
-                    best = c
-            if loss == CROSS_ENTROPY:
-                m = o[best]
-                e = 0.0
-                for c in range(C):
-                    e += math.exp(o[c] - m)
-                y = labels[i]
-                total += math.log(e) - (o[y] - m)
-                wrong += best != y
-            else:
-                target_best = 0
-                for c in range(C):
-                    d = o[c] - targets[i, c]
-                    total += d * d
-                    if targets[i, c] > targets[i, target_best]:
-                        target_best = c
-                wrong += best != target_best
+                    acc += z[j] * w2t[k, c, j]
+                o[c] = acc
+            row_loss, row_wrong = _row_loss(o, i, labels, targets, loss)
+            total += row_loss
+            wrong += row_wrong
         out_loss[k] = total
         out_wrong[k] = wrong
 
@@ -90,28 +101,14 @@ def scaled_losses(Z, cs, labels, targets, loss, out_loss, out_wrong):
     n, C = Z.shape
     for k in prange(cs.size):
         c = cs[k]
+        o = np.empty(C, Z.dtype)
         total = 0.0
         wrong = 0
         for i in range(n):
-            best = 0
-            for j in range(1, C):
-                if c * Z[i, j] > c * Z[i, best]:
-                    best = j
-            if loss == CROSS_ENTROPY:
-                m = c * Z[i, best]
-                e = 0.0
-                for j in range(C):
-                    e += math.exp(c * Z[i, j] - m)
-                y = labels[i]
-                total += math.log(e) - (c * Z[i, y] - m)
-                wrong += best != y
-            else:
-                target_best = 0
-                for j in range(C):
-                    d = c * Z[i, j] - targets[i, j]
-                    total += d * d
-                    if targets[i, j] > targets[i, target_best]:
-                        target_best = j
-                wrong += best != target_best
+            for j in range(C):
+                o[j] = c * Z[i, j]
+            row_loss, row_wrong = _row_loss(o, i, labels, targets, loss)
+            total += row_loss
+            wrong += row_wrong
         out_loss[k] = total
         out_wrong[k] = wrong
