@@ -14,7 +14,7 @@ from fastopt._core.threads import get_num_threads, set_num_threads
 from fastopt.nn import datasets, init
 from fastopt.nn.mlp import MLP
 from fastopt.nn.train import History, train
-from fastopt.optim import capturable, functional, mixed, reference, schedules
+from fastopt.optim import capturable, functional, mixed, quant8, reference, schedules
 from fastopt.optim.arena import FlatParams
 from fastopt.optim.checkpoint import (Checkpoint, from_torch_state_dict, load, save,
                                       to_torch_state_dict)
@@ -25,7 +25,7 @@ try:  # one version number: pyproject.toml's, from the installed package's metad
 except importlib.metadata.PackageNotFoundError:  # the source tree on sys.path, not installed
     __version__ = "0+unknown"
 
-__all__ = ["datasets", "functional", "init", "lowp", "mixed", "schedules",
+__all__ = ["datasets", "functional", "init", "lowp", "mixed", "quant8", "schedules",
            "zoo", "curvature", "noise", "wide",
            "available_backends", "backend_status", "BackendUnavailableError",
            "FlatParams", "Optimizer", "StepInfo",
@@ -38,7 +38,8 @@ globals().update((c.__name__, c) for c in _CLASSES.values())
 
 # The public modules under their short names (``import fastopt.functional``,
 # ``from fastopt.mixed import sgd``): each is one module object under both names.
-for _module in (capturable, datasets, functional, init, lowp, mixed, reference, schedules):
+for _module in (capturable, datasets, functional, init, lowp, mixed, quant8, reference,
+                schedules):
     sys.modules[f"{__name__}.{_module.__name__.rsplit('.', 1)[1]}"] = _module
 del _module
 

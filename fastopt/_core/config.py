@@ -66,6 +66,9 @@ C_NORM_BLOCK = 1 << 10
 #: Elements per block of a mixed-precision step: its decoded float32 buffers (up to four) live on
 #: the stack and in L1. Below C_PARALLEL_THRESHOLD, so the float32 step runs a block on one thread.
 C_MIXED_BLOCK = 512
+#: Elements per block of 8-bit optimizer state (each block has one float32 absmax), on every
+#: backend: Dettmers et al. (2022)'s and bitsandbytes' block size.
+QUANT8_BLOCK = 256
 #: Rows of the dense layers' micro-kernel tile. Not free: the micro-kernels are written for 6 rows
 #: (12 vector accumulators), and csrc/mlp.c stops the build on another value.
 C_MLP_MR = 6
@@ -88,6 +91,7 @@ C_DEFINES = {
     "FASTOPT_REDUCTION_BATCH": C_REDUCTION_BATCH,
     "FASTOPT_NORM_BLOCK": C_NORM_BLOCK,
     "FASTOPT_MIXED_BLOCK": C_MIXED_BLOCK,
+    "FASTOPT_QUANT8_BLOCK": QUANT8_BLOCK,
     "FASTOPT_MLP_MR": C_MLP_MR,
     "FASTOPT_MLP_PARALLEL_MACS": C_MLP_PARALLEL_MACS,
     "FASTOPT_MLP_PANEL_IN_PLACE_BYTES": C_MLP_PANEL_IN_PLACE_BYTES,

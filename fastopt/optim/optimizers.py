@@ -39,7 +39,7 @@ import numpy as np
 
 from fastopt.optim import _api, algorithms as alg
 from fastopt._core import memory as _memory, lowp
-from fastopt.optim import mixed
+from fastopt.optim import mixed, quant8
 from fastopt._core.dispatch import choose, is_device_array, kernels
 from fastopt.optim._step import (bind_max_abs, bound_launch, check_hyper, launch,
                                  launch_with_norm, max_abs as _max_abs)
@@ -78,8 +78,9 @@ _STATE_DTYPES = {"float32": np.float32, "bfloat16": np.uint16}
 def _mixed_options(rounding, seed, state_dtype):
     """The checked mixed-precision options of a class (see :class:`Optimizer`)."""
     rounding, seed = mixed.check_options(rounding, seed)
-    if state_dtype not in _STATE_DTYPES:
-        raise ValueError(f"state_dtype: expected 'float32' or 'bfloat16', got {state_dtype!r}")
+    if state_dtype not in _STATE_DTYPES and state_dtype != "int8":
+        raise ValueError("state_dtype: expected 'float32', 'bfloat16' or 'int8', got "
+                         f"{state_dtype!r}")
     return dict(rounding=rounding, seed=seed, state_dtype=state_dtype)
 
 
@@ -181,6 +182,11 @@ class Optimizer:
     or, with ``rounding="stochastic"``, from a random stream keyed on ``(seed, step, parameter,
     element)``. Their gradients may be float32 or of the parameter's format, and
     ``state_dtype="bfloat16"`` stores their optimizer state as bfloat16 (rounded to nearest).
+
+    8-bit state (Adam, AdamW, SGD, RMSprop, Lion, Adagrad): ``state_dtype="int8"`` keeps each
+    state array of a float32 parameter as uint8 codes (``state[name]``) and a float32 absmax per
+    block of 256 elements (``state[name + "_absmax"]``), Dettmers et al. (2022)'s blockwise
+    quantization (:mod:`fastopt.quant8`); a step decodes, updates and encodes it in one pass.
     """
 
     algorithm = None  # an :class:`fastopt.optim.algorithms.Algorithm`, set by each subclass
@@ -247,6 +253,9 @@ class Optimizer:
                 view, master = self._low_precision(name, zero_copy, on_device)
             else:
                 view, master = check_arrays({name: _buffer(p)}, {name}, on_device)[0], None
+                if self._quant8 and np.dtype(view.dtype) != np.float32:
+                    raise TypeError(f"{name}: 8-bit state (state_dtype='int8') takes float32 "
+                                    f"parameters, got {np.dtype(view.dtype)}")
             views.append(view)
             masters.append(master)
         check_disjoint([(f"params[{i}]", v) for i, (_, v) in enumerate(self._views)]
@@ -266,8 +275,16 @@ class Optimizer:
         self._views.extend(zip(params, views))
         self.param_groups.append(new)
 
+    @property
+    def _quant8(self):
+        """Whether the state is 8-bit (``state_dtype="int8"``)."""
+        return self._mixed is not None and self._mixed["state_dtype"] == "int8"
+
     def _low_precision(self, name, param, on_device):
         """A float16/bfloat16 parameter, checked, and its float32 master copy."""
+        if self._quant8:
+            raise TypeError(f"{name}: 8-bit state (state_dtype='int8') takes float32 parameters, "
+                            f"got {param.dtype}")
         if self._mixed is None:
             raise TypeError(f"{name}: {param.dtype} parameters need float32 master weights, which "
                             f"{type(self).__name__} does not keep (its second pass re-reads the "
@@ -351,7 +368,8 @@ class Optimizer:
                 index += 1
         info = _NO_INFO
         factor = inv_scale
-        if fused and not any("master" in self.state.get(i, ()) for i, *_ in plan):
+        if fused and not self._quant8 and not any("master" in self.state.get(i, ())
+                                                  for i, *_ in plan):
             # Nothing needs the norm first: each update pass also sums its gradient.
             return self._step_with_norm(plan)
         if max_norm is not None or return_norm:
@@ -477,6 +495,8 @@ class Optimizer:
         state = self.state.get(index, {})
         if "master" in state:
             return self._prepare_mixed(index, grad, hyper, uses, self._backend == "cuda")
+        if self._quant8:
+            return self._prepare_quant8(index, param, grad, hyper, uses, state)
         algorithm = self.algorithm
         step = state.get("step", 0) + 1
         bound = self._bound.get(index)
@@ -635,6 +655,24 @@ class Optimizer:
                 lambda factor: mixed.launch(module, algorithm, master, grad, states, view,
                                             scalars, factor, stochastic, key))
 
+    def _prepare_quant8(self, index, param, grad, hyper, uses, state):
+        """:meth:`_prepare` for 8-bit state: codes and absmax per state array."""
+        on_device = self._backend == "cuda"
+        view = self._view(index, param, on_device)
+        p, g = self._checked_grad(index, param, view, grad, on_device)
+        algorithm = self.algorithm
+        missing = [name for name, used in zip(algorithm.state, uses)
+                   if used and name not in state]
+        new_state = quant8.new_state(algorithm, hyper, tuple(view.shape), on_device,
+                                     tuple(name in missing for name in algorithm.state))
+        arrays = quant8.checked_arrays(algorithm, p, g, {**state, **new_state}, uses, on_device)
+        step = state.get("step", 0) + 1
+        scalars = algorithm.scalars(hyper, step, bool(missing))
+        kernel = getattr(kernels(self._backend, "quant8"), algorithm.kernel)
+        module = self._kernels
+        return (index, new_state, step, lambda: module.sum_of_squares(g),
+                lambda: _max_abs(module, g), lambda factor: kernel(*arrays, *scalars, factor))
+
     def _segment_offsets(self, index, param, size, on_device):
         """LAMB's per-tensor segments of one parameter, made once on the step's side: an arena's
         tensor offsets (one trust ratio per tensor in one launch), or ``[0, size]`` for an array."""
@@ -709,6 +747,8 @@ class Optimizer:
                 raise ValueError(f"{where}: a {view.dtype} parameter's state needs its float32 "
                                  "'master' weights")
         out = {}
+        if self._quant8:
+            return self._checked_quant8_state(where, shape, saved, on_device)
         for name, value in saved.items():
             if name == "step":
                 if isinstance(value, bool) or not isinstance(value, int) or value < 0:
@@ -728,6 +768,35 @@ class Optimizer:
             out[name] = _memory.from_host(on_device, host)
         return out
 
+    def _checked_quant8_state(self, where, shape, saved, on_device):
+        """A parameter's saved 8-bit state, checked: codes of the parameter's shape (uint8) and
+        absmax of its block count (float32) per state array."""
+        out = {}
+        blocks = -(-math.prod(shape) // quant8.BLOCK)
+        expected = {name: ((shape, np.dtype(np.uint8)), ((blocks,), np.dtype(np.float32)))
+                    for name in self.algorithm.state}
+        for name, value in saved.items():
+            if name == "step":
+                if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                    raise ValueError(f"{where}['step']: expected an int >= 0, got {value!r}")
+                out[name] = value
+                continue
+            base = name[:-len("_absmax")] if name.endswith("_absmax") else name
+            if base not in expected:
+                raise ValueError(f"{where}: unknown state {name!r} for 8-bit "
+                                 f"{self.algorithm.name}")
+            want_shape, want_dtype = expected[base][base != name]
+            host = _memory.to_host(value)
+            if host.shape != want_shape or host.dtype != want_dtype:
+                raise ValueError(f"{where}[{name!r}]: expected shape {want_shape} and dtype "
+                                 f"{want_dtype} (8-bit state), got {host.shape} {host.dtype}")
+            out[name] = host
+        for name in expected:
+            if (name in out) != (name + "_absmax" in out):
+                raise ValueError(f"{where}: 8-bit state {name!r} needs both its codes and "
+                                 f"{name + '_absmax'!r}")
+        return {k: v if k == "step" else _memory.from_host(on_device, v) for k, v in out.items()}
+
     def __repr__(self):
         groups = ", ".join(
             "{" + ", ".join(f"{k}={v!r}" for k, v in g.items() if k != "params")
@@ -744,6 +813,9 @@ def _optimizer_class(algorithm, base):
     def construct(self, a):
         if algorithm.mixed:
             self._mixed = _mixed_options(a["rounding"], a["seed"], a["state_dtype"])
+            if self._mixed["state_dtype"] == "int8" and algorithm.name not in quant8.ALGORITHMS:
+                raise ValueError(f"state_dtype: 'int8' (8-bit state) is available for "
+                                 f"{', '.join(quant8.ALGORITHMS)}, not {algorithm.name}")
         Optimizer.__init__(self, a["params"], a["backend"], a["skip_nonfinite"],
                            **{n: a[n] for n in algorithm.defaults})
 
