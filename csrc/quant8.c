@@ -5,8 +5,8 @@
  * block, and the state is encoded back. The steps are made from the table of optim_table.h
  * (DEFINE_QUANT8), one per line.
  */
-#include <math.h>
 #include <stddef.h>
+#include <string.h>
 
 #include "fastopt.h"
 #include "quant8.h"
@@ -19,19 +19,36 @@
 #endif
 #define QUANT8_BLOCK FASTOPT_QUANT8_BLOCK
 
-/* numpy.maximum / numpy.minimum of the elements (fastopt/backends/elements/optim.py): a NaN a
- * wins; b is never NaN in minimum's uses. */
-static inline float maximum(float a, float b) { return (a >= b || a != a) ? a : b; }
-static inline float minimum(float a, float b) { return (a <= b || a != a) ? a : b; }
+/* Buckets of the lookup tables (fastopt/backends/numpy/quant8.py: LUT_SHIFT, LUT_SIDE). */
+#define LUT_SHIFT 17
+#define LUT_SIDE ((0x3F800000u >> LUT_SHIFT) + 2)
 
-/* #{k : t_k < y} over the midpoints t = map + 256: the nearest code (0 for NaN). */
-static inline uint8_t code_of(float y, const float *map)
+static inline uint32_t bits_of(float x)
+{
+    uint32_t u;
+    memcpy(&u, &x, sizeof u);
+    return u;
+}
+
+static inline float float_of(uint32_t u)
+{
+    float x;
+    memcpy(&x, &u, sizeof x);
+    return x;
+}
+
+/* numpy.maximum of the elements (fastopt/backends/elements/optim.py): a NaN a wins. */
+static inline float maximum(float a, float b) { return (a >= b || a != a) ? a : b; }
+
+/* #{k : t_k < y} over the midpoints t = map + 256: the nearest code (0 for NaN), from the lookup
+ * table's entry of y's bucket and two midpoints. A y a rounding above 1 falls in the bucket of 1,
+ * as clamping it to 1 would. */
+static inline uint8_t code_of(float y, const float *map, const int32_t *lut)
 {
     const float *t = map + 256;
-    int lo = 0;
-    for (int step = 128; step > 0; step >>= 1)
-        lo += t[lo + step - 1] < y ? step : 0;
-    return (uint8_t)lo;
+    const uint32_t u = bits_of(y), bucket = (u & 0x7FFFFFFFu) >> LUT_SHIFT;
+    const int base = lut[(bucket < LUT_SIDE - 1 ? bucket : LUT_SIDE - 1) + (u >> 31) * LUT_SIDE];
+    return (uint8_t)(base + (t[base] < y) + (t[base + 1] < y));
 }
 
 /* The used state of block [lo, lo + len) as float32 in buf; NULL stays NULL. */
@@ -47,17 +64,23 @@ static float *decode_block(float *buf, const uint8_t *codes, const float *absmax
 }
 
 static void encode_block(const float *buf, uint8_t *codes, float *absmax, const float *map,
-                         int64_t block, int64_t lo, int64_t len)
+                         const int32_t *lut, int64_t block, int64_t lo, int64_t len)
 {
     if (codes == NULL)
         return;
-    float a = 0.0f;
-    for (int64_t j = 0; j < len; j++)
-        a = maximum(a, fabsf(buf[j]));
+    uint32_t m = 0;
+    for (int64_t j = 0; j < len; j++) {
+        const uint32_t u = bits_of(buf[j]) & 0x7FFFFFFFu;
+        m = u > m ? u : m;
+    }
+    const float a = float_of(m);
     absmax[block] = a;
     const float r = 1.0f / maximum(a, 1e-38f);
+#ifdef _OPENMP
+#pragma omp simd
+#endif
     for (int64_t j = 0; j < len; j++)
-        codes[lo + j] = code_of(minimum(maximum(buf[j] * r, -1.0f), 1.0f), map);
+        codes[lo + j] = code_of(buf[j] * r, map, lut);
 }
 
 #ifdef _OPENMP
@@ -95,6 +118,7 @@ static void encode_block(const float *buf, uint8_t *codes, float *absmax, const 
                                             array##_map, block, lo, len);
 #define STATE_BLOCK(ctx, index, array, ...) , array##_f32
 #define ENCODE_STATE(ctx, index, array, ...)                                                       \
-    encode_block(array##_f32, array##_used, array##_absmax, array##_map, block, lo, len);
+    encode_block(array##_f32, array##_used, array##_absmax, array##_map, array##_lut, block, lo,  \
+                 len);
 
 FASTOPT_ELEMENTWISE(DEFINE_QUANT8)

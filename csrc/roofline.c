@@ -70,3 +70,30 @@ DEFINE_READ(double, f64)
 
 DEFINE_ROOFLINE(float, f32)
 DEFINE_ROOFLINE(double, f64)
+
+/* The 8-bit step's traffic: its elementwise arrays in one loop, then the blocks' absmax. */
+#define BUMP_CODE(c) c[i] = (uint8_t)(c[i] + 1)
+#define BUMP_BLOCK(a) a[i] = a[i] + scale
+
+void fastopt_same_traffic_quant8(int64_t n, int n_states, float *w_, const float *read_,
+                                 uint8_t *c0_, uint8_t *c1_, uint8_t *c2_, float *a0_, float *a1_,
+                                 float *a2_, float scale)
+{
+    float *restrict w = w_, *restrict a0 = a0_, *restrict a1 = a1_, *restrict a2 = a2_;
+    const float *restrict read = read_;
+    uint8_t *restrict c0 = c0_, *restrict c1 = c1_, *restrict c2 = c2_;
+    switch (n_states) {
+    case 1: FOR_EACH_ELEMENT(i, { BUMP(w); BUMP_CODE(c0); }); break;
+    case 2: FOR_EACH_ELEMENT(i, { BUMP(w); BUMP_CODE(c0); BUMP_CODE(c1); }); break;
+    case 3: FOR_EACH_ELEMENT(i, { BUMP(w); BUMP_CODE(c0); BUMP_CODE(c1); BUMP_CODE(c2); }); break;
+    default: return;
+    }
+    const int64_t elements = n;
+    n = (elements + FASTOPT_QUANT8_BLOCK - 1) / FASTOPT_QUANT8_BLOCK;   /* FOR_EACH_ELEMENT's n */
+    switch (n_states) {
+    case 1: FOR_EACH_ELEMENT(i, { BUMP_BLOCK(a0); }); break;
+    case 2: FOR_EACH_ELEMENT(i, { BUMP_BLOCK(a0); BUMP_BLOCK(a1); }); break;
+    case 3: FOR_EACH_ELEMENT(i, { BUMP_BLOCK(a0); BUMP_BLOCK(a1); BUMP_BLOCK(a2); }); break;
+    default: break;
+    }
+}

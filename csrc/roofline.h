@@ -36,6 +36,17 @@ void fastopt_same_traffic_f32(int64_t n, int n_written, float *w0, float *w1, fl
 void fastopt_same_traffic_f64(int64_t n, int n_written, double *w0, double *w1, double *w2,
                               double *w3, const double *read, double scale);
 
+/* The same-traffic kernel of an 8-bit step (csrc/quant8.h) with n_states state arrays (1 to 3):
+ * it reads and writes w (float32, the parameter) and each c_j (uint8 codes), reads read (the
+ * gradient), and reads and writes each a_j (float32, one per 256-element block):
+ *
+ *   w[i] = w[i] + scale * read[i],  c_j[i] = c_j[i] + 1 (wrapping),  a_j[b] = a_j[b] + scale
+ *
+ * for i < n, j < n_states, b < ceil(n / 256); the unused c_j and a_j may be NULL. */
+void fastopt_same_traffic_quant8(int64_t n, int n_states, float *w, const float *read,
+                                 uint8_t *c0, uint8_t *c1, uint8_t *c2, float *a0, float *a1,
+                                 float *a2, float scale);
+
 /* STREAM-style read: the sum of src's n elements in any order (vectorized, in the precision of
  * src). Counted as 1 array moved: the yardstick of the passes that only read. */
 double fastopt_stream_read_f32(int64_t n, const float *src);

@@ -98,7 +98,8 @@ def test_reference_is_the_float32_step_on_dequantized_state():
     scalars = entry.scalars(entry.check(entry.defaults), 3, False)
     out_p, codes, absmax = ref.REFERENCE["adam"](
         p, g, (cm, cv, np.empty(0, np.uint8)), (am, av, np.empty(0, np.float32)),
-        (ref.MAPS["signed"], ref.MAPS["unsigned"], ref.MAPS["unsigned"]), *scalars, 1.0)
+        (ref.MAPS["signed"], ref.MAPS["unsigned"], ref.MAPS["unsigned"]),
+        (ref.LUTS["signed"], ref.LUTS["unsigned"], ref.LUTS["unsigned"]), *scalars, 1.0)
     expected = fastopt.reference.adam(
         p, g, ref.dequantize(cm, am, ref.MAPS["signed"]),
         ref.dequantize(cv, av, ref.MAPS["unsigned"]), np.empty(0, np.float32),

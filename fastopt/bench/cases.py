@@ -8,9 +8,12 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from fastopt._core import memory as _memory
+from fastopt._core.config import QUANT8_BLOCK
 from fastopt.optim import algorithms as _algorithms, functional
 
-#: (row label, optimizer, options): each optimizer in its default configuration, plus momentum SGD.
+#: (row label, optimizer, options): each optimizer in its default configuration, plus momentum SGD
+#: and Adam with 8-bit state (``state_dtype="int8"``: :mod:`fastopt.quant8`, float32 only; its
+#: peers run their float32 Adam).
 CONFIGS = [
     ("sgd", "sgd", {}),
     ("sgd momentum", "sgd", {"momentum": 0.9}),
@@ -18,6 +21,7 @@ CONFIGS = [
     ("rmsprop", "rmsprop", {}),
     ("adam", "adam", {}),
     ("adamw", "adamw", {}),
+    ("adam 8-bit", "adam", {"state_dtype": "int8"}),
 ]
 
 #: The sizes of the full run (``fastopt bench --full``): 10^3 ... 10^8 parameters.
@@ -64,10 +68,20 @@ class Result:
         return {**asdict(self), "params_per_s": self.params_per_s, "gb_per_s": self.gb_per_s}
 
 
+def is_quant8(options):
+    """Whether a configuration's options ask for 8-bit state."""
+    return options.get("state_dtype") == "int8"
+
+
+def float_options(options):
+    """The hyperparameters of a configuration's options (without ``state_dtype``)."""
+    return {k: v for k, v in options.items() if k != "state_dtype"}
+
+
 def used_state(name, options):
     """How many state arrays ``name`` with ``options`` reads and writes."""
     algorithm = _algorithms.ALGORITHMS[name]
-    return sum(algorithm.uses(algorithm.check({**algorithm.defaults, **options})))
+    return sum(algorithm.uses(algorithm.check({**algorithm.defaults, **float_options(options)})))
 
 
 def written_arrays(name, options):
@@ -76,7 +90,11 @@ def written_arrays(name, options):
 
 
 def bytes_per_step(name, options, n, dtype):
-    """Bytes one step moves: reads param, grad and the used state, writes param and the state."""
+    """Bytes one step moves: reads param, grad and the used state, writes param and the state
+    (8-bit state: a byte per element and a float32 per block of each state array)."""
+    if is_quant8(options):
+        k = used_state(name, options)
+        return (3 * np.dtype(dtype).itemsize + 2 * k) * n + 2 * k * 4 * -(-n // QUANT8_BLOCK)
     return (3 + 2 * used_state(name, options)) * n * np.dtype(dtype).itemsize
 
 
@@ -106,6 +124,8 @@ def make_step(name, options, backend, n, dtype=np.float32, bound=False):
     synchronized on CUDA so that timing it times the kernel; with ``bound``, the step bound to
     its arrays once (:func:`fastopt.functional.bind`), as ``torch.optim``'s ``step()`` is
     to its tensors."""
+    if is_quant8(options):
+        return make_quant8_step(name, float_options(options), backend, n, dtype, bound)
     param, grad, state = problem(name, options, n, dtype, on_device=backend == "cuda")
     counter = itertools.count(1)
     if bound:
@@ -121,6 +141,38 @@ def make_step(name, options, backend, n, dtype=np.float32, bound=False):
             step(param, grad, *state, step=next(counter), backend=backend, **options)
             synchronize(backend)
 
+    return one_step
+
+
+def make_quant8_step(name, options, backend, n, dtype=np.float32, bound=False):
+    """:func:`make_step` with 8-bit state (:mod:`fastopt.quant8`); bound: the backend's step bound
+    to its arrays, the step's scalars computed on the host at each call as a bound step does."""
+    from fastopt import quant8
+    from fastopt._core.dispatch import kernels
+
+    if np.dtype(dtype) != np.float32:
+        raise Unsupported("8-bit state takes float32 parameters")
+    on_device = backend == "cuda"
+    param, grad, _ = problem(name, options, n, dtype, on_device=on_device)
+    state = quant8.init(name, param, **options)
+    counter = itertools.count(1)
+    if not bound:
+        def one_step():
+            quant8.step(name, param, grad, state, step=next(counter), backend=backend, **options)
+            synchronize(backend)
+        return one_step
+    algorithm = _algorithms.ALGORITHMS[name]
+    hyper = algorithm.check({**algorithm.defaults, **options})
+    arrays = quant8.checked_arrays(algorithm, param, grad, state, tuple(algorithm.uses(hyper)),
+                                   on_device)
+    kernel = getattr(kernels(backend, "quant8"), algorithm.kernel)
+    run = kernel.bind(*arrays) if hasattr(kernel, "bind") else (
+        lambda *scalars: kernel(*arrays, *scalars))
+
+    def one_step():
+        t = next(counter)
+        run(*algorithm.scalars(hyper, t, t == 1), 1.0)
+        synchronize(backend)
     return one_step
 
 

@@ -16,8 +16,8 @@ import numpy as np
 
 from fastopt._core.dispatch import available_backends
 from fastopt._core.threads import get_num_threads
-from fastopt.bench.cases import (CONFIGS, Result, bytes_per_step, make_bound_step,
-                                 written_arrays)
+from fastopt.bench.cases import (CONFIGS, Result, bytes_per_step, float_options, is_quant8,
+                                 make_bound_step, written_arrays)
 from fastopt.bench.peers import PEERS, make_peer, torch_threads
 from fastopt.bench.timing import (ROOFLINE_BACKENDS, make_same_traffic, paired_ratio,
                                   paired_spread, time_cases, time_yardsticks, too_noisy)
@@ -45,7 +45,8 @@ def run_table(sizes, dtypes=(np.float32,), backends=None, repeat=10, peers=PEERS
         for dtype, n in itertools.product(dtypes, sizes):
             dtype = np.dtype(dtype)
             if roofline and yardsticks:
-                written = sorted({written_arrays(name, o) for _, name, o in configs})
+                written = sorted({written_arrays(name, o) for _, name, o in configs
+                                  if not is_quant8(o)})
                 for backend in ROOFLINE_BACKENDS:
                     if backend not in available_backends():
                         continue
@@ -54,6 +55,8 @@ def run_table(sizes, dtypes=(np.float32,), backends=None, repeat=10, peers=PEERS
                         record(result)
                     gc.collect()
             for label, name, options in configs:
+                if is_quant8(options) and dtype != np.float32:
+                    continue  # 8-bit state is for float32 parameters
                 timed = [time_configuration(label, name, options, n, dtype, backends, peers,
                                             roofline, repeat, max_s, skipped, min_sample_s)]
                 if any(unreadable(r) for r in timed[0]):
@@ -80,12 +83,13 @@ def time_configuration(label, name, options, n, dtype, backends, peers=PEERS, ro
     written = written_arrays(name, options)
     moved = bytes_per_step(name, options, n, dtype)
     makers = {b: (lambda b=b: make_bound_step(name, options, b, n, dtype)) for b in backends}
-    for peer in peers:
-        makers[peer] = lambda peer=peer: make_peer(peer, name, options, n, dtype)
+    for peer in peers:  # peers of an 8-bit step run the float32 step
+        makers[peer] = lambda peer=peer: make_peer(peer, name, float_options(options), n, dtype)
     if roofline:
         for b in ROOFLINE_BACKENDS:
             if b in backends:
-                makers["roof " + b] = lambda b=b: make_same_traffic(written, b, n, dtype)
+                makers["roof " + b] = lambda b=b: make_same_traffic(written, b, n, dtype,
+                                                                     is_quant8(options))
     samples, together = time_cases(makers, moved, repeat, max_s, skipped,
                                    f"{label} {{}} {dtype.name} n={n:,}", min_sample_s)
     roofs = [samples["roof " + b] for b in ROOFLINE_BACKENDS if "roof " + b in samples]

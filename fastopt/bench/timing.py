@@ -21,6 +21,7 @@ import time
 
 import numpy as np
 
+from fastopt._core.config import QUANT8_BLOCK
 from fastopt._core.dispatch import available_backends
 from fastopt.bench.cases import Result, Unsupported
 
@@ -166,12 +167,20 @@ class _CRoofline:
                                    lib.fastopt_stream_copy_f64, lib.fastopt_stream_triad_f64,
                                    lib.fastopt_stream_read_f64),
         }
+        self._quant8 = lib.fastopt_same_traffic_quant8
 
     def same_traffic(self, written, read, scale):
         ctype, kernel, *_ = self._kernels[read.dtype]
         buf = self._ffi.from_buffer
         pointers = [buf(ctype, w) for w in written] + [self._ffi.NULL] * (4 - len(written))
         kernel(read.size, len(written), *pointers, buf(ctype, read), scale)
+
+    def same_traffic_quant8(self, param, read, codes, absmax, scale):
+        buf, null = self._ffi.from_buffer, self._ffi.NULL
+        pad = [null] * (3 - len(codes))
+        self._quant8(read.size, len(codes), buf("float[]", param), buf("float[]", read),
+                     *[buf("uint8_t[]", c) for c in codes], *pad,
+                     *[buf("float[]", a) for a in absmax], *pad, scale)
 
     def stream_copy(self, dst, src):
         ctype, _, kernel, *_ = self._kernels[dst.dtype]
@@ -208,9 +217,16 @@ def roofline_kernels(backend):
     return _roofline_modules[backend]
 
 
-def make_same_traffic(written, backend, n, dtype=np.float32):
-    """A closure running the same-traffic kernel updating ``written`` arrays (1 to 4)."""
+def make_same_traffic(written, backend, n, dtype=np.float32, quant8=False):
+    """A closure running the same-traffic kernel updating ``written`` arrays (1 to 4); with
+    ``quant8``, that of an 8-bit step updating the parameter and ``written - 1`` state arrays
+    of uint8 codes and block maxima."""
     kernels = roofline_kernels(backend)
+    if quant8:
+        read, param = np.full(n, 1e-3, np.float32), np.ones(n, np.float32)
+        codes = [np.zeros(n, np.uint8) for _ in range(written - 1)]
+        absmax = [np.ones(-(-n // QUANT8_BLOCK), np.float32) for _ in range(written - 1)]
+        return lambda: kernels.same_traffic_quant8(param, read, codes, absmax, 1e-6)
     read = np.full(n, 1e-3, dtype)
     arrays = [np.ones(n, dtype) for _ in range(written)]
     return lambda: kernels.same_traffic(arrays, read, 1e-6)

@@ -62,11 +62,13 @@ def bytes_per_parameter(name, **hyper):
 _MAPS = {}
 
 
-def map_array(kind, on_device):
-    """The map ``kind`` as the kernels take it, on the host or the device (made once)."""
+def map_arrays(kind, on_device):
+    """``(map, lookup table)`` of the map ``kind`` as the kernels take them, on the host or the
+    device (made once)."""
     key = (kind, on_device)
     if key not in _MAPS:
-        _MAPS[key] = _memory.from_host(on_device, _reference.MAPS[kind])
+        _MAPS[key] = (_memory.from_host(on_device, _reference.MAPS[kind]),
+                      _memory.from_host(on_device, _reference.LUTS[kind]))
     return _MAPS[key]
 
 
@@ -112,13 +114,15 @@ def _view(name, x, on_device, dtype, shape, writes):
 
 
 def checked_arrays(entry, param, grad, state, uses, on_device):
-    """``(param, grad, codes, absmax, maps)`` as the backend steps take them, after checking
-    shapes, dtypes, layout, writability and overlaps; nothing is written."""
+    """``(param, grad, codes, absmax, maps, luts)`` as the backend steps take them, after
+    checking shapes, dtypes, layout, writability and overlaps; nothing is written."""
     p = _view("param", param, on_device, np.float32, np.shape(param), True)
     g = _view("grad", grad, on_device, np.float32, p.shape, False)
-    codes, absmax, maps, written = [], [], [], [("param", p)]
+    codes, absmax, maps, luts, written = [], [], [], [], [("param", p)]
     for name, used, kind in zip(entry.state, uses, state_maps(entry)):
-        maps.append(map_array(kind, on_device))
+        table, lut = map_arrays(kind, on_device)
+        maps.append(table)
+        luts.append(lut)
         if not used:
             codes.append(_memory.empty(on_device, np.uint8))
             absmax.append(_memory.empty(on_device, np.float32))
@@ -134,7 +138,7 @@ def checked_arrays(entry, param, grad, state, uses, on_device):
         written += [(f"state[{name!r}]", c), (f"state[{name + '_absmax'!r}]", a)]
     check_disjoint(written)
     check_disjoint([("grad", g), *written[:1]])
-    return p, g, tuple(codes), tuple(absmax), tuple(maps)
+    return p, g, tuple(codes), tuple(absmax), tuple(maps), tuple(luts)
 
 
 def step(name, param, grad, state, *, step, grad_scale=1.0, backend=None, **hyper):

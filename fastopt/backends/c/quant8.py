@@ -25,7 +25,7 @@ def _c_function(algorithm):
     """``fastopt_<kernel>_quant8``, after checking its argument types against the table."""
     function = getattr(lib, f"fastopt_{algorithm.kernel}_quant8")
     expected = ["int64_t", "float *", "float *",
-                *["uint8_t *", "float *", "float *"] * len(algorithm.state),
+                *["uint8_t *", "float *", "float *", "int32_t *"] * len(algorithm.state),
                 *["int" if a in FLAG_ARGS else "float" for a in algorithm.kernel_args], "float"]
     return checked_signature(function, algorithm, expected)
 
@@ -33,20 +33,23 @@ def _c_function(algorithm):
 def _launcher(kernel):
     c_step = _c_function(ALGORITHMS[kernel])
 
-    def arrays(param, grad, codes, absmax, maps):
+    def arrays(param, grad, codes, absmax, maps, luts):
         out = [param.size, ffi.from_buffer("float[]", param), ffi.from_buffer("float[]", grad)]
-        for c, a, t in zip(codes, absmax, maps):
-            out += [_pointer("uint8_t[]", c), _pointer("float[]", a), ffi.from_buffer("float[]", t)]
+        for c, a, t, lut in zip(codes, absmax, maps, luts):
+            # The maps are read-only numpy arrays, which the C step only reads.
+            out += [_pointer("uint8_t[]", c), _pointer("float[]", a),
+                    ffi.from_buffer("float[]", t, require_writable=False),
+                    ffi.from_buffer("int32_t[]", lut, require_writable=False)]
         return out
 
-    def step(param, grad, codes, absmax, maps, *scalars):
+    def step(param, grad, codes, absmax, maps, luts, *scalars):
         if param.size:
-            c_step(*arrays(param, grad, codes, absmax, maps), *scalars)
+            c_step(*arrays(param, grad, codes, absmax, maps, luts), *scalars)
 
-    def bind(param, grad, codes, absmax, maps):
+    def bind(param, grad, codes, absmax, maps, luts):
         if not param.size:
             return lambda *scalars: None
-        head = arrays(param, grad, codes, absmax, maps)
+        head = arrays(param, grad, codes, absmax, maps, luts)
         return lambda *scalars: c_step(*head, *scalars)
 
     step.__name__ = step.__qualname__ = kernel

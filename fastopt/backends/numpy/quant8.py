@@ -13,8 +13,9 @@ as ``n`` uint8 codes and ``ceil(n / 256)`` float32 block maxima: block ``b`` hol
 
 with :math:`Q` the 256 sorted values of the map and :math:`t_k = (Q[k] + Q[k+1]) / 2` the 255
 midpoints between them (float32): ``q`` is the nearest code, a tie going to the lower one, as
-``torch.bucketize`` on those midpoints does in bitsandbytes' reference path. The maximum
-propagates NaN (a NaN state stays visible as a NaN block); ``y`` NaN gives code 0.
+``torch.bucketize`` on those midpoints does in bitsandbytes' reference path. The maximum is taken
+over the magnitudes' bits as integers (exact, and a NaN, above every other value, propagates: a
+NaN state stays visible as a NaN block); ``y`` NaN gives code 0.
 
 The maps are the *dynamic tree* quantization of the paper: for signed state (first moments,
 momentum) 7 decades :math:`10^{-6} \ldots 10^{0}`, decade :math:`i` holding :math:`2^i`
@@ -29,12 +30,13 @@ and quantizes the new state again, block by block: ``STATE_MAPS`` says which map
 array of each algorithm uses. The backend steps (``numpy``, ``cpu``, ``c``, ``cuda`` ``quant8``
 modules) have one signature::
 
-    <kernel>(param, grad, codes, absmax, maps, <kernel scalars...>, grad_scale)
+    <kernel>(param, grad, codes, absmax, maps, luts, <kernel scalars...>, grad_scale)
 
-``codes``, ``absmax``, ``maps``: tuples in ``Algorithm.state`` order of the uint8 codes (the
-parameter's shape), the float32 block maxima (``ceil(n / 256)``) and the map of each state
-(:func:`map_table`: float32, 512 values); a state the mode does not use has empty codes and
-absmax and is never touched. ``param`` and ``grad`` are float32; the scalars are the float step's
+``codes``, ``absmax``, ``maps``, ``luts``: tuples in ``Algorithm.state`` order of the uint8 codes
+(the parameter's shape), the float32 block maxima (``ceil(n / 256)``), the map of each state
+(:func:`map_table`) and its lookup table (:func:`lookup_table`, which the kernels find a code
+with, exactly as defined above); a state the mode does not use has empty codes and absmax and
+is never touched. ``param`` and ``grad`` are float32; the scalars are the float step's
 (:mod:`fastopt.backends`), as Python floats. Every backend computes the float32 step's bits, so
 the codes and maxima it stores are this module's, bit for bit.
 """
@@ -74,15 +76,51 @@ def dynamic_map(signed):
 
 
 def map_table(signed):
-    """A map as the kernels take it: its 256 values, then its 255 midpoints and +inf (float32)."""
+    """A map as the kernels take it: its 256 values, then its 255 midpoints and three +inf
+    (float32, 514 values)."""
     q = dynamic_map(signed)
     midpoints = (q[:-1] + q[1:]) / np.float32(2)
-    return np.concatenate([q, midpoints, [np.inf]]).astype(np.float32)
+    return np.concatenate([q, midpoints, [np.inf] * 3]).astype(np.float32)
 
 
-#: The two maps as :func:`map_table` gives them, read-only.
+#: A float32 y in [-1, 1] falls in bucket ``(bits(y) & 0x7FFFFFFF) >> LUT_SHIFT`` of its sign:
+#: 2**(23 - LUT_SHIFT) buckets per power of two. The map's midpoints are far enough apart that a
+#: bucket holds at most two of them (checked by :func:`lookup_table`).
+LUT_SHIFT = 17
+#: Buckets per sign: those of [0, 1], then one for NaN (and anything above 1).
+LUT_SIDE = (0x3F800000 >> LUT_SHIFT) + 2
+
+
+def lookup_table(table):
+    """The kernels' index of the midpoints of ``table`` (:func:`map_table`): int32 (which
+    vectorized loops gather), per sign (positive, then negative) and bucket of ``LUT_SHIFT``, the
+    number of midpoints below the bucket's least value, so that the code of y is
+
+    ``base + (t[base] < y) + (t[base + 1] < y)``, ``base = lut[min(m >> LUT_SHIFT, LUT_SIDE - 1)
+    + sign * LUT_SIDE]`` with ``m`` the bits of ``|y|`` and ``t`` the midpoints,
+
+    exactly ``#{k : t_k < y}`` (0 for NaN, whose bucket is the last, of base 0)."""
+    midpoints = table[256:511]
+    top = LUT_SIDE - 2
+    out = np.zeros(2 * LUT_SIDE, np.int32)
+    for sign in (0, 1):
+        bucket = np.arange(top + 1, dtype=np.uint64)
+        first = ((bucket << LUT_SHIFT) | (sign << 31)).astype(np.uint32).view(np.float32)
+        last = (((bucket + 1) << LUT_SHIFT) - 1 | (sign << 31)).astype(np.uint32)
+        last = last.view(np.float32)
+        low, high = np.minimum(first, last), np.maximum(first, last)
+        inside = (np.searchsorted(midpoints, high, "right")
+                  - np.searchsorted(midpoints, low, "left"))
+        if inside.max() > 2:
+            raise ValueError("lookup_table: a bucket holds more than two midpoints")
+        out[sign * LUT_SIDE:sign * LUT_SIDE + top + 1] = np.searchsorted(midpoints, low, "left")
+    return out
+
+
+#: The two maps as :func:`map_table` gives them, and their lookup tables, read-only.
 MAPS = {"signed": map_table(True), "unsigned": map_table(False)}
-for _table in MAPS.values():
+LUTS = {kind: lookup_table(table) for kind, table in MAPS.items()}
+for _table in (*MAPS.values(), *LUTS.values()):
     _table.flags.writeable = False
 del _table
 
@@ -99,7 +137,8 @@ def quantize(x, table):
     n = flat.size
     padded = np.zeros(blocks(n) * BLOCK, np.float32)
     padded[:n] = flat
-    absmax = np.max(np.abs(padded.reshape(-1, BLOCK)), axis=1)  # a NaN propagates
+    magnitude = padded.view(np.uint32) & np.uint32(0x7FFFFFFF)
+    absmax = magnitude.reshape(-1, BLOCK).max(axis=1).view(np.float32)  # a NaN propagates
     r = np.float32(1) / np.maximum(absmax, TINY)
     y = np.clip(padded.reshape(-1, BLOCK) * r[:, None], np.float32(-1), np.float32(1))
     y = y.reshape(-1)[:n]
@@ -120,7 +159,7 @@ def _step(kernel):
     """The reference 8-bit step of ``kernel``: dequantize, the float32 reference, quantize."""
     reference_step = getattr(reference, kernel)
 
-    def step(param, grad, codes, absmax, maps, *scalars):
+    def step(param, grad, codes, absmax, maps, luts, *scalars):
         """Returns ``(param, codes, absmax)``, new arrays (for unused state: those given)."""
         scalars = [np.float32(s) if type(s) is float else s for s in scalars]
         states = [dequantize(c, a, t) if c.size else np.empty(0, np.float32)
@@ -142,8 +181,9 @@ def _step(kernel):
 
 
 def _in_place(reference_step):
-    def step(param, grad, codes, absmax, maps, *scalars):
-        p, new_codes, new_absmax = reference_step(param, grad, codes, absmax, maps, *scalars)
+    def step(param, grad, codes, absmax, maps, luts, *scalars):
+        p, new_codes, new_absmax = reference_step(param, grad, codes, absmax, maps, luts,
+                                                  *scalars)
         param[...] = p
         for target, value in zip((*codes, *absmax), (*new_codes, *new_absmax)):
             if target.size:
