@@ -213,3 +213,32 @@ def test_nonfinite_gradient_is_skipped_and_reported():
     assert info.skipped and opt.state[0]["step"] == 1
     for k, v in before.items():
         np.testing.assert_array_equal(opt.state[0][k], v)
+
+
+@pytest.mark.parametrize("kind", ["signed", "unsigned"])
+def test_lookup_table_gives_the_defined_code(kind):
+    """The kernels' code, base + (t[base] < y) + (t[base + 1] < y), on every bucket's edges (and
+    one float32 either side) and random values of every magnitude, equals #{k : t_k < y}."""
+    table, lut = ref.MAPS[kind], ref.LUTS[kind]
+    edges = (np.arange(ref.LUT_SIDE - 1, dtype=np.int64) << ref.LUT_SHIFT).astype(np.uint32)
+    bits = np.concatenate([edges, edges + 1, edges - 1, edges | 0x80000000,
+                           (edges - 1) | 0x80000000])
+    y = bits.view(np.float32)
+    rng = np.random.default_rng(0)
+    y = np.concatenate([y[np.abs(y) <= 1], np.float32(10) ** rng.uniform(-12, 0, 5000)
+                        * rng.choice([-1, 1], 5000), [0, -0.0, 1, -1, np.nan]]).astype(np.float32)
+    u = y.view(np.uint32).astype(np.int64)
+    bucket = np.minimum((u & 0x7FFFFFFF) >> ref.LUT_SHIFT, ref.LUT_SIDE - 1)
+    base = lut[bucket + (u >> 31) * ref.LUT_SIDE]
+    codes = base + (table[256 + base] < y) + (table[257 + base] < y)
+    expected = np.searchsorted(table[256:511], y, side="left")
+    expected[np.isnan(y)] = 0
+    np.testing.assert_array_equal(codes, expected)
+
+
+def test_a_positive_second_moment_never_rounds_to_zero():
+    v = np.array([1.0, 1e-12, 1e-30, 0.0], np.float32)
+    codes, absmax = ref.quantize(v, ref.MAPS["unsigned"])
+    assert list(codes[:4]) == [255, 1, 1, 0]
+    m, _ = ref.quantize(np.array([1.0, 1e-12, -1e-12], np.float32), ref.MAPS["signed"])
+    assert ref.dynamic_map(True)[m[1]] == 0 == ref.dynamic_map(True)[m[2]]  # nearest: 0

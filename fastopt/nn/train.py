@@ -207,6 +207,9 @@ def _fused_epochs(model, optimizer, batch_size, fused):
     if getattr(optimizer.algorithm, "kernel", None) not in ref.EPOCH_OPTIMIZERS:
         reasons.append(f"optimizer {type(optimizer).__name__} has no kernel that a compiled "
                        "epoch runs")
+    if getattr(optimizer, "_quant8", False):
+        reasons.append(f"{type(optimizer).__name__} keeps 8-bit state (state_dtype='int8'), "
+                       "which a compiled epoch does not step")
     if getattr(optimizer.algorithm, "segmented", False) and optimizer.backend != model.backend:
         reasons.append(f"{type(optimizer).__name__}'s reduction rounds differently on the "
                        f"model's {model.backend!r} backend than on the optimizer's "

@@ -13,7 +13,12 @@ as ``n`` uint8 codes and ``ceil(n / 256)`` float32 block maxima: block ``b`` hol
 
 with :math:`Q` the 256 sorted values of the map and :math:`t_k = (Q[k] + Q[k+1]) / 2` the 255
 midpoints between them (float32): ``q`` is the nearest code, a tie going to the lower one, as
-``torch.bucketize`` on those midpoints does in bitsandbytes' reference path. The maximum is taken
+``torch.bucketize`` on those midpoints does in bitsandbytes' reference path. One exception: the
+unsigned map's first threshold is :math:`t_0 = 0`, so that a positive second moment never rounds
+to 0 (it takes the smallest positive code, :math:`3.25 \cdot 10^{-7} a_b`). A second moment
+below half of that, next to a first moment that is not, would otherwise be decoded as 0 at the
+next step, whose update :math:`m / (\sqrt{v} + \epsilon)` is then :math:`m / \epsilon`: the
+digits MLP diverges with nearest rounding there (one seed in three), and trains with this one. The maximum is taken
 over the magnitudes' bits as integers (exact, and a NaN, above every other value, propagates: a
 NaN state stays visible as a NaN block); ``y`` NaN gives code 0.
 
@@ -76,11 +81,14 @@ def dynamic_map(signed):
 
 
 def map_table(signed):
-    """A map as the kernels take it: its 256 values, then its 255 midpoints and three +inf
-    (float32, 514 values)."""
+    """A map as the kernels take it: its 256 values, then its 255 thresholds and three +inf
+    (float32, 514 values). The thresholds are the midpoints, except the unsigned map's first,
+    which is 0: a positive value never rounds to 0 there."""
     q = dynamic_map(signed)
-    midpoints = (q[:-1] + q[1:]) / np.float32(2)
-    return np.concatenate([q, midpoints, [np.inf] * 3]).astype(np.float32)
+    thresholds = (q[:-1] + q[1:]) / np.float32(2)
+    if not signed:
+        thresholds[0] = 0
+    return np.concatenate([q, thresholds, [np.inf] * 3]).astype(np.float32)
 
 
 #: A float32 y in [-1, 1] falls in bucket ``(bits(y) & 0x7FFFFFFF) >> LUT_SHIFT`` of its sign:
