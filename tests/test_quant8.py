@@ -242,3 +242,22 @@ def test_a_positive_second_moment_never_rounds_to_zero():
     assert list(codes[:4]) == [255, 1, 1, 0]
     m, _ = ref.quantize(np.array([1.0, 1e-12, -1e-12], np.float32), ref.MAPS["signed"])
     assert ref.dynamic_map(True)[m[1]] == 0 == ref.dynamic_map(True)[m[2]]  # nearest: 0
+
+
+@pytest.mark.skipif("cuda" not in available_backends(), reason="no CUDA (or its simulator)")
+@pytest.mark.parametrize("name", ["adam", "sgd"])
+def test_cuda_matches_reference_bit_for_bit(name):
+    from numba import cuda
+
+    p, g1, g2, _ = _data()
+    options = CASES[name]
+    state = quant8.init(name, p, **options)
+    on_device = cuda.to_device(p)
+    device_state = {k: cuda.to_device(v) for k, v in state.items()}
+    assert quant8.init(name, on_device, **options).keys() == state.keys()
+    for t, g in enumerate((g1, g2, g1), start=1):
+        quant8.step(name, p, g, state, step=t, backend="numpy", **options)
+        quant8.step(name, on_device, cuda.to_device(g), device_state, step=t, **options)
+    np.testing.assert_array_equal(on_device.copy_to_host(), p)
+    for key in state:
+        np.testing.assert_array_equal(device_state[key].copy_to_host(), state[key], err_msg=key)
