@@ -261,3 +261,23 @@ def test_cuda_matches_reference_bit_for_bit(name):
     np.testing.assert_array_equal(on_device.copy_to_host(), p)
     for key in state:
         np.testing.assert_array_equal(device_state[key].copy_to_host(), state[key], err_msg=key)
+
+
+@pytest.mark.parametrize("backend", HOST)
+def test_same_traffic_kernel_moves_the_8bit_step_bytes(backend):
+    from fastopt.bench import cases, timing
+
+    n = 1000
+    assert cases.bytes_per_step("adam", {"state_dtype": "int8"}, n, np.float32) == (
+        (3 * 4 + 2 * 2) * n + 2 * 2 * 4 * 4)
+    assert cases.written_arrays("adam", {"state_dtype": "int8"}) == 3
+    kernels = timing.roofline_kernels(backend)
+    param, read = np.ones(n, np.float32), np.full(n, 2, np.float32)
+    codes = [np.full(n, 255, np.uint8), np.zeros(n, np.uint8)]
+    absmax = [np.ones(4, np.float32), np.zeros(4, np.float32)]
+    kernels.same_traffic_quant8(param, read, codes, absmax, 0.5)
+    assert np.all(param == 2) and np.all(codes[0] == 0) and np.all(codes[1] == 1)
+    assert np.all(absmax[0] == 1.5) and np.all(absmax[1] == 0.5)
+    step = cases.make_bound_step("adam", {"state_dtype": "int8"}, backend, n)
+    step()
+    step()

@@ -79,8 +79,8 @@ def _mixed_options(rounding, seed, state_dtype):
     """The checked mixed-precision options of a class (see :class:`Optimizer`)."""
     rounding, seed = mixed.check_options(rounding, seed)
     if state_dtype not in _STATE_DTYPES and state_dtype != "int8":
-        raise ValueError("state_dtype: expected 'float32', 'bfloat16' or 'int8', got "
-                         f"{state_dtype!r}")
+        raise ValueError("state_dtype: expected 'float32' or 'bfloat16' (or 'int8': 8-bit state), "
+                         f"got {state_dtype!r}")
     return dict(rounding=rounding, seed=seed, state_dtype=state_dtype)
 
 
