@@ -281,3 +281,23 @@ def test_same_traffic_kernel_moves_the_8bit_step_bytes(backend):
     step = cases.make_bound_step("adam", {"state_dtype": "int8"}, backend, n)
     step()
     step()
+
+
+def test_arena_segments_are_parameters_of_their_own():
+    rng = np.random.default_rng(0)
+    arena = fastopt.FlatParams([rng.standard_normal((30, 20)).astype(np.float32),
+                                rng.standard_normal(20).astype(np.float32)])
+    grads = arena.zeros_like()
+    grads.data[:] = rng.standard_normal(grads.data.size).astype(np.float32)
+    w0, w1 = arena.data[:600].copy(), arena.data[600:].copy()
+    opt = fastopt.AdamW([{"params": arena.segment(0, 1)},
+                         {"params": arena.segment(1, 2), "weight_decay": 0.0}], lr=1e-2,
+                        state_dtype="int8")
+    s0, s1 = quant8.init("adamw", w0), quant8.init("adamw", w1)
+    for t in (1, 2):
+        opt.step([grads.segment(0, 1), grads.segment(1, 2)])
+        quant8.adamw(w0, grads.data[:600], s0, step=t, lr=1e-2, backend="numpy")
+        quant8.adamw(w1, grads.data[600:], s1, step=t, lr=1e-2, weight_decay=0.0,
+                     backend="numpy")
+    np.testing.assert_array_equal(arena.data, np.concatenate([w0, w1]))
+    np.testing.assert_array_equal(opt.state[1]["exp_avg"], s1["exp_avg"])
