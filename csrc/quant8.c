@@ -58,6 +58,9 @@ static float *decode_block(float *buf, const uint8_t *codes, const float *absmax
     if (codes == NULL)
         return NULL;
     const float a = absmax[block];
+#ifdef _OPENMP
+#pragma omp simd
+#endif
     for (int64_t j = 0; j < len; j++)
         buf[j] = map[codes[lo + j]] * a;
     return buf;

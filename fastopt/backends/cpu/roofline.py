@@ -85,39 +85,37 @@ _UPDATE = {1: _update1, 2: _update2, 3: _update3, 4: _update4}
 
 
 @_compile_serial_and_parallel
-def _quant8_1(r, w, c0, a0, s):
-    """w += s*r; c0 += 1; a0 += s per block: the traffic of an 8-bit step with 1 state array"""
+def _quant8_1(r, w, c0, s):
+    """w += s*r; c0 += 1: the elementwise traffic of an 8-bit step with 1 state array"""
     for i in prange(r.size):
         w[i] = w[i] + s * r[i]
         c0[i] = c0[i] + np.uint8(1)
-    for b in prange(a0.size):
-        a0[b] = a0[b] + s
 
 
 @_compile_serial_and_parallel
-def _quant8_2(r, w, c0, c1, a0, a1, s):
-    """w += s*r; c0, c1 += 1; a0, a1 += s per block: an 8-bit step with 2 state arrays"""
+def _quant8_2(r, w, c0, c1, s):
+    """w += s*r; c0, c1 += 1: the elementwise traffic of an 8-bit step with 2 state arrays"""
     for i in prange(r.size):
         w[i] = w[i] + s * r[i]
         c0[i] = c0[i] + np.uint8(1)
         c1[i] = c1[i] + np.uint8(1)
-    for b in prange(a0.size):
-        a0[b] = a0[b] + s
-        a1[b] = a1[b] + s
 
 
 @_compile_serial_and_parallel
-def _quant8_3(r, w, c0, c1, c2, a0, a1, a2, s):
-    """w += s*r; c0..c2 += 1; a0..a2 += s per block: an 8-bit step with 3 state arrays"""
+def _quant8_3(r, w, c0, c1, c2, s):
+    """w += s*r; c0..c2 += 1: the elementwise traffic of an 8-bit step with 3 state arrays"""
     for i in prange(r.size):
         w[i] = w[i] + s * r[i]
         c0[i] = c0[i] + np.uint8(1)
         c1[i] = c1[i] + np.uint8(1)
         c2[i] = c2[i] + np.uint8(1)
-    for b in prange(a0.size):
-        a0[b] = a0[b] + s
-        a1[b] = a1[b] + s
-        a2[b] = a2[b] + s
+
+
+@_compile_serial_and_parallel
+def _bump(a, s):
+    """a += s: the block maxima's traffic, ceil(n / 256) values per state array"""
+    for b in prange(a.size):
+        a[b] = a[b] + s
 
 
 _QUANT8 = {1: _quant8_1, 2: _quant8_2, 3: _quant8_3}
@@ -165,8 +163,10 @@ def same_traffic_quant8(param, read, codes, absmax, scale):
     """The traffic of an 8-bit step (:mod:`fastopt.backends.numpy.quant8`) with ``len(codes)``
     state arrays (1 to 3): ``param += scale * read``, each of ``codes`` (uint8) += 1, each of
     ``absmax`` (float32, one per block) += scale, in place."""
-    _QUANT8[len(codes)](read.size, _flat(read), _flat(param), *map(_flat, codes), *absmax,
+    _QUANT8[len(codes)](read.size, _flat(read), _flat(param), *map(_flat, codes),
                         np.float32(scale))
+    for a in absmax:
+        _bump(a.size, a, np.float32(scale))
 
 
 def stream_copy(dst, src):
