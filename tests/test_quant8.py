@@ -301,3 +301,12 @@ def test_arena_segments_are_parameters_of_their_own():
                      backend="numpy")
     np.testing.assert_array_equal(arena.data, np.concatenate([w0, w1]))
     np.testing.assert_array_equal(opt.state[1]["exp_avg"], s1["exp_avg"])
+
+
+def test_torch_state_dict_refuses_8bit_state():
+    pytest.importorskip("torch")
+    w = np.zeros(10, np.float32)
+    opt = fastopt.Adam([w], state_dtype="int8")
+    opt.step([np.ones_like(w)])
+    with pytest.raises(ValueError, match="8-bit"):
+        fastopt.to_torch_state_dict(opt)

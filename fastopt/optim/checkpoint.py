@@ -698,8 +698,8 @@ def to_torch_state_dict(source, algorithm=None):
     Raises:
         ImportError: torch is not installed.
         ValueError: unknown algorithm, one that disagrees with ``source``'s, one that
-            ``torch.optim`` lacks (Lion, LAMB), or mixed-precision state (float32 master weights,
-            which torch's optimizers do not keep).
+            ``torch.optim`` lacks (Lion, LAMB), mixed-precision state (float32 master weights,
+            which torch's optimizers do not keep) or 8-bit state.
     """
     import torch
 
@@ -732,6 +732,9 @@ def to_torch_state_dict(source, algorithm=None):
             raise ValueError(f"state[{index}]: holds float32 master weights of a float16/bfloat16 "
                              "parameter (mixed precision), which torch.optim does not keep; "
                              "convert the state of a float32 run instead")
+        if any(key.endswith("_absmax") for key in saved):
+            raise ValueError(f"state[{index}]: holds 8-bit state (codes and block maxima, "
+                             "state_dtype='int8'), which torch.optim does not keep")
         out = {}
         for key, value in saved.items():
             if key == "step":
