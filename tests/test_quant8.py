@@ -310,3 +310,18 @@ def test_torch_state_dict_refuses_8bit_state():
     opt.step([np.ones_like(w)])
     with pytest.raises(ValueError, match="8-bit"):
         fastopt.to_torch_state_dict(opt)
+
+
+@pytest.mark.parametrize("backend", HOST)
+def test_threaded_step_matches_reference(backend):
+    """Above the parallel threshold the blocks are split over the threads: the same bits."""
+    n = 2 * 32768 + 300  # over both backends' parallel threshold (fastopt._core.config)
+    p, g1, g2, _ = _data(n)
+    w = p.copy()
+    state, mine = quant8.init("adam", p), quant8.init("adam", w)
+    for t, g in enumerate((g1, g2), start=1):
+        quant8.adam(p, g, state, step=t, lr=0.01, backend="numpy")
+        quant8.adam(w, g, mine, step=t, lr=0.01, backend=backend)
+    np.testing.assert_array_equal(w, p)
+    for key in state:
+        np.testing.assert_array_equal(mine[key], state[key], err_msg=key)
