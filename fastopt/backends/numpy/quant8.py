@@ -18,9 +18,11 @@ unsigned map's first threshold is :math:`t_0 = 0`, so that a positive second mom
 to 0 (it takes the smallest positive code, :math:`3.25 \cdot 10^{-7} a_b`). A second moment
 below half of that, next to a first moment that is not, would otherwise be decoded as 0 at the
 next step, whose update :math:`m / (\sqrt{v} + \epsilon)` is then :math:`m / \epsilon`: the
-digits MLP diverges with nearest rounding there (one seed in three), and trains with this one. The maximum is taken
-over the magnitudes' bits as integers (exact, and a NaN, above every other value, propagates: a
-NaN state stays visible as a NaN block); ``y`` NaN gives code 0.
+digits MLP diverges with nearest rounding there (one seed in three), and trains with this one.
+(bitsandbytes' compiled CPU quantizer avoids 0 another way: it gives every value below about
+:math:`1.6 \cdot 10^{-5} a_b` one small code, zero included.) The maximum is taken over the
+magnitudes' bits as integers (exact, and a NaN, above every other value, propagates: a NaN state
+stays visible as a NaN block); ``y`` NaN gives code 0.
 
 The maps are the *dynamic tree* quantization of the paper: for signed state (first moments,
 momentum) 7 decades :math:`10^{-6} \ldots 10^{0}`, decade :math:`i` holding :math:`2^i`
