@@ -166,6 +166,8 @@ def record():
     from fastopt.backends._numba.launch import KernelArgs
     from fastopt.backends.cuda import memory as cuda_memory, mixed as cuda_mixed
     from fastopt.backends.cuda import mlp as cuda_mlp, optim as cuda_optim
+    from fastopt.backends.cuda import quant8 as cuda_quant8
+    from fastopt.backends.numpy import quant8
     from fastopt.nn.reference import GELU, IDENTITY, RELU, SIGMOID, TANH
     from fastopt.optim import mixed as fo_mixed
     from fastopt.optim.algorithms import ALGORITHMS
@@ -202,6 +204,21 @@ def record():
                         fo_mixed.launch(cuda_mixed, algorithm, master, grad, states,
                                         _device_array(n, model_dtype), scalars, 1.0, stochastic,
                                         np.uint64(7))
+        for name in quant8.ALGORITHMS:  # 8-bit state: float32 parameters
+            algorithm = ALGORITHMS[name]
+            if algorithm.kernel != name:
+                continue
+            args = KernelArgs(algorithm)
+            for hyper in _modes(algorithm):
+                scalars = _scalars(algorithm, hyper)
+                uses = args.uses(scalars)
+                codes = [_device_array(n if u else 0, np.uint8) for u in uses]
+                absmax = [_device_array(1 if u else 0, np.float32) for u in uses]
+                maps = [_device_array(514, np.float32) for _ in uses]
+                luts = [_device_array(2 * quant8.LUT_SIDE, np.int32) for _ in uses]
+                getattr(cuda_quant8, algorithm.kernel)(
+                    _device_array(n, np.float32), _device_array(n, np.float32), codes, absmax,
+                    maps, luts, *scalars, 1.0)
         for dtype in (np.float32, np.float64, np.float16, np.uint16):
             cuda_optim.max_magnitude_bits(_device_array(n, dtype))
         for dtype in (np.float32, np.float64):
