@@ -48,6 +48,8 @@ is never touched. ``param`` and ``grad`` are float32; the scalars are the float 
 the codes and maxima it stores are this module's, bit for bit.
 """
 
+import functools
+
 import numpy as np
 
 from fastopt._core.config import QUANT8_BLOCK
@@ -127,12 +129,22 @@ def lookup_table(table):
     return out
 
 
-#: The two maps as :func:`map_table` gives them, and their lookup tables, read-only.
-MAPS = {"signed": map_table(True), "unsigned": map_table(False)}
-LUTS = {kind: lookup_table(table) for kind, table in MAPS.items()}
-for _table in (*MAPS.values(), *LUTS.values()):
-    _table.flags.writeable = False
-del _table
+@functools.cache
+def _tables():
+    maps = {"signed": map_table(True), "unsigned": map_table(False)}
+    luts = {kind: lookup_table(table) for kind, table in maps.items()}
+    for table in (*maps.values(), *luts.values()):
+        table.flags.writeable = False
+    return {"MAPS": maps, "LUTS": luts}
+
+
+def __getattr__(name):
+    """``MAPS`` and ``LUTS``: the two maps as :func:`map_table` gives them and their lookup
+    tables, read-only, by kind (``"signed"``, ``"unsigned"``); made on first use, so that
+    importing fastopt does not pay for them."""
+    if name in ("MAPS", "LUTS"):
+        return _tables()[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def blocks(n):
