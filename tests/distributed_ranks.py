@@ -4,6 +4,8 @@ tests/distributed_ranks.py <directory> <checks>``, ``checks`` a comma-separated 
 - ``steps``: sharded AdamW (two groups, a schedule) against the single-process step of the summed
   gradients, bit for bit: plain, clipped, a NaN on the last rank (skipped on every rank), a loss
   scale; then bfloat16 parameters with bfloat16 state; then SGD with momentum in ``sum`` mode;
+- ``tiny``: an arena smaller than one block (ranks holding padding only), stepped, saved and
+  loaded, against the single-process step;
 - ``save``: trains a gradient stream, saves a checkpoint in ``<directory>/ckpt``, continues;
 - ``load``: loads that checkpoint (saved at another world size) and continues the stream;
 - ``fail``: a save that fails on the last rank leaves the previous checkpoint whole, then the last
@@ -126,6 +128,51 @@ def steps_check():
         check(f"sgd step {t}", sharded, reference, info, expected)
 
 
+def tiny_check(directory):
+    """An arena smaller than one block: the ranks past the first hold padding only (no local
+    optimizer) and still take part in every collective, step and checkpoint."""
+    rng = np.random.default_rng(11)
+    values = [rng.standard_normal(s).astype(np.float64) for s in [(3,), (9,)]]
+    params, reference = fastopt.FlatParams(values), fastopt.FlatParams(values)
+    make = [{"params": params.segment(0, 1)}, {"params": params.segment(1, 2), "lr": 0.5}]
+    sharded = fd.ZeroOptimizer(fastopt.Adagrad, make, comm=COMM, reduce="sum", lr=0.1)
+    single = fastopt.Adagrad([{"params": reference.segment(0, 1)},
+                              {"params": reference.segment(1, 2), "lr": 0.5}], lr=0.1)
+    if (sharded.local is None) != (RANK * sharded.block >= 12) or sharded.block != (
+            16 if WORLD == 1 else 8):  # 12 elements in blocks of whole 8-element vectors
+        raise AssertionError(f"rank {RANK}: block {sharded.block}, pieces {sharded.pieces}")
+    path = os.path.join(directory, f"tiny{WORLD}")
+
+    def tiny_step(t, sharded):
+        total = np.zeros(12)
+        for r in range(WORLD):
+            total += rank_grads(t, r, 12)
+        sharded.grads.data[...] = rank_grads(t, RANK, 12)
+        info = sharded.step(max_norm=5.0)
+        expected = single.step([total[:3], total[3:]], max_norm=5.0)
+        check(f"tiny step {t}", sharded, reference, info, expected)
+
+    for t in range(1, 4):
+        tiny_step(t, sharded)
+    fd.save(path, sharded)
+    reloaded = fd.ZeroOptimizer(fastopt.Adagrad, [{"params": fastopt.FlatParams(values)}],
+                                comm=COMM, reduce="sum", lr=0.1)
+    try:
+        fd.load(path, reloaded)
+    except ValueError as exc:
+        if "holds 2 parameter groups, the optimizer has 1" not in str(exc):
+            raise
+    else:
+        raise AssertionError(f"rank {RANK}: a checkpoint of 2 groups loaded into 1")
+    again = fastopt.FlatParams(values)
+    reloaded = fd.ZeroOptimizer(fastopt.Adagrad, [{"params": again.segment(0, 1)},
+                                                 {"params": again.segment(1, 2)}],
+                                comm=COMM, reduce="sum", lr=0.1)
+    fd.load(path, reloaded)
+    for t in range(4, 6):
+        tiny_step(t, reloaded)
+
+
 def stream_grads(t, size, world, rank):
     """The stream's global gradient of step ``t`` split over ``world`` ranks: rank ``rank`` holds
     the elements ``i`` with ``i % world == rank``, so the sum is the same at every world size."""
@@ -215,7 +262,8 @@ def fail_check(directory):
     raise AssertionError(f"rank {RANK}: a step completed although a rank failed")
 
 
-CHECKS = {"steps": steps_check, "save": save_check, "load": load_check, "fail": fail_check}
+CHECKS = {"steps": steps_check, "tiny": tiny_check, "save": save_check, "load": load_check,
+          "fail": fail_check}
 
 if __name__ == "__main__":
     directory, names = sys.argv[1], sys.argv[2].split(",")

@@ -50,7 +50,7 @@ def assert_ran(world, directory, checks):
 @pytest.fixture(scope="module")
 def saved_at_three(tmp_path_factory):
     directory = tmp_path_factory.mktemp("saved_at_three")
-    assert_ran(3, directory, "steps,save")
+    assert_ran(3, directory, "steps,tiny,save")
     return directory
 
 
@@ -60,7 +60,7 @@ def test_three_ranks_step_as_one_process_and_save(saved_at_three):
 
 @pytest.mark.parametrize("world", [1, 2, 4])
 def test_steps_and_checkpoint_of_three_ranks_at(world, saved_at_three):
-    assert_ran(world, saved_at_three, "steps,load")
+    assert_ran(world, saved_at_three, "steps,tiny,load")
 
 
 def test_a_failing_rank_stops_every_rank_and_no_checkpoint_is_half_written(tmp_path):

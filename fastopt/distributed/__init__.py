@@ -17,5 +17,5 @@ from fastopt.distributed.checkpoint import load, save
 from fastopt.distributed.comm import Communicator, MPICommunicator, SingleProcess
 from fastopt.distributed.zero import ZeroOptimizer, block_size
 
-__all__ = ["Communicator", "MPICommunicator", "SingleProcess", "ZeroOptimizer", "block_size", "save",
-           "load"]
+__all__ = ["Communicator", "MPICommunicator", "SingleProcess", "ZeroOptimizer", "block_size",
+           "save", "load"]
