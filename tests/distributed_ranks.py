@@ -11,6 +11,9 @@ tests/distributed_ranks.py <directory> <checks>``, ``checks`` a comma-separated 
 - ``fail``: a save that fails on the last rank leaves the previous checkpoint whole, then the last
   rank raises in a step (``-m mpi4py`` then aborts every rank: the exit status is not 0).
 
+With ``--torch`` after the checks, the collectives run on a ``torch.distributed`` gloo group
+(:class:`fastopt.distributed.TorchCommunicator`) instead of MPI.
+
 Every rank's gradient is integer-valued, so MPI's sums are exact in any order. Prints
 ``rank R: <check> ok`` per check.
 """
@@ -24,7 +27,22 @@ import fastopt
 import fastopt.distributed as fd
 from fastopt import lowp, schedules
 
-COMM = fd.MPICommunicator()
+
+def communicator():
+    """MPI's, or with ``--torch`` a gloo process group's (mpiexec gives the ranks)."""
+    if "--torch" not in sys.argv:
+        return fd.MPICommunicator()
+    import torch.distributed as dist
+    from mpi4py import MPI
+
+    world = MPI.COMM_WORLD
+    store = os.path.join(sys.argv[1], "torch-store")
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=world.rank,
+                            world_size=world.size)
+    return fd.TorchCommunicator()
+
+
+COMM = communicator()
 RANK, WORLD = COMM.rank, COMM.size
 SHAPES = [(211, 197), (197,), (61, 13, 7), (5,)]
 SAVED_AT = 5  # the stream's steps before the checkpoint
@@ -266,10 +284,14 @@ CHECKS = {"steps": steps_check, "tiny": tiny_check, "save": save_check, "load": 
           "fail": fail_check}
 
 if __name__ == "__main__":
-    directory, names = sys.argv[1], sys.argv[2].split(",")
+    directory, names = sys.argv[1], sys.argv[2].split(",")  # then --torch, optionally
     for name in names:
         if name == "steps":
             CHECKS[name]()
         else:
             CHECKS[name](directory)
         print(f"rank {RANK}: {name} ok", flush=True)
+    if "--torch" in sys.argv:
+        import torch.distributed as dist
+
+        dist.destroy_process_group()

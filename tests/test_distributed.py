@@ -1,6 +1,7 @@
 """fastopt.distributed: the sharded optimizer against the single-process step, bit for bit, at 1 to
-4 ranks (``mpiexec -n W python -m mpi4py tests/distributed_ranks.py``), its checkpoints across world
-sizes, failures on one rank; and, in this process, the one-rank world and bad input."""
+4 ranks (``mpiexec -n W python -m mpi4py tests/distributed_ranks.py``), on MPI and on a
+torch.distributed gloo group, its checkpoints across world sizes, failures on one rank; and, in this
+process, the one-rank world and bad input."""
 
 import os
 import shutil
@@ -27,20 +28,20 @@ def _mpiexec():
     return found
 
 
-def launch(world, directory, checks):
+def launch(world, directory, checks, *options):
     """Runs the checks at ``world`` ranks; ``(exit status, output)``."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH",
                                                                                   "")]),
                NUMBA_NUM_THREADS="1", OMP_NUM_THREADS="1")
     command = [_mpiexec(), "-n", str(world), sys.executable, "-m", "mpi4py", str(RANKS_SCRIPT),
-               str(directory), checks]
+               str(directory), checks, *options]
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=TIMEOUT)
     return done.returncode, done.stdout + done.stderr
 
 
-def assert_ran(world, directory, checks):
-    status, output = launch(world, directory, checks)
+def assert_ran(world, directory, checks, *options):
+    status, output = launch(world, directory, checks, *options)
     assert status == 0, output[-4000:]
     for check in checks.split(","):
         for rank in range(world):
@@ -61,6 +62,11 @@ def test_three_ranks_step_as_one_process_and_save(saved_at_three):
 @pytest.mark.parametrize("world", [1, 2, 4])
 def test_steps_and_checkpoint_of_three_ranks_at(world, saved_at_three):
     assert_ran(world, saved_at_three, "steps,tiny,load")
+
+
+def test_two_ranks_on_a_torch_distributed_gloo_group(tmp_path):
+    pytest.importorskip("torch.distributed", reason="torch is not installed")
+    assert_ran(2, tmp_path, "steps,tiny", "--torch")
 
 
 def test_a_failing_rank_stops_every_rank_and_no_checkpoint_is_half_written(tmp_path):

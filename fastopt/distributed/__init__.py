@@ -14,8 +14,9 @@ Run under ``mpiexec -n W python -m mpi4py train.py`` (``pip install fastopt[mpi]
 """
 
 from fastopt.distributed.checkpoint import load, save
-from fastopt.distributed.comm import Communicator, MPICommunicator, SingleProcess
+from fastopt.distributed.comm import (Communicator, MPICommunicator, SingleProcess,
+                                      TorchCommunicator)
 from fastopt.distributed.zero import ZeroOptimizer, block_size
 
-__all__ = ["Communicator", "MPICommunicator", "SingleProcess", "ZeroOptimizer", "block_size",
-           "save", "load"]
+__all__ = ["Communicator", "MPICommunicator", "SingleProcess", "TorchCommunicator",
+           "ZeroOptimizer", "block_size", "save", "load"]

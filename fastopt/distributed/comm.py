@@ -10,10 +10,9 @@ A step uses three collectives on flat host buffers, each without copies:
 
 Setting up and checkpointing also move small Python objects (:meth:`broadcast_object`,
 :meth:`gather_object`). :class:`MPICommunicator` implements them on mpi4py's buffer interface (the
-arrays are handed to MPI as they are); :class:`SingleProcess` is the world of one rank. Another
-engine (a ``torch.distributed`` process group, NCCL on device buffers) plugs in by implementing the
-same five methods: ``reduce_scatter_tensor``, ``all_gather_into_tensor``, ``all_reduce``,
-``broadcast_object_list`` and ``gather_object``.
+arrays are handed to MPI as they are); :class:`TorchCommunicator` on a ``torch.distributed``
+process group (the numpy buffers viewed as tensors, no copies); :class:`SingleProcess` is the world
+of one rank. Another engine plugs in by implementing the same five methods.
 """
 
 import numpy as np
@@ -136,6 +135,67 @@ class MPICommunicator(Communicator):
 
     def __repr__(self):
         return f"MPICommunicator(rank={self.rank}, size={self.size})"
+
+
+class TorchCommunicator(Communicator):
+    """The collectives on a ``torch.distributed`` process group (the default group unless one is
+    given), initialized by the caller (``torch.distributed.init_process_group``): host buffers are
+    viewed as CPU tensors (``torch.from_numpy``, no copies), so the group's backend must take CPU
+    tensors (``gloo``; NCCL would need the arenas on the device)."""
+
+    def __init__(self, group=None):
+        import torch
+        import torch.distributed as dist
+
+        if not dist.is_initialized():
+            raise RuntimeError("TorchCommunicator: call torch.distributed.init_process_group "
+                               "first")
+        self._torch, self._dist, self.group = torch, dist, group
+        self.rank = dist.get_rank(group)
+        self.size = dist.get_world_size(group)
+        self._ops = {"sum": dist.ReduceOp.SUM, "max": dist.ReduceOp.MAX}
+        # The newer names first (the older are deprecated), the older where they are missing.
+        self._reduce_scatter = getattr(dist, "reduce_scatter_single", None) or \
+            dist.reduce_scatter_tensor
+        self._all_gather = getattr(dist, "all_gather_single", None) or dist.all_gather_into_tensor
+
+    def reduce_scatter(self, send, recv):
+        _check_blocks(send, recv, self.size)
+        if np.dtype(send.dtype) not in _SUMMED or send.dtype != recv.dtype:
+            raise TypeError(f"send, recv: expected float32 or float64 arrays of one dtype, got "
+                            f"{send.dtype} and {recv.dtype}")
+        self._reduce_scatter(self._torch.from_numpy(recv), self._torch.from_numpy(send),
+                             group=self.group)
+
+    def all_gather(self, buffer):
+        if buffer.ndim != 1 or not buffer.flags.c_contiguous or buffer.size % self.size:
+            raise ValueError(f"buffer: expected a contiguous 1-d array of a multiple of "
+                             f"{self.size} elements, got shape {buffer.shape}")
+        whole = self._torch.from_numpy(buffer.view(np.uint8))
+        n = whole.numel() // self.size
+        self._all_gather(whole, whole[self.rank * n:(self.rank + 1) * n], group=self.group)
+
+    def all_reduce(self, values, op="sum"):
+        _check_op(op)
+        if values.dtype != np.float64 or not values.flags.c_contiguous:
+            raise TypeError(f"values: expected a contiguous float64 array, got {values.dtype}")
+        self._dist.all_reduce(self._torch.from_numpy(values), op=self._ops[op], group=self.group)
+
+    def broadcast_object(self, obj, root=0):
+        box = [obj]
+        self._dist.broadcast_object_list(box, src=root, group=self.group)
+        return box[0]
+
+    def gather_object(self, obj, root=0):
+        out = [None] * self.size if self.rank == root else None
+        self._dist.gather_object(obj, out, dst=root, group=self.group)
+        return out
+
+    def barrier(self):
+        self._dist.barrier(group=self.group)
+
+    def __repr__(self):
+        return f"TorchCommunicator(rank={self.rank}, size={self.size})"
 
 
 _SUMMED = (np.dtype(np.float32), np.dtype(np.float64))
