@@ -3,7 +3,8 @@ tests/distributed_ranks.py <directory> <checks>``, ``checks`` a comma-separated 
 
 - ``steps``: sharded AdamW (two groups, a schedule) against the single-process step of the summed
   gradients, bit for bit: plain, clipped, a NaN on the last rank (skipped on every rank), a loss
-  scale; then bfloat16 parameters with bfloat16 state; then SGD with momentum in ``sum`` mode;
+  scale; then bfloat16 parameters with bfloat16 state; float16 and bfloat16 parameters rounded
+  stochastically; then SGD with momentum in ``sum`` mode;
 - ``tiny``: an arena smaller than one block (ranks holding padding only), stepped, saved and
   loaded, against the single-process step;
 - ``save``: trains a gradient stream, saves a checkpoint in ``<directory>/ckpt``, continues;
@@ -54,7 +55,8 @@ def arena(dtype=np.float32):
     values = [rng.standard_normal(s).astype(np.float32) for s in SHAPES]
     if dtype == np.uint16:
         values = [lowp.to_bfloat16(v) for v in values]
-    return fastopt.FlatParams(values, dtype)
+    return fastopt.FlatParams([v.astype(dtype) if dtype == np.float16 else v for v in values],
+                              dtype)
 
 
 def groups(params):
@@ -135,6 +137,16 @@ def steps_check():
     for t in range(1, 4):
         info, expected = step_pair(sharded, single, reference, t, max_norm=30.0)
         check(f"bfloat16 step {t}", sharded, reference, info, expected)
+
+    # float16 and bfloat16 parameters rounded stochastically, keyed on the index in the group.
+    for dtype in (np.float16, np.uint16):
+        params, reference = arena(dtype), arena(dtype)
+        sharded = fd.ZeroOptimizer(fastopt.Adam, groups(params), comm=COMM, lr=1e-2,
+                                   rounding="stochastic", seed=5)
+        single = fastopt.Adam(groups(reference), lr=1e-2, rounding="stochastic", seed=5)
+        for t in range(1, 3):
+            info, expected = step_pair(sharded, single, reference, t, max_norm=30.0)
+            check(f"stochastic {np.dtype(dtype)} step {t}", sharded, reference, info, expected)
 
     # SGD with momentum and Nesterov, the summed gradients.
     params, reference = arena(), arena()

@@ -160,7 +160,7 @@ def test_later_save_removes_earlier_data_files(tmp_path):
 
 @pytest.mark.parametrize("options, error, match", [
     (dict(optimizer_class=fastopt.LAMB), NotImplementedError, "trust ratios"),
-    (dict(rounding="stochastic"), NotImplementedError, "rounding"),
+    (dict(rounding="up"), ValueError, "rounding"),
     (dict(reduce="avg"), ValueError, "reduce: expected"),
     (dict(lr=-1.0), ValueError, "lr"),
     (dict(optimizer_class=int), TypeError, "optimizer_class"),

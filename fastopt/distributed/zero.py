@@ -26,11 +26,17 @@ from fastopt.optim.arena import FlatParams
 from fastopt.optim.optimizers import (CLIP_EPS, StepInfo, _LOW_PRECISION, _check_range,
                                       _mixed_options)
 from fastopt.optim._step import check_hyper
+from fastopt._core import lowp
 from fastopt._core.validate import check_number
 
 #: Blocks start at multiples of this many bytes of the parameters and of the gradients.
 VECTOR_BYTES = 64
 REDUCTIONS = ("mean", "sum")
+_ROUNDING_CHUNK = 1 << 16  # elements rounded stochastically at a time (bounds the temporaries)
+
+
+def _is_16_bit(dtype):
+    return np.dtype(dtype) in _LOW_PRECISION
 
 
 def block_size(size, world, itemsize):
@@ -88,8 +94,9 @@ class ZeroOptimizer:
     Every rank must call :meth:`step` with the same hyperparameters and options. The step equals the
     single-process step of the reduced gradients bit for bit whenever the reduction is exact (the
     order in which MPI adds the ranks' gradients, and their sums of squares for the norm, is the
-    MPI library's). Refused: LAMB (its per-tensor trust ratios need per-segment sums across
-    blocks) and stochastic rounding (its random stream is keyed on the index within a block).
+    MPI library's). Stochastic rounding of 16-bit parameters draws element ``i``'s bits from the
+    stream of its index in the whole group, as one process does; it costs a numpy pass over the
+    block. Refused: LAMB (its per-tensor trust ratios need per-segment sums across blocks).
     """
 
     def __init__(self, optimizer_class, params, comm=None, *, reduce="mean", **options):
@@ -102,17 +109,21 @@ class ZeroOptimizer:
                                       "across blocks are not supported by ZeroOptimizer")
         if reduce not in REDUCTIONS:
             raise ValueError(f"reduce: expected one of {REDUCTIONS}, got {reduce!r}")
-        if options.get("rounding", "nearest") != "nearest":
-            raise NotImplementedError("rounding: only 'nearest' is supported by ZeroOptimizer "
-                                      "(stochastic rounding is keyed on the index in a block)")
         self.comm = SingleProcess() if comm is None else comm
         self.algorithm = algorithm
         self.reduce = reduce
         hyper = {k: options.pop(k) for k in list(options) if k in algorithm.defaults}
         self.defaults = check_hyper(algorithm, {**algorithm.defaults, **hyper})
+        #: The seed of stochastic rounding, ``None`` when rounding to nearest.
+        self._stochastic_seed = None
         if algorithm.mixed:
-            _mixed_options(options.get("rounding", "nearest"), options.get("seed", 0),
-                           options.get("state_dtype", "float32"))
+            mixed = _mixed_options(options.get("rounding", "nearest"), options.get("seed", 0),
+                                   options.get("state_dtype", "float32"))
+            if mixed["rounding"] == "stochastic":
+                # The block's kernels round to nearest; the model copy is then rounded again from
+                # the master weights, keyed on the index in the whole parameter (see step).
+                self._stochastic_seed = mixed["seed"]
+                options["rounding"] = "nearest"
         self.skip_nonfinite = bool(options.get("skip_nonfinite", True))
         self.skipped_steps = 0
         self._skipping = False
@@ -230,9 +241,27 @@ class ZeroOptimizer:
             entry = state.setdefault(index, {})
             entry.update(new_state)
             entry["step"] = step
+        if self._stochastic_seed is not None and _is_16_bit(self.params.dtype):
+            self._round_stochastically()
         self.comm.all_gather(self._param_buffer)
         self._count_skip(False)
         return info
+
+    def _round_stochastically(self):
+        """The block's 16-bit model copy rounded stochastically from the master weights, element
+        ``i`` of group ``g`` from ``random32(stream_key(seed, step, g + 1), i)``: the stream of the
+        single-process step, whose parameter ``g`` is the group's segment. A numpy pass."""
+        fmt = "float16" if np.dtype(self.params.dtype) == np.float16 else "bfloat16"
+        bits = self._param_buffer.view(np.uint16)
+        for k, (g, lo, hi) in enumerate(self.pieces):
+            state = self.local.state[k]
+            key = lowp.stream_key(self._stochastic_seed, state["step"], stream=g + 1)
+            first = lo - self.ranges[g][0]
+            master = state["master"]
+            for c in range(0, hi - lo, _ROUNDING_CHUNK):
+                part = master[c:c + _ROUNDING_CHUNK]
+                bits[lo + c:lo + c + part.size] = lowp.round_bits(part, fmt, "stochastic", key,
+                                                                  first + c)
 
     def _decide(self, plan, inv_scale, grad_scale, max_norm, return_norm):
         """``(StepInfo, gradient factor)``, the same on every rank: the global norm and clip
