@@ -164,6 +164,7 @@ def test_later_save_removes_earlier_data_files(tmp_path):
     (dict(reduce="avg"), ValueError, "reduce: expected"),
     (dict(lr=-1.0), ValueError, "lr"),
     (dict(optimizer_class=int), TypeError, "optimizer_class"),
+    (dict(momentum=0.9), TypeError, r"unexpected options \['momentum'\]"),
 ])
 def test_bad_options(options, error, match):
     cls = options.pop("optimizer_class", fastopt.AdamW)
@@ -177,6 +178,9 @@ def test_bad_params_and_grads():
         ZeroOptimizer(fastopt.AdamW, [arena.segment(0, 1)])
     with pytest.raises(ValueError, match="consecutive segments"):
         ZeroOptimizer(fastopt.AdamW, [arena.segment(1, 3), arena.segment(0, 1)])
+    with pytest.raises(ValueError, match=r"params\[1\]: .*eps"):
+        ZeroOptimizer(fastopt.AdamW, [arena.segment(0, 1), {"params": arena.segment(1, 3),
+                                                            "eps": -1.0}])
     with pytest.raises(TypeError, match="expected a FlatParams arena segment"):
         ZeroOptimizer(fastopt.AdamW, [np.zeros(3, np.float32)])
     sharded = ZeroOptimizer(fastopt.AdamW, arena)

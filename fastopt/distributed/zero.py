@@ -16,6 +16,7 @@ The arena is padded to ``W * n`` elements, ``n`` a multiple of 64 bytes' worth o
 block starts on a vector boundary and the collectives see blocks of one size.
 """
 
+import inspect
 import math
 import warnings
 
@@ -113,6 +114,13 @@ class ZeroOptimizer:
         self.algorithm = algorithm
         self.reduce = reduce
         hyper = {k: options.pop(k) for k in list(options) if k in algorithm.defaults}
+        # Checked here, on every rank, not only by the ranks whose block holds parameters.
+        accepted = {p.name for p in inspect.signature(optimizer_class).parameters.values()
+                    if p.kind is p.KEYWORD_ONLY}
+        unknown = sorted(set(options) - accepted)
+        if unknown:
+            raise TypeError(f"{optimizer_class.__name__}: unexpected options {unknown}; it takes "
+                            f"{sorted(accepted | set(algorithm.defaults))}")
         self.defaults = check_hyper(algorithm, {**algorithm.defaults, **hyper})
         #: The seed of stochastic rounding, ``None`` when rounding to nearest.
         self._stochastic_seed = None
@@ -175,7 +183,10 @@ class ZeroOptimizer:
             start = root.offsets[first]
             new = {**self.defaults, **group_hyper,
                    "params": [self.params.segment(first, first + len(segment))]}
-            check_hyper(algorithm, new)
+            try:
+                check_hyper(algorithm, new)
+            except (TypeError, ValueError) as exc:
+                raise type(exc)(f"params[{len(self.param_groups)}]: {exc}") from None
             self.param_groups.append(new)
             self.ranges.append((start, start + segment.size))
         #: ``(group, start, stop)`` of each piece of a group in this rank's block, in group order:
