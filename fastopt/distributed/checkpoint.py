@@ -99,23 +99,21 @@ def save(path, optimizer, extra=None):
         groups = [_ckpt._to_json({k: v for k, v in g.items() if k != "params"},
                                  f"param_groups[{i}]") | {"params": [i]}
                   for i, g in enumerate(optimizer.param_groups)]
-        pieces, group_state = _local_arrays(optimizer)
-        return groups, None if extra is None else _ckpt._to_json(extra, "extra"), pieces, \
-            group_state
+        extra_json = None if extra is None else _ckpt._to_json(extra, "extra")
+        return (groups, extra_json, *_local_arrays(optimizer))
 
     groups, extra_json, pieces, group_state = _together(comm, describe)
-    mine = {entry: (parts[0][2].dtype.str, [(a, b) for a, b, _ in parts])
-            for entry, parts in pieces.items()}
-    gathered = comm.gather_object((mine, group_state))
+    dtypes = {entry: parts[0][2].dtype.str for entry, parts in pieces.items()}
+    gathered = comm.gather_object((dtypes, group_state))
 
     def plan():
         """Rank 0: the arrays' files and dtypes, the groups' steps, the save's id."""
         arrays, steps = {}, {}
-        for described, group_state in gathered:
-            for entry, (dtype, _) in described.items():
+        for described, their_groups in gathered:
+            for entry, dtype in described.items():
                 if arrays.setdefault(entry, dtype) != dtype:
                     raise ValueError(f"{entry}: ranks hold it in different dtypes")
-            for g, info in group_state.items():
+            for g, info in their_groups.items():
                 if steps.setdefault(g, info) != info:
                     raise ValueError(f"group {g}: ranks hold different step counts")
         uid = uuid.uuid4().hex
