@@ -110,10 +110,10 @@ def _entry(parallel_models):
 def gradient_descent(X, T, layout, codes, params, scales, lrs, steps):
     """Runs ``steps`` full-batch GD steps of each model, in place on ``params`` ``(S, P)`` (the
     rows: the models' flat parameter vectors, contiguous); returns the losses ``(S, steps + 1)``
-    (before each step, and after the last, as :meth:`fastopt.MLP.evaluate` gives it). ``X`` ``(n, d)`` and ``T`` ``(n, C)`` of the
-    parameters' dtype; ``layout``, ``codes`` as :func:`fastopt.backends.cpu.mlp.train_epoch`
-    takes them; ``scales`` ``(layers, 2)`` the weights' and biases' gradient scales (the dtype);
-    ``lrs`` ``(S,)``."""
+    (before each step, and after the last, as :meth:`fastopt.MLP.evaluate` gives it). ``X``
+    ``(n, d)`` and ``T`` ``(n, C)`` of the parameters' dtype; ``layout``, ``codes`` as
+    :func:`fastopt.backends.cpu.mlp.train_epoch` takes them; ``scales`` ``(layers, 2)`` the
+    weights' and biases' gradient scales (the dtype); ``lrs`` ``(S,)``."""
     models, size = params.shape
     n = X.shape[0]
     dtype = params.dtype
