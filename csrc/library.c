@@ -55,7 +55,8 @@ int fastopt_abi_version(void)
                                    double bias_correction1, double bias_correction2,              \
                                    double grad_scale);
 
-#define DECLARE_GENERIC(name, states, scalars, modes) DECLARE_VARIANT(generic, name, states, scalars)
+#define DECLARE_GENERIC(name, states, scalars, modes)                                              \
+    DECLARE_VARIANT(generic, name, states, scalars)
 FASTOPT_ELEMENTWISE(DECLARE_GENERIC)
 DECLARE_REDUCTIONS(generic)
 #if FASTOPT_VARIANTS

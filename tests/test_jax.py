@@ -85,6 +85,28 @@ def test_update_follows_the_optax_protocol_in_a_chain_under_jit():
     assert_trees_close(params, expected)
 
 
+def test_a_step_with_non_finite_gradients_is_skipped_and_counted():
+    tx = fj.adamw(1e-2)
+    params = tree()
+    state = tx.init(params)
+    params, state = tx.step(params, gradient(params, 0), state)
+    before = jax.tree.map(np.array, (params, state))
+    grads = gradient(params, 1)
+    grads["layer"][0] = grads["layer"][0].at[2].set(jnp.nan)
+    params, state = tx.step(params, grads, state)
+    for x, y in zip(jax.tree.leaves(before), jax.tree.leaves(jax.tree.map(np.array,
+                                                                           (params, state)))):
+        if x.ndim:                                   # parameters and moments: the same bits
+            assert np.array_equal(x, y)
+    assert int(state.count) == 1 and int(state.skipped) == 1
+    params, state = tx.step(params, gradient(params, 1), state)
+    assert int(state.count) == 2 and int(state.skipped) == 1
+    unchecked = fj.adamw(1e-2, skip_nonfinite=False)
+    _, s = unchecked.step(tree(), jax.tree.map(lambda g: g * jnp.inf, gradient(tree(), 0)),
+                          unchecked.init(tree()))
+    assert int(s.skipped) == 0 and not np.isfinite(np.asarray(s.nu["w"])).all()
+
+
 def test_bad_input_is_refused_before_anything_is_consumed():
     with pytest.raises(ValueError, match="b1"):
         fj.adam(b1=1.0)

@@ -47,9 +47,11 @@ arrays are copied to numpy, stepped by :func:`fastopt.functional.adam`, and copi
 results, no donation. :data:`FFI_ERROR` holds the cause (``None`` when the handler is in use).
 Arrays on other devices (GPU) are not supported by the handler.
 
-**Non-finite gradients** are not checked here, as in optax: an inf or NaN goes into the moments.
-Wrap the transformation in ``optax.apply_if_finite(tx, max_consecutive_errors)`` (through
-``tx.update``) to skip such steps and count them in its state.
+**Non-finite gradients.** A step whose gradients hold an inf or NaN (anywhere in the tree) is
+skipped whole, as fastopt's optimizer classes do: parameters and state keep their values, the
+step count does not advance, and ``state.skipped`` counts it, so that none passes unseen (read it
+when you log). The check is one more read of the gradients in XLA. ``skip_nonfinite=False``
+leaves it out: the inf or NaN then goes into the parameters and moments, as in optax.
 """
 
 import os
@@ -79,11 +81,13 @@ if FFI_ERROR is not None:
 
 
 class AdamState(NamedTuple):
-    """The state of :func:`adam` and :func:`adamw`: the step count (int32) and the moments, one
-    array per parameter leaf (``mu`` is torch's ``exp_avg``, ``nu`` its ``exp_avg_sq``)."""
+    """The state of :func:`adam` and :func:`adamw`: the count of steps taken (int32), the moments,
+    one array per parameter leaf (``mu`` is torch's ``exp_avg``, ``nu`` its ``exp_avg_sq``), and
+    the count of steps skipped for non-finite gradients (int32)."""
     count: Any
     mu: Any
     nu: Any
+    skipped: Any
 
 
 class GradientTransformation(NamedTuple):
@@ -108,6 +112,8 @@ def _adam_leaf_callback(p, g, m, v, scalars, decoupled, count):
 
     def host(p, g, m, v, scalars, count):
         p, m, v = np.array(p), np.array(m), np.array(v)       # writable copies
+        if scalars[7] == 0:                                   # skipped: non-finite gradients
+            return p, m, v
         lr, beta1, beta2, eps, weight_decay = (float(x) for x in scalars[:5])
         step = functional.adamw if decoupled else functional.adam
         step(p, np.asarray(g), m, v, step=int(count), lr=lr, betas=(beta1, beta2), eps=eps,
@@ -135,9 +141,10 @@ def _check_hyperparameters(learning_rate, b1, b2, eps, weight_decay):
 class _AdamUpdate:
     """The update of :func:`adam`/:func:`adamw`: callable as optax's ``update``, and ``step``."""
 
-    def __init__(self, learning_rate, b1, b2, eps, weight_decay, decoupled):
+    def __init__(self, learning_rate, b1, b2, eps, weight_decay, decoupled, skip_nonfinite):
         self.learning_rate, self.b1, self.b2 = learning_rate, b1, b2
         self.eps, self.weight_decay, self.decoupled = eps, weight_decay, decoupled
+        self.skip_nonfinite = skip_nonfinite
         self.step = jax.jit(self._step, donate_argnums=(0, 2))
 
     def __call__(self, updates, state, params=None):
@@ -160,7 +167,10 @@ class _AdamUpdate:
                                  f"parameter's {p.dtype}{list(p.shape)}")
         lr = (self.learning_rate(state.count) if callable(self.learning_rate)
               else self.learning_rate)
-        count = state.count + 1
+        apply = jnp.asarray(True)
+        if self.skip_nonfinite and grad_leaves:
+            apply = jnp.all(jnp.stack([jnp.all(jnp.isfinite(g)) for g in grad_leaves]))
+        count = state.count + apply.astype(jnp.int32)
         mus, nus = tree.flatten_up_to(state.mu), tree.flatten_up_to(state.nu)
         new = []
         for p, g, m, v in zip(leaves, grad_leaves, mus, nus):
@@ -170,39 +180,44 @@ class _AdamUpdate:
             scalars = jnp.stack([rate, b1, b2, jnp.asarray(self.eps, p.dtype),
                                  jnp.asarray(self.weight_decay, p.dtype),
                                  rate / (1 - b1 ** t),           # step_size
-                                 jnp.sqrt(1 - b2 ** t)])         # bias_correction2_sqrt
+                                 jnp.sqrt(1 - b2 ** t),          # bias_correction2_sqrt
+                                 apply.astype(p.dtype)])
             if FFI_ERROR is None:
                 new.append(_adam_leaf_ffi(p, g, m, v, scalars, self.decoupled))
             else:
                 new.append(_adam_leaf_callback(p, g, m, v, scalars, self.decoupled, count))
         params = tree.unflatten([x[0] for x in new])
         state = AdamState(count, tree.unflatten([x[1] for x in new]),
-                          tree.unflatten([x[2] for x in new]))
+                          tree.unflatten([x[2] for x in new]),
+                          state.skipped + (~apply).astype(jnp.int32))
         return params, state
 
 
 def _init(params):
     return AdamState(jnp.zeros([], jnp.int32), jax.tree.map(jnp.zeros_like, params),
-                     jax.tree.map(jnp.zeros_like, params))
+                     jax.tree.map(jnp.zeros_like, params), jnp.zeros([], jnp.int32))
 
 
-def adamw(learning_rate=1e-3, b1=0.9, b2=0.999, eps=1e-8, weight_decay=1e-4):
+def adamw(learning_rate=1e-3, b1=0.9, b2=0.999, eps=1e-8, weight_decay=1e-4, *,
+          skip_nonfinite=True):
     """AdamW (decoupled weight decay) as ``optax.adamw``, run by fastopt's C kernel.
 
     learning_rate  a number, or a schedule: a function of the step count (0 at the first step)
     b1, b2         decay rates of the moments (0.9, 0.999)
     eps            added to the denominator, outside the square root (1e-8)
     weight_decay   decoupled decay rate (optax's default 1e-4; torch's AdamW has 1e-2)
+    skip_nonfinite skip (and count in ``state.skipped``) a step whose gradients are not all
+                   finite (True)
 
     Returns a :class:`GradientTransformation`; see the module's docstring."""
     _check_hyperparameters(learning_rate, b1, b2, eps, weight_decay)
     return GradientTransformation(_init, _AdamUpdate(learning_rate, b1, b2, eps, weight_decay,
-                                                     decoupled=True))
+                                                     True, skip_nonfinite))
 
 
-def adam(learning_rate=1e-3, b1=0.9, b2=0.999, eps=1e-8):
+def adam(learning_rate=1e-3, b1=0.9, b2=0.999, eps=1e-8, *, skip_nonfinite=True):
     """Adam as ``optax.adam`` (no weight decay), run by fastopt's C kernel; the arguments are
     :func:`adamw`'s. Returns a :class:`GradientTransformation`."""
     _check_hyperparameters(learning_rate, b1, b2, eps, 0.0)
-    return GradientTransformation(_init, _AdamUpdate(learning_rate, b1, b2, eps, 0.0,
-                                                     decoupled=False))
+    return GradientTransformation(_init, _AdamUpdate(learning_rate, b1, b2, eps, 0.0, False,
+                                                     skip_nonfinite))

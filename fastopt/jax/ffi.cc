@@ -2,12 +2,13 @@
 // CPU buffers, for fastopt.jax (built and registered by fastopt/jax/_ffi.py).
 //
 // Arguments: param, grad, exp_avg, exp_avg_sq (one dtype, float32 or float64, one element count)
-// and the step's scalars in that dtype: lr, beta1, beta2, eps, weight_decay, step_size
-// (lr / (1 - beta1^t)) and bias_correction2_sqrt (sqrt(1 - beta2^t)), computed by the caller;
-// attributes decoupled (AdamW) and maximize. Results: param, exp_avg, exp_avg_sq, which fastopt.jax
-// aliases to the inputs (input_output_aliases): XLA then passes the input buffers as the outputs
-// and the kernel updates them in place. An output that XLA placed elsewhere gets its input copied
-// first, so the result is right either way.
+// and the step's scalars in that dtype: lr, beta1, beta2, eps, weight_decay, step_size (lr / (1
+// - beta1^t)), bias_correction2_sqrt (sqrt(1 - beta2^t)) and apply (0: the step is skipped, its
+// gradients not being finite; the outputs keep the inputs' values), computed by the caller;
+// attributes decoupled (AdamW) and maximize. Results: param, exp_avg, exp_avg_sq, which
+// fastopt.jax aliases to the inputs (input_output_aliases): XLA then passes the input buffers as
+// the outputs and the kernel updates them in place. An output that XLA placed elsewhere gets its
+// input copied first, so the result is right either way.
 #include <cstdint>
 #include <cstring>
 
@@ -56,6 +57,12 @@ void adam(ffi::AnyBuffer param, ffi::AnyBuffer grad, ffi::AnyBuffer exp_avg,
           ffi::Result<ffi::AnyBuffer> &m, ffi::Result<ffi::AnyBuffer> &v, int decoupled,
           int maximize)
 {
+    if (static_cast<const Real *>(scalars.untyped_data())[7] == 0) {
+        in_place(param, p);
+        in_place(exp_avg, m);
+        in_place(exp_avg_sq, v);
+        return;
+    }
     run_adam<Real>(static_cast<int64_t>(param.element_count()),
                    static_cast<Real *>(in_place(param, p)),
                    static_cast<const Real *>(grad.untyped_data()),
@@ -75,7 +82,7 @@ ffi::Error adam_step(ffi::AnyBuffer param, ffi::AnyBuffer grad, ffi::AnyBuffer e
         if (b->element_type() != type)
             return ffi::Error::InvalidArgument("fastopt adam: arrays of different dtypes");
     if (grad.element_count() != n || exp_avg.element_count() != n
-        || exp_avg_sq.element_count() != n || scalars.element_count() != 7)
+        || exp_avg_sq.element_count() != n || scalars.element_count() != 8)
         return ffi::Error::InvalidArgument("fastopt adam: arrays of different sizes");
     if (type == ffi::DataType::F32)
         adam<float>(param, grad, exp_avg, exp_avg_sq, scalars, p, m, v, decoupled, maximize);
