@@ -95,7 +95,7 @@ class GradientTransformation(NamedTuple):
     init: Callable
     update: Callable
 
-    def step(self, params, grads, state):
+    def step(self, params: Any, grads: Any, state: AdamState) -> tuple[Any, AdamState]:
         """One step in place: ``(params, state)`` after it; ``params`` and ``state`` are donated."""
         return self.update.step(params, grads, state)
 
@@ -198,8 +198,9 @@ def _init(params):
                      jax.tree.map(jnp.zeros_like, params), jnp.zeros([], jnp.int32))
 
 
-def adamw(learning_rate=1e-3, b1=0.9, b2=0.999, eps=1e-8, weight_decay=1e-4, *,
-          skip_nonfinite=True):
+def adamw(learning_rate: float | Callable[[Any], Any] = 1e-3, b1: float = 0.9, b2: float = 0.999,
+          eps: float = 1e-8, weight_decay: float = 1e-4, *,
+          skip_nonfinite: bool = True) -> GradientTransformation:
     """AdamW (decoupled weight decay) as ``optax.adamw``, run by fastopt's C kernel.
 
     learning_rate  a number, or a schedule: a function of the step count (0 at the first step)
@@ -215,7 +216,8 @@ def adamw(learning_rate=1e-3, b1=0.9, b2=0.999, eps=1e-8, weight_decay=1e-4, *,
                                                      True, skip_nonfinite))
 
 
-def adam(learning_rate=1e-3, b1=0.9, b2=0.999, eps=1e-8, *, skip_nonfinite=True):
+def adam(learning_rate: float | Callable[[Any], Any] = 1e-3, b1: float = 0.9, b2: float = 0.999,
+         eps: float = 1e-8, *, skip_nonfinite: bool = True) -> GradientTransformation:
     """Adam as ``optax.adam`` (no weight decay), run by fastopt's C kernel; the arguments are
     :func:`adamw`'s. Returns a :class:`GradientTransformation`."""
     _check_hyperparameters(learning_rate, b1, b2, eps, 0.0)

@@ -26,7 +26,7 @@ def _missing(what, path):
                              "python fastopt/backends/c/build.py in a source tree)")
 
 
-def get_include():
+def get_include() -> str:
     """The directory holding ``fastopt.h`` and the headers it includes: ``-I`` for a C compiler.
 
     Raises ``FileNotFoundError`` (with the build's reason, if it failed) when it is missing."""
@@ -36,7 +36,7 @@ def get_include():
     return path
 
 
-def get_library():
+def get_library() -> str:
     """The path of the shared library ``libfastopt.so``: link it by path (with an rpath to its
     directory, or ``LD_LIBRARY_PATH``), or ``-L`` its directory and ``-lfastopt``.
 
