@@ -482,3 +482,7 @@ int NAME(fastopt_lamb)(int64_t n, REAL *restrict param, const REAL *restrict gra
 /* ---- The steps of the table ----------------------------------------------------------------- */
 
 FASTOPT_ELEMENTWISE(DEFINE_STEPS)
+
+/* ---- The same steps over a list of arrays (optim_list.h) ------------------------------------ */
+
+#include "list_template.h"
