@@ -6,7 +6,7 @@ import pytest
 
 import fastopt
 from fastopt.optim import algorithms as alg
-from conftest import HOST
+from conftest import HOST, requires_cuda
 from cases import LR, OPTIONS, TOLERANCE
 
 LIST_BACKENDS = [b for b in HOST if b in ("cpu", "c")]
@@ -142,3 +142,37 @@ def test_list_nonfinite_and_norm(backend):
     assert len(opts[0]._bound_lists) == 1
     for a, b in zip(*params):
         np.testing.assert_array_equal(a, b)
+
+
+@requires_cuda
+@pytest.mark.parametrize("name", ["sgd", "adam", "rmsprop", "nadam"])
+def test_cuda_list_step_equals_each_array_alone(name):
+    """The CUDA list kernel (under the simulator in CI) against the one-array CUDA steps."""
+    from numba import cuda
+
+    from fastopt._core.dispatch import kernels
+
+    lists, optim = kernels("cuda", "lists"), kernels("cuda")
+    algorithm = alg.ALGORITHMS[name]
+    sizes = [5, 0, 19, 2]
+    options = max(OPTIONS[name], key=lambda o: sum(bool(v) for v in o.values()))
+    hyper = algorithm.check({**algorithm.defaults, "lr": LR[name], **options})
+    uses = tuple(algorithm.uses(hyper))
+    host = [_arrays(sizes, np.float32, seed) for seed in range(2 + len(algorithm.state))]
+    # The first state a positive average of squares, above the others' squares (RMSprop's
+    # centered variance stays positive: the simulator's math.sqrt refuses a negative).
+    host[2:] = [[np.abs(a) + (100.0 if k == 0 else 0.0) for a in arrays]
+                for k, arrays in enumerate(host[2:])]
+    together = [[cuda.to_device(a) for a in arrays] for arrays in host]
+    alone = [[cuda.to_device(a) for a in arrays] for arrays in host]
+    empty = cuda.device_array(0, np.float32)
+    host_state = algorithm.host_at(hyper, 2) if algorithm.host_state else {}
+    scalars = algorithm.scalars(hyper, 2, False, **host_state)
+    lists.bind(algorithm, together[0], together[1], together[2:], uses).run(*scalars, 0.5)
+    launcher = getattr(optim, algorithm.kernel)
+    for k in range(len(sizes)):
+        launcher(alone[0][k], alone[1][k], *[s[k] if u else empty
+                                             for s, u in zip(alone[2:], uses)], *scalars, 0.5)
+    for arrays_a, arrays_b, used in zip(together, alone, (True, True, *uses)):
+        for a, b in zip(arrays_a, arrays_b):
+            np.testing.assert_array_equal(a.copy_to_host(), b.copy_to_host())
