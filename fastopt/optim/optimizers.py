@@ -46,8 +46,8 @@ from fastopt.optim import mixed
 from fastopt._core.dispatch import choose, is_device_array, kernels
 from fastopt.optim._step import (bind_max_abs, bound_launch, check_hyper, launch,
                                  launch_with_norm, magnitude, max_abs as _max_abs)
-from fastopt._core.validate import (CheckMemo, as_device_array, as_host_array, check_arrays,
-                                    check_disjoint, check_number, _address_range)
+from fastopt._core.validate import (CheckMemo, as_device_array, as_host_array, bfloat16_bits,
+                                    check_arrays, check_disjoint, check_number, _address_range)
 from fastopt.optim.arena import FlatParams
 
 #: Added to the norm before dividing, as ``torch.nn.utils.clip_grad_norm_`` does.
@@ -521,7 +521,7 @@ class Optimizer:
         out = []
         for index, *_ in plan:
             for i in [index] if type(index) is int else index:
-                g = np.asarray(_memory.to_host(_buffer(grads[i])))
+                g = bfloat16_bits(np.asarray(_memory.to_host(_buffer(grads[i]))))
                 if g.dtype == np.uint16:
                     g = lowp.from_bits(g, "bfloat16")
                 out.append(g)
@@ -628,6 +628,9 @@ class Optimizer:
                 [type(g) is np.ndarray for g in grads]):
             return None
         indices = range(first, first + len(params))
+        dtype = self._views[first][1].dtype
+        if dtype not in _LIST_DTYPES or any(self._views[i][1].dtype != dtype for i in indices):
+            return None  # 16-bit parameters (master weights) or mixed dtypes
         states = self.state
         dicts = [states.get(i) for i in indices]
         with_state = [d is not None and "step" in d for d in dicts]
@@ -649,9 +652,8 @@ class Optimizer:
                                             False)
             views.append(view)
             checked_grads.append(grad)
-        dtype = views[0].dtype
-        if dtype not in _LIST_DTYPES or any(v.dtype != dtype for v in views):
-            return None
+        if any(v.dtype != dtype for v in views):
+            return None  # a parameter re-pointed at memory of another dtype: raises there
         created = None
         if all(with_state):
             arrays = {name: [d[name] for d in dicts] for name in names}
