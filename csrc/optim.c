@@ -53,17 +53,30 @@ static inline double sum_of_lanes(double *sums)
     return sums[0];
 }
 
+/* ALONE_OR_PARALLEL(pragma, loop): the loop under the parallel pragma when the enclosing
+ * function's n >= FASTOPT_PARALLEL_THRESHOLD, else on the calling thread. Not an if clause: an
+ * OpenMP region run on one thread still costs about half a microsecond, more than checking a
+ * 1,000-element gradient (see FOR_EACH_ELEMENT in loop_template.h). */
 #ifdef _OPENMP
-#define REDUCTION_PARALLEL \
-    _Pragma("omp parallel for schedule(static) if (n >= FASTOPT_PARALLEL_THRESHOLD)")
+#define REDUCTION_PARALLEL _Pragma("omp parallel for schedule(static)")
 #define SIMD _Pragma("omp simd")
-#define MAX_PARALLEL                                                                               \
-    _Pragma("omp parallel for schedule(static) reduction(max : top) \
-             if (n >= FASTOPT_PARALLEL_THRESHOLD)")
+#define MAX_PARALLEL _Pragma("omp parallel for schedule(static) reduction(max : top)")
+#define ALONE_OR_PARALLEL(pragma, ...)                                                             \
+    do {                                                                                           \
+        if (n < FASTOPT_PARALLEL_THRESHOLD) {                                                      \
+            __VA_ARGS__                                                                            \
+        } else {                                                                                   \
+            pragma __VA_ARGS__                                                                     \
+        }                                                                                          \
+    } while (0)
 #else
 #define REDUCTION_PARALLEL
 #define SIMD
 #define MAX_PARALLEL
+#define ALONE_OR_PARALLEL(pragma, ...)                                                             \
+    do {                                                                                           \
+        __VA_ARGS__                                                                                \
+    } while (0)
 #endif
 
 /* FASTOPT_NORM_BLOCK (fastopt/_core/config.py, passed with -D): a fused step updates blocks of
@@ -90,7 +103,7 @@ static inline double sum_of_lanes(double *sums)
             double partial_[FASTOPT_REDUCTION_BATCH];                                              \
             const int64_t count_ = chunks_ - first_ < FASTOPT_REDUCTION_BATCH                      \
                                        ? chunks_ - first_ : FASTOPT_REDUCTION_BATCH;               \
-            REDUCTION_PARALLEL                                                                     \
+            ALONE_OR_PARALLEL(REDUCTION_PARALLEL,                                                  \
             for (int64_t c_ = 0; c_ < count_; c_++) {                                              \
                 const int64_t lo_ = (first_ + c_) * FASTOPT_REDUCTION_CHUNK;                       \
                 const int64_t hi_ = lo_ + FASTOPT_REDUCTION_CHUNK < n                              \
@@ -105,7 +118,7 @@ static inline double sum_of_lanes(double *sums)
                     NAME(add_squares)(grad, a_, b_, sums_);                                        \
                 }                                                                                  \
                 partial_[c_] = sum_of_lanes(sums_);                                                \
-            }                                                                                      \
+            });                                                                                    \
             for (int64_t c_ = 0; c_ < count_; c_++)                                                \
                 total_ += partial_[c_];                                                            \
         }                                                                                          \
@@ -238,7 +251,7 @@ const char *fastopt_build_info(void)
         const int64_t part = n / 4;                                                                \
         const int64_t chunks = (part + FASTOPT_REDUCTION_CHUNK - 1) / FASTOPT_REDUCTION_CHUNK;     \
         UINT top = 0;                                                                              \
-        MAX_PARALLEL                                                                               \
+        ALONE_OR_PARALLEL(MAX_PARALLEL,                                                            \
         for (int64_t c = 0; c < chunks; c++) {                                                     \
             const int64_t lo = c * FASTOPT_REDUCTION_CHUNK;                                        \
             const int64_t hi = lo + FASTOPT_REDUCTION_CHUNK < part ? lo + FASTOPT_REDUCTION_CHUNK  \
@@ -258,7 +271,7 @@ const char *fastopt_build_info(void)
             t2 = t3 > t2 ? t3 : t2;                                                                \
             t0 = t2 > t0 ? t2 : t0;                                                                \
             top = t0 > top ? t0 : top;                                                             \
-        }                                                                                          \
+        });                                                                                        \
         for (int64_t i = 4 * part; i < n; i++) { /* the last n % 4 */                              \
             const UINT x = magnitude_##suffix(bytes, i);                                        \
             top = x > top ? x : top;                                                               \

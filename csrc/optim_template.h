@@ -48,14 +48,14 @@ double NAME(fastopt_sum_of_squares)(int64_t n, const REAL *restrict grad)
         double partial[FASTOPT_REDUCTION_BATCH];
         const int64_t count = chunks - first < FASTOPT_REDUCTION_BATCH ? chunks - first
                                                                       : FASTOPT_REDUCTION_BATCH;
-        REDUCTION_PARALLEL
+        ALONE_OR_PARALLEL(REDUCTION_PARALLEL,
         for (int64_t c = 0; c < count; c++) {
             const int64_t lo = (first + c) * FASTOPT_REDUCTION_CHUNK;
             const int64_t hi = lo + FASTOPT_REDUCTION_CHUNK < n ? lo + FASTOPT_REDUCTION_CHUNK : n;
             double sums[FASTOPT_REDUCTION_LANES] = {0};
             NAME(add_squares)(grad, lo, hi, sums);
             partial[c] = sum_of_lanes(sums);
-        }
+        });
         for (int64_t c = 0; c < count; c++)
             total += partial[c];
     }
@@ -396,15 +396,9 @@ FASTOPT_INLINE void NAME(lamb_update_piece)(int64_t lo, int64_t hi, REAL *restri
  * (in parallel for large n) and every segment s that overlaps it, with [lo, hi) their overlap.
  * Walking the array, c + s grows at every chunk or segment boundary, so each (chunk, segment) piece
  * owns slot c + s of a buffer of chunks + num_segments entries. */
-#ifdef _OPENMP
-#define LAMB_PARALLEL \
-    _Pragma("omp parallel for schedule(static) if (n >= FASTOPT_PARALLEL_THRESHOLD)")
-#else
-#define LAMB_PARALLEL
-#endif
 #define FOR_EACH_PIECE(c, s, lo, hi, body)                                                        \
     do {                                                                                          \
-        LAMB_PARALLEL                                                                             \
+        ALONE_OR_PARALLEL(REDUCTION_PARALLEL,                                                     \
         for (int64_t c = 0; c < chunks; c++) {                                                    \
             const int64_t first = c * FASTOPT_REDUCTION_CHUNK;                                    \
             const int64_t stop = first + FASTOPT_REDUCTION_CHUNK < n                              \
@@ -415,7 +409,7 @@ FASTOPT_INLINE void NAME(lamb_update_piece)(int64_t lo, int64_t hi, REAL *restri
                 const int64_t hi = segment_offsets[s + 1] < stop ? segment_offsets[s + 1] : stop; \
                 body;                                                                             \
             }                                                                                     \
-        }                                                                                         \
+        });                                                                                       \
     } while (0)
 
 int NAME(fastopt_lamb)(int64_t n, REAL *restrict param, const REAL *restrict grad,
@@ -477,7 +471,6 @@ int NAME(fastopt_lamb)(int64_t n, REAL *restrict param, const REAL *restrict gra
 }
 
 #undef FOR_EACH_PIECE
-#undef LAMB_PARALLEL
 
 /* ---- The steps of the table ----------------------------------------------------------------- */
 

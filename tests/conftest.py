@@ -47,7 +47,8 @@ def run_cli(capsys, *argv):
 #: first and the short files fill in behind them, instead of a long file starting last.
 LONGEST_FIRST = ("test_mlp_train.py", "test_backends.py", "test_cpu_launch.py",
                  "test_mlp_backends.py", "test_nonfinite.py", "test_mixed.py",
-                 "test_norm_in_pass.py", "test_ptx.py", "test_capturable.py", "test_threads.py")
+                 "test_norm_in_pass.py", "test_ptx.py", "test_capturable.py", "test_threads.py",
+                 "test_distributed.py")
 
 
 def pytest_collection_modifyitems(config, items):

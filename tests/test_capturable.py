@@ -48,6 +48,7 @@ CASES = [
     ("Adamax", dict(lr=0.01, weight_decay=0.01)),
     ("Adadelta", dict(weight_decay=0.1)),
     ("Lion", dict(lr=0.01, weight_decay=0.1)),
+    ("Rprop", dict(lr=0.01, etas=(0.3, 1.5), step_sizes=(1e-4, 0.05), maximize=True)),
 ]
 
 

@@ -8,11 +8,13 @@ import fastopt
 from fastopt.optim import algorithms as alg
 from conftest import HOST, requires_cuda
 from cases import LR, OPTIONS, TOLERANCE
+from fastopt.optim.optimizers import LIST_MIN_TENSORS
 
 LIST_BACKENDS = [b for b in HOST if b in ("cpu", "c")]
 ELEMENTWISE = [name for name, a in alg.ALGORITHMS.items() if not a.segmented]
-#: Odd sizes (tails of every vector width) and an empty tensor.
-SIZES = [1, 257, 0, 1030, 3]
+#: Odd sizes (tails of every vector width) and an empty tensor: a group long enough to be a list.
+SIZES = [1, 257, 0, 1030, 3, 2, 17, 5, 9]
+assert len(SIZES) >= LIST_MIN_TENSORS
 
 
 def _cases():

@@ -67,11 +67,12 @@ def ml_bfloat16():
     return np.dtype(ml_dtypes.bfloat16)
 
 
-def round_bits(x, fmt, rounding="nearest", key=0):
+def round_bits(x, fmt, rounding="nearest", key=0, first=0):
     """The 16-bit patterns of float32 ``x`` in format ``fmt`` ("float16" or "bfloat16").
 
-    ``rounding="stochastic"`` draws element ``i``'s random bits from ``random32(key, i)``; ``key``
-    is :func:`stream_key` of the run's seed and the step.
+    ``rounding="stochastic"`` draws element ``i``'s random bits from ``random32(key, first + i)``;
+    ``key`` is :func:`stream_key` of the run's seed and the step; ``first`` is the index of ``x``'s
+    first element in the parameter it is part of (a block of it on one rank).
     """
     code = format_code(fmt)
     if rounding not in ROUNDINGS:
@@ -94,7 +95,7 @@ def round_bits(x, fmt, rounding="nearest", key=0):
                 out[nan] = _bf16(u[nan], 0)
             return out
         return _bf16(u, 0x7FFF + ((u >> 16) & 1))
-    rnd = random32(key, np.arange(x.size, dtype=np.int64)).reshape(x.shape)
+    rnd = random32(key, np.arange(first, first + x.size, dtype=np.int64)).reshape(x.shape)
     if code == _bits.FLOAT16:
         return _f16_stochastic(x, u, rnd)
     return _bf16(u, rnd >> 16)

@@ -14,7 +14,7 @@ the peers that are installed. Not imported by the library.
   :mod:`~fastopt.bench.scaling` (threads), :mod:`~fastopt.bench.startup` (import + first
   step), and on request :mod:`~fastopt.bench.dynamics` (the training-dynamics experiments)
   and :mod:`~fastopt.bench.landscape` (batched loss-landscape evaluation against per-point
-  loops);
+  loops) and :mod:`~fastopt.bench.distributed` (the sharded step at 1, 2 and 4 MPI ranks);
 - :mod:`~fastopt.bench.machine`: the machine's facts;
 - :mod:`~fastopt.bench.report`: :func:`run_all`, the :class:`Report` and its text and JSON forms;
 - :mod:`~fastopt.bench.targets`: the planning targets and their reading (``--targets``).

@@ -20,7 +20,7 @@ from fastopt.bench.timing import ROOFLINE_BACKENDS, too_noisy
 
 #: The sections of a run, in order (``fastopt bench --sections``).
 SECTIONS = ("table", "overhead", "many", "check", "threads", "startup", "dynamics",
-            "landscape")
+            "landscape", "distributed")
 #: The sections a run without ``--sections`` runs: those of the optimizer step. The experiments'
 #: sections run on request.
 DEFAULT_SECTIONS = ("table", "overhead", "many", "check", "threads", "startup")
@@ -45,6 +45,7 @@ class Report:
     startup: dict = field(default_factory=dict)
     dynamics: dict = field(default_factory=dict)
     landscape: list = field(default_factory=list)
+    distributed: list = field(default_factory=list)
 
     def as_dict(self):
         """The report as plain data (``fastopt bench --json``), with the ratios of each step."""
@@ -58,7 +59,8 @@ class Report:
                 "overhead": self.overhead, "many_tensors": [r.as_dict() for r in self.many],
                 "safe_default": self.check,
                 "thread_scaling": self.threads, "startup": self.startup,
-                "dynamics": self.dynamics, "landscape": self.landscape}
+                "dynamics": self.dynamics, "landscape": self.landscape,
+                "distributed": self.distributed}
 
 
 def run_all(sizes, dtypes=(np.float32,), backends=None, repeat=10, peers=PEERS,
@@ -114,6 +116,11 @@ def run_all(sizes, dtypes=(np.float32,), backends=None, repeat=10, peers=PEERS,
     if "landscape" in sections:
         say("landscape")
         report.landscape = landscape(backends, repeat=repeat, max_s=max_s, progress=say)
+    if "distributed" in sections:
+        from fastopt.bench.distributed import distributed
+
+        say("distributed")
+        report.distributed = distributed(repeat=repeat)
     report.machine = machine()  # last: the threading layer is known once a parallel step ran
     return report
 
@@ -347,6 +354,10 @@ def format_report(report):
         lines += ["", format_dynamics(report.dynamics)]
     if report.landscape:
         lines += ["", format_landscape(report.landscape)]
+    if report.distributed:
+        from fastopt.bench.distributed import format_distributed
+
+        lines += ["", *format_distributed(report.distributed)]
     return "\n".join(lines)
 
 

@@ -196,11 +196,18 @@ def magnitude(bits, dtype):
     return unpack(pack(bits << shift))[0]
 
 
-def bind_max_abs(module, grad):
-    """``check()``: :func:`max_abs` of ``grad`` in ``module``, with what can be found once (the C
+def bind_magnitude_bits(module, grad):
+    """``bits()``: ``module.max_magnitude_bits(grad)``, with what can be found once (the C
     pointer, the kernel of its size) found now."""
     bind = getattr(module.max_magnitude_bits, "bind", None)
-    bits = bind(grad) if bind is not None else functools.partial(module.max_magnitude_bits, grad)
+    return bind(grad) if bind is not None else functools.partial(module.max_magnitude_bits, grad)
+
+
+def bind_max_abs(module, grad, bits=None):
+    """``check()``: :func:`max_abs` of ``grad`` in ``module``, from ``bits`` (its
+    :func:`bind_magnitude_bits`) or bound now."""
+    if bits is None:
+        bits = bind_magnitude_bits(module, grad)
     pack, unpack, shift = _MAGNITUDE_DECODING[np.dtype(grad.dtype).name]
     return lambda: unpack(pack(bits() << shift))[0]
 

@@ -777,6 +777,8 @@ RPROP = Algorithm(
     class_doc="""
     Rprop (resilient backpropagation), as ``torch.optim.Rprop``; formula:
     :func:`fastopt.functional.rprop`. Meant for full-batch gradients.""",
+    capturable_doc="""
+    Capturable :class:`fastopt.Rprop`; formula: :func:`fastopt.functional.rprop`.""",
 )
 
 

@@ -13,9 +13,10 @@ of launches that never copies anything back to the host:
    ``found_inf`` is set: parameters, state and step counts are left exactly as they were.
 
 Classes: :class:`Adam`, :class:`AdamW`, :class:`SGD`, :class:`Adagrad`, :class:`RMSprop`,
-:class:`Adamax`, :class:`Adadelta`, :class:`Lion`, with the hyperparameters and defaults of the
-fastopt classes of the same names. (NAdam, RAdam and LAMB are not capturable here: their
-step-dependent host state, branch or per-tensor norms would need more device-side work.)
+:class:`Adamax`, :class:`Adadelta`, :class:`Lion`, :class:`Rprop`, with the hyperparameters and
+defaults of the fastopt classes of the same names. (NAdam, RAdam, ASGD and LAMB are not
+capturable here: their step-dependent host state, branch or per-tensor norms would need more
+device-side work.)
 
 **What is captured.** Everything a step reads that can change between steps lives in one small
 float64 device array per optimizer, the *block* (layout: :mod:`fastopt.backends.cuda.capturable`):
@@ -326,13 +327,15 @@ class CapturableOptimizer:
         hyperparameters, which the update kernel rounds to the parameter's dtype."""
         kern = _kernels()
         row = np.zeros(kern.ROW_IN)
-        row[kern.LR], row[kern.WEIGHT_DECAY] = hyper["lr"], hyper["weight_decay"]
+        row[kern.LR], row[kern.WEIGHT_DECAY] = hyper["lr"], hyper.get("weight_decay", 0.0)
         row[kern.BETA1], row[kern.BETA2] = hyper.get("betas", (0.0, 0.0))
         row[kern.EPS] = hyper.get("eps", 0.0)
         row[kern.MOMENTUM] = hyper.get("momentum", 0.0)
         row[kern.DAMPENING] = hyper.get("dampening", 0.0)
         row[kern.ALPHA] = hyper.get("alpha", hyper.get("rho", 0.0))  # RMSprop's, Adadelta's rho
         row[kern.LR_DECAY] = hyper.get("lr_decay", 0.0)
+        row[kern.ETAMINUS], row[kern.ETAPLUS] = hyper.get("etas", (0.0, 0.0))
+        row[kern.STEP_SIZE_MIN], row[kern.STEP_SIZE_MAX] = hyper.get("step_sizes", (0.0, 0.0))
         return row
 
     def _refresh_groups(self, validate_only=True):

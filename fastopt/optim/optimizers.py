@@ -44,8 +44,9 @@ from fastopt.optim import _api, algorithms as alg
 from fastopt._core import memory as _memory, lowp
 from fastopt.optim import mixed
 from fastopt._core.dispatch import choose, is_device_array, kernels
-from fastopt.optim._step import (bind_max_abs, bound_launch, check_hyper, launch,
-                                 launch_with_norm, magnitude, max_abs as _max_abs)
+from fastopt.optim import steady
+from fastopt.optim._step import (bind_magnitude_bits, bind_max_abs, bound_launch, check_hyper,
+                                 launch, launch_with_norm, magnitude, max_abs as _max_abs)
 from fastopt._core.validate import (CheckMemo, as_device_array, as_host_array, bfloat16_bits,
                                     check_arrays, check_disjoint, check_number, _address_range)
 from fastopt.optim.arena import FlatParams
@@ -79,6 +80,9 @@ _STATE_DTYPES = {"float32": np.float32, "bfloat16": np.uint16}
 #: Backends with list steps, and the dtypes they step as lists.
 _LIST_BACKENDS = ("cpu", "c")
 _LIST_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+#: Groups of at least this many tensors are stepped as lists; below, a launch per tensor from the
+#: steady record (steady.py) costs less than the list's identity checks and bookkeeping.
+LIST_MIN_TENSORS = 8
 
 
 def _mixed_options(rounding, seed, state_dtype):
@@ -149,8 +153,8 @@ class _BoundParameter:
     """One parameter's step bound to its arrays: the gradient and state array objects it was
     checked and bound with, and the bound kernel."""
 
-    __slots__ = ("param", "grad", "uses", "states", "arrays", "run", "reduce", "check", "module",
-                 "algorithm")
+    __slots__ = ("param", "grad", "uses", "states", "arrays", "run", "reduce", "bits", "check",
+                 "module", "algorithm")
 
     def __init__(self, param, grad, uses, states, arrays, run, module, algorithm):
         self.param, self.grad, self.uses, self.states = param, grad, uses, states
@@ -158,7 +162,8 @@ class _BoundParameter:
         bind = getattr(module.sum_of_squares, "bind", None)  # a backend's pointer found once
         self.reduce = (bind(arrays[1]) if bind is not None
                        else functools.partial(module.sum_of_squares, arrays[1]))
-        self.check = bind_max_abs(module, arrays[1])
+        self.bits = bind_magnitude_bits(module, arrays[1])
+        self.check = bind_max_abs(module, arrays[1], self.bits)
 
     def run_with(self, scalars, factor, norm_out=None):
         """The bound kernel with ``scalars`` and gradient factor ``factor``; with ``norm_out``,
@@ -299,6 +304,8 @@ class Optimizer:
         self._requested_backend = backend
         self._lock = threading.Lock()
         self._arena_split = None  # (weak reference to an arena of gradients, its segments)
+        self._steady = None  # the record of the last step, when it can run the next (steady.py)
+        self._binds = 0  # kernels bound so far: a step binding none can be recorded
         groups = [params] if _single(params) else list(params)
         if not groups:
             raise ValueError("params: got an empty list of parameters")
@@ -383,6 +390,11 @@ class Optimizer:
         Steps of one optimizer from several threads run one after the other (a lock).
         """
         with self._lock:
+            record = self._steady
+            if record is not None and grad_scale is None and max_norm is None \
+                    and not return_norm and record.run(self, grads, self.skip_nonfinite):
+                self._skipping = False
+                return _NO_INFO
             info = self._step(grads, grad_scale, max_norm, return_norm)
             self._count_skip(info.skipped, stacklevel=4)
             return info
@@ -421,6 +433,7 @@ class Optimizer:
                                  f"{self._narrowest}, the parameters' precision")
         if max_norm is not None:
             max_norm = check_number("max_norm", max_norm, 0.0)
+        given = grads
         if type(grads) is not list:
             if isinstance(grads, FlatParams) and len(self._views) > 1:
                 grads = self._arena_segments(grads)
@@ -431,12 +444,13 @@ class Optimizer:
                              f"in param_groups order), got {len(grads)}")
         plan = []
         index = 0
+        binds = self._binds
         prepare = self._prepare
         fused = (return_norm and grad_scale is None and max_norm is None
                  and not self.skip_nonfinite)
         for g_index, group in enumerate(self.param_groups):
             hyper, uses = self._checked_hyper(g_index, group)
-            if len(group["params"]) > 1:
+            if len(group["params"]) >= LIST_MIN_TENSORS:
                 entry = self._prepare_list(g_index, index, group["params"], grads, hyper, uses)
                 if entry is not None:  # the group in one launch
                     plan.append(entry)
@@ -499,6 +513,8 @@ class Optimizer:
             if new_state:
                 state.update(new_state)
             state["step"] = step
+        if info is _NO_INFO and binds == self._binds and not return_norm:
+            self._steady = steady.plan(self, given, grads)
         return info
 
     def _arena_segments(self, grads):
@@ -796,6 +812,7 @@ class Optimizer:
         step, when they are all numpy arrays: a torch tensor or a device array can be re-pointed
         at other memory under the same object, so their steps are checked every time."""
         self._bound.pop(index, None)
+        self._binds += 1
         if not all(type(a) is np.ndarray for a in arrays) or (
                 type(_buffer(grad)) is not np.ndarray or type(_buffer(param)) is not np.ndarray):
             return None

@@ -18,7 +18,7 @@ Block layout (float64 slots; ``n`` parameters, one row each)::
 
     [0, 4)                          outputs:  NORM, FOUND_INF, CLIP_COEF, FACTOR
     [4, 6)                          inputs:   INV_SCALE, MAX_NORM (< 0: no clipping)
-    [6 + r*ROW_IN, ...)             inputs of row r:  LR .. LR_DECAY
+    [6 + r*ROW_IN, ...)             inputs of row r:  LR .. STEP_SIZE_MAX
     [6 + n*ROW_IN + r*ROW_DEV, ...) device state of row r:  STEP .. BUFFER_READY
 
 The host writes the input slots ``[4, 6 + n*ROW_IN)``, one contiguous range, with an asynchronous
@@ -55,9 +55,10 @@ NORM, FOUND_INF, CLIP_COEF, FACTOR = range(4)
 INV_SCALE, MAX_NORM = 4, 5
 HEADER = 6
 # Row inputs (offsets within a row), written by the host: the group's hyperparameters. ALPHA is
-# RMSprop's alpha or Adadelta's rho.
-LR, BETA1, BETA2, EPS, WEIGHT_DECAY, MOMENTUM, DAMPENING, ALPHA, LR_DECAY = range(9)
-ROW_IN = 9
+# RMSprop's alpha or Adadelta's rho; the last four are Rprop's etas and step_sizes.
+(LR, BETA1, BETA2, EPS, WEIGHT_DECAY, MOMENTUM, DAMPENING, ALPHA, LR_DECAY, ETAMINUS, ETAPLUS,
+ STEP_SIZE_MIN, STEP_SIZE_MAX) = range(13)
+ROW_IN = 13
 # Row device state (offsets within a row), written by finalize. STEP_SIZE is Adam's
 # lr / (1 - beta1^t) and Adamax's clr; CLR is Adagrad's lr / (1 + (t - 1) * lr_decay).
 STEP, STEP_SIZE, BIAS_CORRECTION2_SQRT, CLR, FIRST_STEP, BUFFER_READY = range(6)
@@ -139,7 +140,7 @@ def finalize(partial, ends, block, rows):
 #: Each update kernel's mode flags (its last argument, a tuple), in order: fixed at construction.
 FLAGS = {"adam": ("amsgrad", "maximize"), "sgd": ("nesterov", "maximize"),
          "adagrad": ("maximize",), "rmsprop": ("centered", "maximize"), "adamax": ("maximize",),
-         "adadelta": ("maximize",), "lion": ("maximize",)}
+         "adadelta": ("maximize",), "lion": ("maximize",), "rprop": ("maximize",)}
 
 
 # ---- What each algorithm's update reads from the block: its float kernel arguments between 1 and
@@ -212,10 +213,17 @@ def _lion_inputs(block, src, dst, flags):
             block[src + WEIGHT_DECAY], block[FACTOR]), flags
 
 
+@cuda.jit(device=True)
+def _rprop_inputs(block, src, dst, flags):
+    """Rprop: etaminus, etaplus, step_size_min, step_size_max; maximize"""
+    return (1.0, block[src + ETAMINUS], block[src + ETAPLUS], block[src + STEP_SIZE_MIN],
+            block[src + STEP_SIZE_MAX], block[FACTOR]), flags
+
+
 #: Algorithm name -> its reader above.
 _INPUTS = {"sgd": _sgd_inputs, "adagrad": _adagrad_inputs, "rmsprop": _rmsprop_inputs,
            "adam": _adam_inputs, "adamw": _adamw_inputs, "adamax": _adamax_inputs,
-           "adadelta": _adadelta_inputs, "lion": _lion_inputs}
+           "adadelta": _adadelta_inputs, "lion": _lion_inputs, "rprop": _rprop_inputs}
 
 
 # ---- The update: one template for every algorithm (see fastopt.backends._numba.specialize) -----
@@ -241,7 +249,7 @@ _inputs = _constants = _update_at = None
 @functools.cache
 def update_kernel(name, uses):
     r"""The update kernel of the algorithm ``name`` (one with a capturable class: adam, adamw,
-    sgd, adagrad, rmsprop, adamax, adadelta, lion) for the state arrays ``uses``.
+    sgd, adagrad, rmsprop, adamax, adadelta, lion, rprop) for the state arrays ``uses``.
 
     It takes ``(param, grad, states, block, src, dst, flags)``: flat arrays (``states`` a tuple in
     ``Algorithm.state`` order, an unused one empty), the block, the first input and device-state
