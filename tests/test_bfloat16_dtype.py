@@ -34,8 +34,8 @@ def test_lowp_rounds_with_the_bits_of_the_kernels():
     finite = ~np.isnan(x)
     np.testing.assert_array_equal(x[finite].astype(BF16).view(np.uint16), expected[finite])
     decoded = lowp.from_bits(as_dtype, "bfloat16")
-    np.testing.assert_array_equal(decoded.view(np.uint32), lowp.from_bits(expected,
-                                                                          "bfloat16").view(np.uint32))
+    from_uint16 = lowp.from_bits(expected, "bfloat16")
+    np.testing.assert_array_equal(decoded.view(np.uint32), from_uint16.view(np.uint32))
     np.testing.assert_array_equal(decoded[finite], as_dtype[finite].astype(np.float32))
     with pytest.raises(ValueError, match="dtype: expected numpy.uint16 or ml_dtypes.bfloat16"):
         lowp.to_bfloat16(x, dtype=np.float16)

@@ -3,11 +3,11 @@
 numpy has no bfloat16, and numba's CPU target has no float16, so fastopt passes 16-bit values as
 ``uint16`` bit patterns (a float16 array may also be passed as it is); an array of
 ``ml_dtypes.bfloat16`` (the bfloat16 numpy dtype of JAX and TensorFlow, the ``bfloat16`` extra) is
-taken wherever bfloat16 bits are, as a ``uint16`` view of the same memory. These vectorized functions
-are the reference for the kernels' rounding: round to nearest, ties to even (numpy's own float16
-conversion, and its bfloat16 equivalent), or stochastic rounding driven by a counter-based random
-stream keyed on ``(seed, step, element index)``, so a run is reproducible and restartable bit for
-bit on every backend.
+taken wherever bfloat16 bits are, as a ``uint16`` view of the same memory. These vectorized
+functions are the reference for the kernels' rounding: round to nearest, ties to even (numpy's own
+float16 conversion, and its bfloat16 equivalent), or stochastic rounding driven by a
+counter-based random stream keyed on ``(seed, step, element index)``, so a run is reproducible and
+restartable bit for bit on every backend.
 """
 
 import functools

@@ -25,6 +25,6 @@ from fastopt.bench.peers import PEERS
 from fastopt.bench.report import (DEFAULT_SECTIONS, MANY, SECTIONS, Report, format_main,
                                   format_report, format_table, run_all)
 
-__all__ = ["CONFIGS", "DEFAULT_SECTIONS", "FULL_SIZES", "MANY", "PEERS", "SECTIONS", "Report", "Result",
-           "Unsupported",
+__all__ = ["CONFIGS", "DEFAULT_SECTIONS", "FULL_SIZES", "MANY", "PEERS", "SECTIONS", "Report",
+           "Result", "Unsupported",
            "format_main", "format_report", "format_table", "run_all"]

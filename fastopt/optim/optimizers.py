@@ -2,12 +2,12 @@
 
 ``opt = fastopt.Adam(params, lr=1e-3)`` then ``opt.step(grads)`` updates the parameters in place.
 ``params`` is a :class:`~fastopt.FlatParams` arena, a list of arrays and arenas, or a list of
-parameter-group dicts (``{"params": [...], "lr": ...}``). A group of :data:`LIST_MIN_TENSORS` numpy
-arrays or more (float32 or float64, on ``cpu`` or ``c``) is stepped in place with one launch over a
-table of their addresses (``fastopt.backends.<backend>.lists``, see :meth:`Optimizer._prepare_list`),
-with the bits of a launch per array, which smaller groups and other arrays get; an arena (or an arena
-segment, for groups within one arena) is stepped with one launch over its whole buffer, whatever the
-number of tensors in it.
+parameter-group dicts (``{"params": [...], "lr": ...}``). A group of :data:`LIST_MIN_TENSORS`
+numpy arrays or more (float32 or float64, on ``cpu`` or ``c``) is stepped in place with one launch
+over a table of their addresses (``fastopt.backends.<backend>.lists``, see
+:meth:`Optimizer._prepare_list`), with the bits of a launch per array, which smaller groups and
+other arrays get; an arena (or an arena segment, for groups within one arena) is stepped with one
+launch over its whole buffer, whatever the number of tensors in it.
 
 ``grads`` lists one gradient per parameter (an arena of the same layout for an arena) in
 ``param_groups`` order; ``None`` skips that parameter for this step, as a missing ``.grad`` does in

@@ -9,8 +9,9 @@ lengths and the work items (:func:`fastopt.backends.elements.args.work_items`: c
 tensors hold :data:`PARALLEL_THRESHOLD` elements or more, each item the one-array step's loop with
 the same element (:mod:`fastopt.backends.elements.optim`) and constants, so every element gets the
 same bits whatever the thread count. The reduction's items are the one-array reduction's chunks, so
-:meth:`ListStep.sums_of_squares` gives each tensor's :func:`~fastopt.backends.cpu.optim.sum_of_squares`
-bit for bit; :meth:`ListStep.max_magnitude_bits` is the largest of their
+:meth:`ListStep.sums_of_squares` gives each tensor's
+:func:`~fastopt.backends.cpu.optim.sum_of_squares` bit for bit;
+:meth:`ListStep.max_magnitude_bits` is the largest of their
 :func:`~fastopt.backends.cpu.optim.max_magnitude_bits`.
 
 The kernels reach the arrays through their addresses (:mod:`fastopt.backends._numba.pointers`): a
