@@ -56,4 +56,5 @@ bench: $(VENV)/.test-installed
 
 clean:
 	rm -rf $(VENV) build *.egg-info fastopt/backends/c/_fastopt_c*.so fastopt/backends/c/_fastopt_c.c \
+		fastopt/lib fastopt/include \
 		fastopt/backends/c/BUILD_FAILED.txt

@@ -1,4 +1,6 @@
-"""Builds the C backend (csrc/) as an out-of-line cffi extension, ``fastopt.backends.c._fastopt_c``.
+"""Builds the C backend (csrc/): its objects, compiled once, linked into the shared library
+``fastopt/lib/libfastopt`` (with its headers in ``fastopt/include/``) and into the out-of-line cffi
+extension ``fastopt.backends.c._fastopt_c`` (``fastopt/backends/c/build.py``).
 
 The build is optional: if no C compiler is available, fastopt installs without it. The reason (the
 compiler's last error line, then the exception and the end of the compiler's output) is kept in
@@ -6,7 +8,9 @@ compiler's last error line, then the exception and the end of the compiler's out
 ``fastopt.backend_status()["c"]`` shows its first line; a build that succeeds removes the file.
 """
 
+import importlib.util
 import os
+import shutil
 import sys
 import tempfile
 import warnings
@@ -15,6 +19,16 @@ from setuptools import setup
 from setuptools.command.build_ext import build_ext
 
 FAILURE_FILE = "BUILD_FAILED.txt"
+
+
+def load_builder():
+    """fastopt/backends/c/build.py, loaded by path (fastopt need not be importable here)."""
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fastopt", "backends", "c",
+                        "build.py")
+    spec = importlib.util.spec_from_file_location("_fastopt_c_build", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def failure_record(failure, output):
@@ -42,6 +56,21 @@ class OptionalBuildExt(build_ext):
             paths.add(os.path.join(os.path.abspath(source), FAILURE_FILE))
         return paths
 
+    def _build_library(self, ext):
+        """libfastopt and its headers in the package being built (and in the sources' package for
+        an in-place build); the objects go to the extension too."""
+        extension = self.get_ext_fullpath(ext.name)  # <package>/backends/c/_fastopt_c...
+        package = os.path.dirname(os.path.dirname(os.path.dirname(extension)))
+        objects = load_builder().build_library(package, os.path.join(self.build_temp, "csrc"))
+        ext.extra_objects = [*(ext.extra_objects or []), *objects]
+        if getattr(self, "_in_place", False):
+            source = os.path.abspath(self.get_finalized_command("build_py").get_package_dir(
+                "fastopt"))
+            if os.path.abspath(package) != source:
+                for folder in ("lib", "include"):
+                    shutil.copytree(os.path.join(package, folder), os.path.join(source, folder),
+                                    dirs_exist_ok=True)
+
     def build_extension(self, ext):
         ext.optional = True  # an in-place copy then skips an extension that was not built
         # The compiler writes its errors to file descriptor 2: keep a copy of them.
@@ -50,6 +79,7 @@ class OptionalBuildExt(build_ext):
             saved = os.dup(2)
             os.dup2(log.fileno(), 2)
             try:
+                self._build_library(ext)
                 super().build_extension(ext)
                 failure = None
             except Exception as exc:  # any compiler or linker failure leaves the other backends

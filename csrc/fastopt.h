@@ -42,6 +42,34 @@
 
 #include "optim_table.h"
 
+/* ---- The library ------------------------------------------------------------------------------
+ *
+ * libfastopt (fastopt.get_library(), this header under fastopt.get_include()) exports the
+ * functions of this header and of mixed.h, mlp.h, landscape.h and roofline.h, the same code the
+ * Python package runs. Element counts and offsets are int64_t everywhere. FASTOPT_ABI_VERSION
+ * changes whenever a declared function changes its arguments or meaning; a program checks that
+ * fastopt_abi_version() returns the value it was compiled with. Any options struct added to this
+ * interface will begin with a size_t struct_size member (the caller's sizeof), so that later
+ * members can be added without breaking compiled programs; there is none yet.
+ *
+ * The kernels' vector code is chosen at run time, at the first call: the widest variant the CPU
+ * and operating system support among "generic" (the compiler's baseline, e.g. SSE2 on x86-64),
+ * "avx2" and "avx512" (F, VL, BW, DQ); the variants exist in builds by GCC for x86-64, only
+ * "generic" in others. Every variant gives the same bits.
+ */
+#define FASTOPT_ABI_VERSION 1
+
+/* FASTOPT_ABI_VERSION as this library was built. */
+int fastopt_abi_version(void);
+
+/* The name of the vector variant the kernels run: "generic", "avx2" or "avx512". A static
+ * string; do not free it. */
+const char *fastopt_vector_isa(void);
+
+/* Makes later calls, from any thread, run the variant named (as fastopt_vector_isa names them).
+ * Returns 0, or -1 (changing nothing) when the name is unknown or this CPU cannot run it. */
+int fastopt_set_vector_isa(const char *name);
+
 /* ---- The elementwise steps ------------------------------------------------------------------
  *
  * Each line X(name, states, scalars, modes) of FASTOPT_ELEMENTWISE (optim_table.h) declares

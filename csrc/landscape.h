@@ -3,13 +3,16 @@
  *
  * For point k with coordinates w_k = (1, a_k1, ..., a_km) (weights, K x M, M = m + 1) and each
  * row i of the n rows:
- *   z = sum_q w_kq parts[q][i] + b1[k]          (parts: M x n x h, the first layer's products
- *   hid = act(z)                                 X W_c, X D_1, ... computed by the caller)
+ *   z = sum_q w_kq P_q[i] + b1[k]                (P_q: the first layer's products X W_c, X D_1,
+ *   hid = act(z)                                  ... (n x h), computed by the caller)
  *   o_c = hid . w2t[k][c] + b2[k][c]             (w2t: K x C x h, the output weights transposed)
  * then the row's softmax cross-entropy (loss 0, integer labels) or squared error (loss 1,
  * targets n x C), summed over the rows in double into out_loss[k], and out_wrong[k] = rows whose
  * argmax output (first maximum) is not the label (the target's argmax). activation: 0 identity,
  * 1 relu, 2 tanh, 3 sigmoid, 4 gelu (exact, erf), as mlp.h. Points run on OpenMP threads.
+ *
+ * parts holds the P_q rows-last in blocks of FASTOPT_LANDSCAPE_ROWS (RB) rows: element
+ * [q][b][j][r] = P_q[b RB + r][j], M x ceil(n / RB) x h x RB, the rows past n zero.
  *
  * Returns 0, or -1 if a scratch row could not be allocated (the outputs are then not valid).
  * This file is fed to cffi's cdef: keep the rest plain declarations.

@@ -1,7 +1,8 @@
 /* list_template.h: the steps of optim_list.h, over a list of separate arrays in one call.
  *
- * Included at the end of optim_template.h, so once per precision with its REAL, NAME and element
- * functions. No include guard, on purpose.
+ * Included at the end of optim_template.h, so once per precision (and vector variant) with its
+ * REAL, NAME and element functions; library.c defines the public entry points, which call the
+ * chosen variant. No include guard, on purpose.
  *
  * A list step walks a table of work items built once by the caller: item w is the elements
  * [item_start[w], min(item_start[w] + FASTOPT_REDUCTION_CHUNK, lengths[t])) of tensor
@@ -54,7 +55,7 @@
 /* DEFINE_LIST_STEPS(name, states, scalars, modes): NAME(fastopt_<name>_list), the mask computed
  * once, then one parallel loop over the work items per mask. */
 #define DEFINE_LIST_STEPS(name, states, scalars, modes)                                            \
-    void NAME(fastopt_##name##_list)(FASTOPT_LIST_PARAMS(REAL, states, scalars))                   \
+    VARIANT_API void NAME(fastopt_##name##_list)(FASTOPT_LIST_PARAMS(REAL, states, scalars))       \
     {                                                                                              \
         const unsigned mask = 0 FASTOPT_PP_EACH(MODE_IF, ~, modes);                                \
         switch (mask) {                                                                            \
@@ -64,10 +65,12 @@
 
 FASTOPT_ELEMENTWISE(DEFINE_LIST_STEPS)
 
-void NAME(fastopt_sum_of_squares_list)(int64_t n, int64_t items, const int64_t *item_tensor,
-                                       const int64_t *item_start, const int64_t *lengths,
-                                       int64_t count, const REAL *const *grad_list,
-                                       double *partial, double *out)
+VARIANT_API void NAME(fastopt_sum_of_squares_list)(int64_t n, int64_t items,
+                                                   const int64_t *item_tensor,
+                                                   const int64_t *item_start,
+                                                   const int64_t *lengths, int64_t count,
+                                                   const REAL *const *grad_list, double *partial,
+                                                   double *out)
 {
     /* Each item is one chunk of fastopt_sum_of_squares: its lanes, added pairwise. */
     LIST_PARALLEL
@@ -84,9 +87,11 @@ void NAME(fastopt_sum_of_squares_list)(int64_t n, int64_t items, const int64_t *
         out[item_tensor[w]] += partial[w];
 }
 
-int64_t NAME(fastopt_max_magnitude_bits_list)(int64_t n, int64_t items, const int64_t *item_tensor,
-                                              const int64_t *item_start, const int64_t *lengths,
-                                              const REAL *const *grad_list)
+VARIANT_API int64_t NAME(fastopt_max_magnitude_bits_list)(int64_t n, int64_t items,
+                                                          const int64_t *item_tensor,
+                                                          const int64_t *item_start,
+                                                          const int64_t *lengths,
+                                                          const REAL *const *grad_list)
 {
     /* The bits with the sign cleared, as unsigned integers of REAL's width (the branch on its
      * size is a constant); an integer maximum is exact in any order. */

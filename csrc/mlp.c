@@ -571,7 +571,7 @@ int NAME(fastopt_mlp_train_epoch)(int64_t n_rows, int64_t features, const T *X, 
                                   T *work, int64_t *yb, int optimizer, T *s1, T *s2, T *s3,
                                   int64_t n_scalars, const T *scalars, double max_norm,
                                   int skip_nonfinite, double *losses, double *wrongs,
-                                  double *norms)
+                                  double *norms, double *squares)
 {
     int64_t total = 0;
     for (int64_t l = 0; l < layers; l++)
@@ -623,6 +623,21 @@ int NAME(fastopt_mlp_train_epoch)(int64_t n_rows, int64_t features, const T *X, 
                                              deltas + offset, grads + at[0], grads + at[3],
                                              l > 0 ? deltas + below : NULL, (int)codes[l]))
                 return -1;
+            if (squares) { /* each row's |x_i|^2 + 1 times |B delta_i|^2, averaged */
+                const T *xl = l > 0 ? outs + below : xb, *dl = deltas + offset;
+                double sum = 0;
+                for (int64_t r = 0; r < rows; r++) {
+                    double a = 0, d = 0;
+                    _Pragma("omp simd reduction(+ : a)")
+                    for (int64_t f = 0; f < at[1]; f++)
+                        a += (double)xl[r * at[1] + f] * (double)xl[r * at[1] + f];
+                    _Pragma("omp simd reduction(+ : d)")
+                    for (int64_t f = 0; f < at[2]; f++)
+                        d += (double)dl[r * at[2] + f] * (double)dl[r * at[2] + f];
+                    sum += (a + 1) * d;
+                }
+                squares[step] = (l == layers - 1 ? 0 : squares[step]) + sum * (double)rows;
+            }
             offset = below;
         }
         const double norm = sqrt(NAME(fastopt_sum_squares)(n_params, grads));

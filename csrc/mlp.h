@@ -87,7 +87,9 @@ const char *fastopt_mlp_epoch_optimizers(void);
  * arguments in fastopt.h's order from lr (or its first) to the last before grad_scale, flags as
  * 0 or 1.
  * skip_nonfinite: a step whose gradient norm is not finite updates nothing and ends the call.
- * Writes per step run: losses (mean), wrongs (0-1 error count), norms (before clipping). Returns
+ * Writes per step run: losses (mean), wrongs (0-1 error count), norms (before clipping), and
+ * unless squares is NULL the rows' mean squared per-example gradient norm, sum over the layers
+ * of (1/B) sum_i (|x_i|^2 + 1) |B delta_i|^2 (fastopt/dynamics/noise.py), in double. Returns
  * the number of steps run, or -1 when out of memory. */
 int fastopt_mlp_train_epoch_f32(int64_t n_rows, int64_t features, const float *X, int loss,
                                 const int64_t *labels, const float *targets, const int64_t *order,
@@ -96,7 +98,7 @@ int fastopt_mlp_train_epoch_f32(int64_t n_rows, int64_t features, const float *X
                                 float *grads, float *work, int64_t *yb, int optimizer, float *s1,
                                 float *s2, float *s3, int64_t n_scalars, const float *scalars,
                                 double max_norm, int skip_nonfinite, double *losses,
-                                double *wrongs, double *norms);
+                                double *wrongs, double *norms, double *squares);
 int fastopt_mlp_train_epoch_f64(int64_t n_rows, int64_t features, const double *X, int loss,
                                 const int64_t *labels, const double *targets,
                                 const int64_t *order, int64_t batch_size, int64_t layers,
@@ -105,7 +107,7 @@ int fastopt_mlp_train_epoch_f64(int64_t n_rows, int64_t features, const double *
                                 int optimizer, double *s1, double *s2, double *s3,
                                 int64_t n_scalars, const double *scalars, double max_norm,
                                 int skip_nonfinite, double *losses, double *wrongs,
-                                double *norms);
+                                double *norms, double *squares);
 
 /* Whether matrix products use the AVX2+FMA micro-kernel (1), the portable one (0); setting 1 on a
  * CPU without AVX2+FMA keeps the portable one. Returns the setting in effect. */

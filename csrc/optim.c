@@ -1,4 +1,4 @@
-/* optim.c: the C backend of fastopt; the steps are declared and documented in fastopt.h.
+/* optim.c: the C backend's optimizer kernels; the steps are declared and documented in fastopt.h.
  *
  * The bodies live in optim_template.h, included once for float (_f32) and once for double (_f64);
  * the elementwise steps are made there from the table of optim_table.h (DEFINE_STEPS, below).
@@ -7,6 +7,13 @@
  * vectorizes every loop at -O3 given -fno-math-errno (sqrt becomes one instruction). Keep
  * floating-point contraction off (-ffp-contract=off, the ISO C default) so no FMA changes the
  * rounding.
+ *
+ * The vector code is chosen at run time: this file is compiled once per variant, FASTOPT_VARIANT
+ * naming it (generic, the compiler's baseline, when compiled as it is; optim_avx2.c and
+ * optim_avx512.c set a GCC target and include it), every entry point taking the variant's suffix
+ * (fastopt_adam_f32_avx2) and hidden from the library's exports. dispatch.c defines the public
+ * names, each calling the variant the CPU supports. Without contraction and fast-math, every
+ * variant computes the same bits.
  */
 #include <math.h>
 #include <stdint.h>
@@ -19,6 +26,16 @@
 
 #ifdef _OPENMP
 #include <omp.h>
+#endif
+
+#ifndef FASTOPT_VARIANT
+#define FASTOPT_VARIANT generic
+#endif
+/* The variants' entry points are internal to the library: only dispatch.c calls them. */
+#if defined(__GNUC__)
+#define VARIANT_API __attribute__((visibility("hidden")))
+#else
+#define VARIANT_API
 #endif
 
 /* The element updates must be inlined into their loops for the mode constants to fold away. */
@@ -154,12 +171,14 @@ FASTOPT_ELEMENTWISE(DEFINE_MODES)
             FASTOPT_PP_MASKS(MODE_CASE, FASTOPT_PP_LENGTH(modes), name, states, scalars)           \
         }                                                                                          \
     }                                                                                              \
-    void NAME(fastopt_##name)(FASTOPT_STEP_PARAMS(REAL *restrict, REAL, states, scalars))          \
+    VARIANT_API void NAME(fastopt_##name)(FASTOPT_STEP_PARAMS(REAL *restrict, REAL, states,        \
+                                                              scalars))                            \
     {                                                                                              \
         NAME(name##_step)(FASTOPT_STEP_ARGS(states, scalars), NULL);                               \
     }                                                                                              \
-    void NAME(fastopt_##name##_with_norm)(FASTOPT_STEP_PARAMS(REAL *restrict, REAL, states,        \
-                                                              scalars), double *norm_out)          \
+    VARIANT_API void NAME(fastopt_##name##_with_norm)(FASTOPT_STEP_PARAMS(REAL *restrict, REAL,    \
+                                                                          states, scalars),        \
+                                                      double *norm_out)                            \
     {                                                                                              \
         NAME(name##_step)(FASTOPT_STEP_ARGS(states, scalars), norm_out);                           \
     }
@@ -174,9 +193,10 @@ FASTOPT_ELEMENTWISE(DEFINE_MODES)
                                           grad_scale));                                            \
         break;
 
-#define NAME_(base, suffix) base##_##suffix
-#define NAME_WITH(base, suffix) NAME_(base, suffix)
-#define NAME(base) NAME_WITH(base, SUFFIX)
+/* NAME(base): base_<precision>_<variant> */
+#define NAME_(base, suffix, variant) base##_##suffix##_##variant
+#define NAME_WITH(base, suffix, variant) NAME_(base, suffix, variant)
+#define NAME(base) NAME_WITH(base, SUFFIX, FASTOPT_VARIANT)
 
 #define REAL float
 #define SQRT sqrtf
@@ -198,37 +218,6 @@ FASTOPT_ELEMENTWISE(DEFINE_MODES)
 #undef FABS
 #undef SUFFIX
 
-/* ---- Build information and threads ----------------------------------------------------------- */
-
-#define STRINGIFY_(x) #x
-#define STRINGIFY(x) STRINGIFY_(x)
-
-#if defined(__clang__)
-#define COMPILER "clang " __clang_version__
-#elif defined(__GNUC__)
-#define COMPILER "gcc " __VERSION__
-#else
-#define COMPILER "unknown compiler"
-#endif
-
-#ifdef _OPENMP
-#define OPENMP                                                                                     \
-    "OpenMP " STRINGIFY(_OPENMP) ", parallel from " STRINGIFY(FASTOPT_PARALLEL_THRESHOLD)          \
-    " elements"
-#else
-#define OPENMP "OpenMP off"
-#endif
-
-/* FASTOPT_CFLAGS is defined by fastopt/backends/c/build.py as a string literal. */
-#ifndef FASTOPT_CFLAGS
-#define FASTOPT_CFLAGS "unknown"
-#endif
-
-const char *fastopt_build_info(void)
-{
-    return COMPILER "; " OPENMP "; flags: " FASTOPT_CFLAGS;
-}
-
 /* ---- The non-finite check ------------------------------------------------------------------ */
 
 /* DEFINE_MAX_MAGNITUDE(suffix, UINT, MASK): fastopt_max_magnitude_bits_<suffix>, the largest of
@@ -245,7 +234,8 @@ const char *fastopt_build_info(void)
         return (UINT)(bits & (MASK));                                                              \
     }
 #define DEFINE_MAX_MAGNITUDE(suffix, UINT, MASK)                                                   \
-    int64_t fastopt_max_magnitude_bits_##suffix(int64_t n, const void *grad)                       \
+    VARIANT_API int64_t NAME_WITH(fastopt_max_magnitude_bits, suffix, FASTOPT_VARIANT)(           \
+        int64_t n, const void *grad)                                                               \
     {                                                                                              \
         const unsigned char *bytes = grad;                                                         \
         const int64_t part = n / 4;                                                                \
@@ -286,36 +276,3 @@ DEFINE_MAX_MAGNITUDE(f64, uint64_t, UINT64_C(0x7FFFFFFFFFFFFFFF))
 DEFINE_MAX_MAGNITUDE(u16, uint16_t, UINT16_C(0x7FFF))
 #undef DEFINE_MAX_MAGNITUDE
 #undef DEFINE_MAGNITUDE
-
-/* Every tunable that build.py passes (C_DEFINES of fastopt/_core/config.py), as the compiler saw
- * it; each source checks that its own are defined. */
-#define TUNABLE(name) #name "=" STRINGIFY(name)
-const char *fastopt_build_config(void)
-{
-    return TUNABLE(FASTOPT_PARALLEL_THRESHOLD) " " TUNABLE(FASTOPT_REDUCTION_CHUNK) " "
-           TUNABLE(FASTOPT_REDUCTION_LANES) " " TUNABLE(FASTOPT_REDUCTION_BATCH) " "
-           TUNABLE(FASTOPT_NORM_BLOCK) " "
-           TUNABLE(FASTOPT_MIXED_BLOCK) " " TUNABLE(FASTOPT_MLP_MR) " "
-           TUNABLE(FASTOPT_MLP_PARALLEL_MACS) " " TUNABLE(FASTOPT_MLP_PANEL_IN_PLACE_BYTES) " "
-           TUNABLE(FASTOPT_MLP_PARALLEL_ELEMENTS) " " TUNABLE(FASTOPT_MLP_TASKS_PER_THREAD);
-}
-#undef TUNABLE
-
-int fastopt_max_threads(void)
-{
-#ifdef _OPENMP
-    return omp_get_max_threads();
-#else
-    return 1;
-#endif
-}
-
-void fastopt_set_num_threads(int num_threads)
-{
-#ifdef _OPENMP
-    if (num_threads >= 1)
-        omp_set_num_threads(num_threads);
-#else
-    (void)num_threads;
-#endif
-}

@@ -38,7 +38,7 @@ FASTOPT_INLINE void NAME(add_squares)(const REAL *restrict grad, int64_t lo, int
     }
 }
 
-double NAME(fastopt_sum_of_squares)(int64_t n, const REAL *restrict grad)
+VARIANT_API double NAME(fastopt_sum_of_squares)(int64_t n, const REAL *restrict grad)
 {
     const int64_t chunks = (n + FASTOPT_REDUCTION_CHUNK - 1) / FASTOPT_REDUCTION_CHUNK;
     double total = 0;
@@ -412,11 +412,12 @@ FASTOPT_INLINE void NAME(lamb_update_piece)(int64_t lo, int64_t hi, REAL *restri
         });                                                                                       \
     } while (0)
 
-int NAME(fastopt_lamb)(int64_t n, REAL *restrict param, const REAL *restrict grad,
-                       REAL *restrict exp_avg, REAL *restrict exp_avg_sq, int64_t num_segments,
-                       const int64_t *restrict segment_offsets, REAL lr, REAL beta1, REAL beta2,
-                       REAL eps, REAL weight_decay, int maximize, REAL bias_correction1,
-                       REAL bias_correction2, REAL grad_scale)
+VARIANT_API int NAME(fastopt_lamb)(int64_t n, REAL *restrict param, const REAL *restrict grad,
+                                   REAL *restrict exp_avg, REAL *restrict exp_avg_sq,
+                                   int64_t num_segments, const int64_t *restrict segment_offsets,
+                                   REAL lr, REAL beta1, REAL beta2, REAL eps, REAL weight_decay,
+                                   int maximize, REAL bias_correction1, REAL bias_correction2,
+                                   REAL grad_scale)
 {
     if (n == 0)
         return 0;

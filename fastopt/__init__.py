@@ -11,6 +11,7 @@ import sys
 from fastopt._core import lowp
 from fastopt._core.dispatch import BackendUnavailableError, available_backends, backend_status
 from fastopt._core.threads import get_num_threads, set_num_threads
+from fastopt.backends.c.library import get_include, get_library
 from fastopt.nn import datasets, init
 from fastopt.nn.mlp import MLP
 from fastopt.nn.train import History, train
@@ -31,7 +32,8 @@ __all__ = ["datasets", "functional", "init", "lowp", "mixed", "schedules",
            "FlatParams", "Optimizer", "StepInfo",
            *(c.__name__ for c in _CLASSES.values()),
            "save", "load", "Checkpoint", "to_torch_state_dict", "from_torch_state_dict",
-           "set_num_threads", "get_num_threads", "MLP", "train", "History"]
+           "set_num_threads", "get_num_threads", "MLP", "train", "History",
+           "get_include", "get_library"]
 
 # The optimizer classes, one per algorithm of the table: fastopt.SGD, fastopt.Adam, ...
 globals().update((c.__name__, c) for c in _CLASSES.values())

@@ -107,3 +107,26 @@ def test_train_tracks_noise_from_its_own_steps():
     window = noise.b_simple(history, window=2)
     assert np.isclose(window, np.mean(history.noise["trace_sigma"][-2:])
                       / np.mean(history.noise["grad_sq"][-2:]))
+
+
+@pytest.mark.parametrize("backend", [b for b in HOST if b in ("cpu", "c")])
+@pytest.mark.parametrize("loss", ["cross_entropy", "mse"])
+def test_compiled_epochs_track_noise_as_single_steps(backend, loss):
+    """The epoch kernels' per-step squares give the estimates that steps run one by one give
+    (the last batch of 2 rows included, a batch of 1 skipped: 12 rows in batches of 5, 2)."""
+    X, y = _data(n=12)
+    histories = []
+    for fused in (None, False):
+        model = fastopt.MLP([5, 6, 4, 3], activation="tanh", dtype=np.float64, backend=backend,
+                            seed=0, loss=loss)
+        opt = fastopt.Adam([model.params], lr=0.01, backend=backend)
+        histories.append(fastopt.train(model, opt, X, y, epochs=2, batch_size=5, fused=fused,
+                                       track_noise_every=1, progress=False).noise)
+    compiled, single = histories
+    assert compiled["step"] == single["step"] == [1, 2, 3, 4, 5, 6]
+    for key in ("trace_sigma", "grad_sq"):
+        np.testing.assert_allclose(compiled[key], single[key], rtol=1e-10)
+    model = fastopt.MLP([5, 6, 3], dtype=np.float64, backend=backend, seed=0)
+    history = fastopt.train(model, fastopt.SGD([model.params], lr=0.1, backend=backend), X[:11],
+                            y[:11], epochs=1, batch_size=5, track_noise_every=1, progress=False)
+    assert history.noise["step"] == [1, 2]  # the third batch has one row

@@ -7,6 +7,8 @@ import pytest
 import fastopt
 from fastopt.dynamics import network, wide
 
+from conftest import AVAILABLE
+
 
 def _data(n=5, d=3, C=2, seed=0):
     rng = np.random.default_rng(seed)
@@ -111,3 +113,23 @@ def test_dynamics_wide_command(tmp_path):
     with np.load(tmp_path / "wide.npz") as f:
         assert list(f["widths"]) == [4, 32] and f["losses"].shape == (2, 6)
     assert (tmp_path / "wide.png").exists()
+
+
+@pytest.mark.skipif("cpu" not in AVAILABLE, reason="needs the cpu backend (numba)")
+@pytest.mark.parametrize("depth,parameterization,seeds", [(1, "ntk", (0, 1)),
+                                                           (2, "standard", (0,))])
+def test_compiled_descent_equals_steps_bit_for_bit(depth, parameterization, seeds):
+    """One compiled call for a width's seeds (in parallel; one seed: the parallel layer
+    kernels) gives the losses and parameters of the step-by-step loop on the same kernels."""
+    d = fastopt.datasets.load_digits(dtype=np.float64)
+    X, Y = d.X_train[:21], np.eye(10)[d.y_train[:21]]
+    sizes = [64, *[12] * depth, 10]
+    models = [wide.make_model(sizes, parameterization, "tanh", s, backend="cpu") for s in seeds]
+    copies = [m.copy() for m in models]
+    scales = wide.gradient_scales(models[0], parameterization)
+    lrs = [0.3, 0.2][:len(seeds)]
+    compiled = wide._descend(models, X, Y, scales, lrs, 7)
+    stepwise = wide._descend_stepwise(copies, X, Y, scales, lrs, 7)
+    assert compiled.shape == (len(seeds), 8) and np.array_equal(compiled, stepwise)
+    for a, b in zip(models, copies):
+        assert np.array_equal(a.get_params(), b.get_params())

@@ -129,18 +129,32 @@ def test_plots_write_pngs(rosenbrock_runs, tmp_path):
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_animation_writes_a_gif(rosenbrock_runs, tmp_path):
+    pytest.importorskip("matplotlib")
+    image = pytest.importorskip("PIL.Image")
+    from fastopt.dynamics import plots
+
+    path = plots.zoo_animation(rosenbrock_runs, tmp_path / "paths.gif", frames=5)
+    with image.open(path) as gif:
+        assert gif.format == "GIF" and gif.n_frames == 5
+    with pytest.raises(ValueError, match="frames"):
+        plots.zoo_animation(rosenbrock_runs, tmp_path / "none.gif", frames=0)
+
+
 def test_dynamics_zoo_command(tmp_path, capsys):
     pytest.importorskip("matplotlib")
     from fastopt.cli import main
 
     out = tmp_path / "zoo"
     assert main(["dynamics", "zoo", "--function", "rosenbrock", "--optimizers", "sgd,adam",
-                 "--lrs", "3", "--steps", "20", "--out", str(out)]) == 0
+                 "--lrs", "3", "--steps", "20", "--gif-frames", "3", "--out", str(out)]) == 0
     with np.load(out / "zoo_rosenbrock.npz") as f:
         assert f["paths"].shape == (2, 3, 4, 21, 2) and list(f["optimizers"]) == ["sgd", "adam"]
     assert (out / "zoo_rosenbrock_paths.png").exists()
     assert (out / "zoo_rosenbrock_loss_map.png").exists()
-    for bad in (["--optimizers", "sgd,nope"], ["--lr-range", "1,0.1"], ["--function", "x"]):
+    assert (out / "zoo_rosenbrock_paths.gif").read_bytes()[:4] == b"GIF8"
+    for bad in (["--optimizers", "sgd,nope"], ["--lr-range", "1,0.1"], ["--function", "x"],
+                ["--gif-frames", "-1"]):
         with pytest.raises(SystemExit) as exit:
             main(["dynamics", "zoo", "--out", str(out), *bad])
         assert exit.value.code == 2

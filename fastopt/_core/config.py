@@ -79,6 +79,12 @@ C_MLP_PARALLEL_ELEMENTS = 1 << 15
 #: A parallel product hands out at least this many tasks per thread: more balance the threads
 #: better (a preempted thread costs less), fewer re-read fewer panels.
 C_MLP_TASKS_PER_THREAD = 4
+#: The landscape kernel's tile: rows of a block (the hidden layer is laid out rows-last, one
+#: vector of rows per hidden unit) by classes (vector accumulators per row vector, the output
+#: weights broadcast). 16 x 4 holds 64 accumulators, 8 to 16 vector registers; the classes are
+#: padded with zero weights to a multiple of the class block.
+C_LANDSCAPE_ROWS = 16
+C_LANDSCAPE_CLASSES = 4
 
 #: The C tunables by the macro names the sources read (``-D NAME=value``).
 C_DEFINES = {
@@ -93,6 +99,8 @@ C_DEFINES = {
     "FASTOPT_MLP_PANEL_IN_PLACE_BYTES": C_MLP_PANEL_IN_PLACE_BYTES,
     "FASTOPT_MLP_PARALLEL_ELEMENTS": C_MLP_PARALLEL_ELEMENTS,
     "FASTOPT_MLP_TASKS_PER_THREAD": C_MLP_TASKS_PER_THREAD,
+    "FASTOPT_LANDSCAPE_ROWS": C_LANDSCAPE_ROWS,
+    "FASTOPT_LANDSCAPE_CLASSES": C_LANDSCAPE_CLASSES,
 }
 
 # ---- cuda (on a GPU) ----------------------------------------------------------------------------

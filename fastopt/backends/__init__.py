@@ -89,7 +89,9 @@ The landscape family (``cpu.landscape``, ``c.landscape``; the other backends run
 :mod:`fastopt.landscape`'s general path on their ``mlp`` kernels) has one kernel,
 ``affine_two_layer(parts, weights, b1, w2t, b2, labels, targets, activation, loss, out_loss,
 out_wrong)``: a one-hidden-layer MLP's summed loss and wrong rows at many parameter points
-(contract in ``csrc/landscape.h``); ``cpu.landscape`` also has ``scaled_losses``.
+(contract in ``csrc/landscape.h``, whose ``parts`` ``c.landscape`` lays out in blocks of rows);
+``cpu.landscape`` also has ``scaled_losses``. ``cpu.fullbatch.gradient_descent`` runs the
+full-batch GD steps of several MLPs of one architecture in one call (:func:`fastopt.wide.sweep`).
 """
 
 try:  # kernels' disk cache keyed on all of this package's kernel sources (see _numba.cache)

@@ -10,7 +10,12 @@ usually run.
   the Jacobians' products), with the Jacobian's size as the recipe's memory;
 - lanczos: the Hessian-vector products that :func:`fastopt.curvature.lanczos` needs for the top
   eigenvalue of a 784-128-10 MLP on 2,000 examples to 1e-3 relative residual, against power
-  iteration to the same residual (at most 200 products).
+  iteration to the same residual (at most 200 products);
+- noise: the cost of ``fastopt.train(..., track_noise_every=k)`` on the digits MLP (64-64-10,
+  Adam, batch 32) for k = 1 and 10 over the same training without it, the estimates computed
+  inside the compiled epoch, and beside it the step-by-step loop that records them from each
+  step's buffers (``fused=False``), on each host backend with a compiled epoch; the epochs of
+  the four configurations interleaved, medians.
 
 ``small=True`` runs every case at toy sizes (to check the section runs).
 """
@@ -22,9 +27,9 @@ import numpy as np
 from fastopt.dynamics.zoo import DEFAULT_OPTIMIZERS
 
 FULL = dict(zoo=(11, 50, 10, 1000), zoo_torch=(3, 2, 2), entk=((784, 1024, 10), 64),
-            lanczos=((784, 128, 10), 2000))
+            lanczos=((784, 128, 10), 2000), noise=(None, 15))
 SMALL = dict(zoo=(3, 4, 2, 50), zoo_torch=(2, 1, 1), entk=((20, 32, 3), 8),
-             lanczos=((20, 16, 3), 100))
+             lanczos=((20, 16, 3), 100), noise=(200, 2))
 
 #: fastopt zoo preset -> (torch.optim class name, keyword arguments)
 _TORCH = {"sgd": ("SGD", {}), "momentum": ("SGD", {"momentum": 0.9}),
@@ -132,6 +137,38 @@ def lanczos_case(sizes, n, tol=1e-3):
             "power_products": power.products, "power_value": power.value}
 
 
+#: The noise case's configurations: name -> keyword arguments of fastopt.train.
+NOISE_RUNS = {"none": {}, "every 1": {"track_noise_every": 1},
+              "every 10": {"track_noise_every": 10},
+              "every 1, step by step": {"track_noise_every": 1, "fused": False}}
+
+
+def noise_case(rows, repeat):
+    """Per host backend with a compiled epoch: the median seconds of one epoch of each of
+    :data:`NOISE_RUNS` (digits MLP, Adam, batch 32; ``rows`` training rows, all by default)."""
+    import fastopt
+    from fastopt.nn.datasets import load_digits
+
+    data = load_digits()
+    X, y = data.X_train[:rows], data.y_train[:rows]
+    out = {}
+    for backend in ("cpu", "c"):
+        if backend not in fastopt.available_backends():
+            continue
+        times = {name: [] for name in NOISE_RUNS}
+        for round_ in range(repeat + 1):  # the first round compiles and warms up
+            for name, options in NOISE_RUNS.items():
+                model = fastopt.MLP([64, 64, 10], seed=0, backend=backend)
+                opt = fastopt.Adam([model.params], lr=1e-3, backend=backend)
+                seconds, _ = _timed(lambda: fastopt.train(model, opt, X, y, epochs=1,
+                                                          batch_size=32, progress=False,
+                                                          **options))
+                if round_:
+                    times[name].append(seconds)
+        out[backend] = {name: float(np.median(t)) for name, t in times.items()}
+    return {"rows": len(y), "backends": out}
+
+
 def dynamics(small=False, progress=None):
     """The three cases at :data:`FULL` (or :data:`SMALL`) sizes, as a dict by case."""
     sizes = SMALL if small else FULL
@@ -142,6 +179,8 @@ def dynamics(small=False, progress=None):
     out["entk"] = entk_case(*sizes["entk"])
     say("dynamics: Lanczos")
     out["lanczos"] = lanczos_case(*sizes["lanczos"])
+    say("dynamics: noise tracking")
+    out["noise"] = noise_case(*sizes["noise"])
     return out
 
 
@@ -164,4 +203,11 @@ def format_dynamics(d):
              f"{l['value']:.4g}, residual {l['residual']:.1e} in {l['lanczos_products']} "
              f"Hessian-vector products ({l['seconds']:.2f} s); power iteration "
              f"{l['power_products']} products"]
+    noise = d.get("noise", {"backends": {}})
+    for backend, t in noise["backends"].items():
+        base = t["none"]
+        costs = ", ".join(f"{name} {100 * (t[name] / base - 1):+.0f}%" for name in NOISE_RUNS
+                          if name != "none")
+        lines.append(f"  noise tracking, digits 64-64-10 ({noise['rows']:,} rows, Adam, batch "
+                     f"32), {backend}: epoch {base * 1e3:.1f} ms; {costs}")
     return "\n".join(lines)

@@ -25,6 +25,7 @@ def add_cli_arguments(parser, types):
     from fastopt.dynamics.zoo import DEFAULT_OPTIMIZERS, OPTIMIZERS
 
     positive_int, positive_float = types["positive_int"], types["positive_float"]
+    frames = lambda text: 0 if text.strip() == "0" else positive_int(text)  # noqa: E731
     parser.add_argument("experiment", choices=EXPERIMENTS,
                         help="zoo: optimizers on a 2-D test function; wide: width sweep and "
                              "the NTK; sharpness: the Hessian's top eigenvalue against 2/lr "
@@ -36,6 +37,8 @@ def add_cli_arguments(parser, types):
                         help="optimizer steps (default: zoo 500, wide 200, sharpness 1500)")
     z = parser.add_argument_group("zoo")
     z.add_argument("--function", choices=NAMES, default="rosenbrock")
+    z.add_argument("--gif-frames", type=frames, default=40, metavar="N",
+                   help="frames of the animated trajectories (ZOO_paths.gif; 0: none)")
     z.add_argument("--optimizers", default=",".join(DEFAULT_OPTIMIZERS), metavar="LIST",
                    help="comma-separated, from " + ",".join(OPTIMIZERS))
     z.add_argument("--lrs", type=positive_int, default=20,
@@ -109,6 +112,8 @@ def _zoo(args, parser):
     plots.zoo_trajectories(result, path=base + "_paths.png")
     plots.zoo_loss_map(result, path=base + "_loss_map.png")
     written = [base + ".npz", base + "_paths.png", base + "_loss_map.png"]
+    if args.gif_frames:
+        written.append(plots.zoo_animation(result, base + "_paths.gif", frames=args.gif_frames))
     if result.function.minimum is not None:
         plots.zoo_loss_map(result, base + "_steps_to_1e-4.png", tolerance=1e-4)
         written.append(base + "_steps_to_1e-4.png")

@@ -108,6 +108,21 @@ def record_training_step(model, X, grad_norm, into, step):
     into["grad_sq"].append(float(grad_sq))
 
 
+def record_steps(squares, norms, sizes, first_step, every, into):
+    """Appends to ``into`` (``history.noise``) the estimates of each ``every``-th of the steps
+    ``first_step + 1, ...`` of a compiled epoch, from their rows' mean squared gradient norms
+    ``squares``, gradient norms ``norms`` and batch sizes ``sizes`` (the epoch kernel's outputs;
+    :func:`record_training_step` takes the same from one step). Batches of one row are skipped."""
+    steps = first_step + 1 + np.arange(len(squares))
+    sizes = np.asarray(sizes)
+    keep = (steps % every == 0) & (sizes >= 2)
+    trace, grad_sq = unbiased_estimates(np.asarray(squares)[keep],
+                                        np.asarray(norms)[keep] ** 2, sizes[keep])
+    into["step"].extend(steps[keep].tolist())
+    into["trace_sigma"].extend(trace.tolist())
+    into["grad_sq"].extend(grad_sq.tolist())
+
+
 def b_simple(history, window=None):
     """The noise scale from ``history.noise``: the mean ``trace_sigma`` over the mean
     ``grad_sq`` of the last ``window`` records (all by default)."""

@@ -34,11 +34,9 @@ def best_lr_indices(result):
     return np.argmin(np.where(np.isnan(final), np.inf, final), axis=1)
 
 
-def zoo_trajectories(result, lr_index=None, path=None, levels=30):
-    """The runs of a :class:`fastopt.dynamics.zoo.ZooResult` over the test function's contours
-    (log-spaced levels), one color per optimizer, minima as stars; at the learning rate of index
-    ``lr_index``, or each optimizer at its best (:func:`best_lr_indices`) when ``None``."""
-    plt = pyplot()
+def _zoo_axes(plt, result, lr_index, levels):
+    """The figure of :func:`zoo_trajectories` without the paths: ``(fig, ax, colors, chosen)``,
+    ``chosen`` each optimizer's learning-rate index."""
     s = result.function
     X, Y, F = s.grid(200)
     fig, ax = plt.subplots(figsize=(7, 6))
@@ -49,11 +47,6 @@ def zoo_trajectories(result, lr_index=None, path=None, levels=30):
     colors = plt.get_cmap("tab20" if len(result.optimizers) > 10 else "tab10")
     chosen = best_lr_indices(result) if lr_index is None else \
         np.full(len(result.optimizers), lr_index)
-    for o, label in enumerate(result.optimizers):
-        for j in range(result.starts.shape[0]):
-            p = result.paths[o, chosen[o], j]
-            ax.plot(p[:, 0], p[:, 1], color=colors(o), lw=1.2,
-                    label=f"{label} (lr {result.lrs[chosen[o]]:.2g})" if j == 0 else None)
     ax.plot(result.starts[:, 0], result.starts[:, 1], "ko", ms=4)
     if len(s.minima):
         ax.plot(s.minima[:, 0], s.minima[:, 1], "r*", ms=12)
@@ -61,8 +54,67 @@ def zoo_trajectories(result, lr_index=None, path=None, levels=30):
     ax.set(xlim=(x0, x1), ylim=(y0, y1), xlabel="x", ylabel="y",
            title=f"{s.name}, {result.steps} steps" + (
                "" if lr_index is None else f", lr = {result.lrs[lr_index]:g}"))
+    return fig, ax, colors, chosen
+
+
+def zoo_trajectories(result, lr_index=None, path=None, levels=30):
+    """The runs of a :class:`fastopt.dynamics.zoo.ZooResult` over the test function's contours
+    (log-spaced levels), one color per optimizer, minima as stars; at the learning rate of index
+    ``lr_index``, or each optimizer at its best (:func:`best_lr_indices`) when ``None``."""
+    plt = pyplot()
+    fig, ax, colors, chosen = _zoo_axes(plt, result, lr_index, levels)
+    for o, label in enumerate(result.optimizers):
+        for j in range(result.starts.shape[0]):
+            p = result.paths[o, chosen[o], j]
+            ax.plot(p[:, 0], p[:, 1], color=colors(o), lw=1.2,
+                    label=f"{label} (lr {result.lrs[chosen[o]]:.2g})" if j == 0 else None)
     ax.legend(fontsize=8, loc="best")
     return _finish(plt, fig, path)
+
+
+def zoo_animation(result, path, lr_index=None, frames=40, fps=12, levels=30):
+    """:func:`zoo_trajectories` as an animated GIF at ``path``: frame ``k`` draws the runs up to
+    its step (``frames`` frames spread over the steps, the last at the end), each run's current
+    point as a dot. The contours are drawn once and each frame only adds the paths (blitting on
+    the Agg canvas); Pillow writes the GIF (the ``plot`` extra). Returns ``path``."""
+    plt = pyplot()
+    try:
+        from PIL import Image
+    except ImportError as error:
+        raise ImportError("an animated GIF needs Pillow: pip install fastopt[plot]") from error
+
+    frames = int(frames)
+    if frames < 1:
+        raise ValueError(f"frames: expected an integer >= 1, got {frames}")
+    fig, ax, colors, chosen = _zoo_axes(plt, result, lr_index, levels)
+    fig.set_dpi(80)
+    runs = []  # (path, line, head) per run
+    for o, label in enumerate(result.optimizers):
+        for j in range(result.starts.shape[0]):
+            line, = ax.plot([], [], color=colors(o), lw=1.2, animated=True,
+                            label=f"{label} (lr {result.lrs[chosen[o]]:.2g})" if j == 0 else None)
+            head, = ax.plot([], [], "o", color=colors(o), ms=4, animated=True)
+            runs.append((result.paths[o, chosen[o], j], line, head))
+    legend = ax.legend(fontsize=8, loc="best")
+    legend.set_animated(True)
+    fig.tight_layout()
+    canvas = fig.canvas
+    canvas.draw()  # the animated artists are left out: this is the background
+    background = canvas.copy_from_bbox(fig.bbox)
+    images = []
+    for end in np.unique(np.linspace(0, result.steps, frames).round().astype(int)):
+        canvas.restore_region(background)
+        for p, line, head in runs:
+            line.set_data(p[:end + 1, 0], p[:end + 1, 1])
+            head.set_data(p[end:end + 1, 0], p[end:end + 1, 1])
+            ax.draw_artist(line)
+            ax.draw_artist(head)
+        ax.draw_artist(legend)
+        images.append(Image.fromarray(np.asarray(canvas.buffer_rgba())[..., :3].copy()))
+    plt.close(fig)
+    images[0].save(path, save_all=True, append_images=images[1:], duration=int(1000 / fps),
+                   loop=0, optimize=True)
+    return path
 
 
 def zoo_loss_map(result, path=None, tolerance=None):

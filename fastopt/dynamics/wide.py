@@ -208,9 +208,51 @@ class WideRun:
     linear_gap: float = math.nan
 
 
+def _descend(models, X, Y, scales, lrs, steps):
+    """``steps`` full-batch GD steps of each of ``models`` (one architecture) on ``(X, Y)``, the
+    gradient scaled per layer by ``scales`` and by ``-lr``; returns their losses ``(S, steps +
+    1)``, before each step and after the last. On the ``cpu`` backend every model's steps run in
+    one compiled call (:mod:`fastopt.backends.cpu.fullbatch`, the same operations); elsewhere
+    step by step through the model's kernels."""
+    if not models:
+        return np.empty((0, steps + 1))
+    first = models[0]
+    if first.backend == "cpu":
+        from fastopt.backends.cpu.fullbatch import gradient_descent
+
+        arena, codes = first.param_arena, np.array(first._codes, np.int64)
+        layout = np.array([(arena.offsets[2 * l], first.sizes[l], first.sizes[l + 1],
+                            arena.offsets[2 * l + 1]) for l in range(first.n_layers)], np.int64)
+        params = np.stack([m.get_params() for m in models]).astype(first.dtype)
+        losses = gradient_descent(X.astype(first.dtype), Y.astype(first.dtype), layout, codes,
+                                  params, np.array(scales, np.float64), np.array(lrs), steps)
+        for model, p in zip(models, params):
+            model.params = p
+        return losses
+    return _descend_stepwise(models, X, Y, scales, lrs, steps)
+
+
+def _descend_stepwise(models, X, Y, scales, lrs, steps):
+    """:func:`_descend` one step at a time, through each model's kernels (any backend)."""
+    losses = np.empty((len(models), steps + 1))
+    for model, lr, row in zip(models, lrs, losses):
+        views = list(zip(model.weight_grads, model.bias_grads))
+        for t in range(steps):
+            row[t] = model.loss_and_grad(X, Y)
+            for (gw, gb), (sw, sb) in zip(views, scales):
+                if sw != 1.0:
+                    model._kernels.scale(gw.reshape(-1), model.dtype.type(sw))
+                if sb != 1.0:
+                    model._kernels.scale(gb, model.dtype.type(sb))
+            model._kernels.scale(model.grads, model.dtype.type(-lr))
+            model.params[...] += model.grads
+        row[-1] = model.evaluate(X, Y)[0]
+    return losses
+
+
 def sweep(X, Y, widths=(16, 64, 256, 1024), seeds=(0, 1, 2), depth=1, steps=300,
           lr_factor=0.5, parameterization="ntk", activation="relu", X_test=None, Y_test=None,
-          backend="numpy", progress=None):
+          backend=None, progress=None):
     r"""Full-batch GD with MSE on ``(X, Y)`` (``Y``: ``(n, C)`` targets) for every width × seed,
     ``depth`` hidden layers of that width, recording :class:`WideRun` per run.
 
@@ -220,7 +262,9 @@ def sweep(X, Y, widths=(16, 64, 256, 1024), seeds=(0, 1, 2), depth=1, steps=300,
     gradients are scaled per layer as the parameterization trains. Each step is the model's
     forward and backward kernels and one scaling of the gradient's views. With ``X_test``, also
     the linearized (kernel regression) prediction against the trained network. ``backend``:
-    the models' (float64; numpy's BLAS runs these small float64 products fastest).
+    the models' (float64; by default the first available host backend). On ``cpu`` a width's
+    seeds run all their steps in one compiled call, in parallel
+    (:mod:`fastopt.backends.cpu.fullbatch`: the same bits as the step-by-step loop).
     ``progress``: called with each :class:`WideRun` as it completes.
     """
     from fastopt.dynamics.curvature import lanczos
@@ -242,38 +286,32 @@ def sweep(X, Y, widths=(16, 64, 256, 1024), seeds=(0, 1, 2), depth=1, steps=300,
                          f"got {parameterization!r}")
     runs = []
     for width in widths:
-        for seed in seeds:
-            model = make_model([X.shape[1], *[width] * int(depth), Y.shape[1]], parameterization,
-                               activation, seed, np.float64, backend)
-            scales = gradient_scales(model, parameterization)
+        sizes = [X.shape[1], *[width] * int(depth), Y.shape[1]]
+        models = [make_model(sizes, parameterization, activation, seed, np.float64, backend)
+                  for seed in seeds]
+        starts = []
+        for model in models:
             K0 = ntk(model, X, parameterization=parameterization)
-            top = lanczos(K0, tol=1e-6).value
-            lr = lr_factor * Y.size / top
-            p0 = model.get_params()
-            f0 = model.forward(X)
+            lr = lr_factor * Y.size / lanczos(K0, tol=1e-6).value
+            start = {"K0": K0, "lr": lr, "p0": model.get_params(), "f0": model.forward(X)}
             if X_test is not None:
-                f0_test = model.forward(X_test)
-                K0_test = ntk(model, X_test, X, parameterization=parameterization)
-            losses = np.empty(int(steps) + 1)
-            views = list(zip(model.weight_grads, model.bias_grads))
-            for t in range(int(steps)):
-                losses[t] = model.loss_and_grad(X, Y)
-                for (gw, gb), (sw, sb) in zip(views, scales):
-                    if sw != 1.0:
-                        model._kernels.scale(gw.reshape(-1), model.dtype.type(sw))
-                    if sb != 1.0:
-                        model._kernels.scale(gb, model.dtype.type(sb))
-                model._kernels.scale(model.grads, model.dtype.type(-lr))
-                model.params[...] += model.grads
-            losses[-1] = model.evaluate(X, Y)[0]
+                start["f0_test"] = model.forward(X_test)
+                start["K0_test"] = ntk(model, X_test, X, parameterization=parameterization)
+            starts.append(start)
+        scales = gradient_scales(models[0], parameterization) if models else []
+        all_losses = _descend(models, X, Y, scales, [s["lr"] for s in starts], int(steps))
+        for model, seed, start, losses in zip(models, seeds, starts, all_losses):
+            K0, lr = start["K0"], start["lr"]
             p1 = model.get_params()
             change = [np.linalg.norm(w1 - w0) / np.linalg.norm(w0)
-                      for (w0, _), (w1, _) in zip(net.layers(model, p0), net.layers(model, p1))]
+                      for (w0, _), (w1, _) in zip(net.layers(model, start["p0"]),
+                                                  net.layers(model, p1))]
             KT = ntk(model, X, parameterization=parameterization)
             run = WideRun(width, int(seed), lr, losses, np.array(change),
                           float(np.linalg.norm(KT - K0) / np.linalg.norm(K0)))
             if X_test is not None:
-                _, lin = linearized_prediction(K0, K0_test, f0, f0_test, Y, lr, int(steps))
+                _, lin = linearized_prediction(K0, start["K0_test"], start["f0"],
+                                               start["f0_test"], Y, lr, int(steps))
                 trained = model.forward(X_test)
                 run.test_loss = float(np.mean((trained - Y_test) ** 2))
                 run.linear_test_loss = float(np.mean((lin - Y_test) ** 2))

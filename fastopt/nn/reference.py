@@ -42,8 +42,8 @@ The ``cpu`` and ``c`` backends also run a whole epoch of minibatch training in o
 :func:`fastopt.train` does per step, with no Python between the steps)::
 
     train_epoch(X, labels, targets, order, batch_size, layout, codes, loss, params, grads,
-                optimizer, states, scalars, max_norm, skip_nonfinite)
-        -> (losses, wrongs, norms), one entry per step run
+                optimizer, states, scalars, max_norm, skip_nonfinite, squares=False)
+        -> (losses, wrongs, norms[, squares]), one entry per step run
 
 For each batch of ``batch_size`` rows of ``X`` in the order ``order`` (the last may be smaller):
 gather; forward; the loss ``LOSSES[loss]`` against ``labels`` (int64, cross-entropy) or ``targets``
@@ -57,6 +57,10 @@ scalars as ``Algorithm.scalars`` gives them, flags as 0 or 1. With ``skip_nonfin
 norm is not finite updates nothing and ends the call (the caller recomputes the scalars of the
 following steps, whose step count is one lower). ``layout`` is int64, one row per layer: weight
 offset, fan_in, fan_out, bias offset into ``params``/``grads``; ``codes`` the layer activations.
+With ``squares``, also each step's mean over its ``B`` rows of the squared per-example gradient
+norm, :math:`\sum_{\text{layers}} \frac1B \sum_i (\lVert x_i\rVert^2 + 1) \lVert B
+\delta_i\rVert^2` in float64 (``x`` the layer's input, ``delta`` its ``dZ`` after backward; what
+:func:`fastopt.dynamics.noise.squares_after_backward` gives, summed over layers and averaged).
 """
 
 import math

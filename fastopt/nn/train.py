@@ -147,9 +147,10 @@ class _FusedEpochs:
             arrays.append(new.get(name, state.get(name)) if used else None)
         return arrays, new, bool(new)
 
-    def run(self, X, y, order, schedule, first_global_step, max_grad_norm):
+    def run(self, X, y, order, schedule, first_global_step, max_grad_norm, squares=False):
         """One epoch over the rows ``order`` of the checked ``(X, y)``; returns the per-step
-        ``(losses, wrongs, norms, lrs)``."""
+        ``(losses, wrongs, norms, lrs)``, and with ``squares`` the rows' mean squared gradient
+        norms after them (for :mod:`fastopt.dynamics.noise`)."""
         model, opt, alg = self.model, self.optimizer, self.algorithm
         group = opt.param_groups[0]
         batch = self.batch_size
@@ -178,10 +179,12 @@ class _FusedEpochs:
                 host = alg.advance(h, t, host)
                 hosts.append(host)
             scalars = np.array(rows, np.float64).astype(model.dtype)  # flags become 0 or 1
-            losses, wrongs, norms = self.kernel(
+            out = self.kernel(
                 X, labels, targets, order[done * batch:], batch, self.layout, self.codes,
                 self.loss, model.params, model.grads, self.optimizer_code, states, scalars,
-                float(max_grad_norm or 0.0), opt.skip_nonfinite)
+                float(max_grad_norm or 0.0), opt.skip_nonfinite, **(
+                    {"squares": True} if squares else {}))
+            losses, norms = out[0], out[2]
             ran = len(losses)
             applied = ran - (opt.skip_nonfinite and not math.isfinite(norms[-1]))
             if ran:
@@ -191,10 +194,10 @@ class _FusedEpochs:
                 state.update(new)
                 state.update(hosts[applied - 1])
                 state["step"] = step + applied
-            parts.append((losses, wrongs, norms))
+            parts.append(out)
             done += ran
-        losses, wrongs, norms = (np.concatenate(a) for a in zip(*parts))
-        return losses, wrongs, norms, np.array(lrs)
+        joined = [np.concatenate(a) for a in zip(*parts)]
+        return (*joined[:3], np.array(lrs), *joined[3:])
 
 
 def _fused_epochs(model, optimizer, batch_size, fused):
@@ -265,7 +268,7 @@ def train(model, optimizer, X, y, epochs=10, batch_size=32, shuffle=True, schedu
             with ``2 / lr`` (the edge of stability). Steps then run one by one (not fused).
         track_noise_every: every this many steps, the gradient noise estimates of the step's
             batch into ``history.noise`` (:mod:`fastopt.noise`), from the activations and
-            deltas the step computed anyway. Steps then run one by one (not fused).
+            deltas the step computed anyway (inside the compiled epoch where one runs).
         record_every: record the parameter vector before the first step and after every
             ``record_every``-th step (for :func:`fastopt.landscape.project`), into
             ``history.iterates`` with the steps in ``history.iterate_steps``. Epochs run fused
@@ -280,10 +283,9 @@ def train(model, optimizer, X, y, epochs=10, batch_size=32, shuffle=True, schedu
                                                 allow_none=True)
     track_noise_every = _check_positive_int("track_noise_every", track_noise_every,
                                             allow_none=True)
-    if track_sharpness_every is not None or track_noise_every is not None:
+    if track_sharpness_every is not None:
         if fused:
-            raise ValueError("fused: steps run one by one when track_sharpness_every or "
-                             "track_noise_every is set")
+            raise ValueError("fused: steps run one by one when track_sharpness_every is set")
         fused = False
     X, y = check_batch(X, y, model.sizes[0], model.sizes[-1], model.dtype, model.loss_name)
     n = X.shape[0]
@@ -328,9 +330,14 @@ def train(model, optimizer, X, y, epochs=10, batch_size=32, shuffle=True, schedu
             start = time.perf_counter()
             if fused_runner is not None:
                 rows = np.arange(n) if order is None else order
-                losses, wrongs, norms, lrs = fused_runner.run(X, y, rows, schedule, step,
-                                                              max_grad_norm)
+                losses, wrongs, norms, lrs, *squares = fused_runner.run(
+                    X, y, rows, schedule, step, max_grad_norm, track_noise_every is not None)
                 sizes = np.minimum(batch_size, n - batch_size * np.arange(len(losses)))
+                if squares:
+                    from fastopt.dynamics.noise import record_steps
+
+                    record_steps(squares[0], norms, sizes, step, track_noise_every,
+                                 history.noise)
                 history.step["loss"].extend(losses.tolist())
                 history.step["error"].extend((wrongs / sizes).tolist())
                 history.step["grad_norm"].extend(norms.tolist())

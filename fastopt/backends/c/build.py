@@ -1,9 +1,12 @@
-"""cffi builder of the C backend: compiles ``csrc/`` into the extension
-``fastopt.backends.c._fastopt_c``.
+"""Builder of the C backend: compiles ``csrc/`` once into objects, links them into the shared
+library ``libfastopt`` (installed inside the package with its headers, for C programs:
+``fastopt.get_library()``, ``fastopt.get_include()``) and into the cffi extension
+``fastopt.backends.c._fastopt_c``, which therefore runs the same code as the library without
+depending on it at run time.
 
-``setup.py`` uses it through ``cffi_modules``; ``python fastopt/backends/c/build.py`` builds the
-extension in place, next to this file. Source paths are relative to the repository root, where
-setup.py runs.
+``setup.py`` uses it through ``cffi_modules`` and :func:`build_library`; ``python
+fastopt/backends/c/build.py`` builds both in place, in the package beside this file. Source paths
+are relative to the repository root, where setup.py runs.
 
 The tunables (thread thresholds, chunk and block sizes) are those of ``fastopt/_core/config.py``,
 passed as ``-D NAME=value`` (its ``C_DEFINES``); the sources define none, and stop without them.
@@ -12,21 +15,25 @@ The module is loaded by path: ``fastopt`` itself need not be importable during s
 Flags: ``-O3 -std=c99 -fno-math-errno -ffp-contract=off``, never ``-ffast-math``: the kernels are
 elementwise, so without it they vectorize and still match the numpy reference bit for bit, on any
 number of threads. ``-fopenmp`` is added when a test program compiles and links with it (set
-``FASTOPT_OPENMP=0`` to leave it out). ``-march=native`` is added when the compiler accepts it:
-the extension is built on the machine that runs it (``pip install`` from source), and the steps'
-square roots and divisions run twice as wide with AVX2 as with the SSE2 baseline; with
-``-ffp-contract=off`` and no fast-math the results are the same bits on either. ``FASTOPT_MARCH``
-names another ``-march`` value (e.g. ``x86-64-v2`` for a portable wheel), or ``none`` for the
-compiler's default. ``FASTOPT_SANITIZE=1`` adds AddressSanitizer and UndefinedBehaviorSanitizer
-(``make test-sanitize`` builds a copy of the package so and runs the C backend's tests on it).
+``FASTOPT_OPENMP=0`` to leave it out). No ``-march`` by default, so that a library or wheel built
+on one x86-64 machine runs on any other: the optimizer kernels are compiled once per vector
+variant (``csrc/optim.c`` as it is, ``optim_avx2.c``, ``optim_avx512.c``) and the widest the CPU
+runs is chosen at run time (``csrc/library.c``); with ``-ffp-contract=off`` and no fast-math every
+variant gives the same bits. The sources compile in parallel, one process per core.
+``FASTOPT_MARCH`` names a ``-march`` value for the whole build (e.g. ``native``, for the other
+files' loops too, on the machine that runs it). ``FASTOPT_SANITIZE=1`` adds AddressSanitizer and
+UndefinedBehaviorSanitizer (``make test-sanitize`` builds a copy of the package so and runs the C
+backend's tests on it).
 """
 
+import concurrent.futures
 import importlib.util
 import os
 import re
 import shlex
 import shutil
 import subprocess
+import sys
 import sysconfig
 import tempfile
 
@@ -41,6 +48,8 @@ DEPENDS = sorted(os.path.join("csrc", f) for f in os.listdir(os.path.join(ROOT, 
                  if f.endswith(".h"))
 HEADERS = [h for h in DEPENDS if not h.endswith("_template.h")]
 CONFIG = os.path.join("fastopt", "_core", "config.py")
+#: The shared library's file name, in ``<package>/lib/``; the headers go to ``<package>/include/``.
+LIBRARY = "libfastopt.dylib" if sys.platform == "darwin" else "libfastopt.so"
 
 BASE_FLAGS = ["-O3", "-std=c99", "-fno-math-errno", "-ffp-contract=off"]
 
@@ -74,8 +83,8 @@ def openmp_works():
 
 
 def march_flag():
-    """``-march=<FASTOPT_MARCH>``, else ``-march=native`` if the compiler takes it; or None."""
-    march = os.environ.get("FASTOPT_MARCH", "native")
+    """``-march=<FASTOPT_MARCH>`` if set (``native`` only if the compiler takes it), else None."""
+    march = os.environ.get("FASTOPT_MARCH", "none")
     if march == "none" or not march:
         return None
     flag = f"-march={march}"
@@ -136,8 +145,50 @@ def declarations(header_paths):
     return result.stdout
 
 
-def make_builder(root=""):
-    """The cffi builder; sources under ``root`` (relative to the working directory by default)."""
+def _run(command):
+    """Runs a compiler command; raises ``subprocess.CalledProcessError`` with its output, which
+    also goes to standard error (setup.py keeps it in the failure record)."""
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    if result.stdout or result.stderr:
+        sys.stderr.write(result.stdout + result.stderr)
+    if result.returncode != 0:
+        raise subprocess.CalledProcessError(result.returncode, command, result.stdout,
+                                            result.stderr)
+
+
+def build_library(package_dir, tmp_dir, root=ROOT):
+    """Compiles every ``csrc/*.c`` (under ``root``) into objects under ``tmp_dir``, in parallel,
+    links them into ``<package_dir>/lib/libfastopt`` and copies the public headers to
+    ``<package_dir>/include/``. Returns the objects (the cffi extension links them too). Raises
+    ``OSError`` or ``subprocess.SubprocessError`` when the compiler cannot run or fails."""
+    flags, link_flags = compile_flags()
+    defines = [f'-DFASTOPT_CFLAGS="{" ".join(flags)}"']
+    defines += [f"-D{name}={value}" for name, value in tunables()]
+    csrc = os.path.join(root, "csrc")
+    os.makedirs(tmp_dir, exist_ok=True)
+    objects = [os.path.join(tmp_dir, os.path.basename(path)[:-2] + ".o") for path in SOURCES]
+    commands = [_compiler() + flags + ["-fPIC", *defines, "-I", csrc, "-c",
+                                       os.path.join(root, path), "-o", obj]
+                for path, obj in zip(SOURCES, objects)]
+    with concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+        for done in [pool.submit(_run, command) for command in commands]:
+            done.result()
+    os.makedirs(os.path.join(package_dir, "lib"), exist_ok=True)
+    library = os.path.join(package_dir, "lib", LIBRARY)
+    soname = ["-Wl,-install_name,@rpath/" + LIBRARY] if sys.platform == "darwin" else [
+        "-Wl,-soname," + LIBRARY]
+    _run(_compiler() + ["-shared", *soname, "-o", library, *objects, *link_flags, "-lm"])
+    include = os.path.join(package_dir, "include")
+    os.makedirs(include, exist_ok=True)
+    for header in HEADERS:
+        shutil.copy(os.path.join(root, header), include)
+    return objects
+
+
+def make_builder(root="", objects=()):
+    """The cffi builder of the extension, which links ``objects`` (from :func:`build_library`;
+    setup.py adds them when it has built them); headers under ``root`` (relative to the working
+    directory by default)."""
     flags, link_flags = compile_flags()
     builder = cffi.FFI()
     preamble = "".join(f'#include "{os.path.basename(h)}"\n' for h in HEADERS)
@@ -151,12 +202,11 @@ def make_builder(root=""):
     builder.set_source(
         "fastopt.backends.c._fastopt_c",
         preamble,
-        sources=[os.path.join(root, path) for path in SOURCES],
         include_dirs=[os.path.join(root, "csrc")],
-        depends=[os.path.join(root, path) for path in (*DEPENDS, CONFIG)],
-        define_macros=[("FASTOPT_CFLAGS", '"' + " ".join(flags) + '"'), *tunables()],
+        depends=[os.path.join(root, path) for path in (*SOURCES, *DEPENDS, CONFIG)],
+        extra_objects=list(objects),
         extra_compile_args=flags,
-        extra_link_args=link_flags,
+        extra_link_args=[*link_flags, "-lm"],
     )
     return builder
 
@@ -164,7 +214,11 @@ def make_builder(root=""):
 ffibuilder = make_builder()
 
 if __name__ == "__main__":
-    # Generated C and objects go under build/cffi/, the extension next to this file.
-    built = make_builder(ROOT).compile(tmpdir=os.path.join(ROOT, "build", "cffi"), verbose=True)
+    # Objects under build/csrc/, the generated C under build/cffi/; the library, headers and
+    # extension in the package.
+    package = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    objects = build_library(package, os.path.join(ROOT, "build", "csrc"))
+    built = make_builder(ROOT, objects).compile(tmpdir=os.path.join(ROOT, "build", "cffi"),
+                                                verbose=True)
     here = os.path.dirname(os.path.abspath(__file__))
     shutil.copy(built, os.path.join(here, os.path.basename(built)))

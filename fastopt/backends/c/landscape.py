@@ -3,9 +3,10 @@ in ``csrc/landscape.h``; the same as :func:`fastopt.backends.cpu.landscape.affin
 
 import numpy as np
 
+from fastopt._core.config import C_LANDSCAPE_ROWS
 from fastopt.backends.c._fastopt_c import ffi, lib
 
-__all__ = ["affine_two_layer"]
+__all__ = ["affine_two_layer", "rows_last"]
 
 _CTYPE = {np.dtype(np.float32): ffi.typeof("float[]"), np.dtype(np.float64): ffi.typeof("double[]")}
 _KERNEL = {np.dtype(np.float32): lib.fastopt_affine_two_layer_f32,
@@ -20,6 +21,7 @@ def affine_two_layer(parts, weights, b1, w2t, b2, labels, targets, activation, l
     point; the arrays as :func:`fastopt.backends.cpu.landscape.affine_two_layer` takes them."""
     ctype = _CTYPE[parts.dtype]
     M, n, h = parts.shape
+    parts = rows_last(parts)
     points, C = w2t.shape[0], w2t.shape[1]
     buffer = lambda a, t=ctype: ffi.from_buffer(t, a) if a.size else ffi.NULL
     status = _KERNEL[parts.dtype](points, M, n, h, C, buffer(parts), buffer(weights), buffer(b1),
@@ -28,3 +30,14 @@ def affine_two_layer(parts, weights, b1, w2t, b2, labels, targets, activation, l
                                   buffer(out_wrong, _INT64))
     if status != 0:
         raise MemoryError("fastopt C backend: could not allocate the landscape kernel's rows")
+
+
+def rows_last(parts):
+    """``parts`` ``(M, n, h)`` in the kernel's layout ``(M, ceil(n / RB), h, RB)``: blocks of
+    ``RB`` rows (``C_LANDSCAPE_ROWS``), rows last, the rows past ``n`` zero."""
+    M, n, h = parts.shape
+    blocks = -(-n // C_LANDSCAPE_ROWS)
+    out = np.zeros((M, blocks * C_LANDSCAPE_ROWS, h), parts.dtype)
+    out[:, :n] = parts
+    return np.ascontiguousarray(
+        out.reshape(M, blocks, C_LANDSCAPE_ROWS, h).transpose(0, 1, 3, 2))

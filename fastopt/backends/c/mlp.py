@@ -100,10 +100,10 @@ EPOCH_OPTIMIZERS = tuple(ffi.string(lib.fastopt_mlp_epoch_optimizers()).decode()
 
 
 def train_epoch(X, labels, targets, order, batch_size, layout, codes, loss, params, grads,
-                optimizer, states, scalars, max_norm, skip_nonfinite):
+                optimizer, states, scalars, max_norm, skip_nonfinite, squares=False):
     """One epoch in one C call: the contract of :mod:`fastopt.nn.reference`, the optimizer step
     being the function of ``csrc/fastopt.h`` that the ``c`` optimizer backend runs. Returns
-    ``(losses, wrongs, norms)`` of the steps run."""
+    ``(losses, wrongs, norms)`` of the steps run, and their ``squares`` with ``squares=True``."""
     dtype = params.dtype
     ctype = _CTYPE[dtype]
     steps = -(-order.size // batch_size)
@@ -112,6 +112,7 @@ def train_epoch(X, labels, targets, order, batch_size, layout, codes, loss, para
     work = np.empty(3 * total + batch_size * (X.shape[1] + classes), dtype)
     yb = np.empty(batch_size, np.int64)
     losses, wrongs, norms = np.empty(steps), np.empty(steps), np.empty(steps)
+    example_squares = np.empty(steps) if squares else None
     s1, s2, s3 = [_NULL if s is None or not s.size else _buffer(ctype, s)
                   for s in (*states, None, None, None)[:3]]
     layout = np.ascontiguousarray(layout, np.int64)
@@ -124,7 +125,10 @@ def train_epoch(X, labels, targets, order, batch_size, layout, codes, loss, para
         _buffer(ctype, params), _buffer(ctype, grads), _buffer(ctype, work), _buffer(_INT64, yb),
         int(optimizer), s1, s2, s3, scalars.shape[1], _buffer(ctype, scalars), float(max_norm),
         int(bool(skip_nonfinite)), _buffer(_DOUBLE, losses), _buffer(_DOUBLE, wrongs),
-        _buffer(_DOUBLE, norms))
+        _buffer(_DOUBLE, norms), _NULL if example_squares is None else
+        _buffer(_DOUBLE, example_squares))
     if ran < 0:
         _check(ran)
+    if squares:
+        return losses[:ran], wrongs[:ran], norms[:ran], example_squares[:ran]
     return losses[:ran], wrongs[:ran], norms[:ran]

@@ -576,12 +576,31 @@ def _pre_view(pres, offset, rows, fan_out, code):
     return pres[:0].reshape((0, fan_out))
 
 
+@numba.njit(cache=True, nogil=True, error_model="numpy", fastmath={"reassoc"})
+def _example_squares(x, delta):
+    """``(1 / B) sum_i (|x_i|^2 + 1) |B delta_i|^2``: the rows' mean squared gradient norm of a
+    dense layer (input ``x``, ``delta`` = dL/dZ of the batch's mean loss, ``B`` rows), in
+    float64 (:mod:`fastopt.dynamics.noise`); the sums over a row vectorized (reassociated)."""
+    rows = x.shape[0]
+    total = 0.0
+    for r in range(rows):
+        a = 0.0
+        for f in range(x.shape[1]):
+            a += float(x[r, f]) * float(x[r, f])
+        d = 0.0
+        for f in range(delta.shape[1]):
+            d += float(delta[r, f]) * float(delta[r, f])
+        total += (a + 1.0) * d
+    return total * rows
+
+
 @numba.njit(cache=True, nogil=True, error_model="numpy")
 def _train_epoch(X, labels, targets, order, batch_size, layout, codes, loss, params, grads, outs,
                  deltas, pres, xb, yb, tb, scratch, stats, optimizer, uses, parallel_layers,
                  parallel_optimizer, s1, s2, s3, scalars, offsets, partial, ratio, max_norm,
-                 skip_nonfinite, losses, wrongs, norms):
+                 skip_nonfinite, losses, wrongs, norms, squares):
     """The steps of one epoch; returns how many ran (fewer when a non-finite one is skipped).
+    ``squares``: empty, or one entry per step for the rows' mean squared gradient norm.
     ``optimizer``, ``uses`` (its state arrays, see :func:`epoch_uses`), ``parallel_layers`` (some
     layer takes the parallel kernels) and ``parallel_optimizer`` are literals (see
     :func:`_epoch_entry`)."""
@@ -589,6 +608,7 @@ def _train_epoch(X, labels, targets, order, batch_size, layout, codes, loss, par
     layers = layout.shape[0]
     steps = (n + batch_size - 1) // batch_size
     classes = layout[layers - 1, 2]
+    track = squares.size > 0
     for step in range(steps):
         start = step * batch_size
         rows = min(batch_size, n - start)
@@ -640,6 +660,10 @@ def _train_epoch(X, labels, targets, order, batch_size, layout, codes, loss, par
             db = grads[b_at:b_at + fan_out]
             _layer_backward(parallel_layers, x, w, out, pre, delta, dw, db, dx, codes[layer], xt,
                             dzt)
+            if track:
+                if layer == layers - 1:
+                    squares[step] = 0.0
+                squares[step] += _example_squares(x, delta)
         norm = math.sqrt(_sum_squares(grads))
         norms[step] = norm
         if skip_nonfinite and not math.isfinite(norm):
@@ -661,19 +685,21 @@ def _epoch_entry(optimizer, uses, parallel_layers, parallel_optimizer):
     @numba.njit(**_EPOCH_OPTIONS)
     def entry(X, labels, targets, order, batch_size, layout, codes, loss, params, grads, outs,
               deltas, pres, xb, yb, tb, scratch, stats, s1, s2, s3, scalars, offsets, partial,
-              ratio, max_norm, skip_nonfinite, losses, wrongs, norms):
+              ratio, max_norm, skip_nonfinite, losses, wrongs, norms, squares):
         return _train_epoch(X, labels, targets, order, batch_size, layout, codes, loss, params,
                             grads, outs, deltas, pres, xb, yb, tb, scratch, stats, optimizer,
                             uses, parallel_layers, parallel_optimizer, s1, s2, s3, scalars, offsets,
-                            partial, ratio, max_norm, skip_nonfinite, losses, wrongs, norms)
+                            partial, ratio, max_norm, skip_nonfinite, losses, wrongs, norms,
+                            squares)
     return entry
 
 
 def train_epoch(X, labels, targets, order, batch_size, layout, codes, loss, params, grads,
-                optimizer, states, scalars, max_norm, skip_nonfinite):
+                optimizer, states, scalars, max_norm, skip_nonfinite, squares=False):
     """One epoch of minibatch training in one compiled call: the contract of
     :mod:`fastopt.nn.reference`. The layer kernels are the serial ones; the optimizer step is
-    ``cpu_optim``'s serial kernel. Returns ``(losses, wrongs, norms)`` of the steps run."""
+    ``cpu_optim``'s serial kernel. Returns ``(losses, wrongs, norms)`` of the steps run, and
+    their ``squares`` with ``squares=True``."""
     n = order.size
     steps = -(-n // batch_size)
     widths = layout[:, 2]
@@ -686,6 +712,7 @@ def train_epoch(X, labels, targets, order, batch_size, layout, codes, loss, para
     tb = np.empty((batch_size if loss == MSE else 0, int(widths[-1])), dtype)
     stats = np.zeros(2)
     losses, wrongs, norms = np.empty(steps), np.empty(steps), np.empty(steps)
+    example_squares = np.empty(steps if squares else 0)
     empty = np.empty(0, dtype)
     s1, s2, s3 = [empty if s is None else s for s in (*states, None, None, None)[:3]]
     lamb = optimizer == LAMB
@@ -702,5 +729,8 @@ def train_epoch(X, labels, targets, order, batch_size, layout, codes, loss, para
     entry = _epoch_entry(int(optimizer), uses, parallel_layers, bool(parallel_optimizer))
     ran = entry(X, labels, targets, order, batch_size, layout, codes, loss, params, grads, outs,
                 deltas, pres, xb, yb, tb, scratch, stats, s1, s2, s3, scalars, offsets, partial,
-                ratio, float(max_norm), bool(skip_nonfinite), losses, wrongs, norms)
+                ratio, float(max_norm), bool(skip_nonfinite), losses, wrongs, norms,
+                example_squares)
+    if squares:
+        return losses[:ran], wrongs[:ran], norms[:ran], example_squares[:ran]
     return losses[:ran], wrongs[:ran], norms[:ran]
