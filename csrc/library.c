@@ -266,3 +266,72 @@ void fastopt_set_num_threads(int num_threads)
     (void)num_threads;
 #endif
 }
+
+/* ---- The list steps (optim_list.h) ------------------------------------------------------------
+ *
+ * Each calls the chosen variant of list_template.h's step, as the entry points above do. */
+
+#include "optim_list.h"
+
+#define LIST_STATE_ARG(ctx, index, array, ...) , array##_list
+#define LIST_ARGS(states, scalars)                                                                 \
+    n, items, item_tensor, item_start, lengths, param_list, grad_list                              \
+    FASTOPT_PP_EACH(LIST_STATE_ARG, ~, states) FASTOPT_PP_EACH(FASTOPT_SCALAR_ARG, ~, scalars),    \
+    grad_scale
+#define LIST_ITEMS                                                                                 \
+    int64_t n, int64_t items, const int64_t *item_tensor, const int64_t *item_start,               \
+    const int64_t *lengths
+#define DECLARE_LIST_VARIANT(variant, name, states, scalars)                                       \
+    void fastopt_##name##_list_f32_##variant(FASTOPT_LIST_PARAMS(float, states, scalars));         \
+    void fastopt_##name##_list_f64_##variant(FASTOPT_LIST_PARAMS(double, states, scalars));
+#define DECLARE_LIST_REDUCTIONS(variant, real, suffix)                                             \
+    void fastopt_sum_of_squares_list_##suffix##_##variant(LIST_ITEMS, int64_t count,               \
+                                                          const real *const *grad_list,            \
+                                                          double *partial, double *out);           \
+    int64_t fastopt_max_magnitude_bits_list_##suffix##_##variant(LIST_ITEMS,                       \
+                                                                 const real *const *grad_list);
+#define DECLARE_LIST_GENERIC(name, states, scalars, modes)                                         \
+    DECLARE_LIST_VARIANT(generic, name, states, scalars)
+FASTOPT_ELEMENTWISE(DECLARE_LIST_GENERIC)
+DECLARE_LIST_REDUCTIONS(generic, float, f32)
+DECLARE_LIST_REDUCTIONS(generic, double, f64)
+#if FASTOPT_VARIANTS
+#define DECLARE_LIST_AVX2(name, states, scalars, modes)                                            \
+    DECLARE_LIST_VARIANT(avx2, name, states, scalars)
+#define DECLARE_LIST_AVX512(name, states, scalars, modes)                                          \
+    DECLARE_LIST_VARIANT(avx512, name, states, scalars)
+FASTOPT_ELEMENTWISE(DECLARE_LIST_AVX2)
+FASTOPT_ELEMENTWISE(DECLARE_LIST_AVX512)
+DECLARE_LIST_REDUCTIONS(avx2, float, f32)
+DECLARE_LIST_REDUCTIONS(avx2, double, f64)
+DECLARE_LIST_REDUCTIONS(avx512, float, f32)
+DECLARE_LIST_REDUCTIONS(avx512, double, f64)
+#endif
+
+#define DEFINE_LIST_ENTRY_POINTS(name, states, scalars, modes)                                     \
+    void fastopt_##name##_list_f32(FASTOPT_LIST_PARAMS(float, states, scalars))                    \
+    {                                                                                              \
+        CALL_VARIANT(fastopt_##name##_list_f32, (LIST_ARGS(states, scalars)));                     \
+    }                                                                                              \
+    void fastopt_##name##_list_f64(FASTOPT_LIST_PARAMS(double, states, scalars))                   \
+    {                                                                                              \
+        CALL_VARIANT(fastopt_##name##_list_f64, (LIST_ARGS(states, scalars)));                     \
+    }
+FASTOPT_ELEMENTWISE(DEFINE_LIST_ENTRY_POINTS)
+
+#define DEFINE_LIST_REDUCTIONS(real, suffix)                                                       \
+    void fastopt_sum_of_squares_list_##suffix(LIST_ITEMS, int64_t count,                           \
+                                              const real *const *grad_list, double *partial,       \
+                                              double *out)                                         \
+    {                                                                                              \
+        CALL_VARIANT(fastopt_sum_of_squares_list_##suffix,                                         \
+                     (n, items, item_tensor, item_start, lengths, count, grad_list, partial,       \
+                      out));                                                                       \
+    }                                                                                              \
+    int64_t fastopt_max_magnitude_bits_list_##suffix(LIST_ITEMS, const real *const *grad_list)     \
+    {                                                                                              \
+        return CALL_VARIANT(fastopt_max_magnitude_bits_list_##suffix,                              \
+                            (n, items, item_tensor, item_start, lengths, grad_list));              \
+    }
+DEFINE_LIST_REDUCTIONS(float, f32)
+DEFINE_LIST_REDUCTIONS(double, f64)

@@ -22,6 +22,7 @@
 
 #include "fastopt.h"
 #include "loop_template.h"
+#include "optim_list.h"
 
 #ifdef _OPENMP
 #include <omp.h>

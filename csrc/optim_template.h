@@ -476,3 +476,7 @@ VARIANT_API int NAME(fastopt_lamb)(int64_t n, REAL *restrict param, const REAL *
 /* ---- The steps of the table ----------------------------------------------------------------- */
 
 FASTOPT_ELEMENTWISE(DEFINE_STEPS)
+
+/* ---- The same steps over a list of arrays (optim_list.h) ------------------------------------ */
+
+#include "list_template.h"

@@ -212,7 +212,7 @@ def cmd_bench(args, parser):
           f"sections {','.join(sections)}; median of {args.repeat} warmed-up repeats per case")
     report = bench.run_all(sizes, [np.dtype(d) for d in dtypes], args.backend, args.repeat,
                            peers=() if args.no_peers else bench.PEERS,
-                           sections=sections, many=args.many, progress=_progress,
+                           sections=sections, many=args.many or bench.MANY, progress=_progress,
                            max_s=args.max_time, dynamics_small=args.dynamics_small)
     if sys.stderr.isatty():
         print(file=sys.stderr)
@@ -337,8 +337,9 @@ def make_parser():
     b.add_argument("--sections", metavar="LIST",
                    help=f"comma-separated, from {','.join(bench.SECTIONS)} (default: "
                         f"{','.join(bench.DEFAULT_SECTIONS)})")
-    b.add_argument("--many", type=_many, default=(10_000, 1_000), metavar="COUNTxSIZE",
-                   help="the many-small-tensors case (default 10000x1000)")
+    b.add_argument("--many", type=_many, action="append", metavar="COUNTxSIZE",
+                   help="a many-small-tensors case, repeatable (default 10000x1000 and "
+                        "100000x100)")
     b.add_argument("--max-time", type=_positive_float, default=10.0, metavar="S",
                    help="stop repeating a case after about S seconds (at least 3 rounds)")
     b.add_argument("--full", action="store_true",

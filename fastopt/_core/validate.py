@@ -15,11 +15,12 @@ FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 def as_host_array(name, x):
-    """``x`` as a numpy array without copying (numpy arrays, and DLPack producers such as torch)."""
+    """``x`` as a numpy array without copying (numpy arrays, and DLPack producers such as torch);
+    an ``ml_dtypes.bfloat16`` array as its ``uint16`` bits (:func:`bfloat16_bits`)."""
     if type(x) is np.ndarray:
-        return x
+        return x if x.dtype.kind != "V" else bfloat16_bits(x)
     if isinstance(x, np.ndarray):
-        return x.view(np.ndarray)
+        return bfloat16_bits(x.view(np.ndarray))
     if hasattr(x, "__dlpack__"):
         try:
             return np.from_dlpack(x)
@@ -28,6 +29,15 @@ def as_host_array(name, x):
                             f"copying ({exc})") from None
     raise TypeError(f"{name}: expected a numpy array (or a CUDA/DLPack array), "
                     f"got {type(x).__name__}")
+
+
+def bfloat16_bits(a):
+    """A numpy array of ``ml_dtypes.bfloat16`` (the bfloat16 of JAX and TensorFlow) as a
+    ``uint16`` view of its bits, the form every kernel takes; any other array as it is. Known by
+    its dtype's name, so that ml_dtypes need not be imported."""
+    if a.dtype.kind == "V" and a.dtype.name == "bfloat16" and a.dtype.itemsize == 2:
+        return a.view(np.uint16)
+    return a
 
 
 def as_device_array(name, x):

@@ -57,6 +57,13 @@ the update ``param -= lr * r * u`` with each segment's trust ratio ``r`` (``u`` 
 updated moments, never stored). The sums are taken over fixed chunks, then in order, so they are
 deterministic for a given backend and layout whatever the thread count.
 
+The list family (``cpu.lists``, ``c.lists``, ``cuda.lists``) steps a list of separate arrays in one
+launch: ``bind(algorithm, params, grads, states, uses)`` (``states`` one list of arrays per state
+array of the algorithm, anything where ``uses`` is false) builds the table of the arrays' addresses,
+lengths and work items once and returns a step whose ``run(<kernel scalars>, grad_scale)`` gives
+every array the bits of its own launch; on the host it also has ``sums_of_squares()`` (each
+gradient's ``sum_of_squares``, a list) and ``max_magnitude_bits()`` (the largest of theirs).
+
 The contract, established by :mod:`fastopt._core.validate` before any kernel runs, so kernels trust
 it:
 

@@ -22,9 +22,9 @@ the peers that are installed. Not imported by the library.
 
 from fastopt.bench.cases import CONFIGS, FULL_SIZES, Result, Unsupported
 from fastopt.bench.peers import PEERS
-from fastopt.bench.report import (DEFAULT_SECTIONS, SECTIONS, Report, format_main,
+from fastopt.bench.report import (DEFAULT_SECTIONS, MANY, SECTIONS, Report, format_main,
                                   format_report, format_table, run_all)
 
-__all__ = ["CONFIGS", "DEFAULT_SECTIONS", "FULL_SIZES", "PEERS", "SECTIONS", "Report", "Result",
-           "Unsupported",
+__all__ = ["CONFIGS", "DEFAULT_SECTIONS", "FULL_SIZES", "MANY", "PEERS", "SECTIONS", "Report",
+           "Result", "Unsupported",
            "format_main", "format_report", "format_table", "run_all"]

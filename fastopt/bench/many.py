@@ -69,10 +69,12 @@ def make_arena_step(name, options, count, size, backend=None, dtype=np.float32,
 
 def many_tensors(count=10_000, size=1_000, name="adam", backends=None, dtype=np.float32,
                  repeat=5, peers=("torch", "torch-foreach", "torch-fused"), skipped=None,
-                 max_s=10.0):
+                 max_s=10.0, arenas=True):
     """``count`` tensors of ``size`` parameters through the optimizer classes (a list of arrays,
-    and a flat arena when the classes accept one) against one tensor of ``count * size`` and
-    against torch. Results have ``kind="many"`` and describe the case in ``backend``."""
+    which the classes step in one launch, and, with ``arenas``, a flat arena) against one tensor
+    of ``count * size`` and against torch. Results have ``kind="many"`` and describe the case in
+    ``backend``; ``paired`` holds each case's ratios to one tensor and to torch fused on the same
+    tensors (their time / its time), round by round."""
     skipped = [] if skipped is None else skipped
     options = {}
     total = count * size
@@ -83,10 +85,12 @@ def many_tensors(count=10_000, size=1_000, name="adam", backends=None, dtype=np.
     for backend in [b for b in (backends or ROOFLINE_BACKENDS) if b in available_backends()]:
         makers[f"{backend} 1 tensor"] = functools.partial(make_class_step, name, options, backend,
                                                           [(total,)], dtype)
-        makers[f"{backend} 1 tensor, no check"] = functools.partial(
-            make_class_step, name, options, backend, [(total,)], dtype, **no_check)
         makers[f"{backend} arrays"] = functools.partial(make_class_step, name, options, backend,
                                                         [(size,)] * count, dtype)
+        if not arenas:
+            continue
+        makers[f"{backend} 1 tensor, no check"] = functools.partial(
+            make_class_step, name, options, backend, [(total,)], dtype, **no_check)
         makers[f"{backend} arena"] = functools.partial(make_arena_step, name, options, count,
                                                        size, backend, dtype)
         makers[f"{backend} arena, no check"] = functools.partial(

@@ -24,6 +24,9 @@ SECTIONS = ("table", "overhead", "many", "check", "threads", "startup", "dynamic
 #: The sections a run without ``--sections`` runs: those of the optimizer step. The experiments'
 #: sections run on request.
 DEFAULT_SECTIONS = ("table", "overhead", "many", "check", "threads", "startup")
+#: The many-tensor cases (count, size): the first with every variant and torch peer, the others
+#: as a list of arrays against one tensor and torch fused.
+MANY = ((10_000, 1_000), (100_000, 100))
 
 
 @dataclass
@@ -61,7 +64,7 @@ class Report:
 
 
 def run_all(sizes, dtypes=(np.float32,), backends=None, repeat=10, peers=PEERS,
-            sections=DEFAULT_SECTIONS, many=(10_000, 1_000), thread_n=10_000_000, progress=None,
+            sections=DEFAULT_SECTIONS, many=MANY, thread_n=10_000_000, progress=None,
             max_s=10.0, min_sample_s=0.02, yardsticks=True, dynamics_small=False):
     """Runs the chosen ``sections`` of :data:`SECTIONS` and returns a :class:`Report`; the table's
     samples batch calls over ``min_sample_s``; without ``yardsticks``, the table leaves out the
@@ -91,9 +94,12 @@ def run_all(sizes, dtypes=(np.float32,), backends=None, repeat=10, peers=PEERS,
         report.overhead = overhead(backends and [b for b in backends if b in ROOFLINE_BACKENDS])
     if "many" in sections:
         say("many tensors")
-        report.many = many_tensors(*many, backends=backends and [
-            b for b in backends if b in ROOFLINE_BACKENDS], skipped=report.skipped, max_s=max_s,
-            peers=[p for p in peers if p.startswith("torch")])
+        cases = [many] if isinstance(many[0], (int, np.integer)) else list(many)
+        for k, (count, size) in enumerate(cases):  # the first with every variant and peer
+            report.many += many_tensors(count, size, backends=backends and [
+                b for b in backends if b in ROOFLINE_BACKENDS], skipped=report.skipped,
+                max_s=max_s, arenas=k == 0, peers=[p for p in peers if p.startswith("torch")
+                                                    and (k == 0 or p == "torch-fused")])
     if "check" in sections:
         report.check = safe_default(sizes, backends=backends, repeat=repeat, max_s=max_s,
                                     skipped=report.skipped, progress=progress)
@@ -117,6 +123,17 @@ def run_all(sizes, dtypes=(np.float32,), backends=None, repeat=10, peers=PEERS,
         report.distributed = distributed(repeat=repeat)
     report.machine = machine()  # last: the threading layer is known once a parallel step ran
     return report
+
+
+def _many_ratios(result):
+    """A many-tensor row's paired ratios: its time over one tensor's, torch fused's over its."""
+    out = ""
+    for other, x in result.paired.items():
+        if other.endswith(" 1 tensor"):
+            out += f"  /1 tensor {1 / x:.2f}"
+        elif other == "torch-fused tensors":
+            out += f"  x fused {x:.1f}"
+    return out
 
 
 def fmt(x, spec, width, doubtful=False, bound=None):
@@ -302,8 +319,11 @@ def format_report(report):
     if report.many:
         lines += ["", f"many tensors: {report.many[0].optimizer} through optimizer classes "
                   "(= torch.optim for peers)"]
-        lines += [f"  {r.backend:<24}{r.median_s * 1e3:>10.2f} ms (best {r.min_s * 1e3:.2f})"
-                  f"{r.gb_per_s:>8.2f} GB/s" for r in report.many]
+        lines += [f"  {r.optimizer.split(' ', 1)[1]:<16}{r.backend:<24}{r.median_s * 1e3:>10.2f} "
+                  f"ms (best {r.min_s * 1e3:.2f}){r.gb_per_s:>8.2f} GB/s" + _many_ratios(r)
+                  for r in report.many]
+        lines.append("  (/1 tensor: this time over one tensor of all the parameters'; x fused: "
+                     "torch fused's time over this, on the same tensors; both round by round)")
     if report.check:
         lines += [""] + format_safe_default(report.check)
     if report.threads:

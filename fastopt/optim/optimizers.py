@@ -2,11 +2,12 @@
 
 ``opt = fastopt.Adam(params, lr=1e-3)`` then ``opt.step(grads)`` updates the parameters in place.
 ``params`` is a :class:`~fastopt.FlatParams` arena, a list of arrays and arenas, or a list of
-parameter-group dicts (``{"params": [...], "lr": ...}``). Each array is stepped with one kernel
-launch of its own, in place; an arena (or an arena segment, for groups within one arena) is stepped
-with one launch over its whole buffer, whatever the number of tensors in it. The user's numpy arrays
-cannot be re-pointed into an arena, so for one launch per step build the model on an arena's views
-(``FlatParams(arrays).views``) and pass the arena.
+parameter-group dicts (``{"params": [...], "lr": ...}``). A group of :data:`LIST_MIN_TENSORS`
+numpy arrays or more (float32 or float64, on ``cpu`` or ``c``) is stepped in place with one launch
+over a table of their addresses (``fastopt.backends.<backend>.lists``, see
+:meth:`Optimizer._prepare_list`), with the bits of a launch per array, which smaller groups and
+other arrays get; an arena (or an arena segment, for groups within one arena) is stepped with one
+launch over its whole buffer, whatever the number of tensors in it.
 
 ``grads`` lists one gradient per parameter (an arena of the same layout for an arena) in
 ``param_groups`` order; ``None`` skips that parameter for this step, as a missing ``.grad`` does in
@@ -27,9 +28,12 @@ The user's arrays are updated in place, never copied: numpy arrays as they are, 
 zero-copy views. State lives beside the parameters (host or device).
 """
 
+import collections
 import copy
 import functools
+import itertools
 import math
+import operator
 import threading
 import warnings
 import weakref
@@ -43,10 +47,9 @@ from fastopt.optim import mixed, quant8
 from fastopt._core.dispatch import choose, is_device_array, kernels
 from fastopt.optim import steady
 from fastopt.optim._step import (bind_magnitude_bits, bind_max_abs, bound_launch, check_hyper,
-                                 launch,
-                                 launch_with_norm, max_abs as _max_abs)
-from fastopt._core.validate import (CheckMemo, as_device_array, as_host_array, check_arrays,
-                                    check_disjoint, check_number, _address_range)
+                                 launch, launch_with_norm, magnitude, max_abs as _max_abs)
+from fastopt._core.validate import (CheckMemo, as_device_array, as_host_array, bfloat16_bits,
+                                    check_arrays, check_disjoint, check_number, _address_range)
 from fastopt.optim.arena import FlatParams
 
 #: Added to the norm before dividing, as ``torch.nn.utils.clip_grad_norm_`` does.
@@ -75,6 +78,12 @@ _GRAD_CHECKS = CheckMemo()
 #: Parameter dtypes that get float32 master weights: float16, and uint16 holding bfloat16 bits.
 _LOW_PRECISION = (np.dtype(np.float16), np.dtype(np.uint16))
 _STATE_DTYPES = {"float32": np.float32, "bfloat16": np.uint16}
+#: Backends with list steps, and the dtypes they step as lists.
+_LIST_BACKENDS = ("cpu", "c")
+_LIST_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+#: Groups of at least this many tensors are stepped as lists; below, a launch per tensor from the
+#: steady record (steady.py) costs less than the list's identity checks and bookkeeping.
+LIST_MIN_TENSORS = 8
 
 
 def _mixed_options(rounding, seed, state_dtype):
@@ -175,6 +184,90 @@ class _BoundParameter:
         return all([get(name) is array for name, array in self.states.items()])
 
 
+
+class _ListState(dict):
+    """The state of one parameter of a group stepped as a list (:class:`_BoundList`): a dict that
+    counts every change made through it in ``changes``, a counter shared by the group, so that a
+    step sees in one comparison whether any of its arrays or counts was replaced."""
+
+    __slots__ = ("changes",)
+
+    def __init__(self, items, changes):
+        dict.__init__(self, items)
+        self.changes = changes
+
+    def _changed(self):
+        self.changes[0] += 1
+
+    def __setitem__(self, key, value):
+        self._changed()
+        dict.__setitem__(self, key, value)
+
+    def __delitem__(self, key):
+        self._changed()
+        dict.__delitem__(self, key)
+
+    def update(self, *args, **kwargs):
+        self._changed()
+        dict.update(self, *args, **kwargs)
+
+    def setdefault(self, key, default=None):
+        self._changed()
+        return dict.setdefault(self, key, default)
+
+    def pop(self, *args):
+        self._changed()
+        return dict.pop(self, *args)
+
+    def popitem(self):
+        self._changed()
+        return dict.popitem(self)
+
+    def clear(self):
+        self._changed()
+        dict.clear(self)
+
+    def __ior__(self, other):
+        self._changed()
+        return dict.__ior__(self, other)
+
+    def __reduce__(self):  # pickled and copied as a plain dict
+        return dict, (dict(self),)
+
+
+class _BoundList:
+    """A group's list step bound to its arrays (:meth:`Optimizer._prepare_list`): the parameter
+    and gradient objects it was checked and bound with, the state dicts it reads and writes, and
+    the backend's list step (``listed``)."""
+
+    __slots__ = ("params", "grads", "uses", "listed", "indices", "created", "step", "dicts",
+                 "changes", "seen", "getter")
+
+    def __init__(self, params, grads, uses, listed, indices, created, step):
+        self.params, self.grads, self.uses, self.listed = list(params), list(grads), uses, listed
+        self.indices, self.created, self.step = indices, created, step
+        self.dicts = []
+        self.changes = [0]
+        self.seen = None  # the count of changes after the last step's own
+        self.getter = operator.itemgetter(*indices)
+
+    def adopt(self, states, dicts):
+        """Makes ``dicts`` (one per parameter, in ``states``) the list's :class:`_ListState`."""
+        self.dicts = [_ListState(d, self.changes) for d in dicts]
+        for i, d in zip(self.indices, self.dicts):
+            states[i] = d
+        self.seen = self.changes[0]
+
+    def matches(self, params, grads, uses, states):
+        """Whether a step of these objects can run this list: the same parameter and gradient
+        objects, uses, state dicts and no change to them since the last step."""
+        if uses != self.uses or self.changes[0] != self.seen or self.created is not None:
+            return False
+        is_ = operator.is_
+        if not (all(map(is_, grads, self.grads)) and all(map(is_, params, self.params))):
+            return False
+        return all(map(is_, self.getter(states), self.dicts))
+
 class Optimizer:
     """Base class: parameter groups, lazily created per-parameter state, ``step``, state dicts.
 
@@ -213,6 +306,7 @@ class Optimizer:
         self._segments = {}  # LAMB: parameter index -> (user's object, segment_offsets array)
         self._layouts = {}  # arena parameter index -> weak reference to a checked arena gradient
         self._bound = {}  # parameter index -> its last step's _BoundParameter
+        self._bound_lists = {}  # group index -> its last step's _BoundList
         self._empties = {}  # dtype -> an empty array standing for unused state
         self._requested_backend = backend
         self._lock = threading.Lock()
@@ -338,6 +432,7 @@ class Optimizer:
         state = dict(self.__dict__)
         del state["_lock"]
         state["_arena_split"] = None
+        state["_bound_lists"] = {}
         return state
 
     def __setstate__(self, state):
@@ -373,6 +468,12 @@ class Optimizer:
                  and not self.skip_nonfinite)
         for g_index, group in enumerate(self.param_groups):
             hyper, uses = self._checked_hyper(g_index, group)
+            if len(group["params"]) >= LIST_MIN_TENSORS:
+                entry = self._prepare_list(g_index, index, group["params"], grads, hyper, uses)
+                if entry is not None:  # the group in one launch
+                    plan.append(entry)
+                    index += len(group["params"])
+                    continue
             for param in group["params"]:
                 grad = grads[index]
                 if grad is not None:
@@ -388,7 +489,12 @@ class Optimizer:
             # The reduction pass: one read of every gradient, summing its squares.
             total = 0.0
             for entry in plan:
-                total += entry[3]()
+                squares = entry[3]()
+                if type(squares) is list:  # a list's, one per tensor, added in order
+                    for x in squares:
+                        total += x
+                else:
+                    total += squares
             root = math.sqrt(total)
             norm = root * inv_scale
             if total - total != 0 and (total != math.inf or not self._finite(grads, plan)):
@@ -416,6 +522,9 @@ class Optimizer:
         states = self.state
         for index, new_state, step, _, _, run in plan:  # everything checked: now write
             run(factor)
+            if type(index) is not int:  # a group in one launch (_prepare_list)
+                self._record_list(index, new_state, step)
+                continue
             # Recorded after the launch: a failing one leaves its parameter's count as it was.
             state = states.get(index)
             if state is None:
@@ -446,11 +555,11 @@ class Optimizer:
         """The planned gradients as float host arrays (decoded when stored as bfloat16 bits)."""
         out = []
         for index, *_ in plan:
-            g = _memory.to_host(_buffer(grads[index]))
-            g = np.asarray(g)
-            if g.dtype == np.uint16:
-                g = lowp.from_bits(g, "bfloat16")
-            out.append(g)
+            for i in [index] if type(index) is int else index:
+                g = bfloat16_bits(np.asarray(_memory.to_host(_buffer(grads[i]))))
+                if g.dtype == np.uint16:
+                    g = lowp.from_bits(g, "bfloat16")
+                out.append(g)
         return out
 
     def _finite(self, grads, plan):
@@ -466,13 +575,19 @@ class Optimizer:
         """The update of every planned parameter, each pass also summing its gradient's squares
         into a slot of its own (added in parameter order afterwards, so the norm is the reduction
         pass's, bit for bit). Nothing is skipped: a non-finite norm is reported as ``found_inf``."""
-        norms = _memory.full(self._backend == "cuda", (max(len(plan), 1),), np.float64, 0.0)
-        for k, (index, new_state, step, _, _, run) in enumerate(plan):
-            run(1.0, norms[k:k + 1])
+        slots = [1 if type(index) is int else len(index) for index, *_ in plan]
+        norms = _memory.full(self._backend == "cuda", (max(sum(slots), 1),), np.float64, 0.0)
+        k = 0
+        for (index, new_state, step, _, _, run), n in zip(plan, slots):
+            run(1.0, norms[k:k + n])
+            k += n
+            if type(index) is not int:
+                self._record_list(index, new_state, step)
+                continue
             state = self.state.setdefault(index, {})
             state.update(new_state)
             state["step"] = step
-        norm = math.sqrt(sum(_memory.to_host(norms)[:len(plan)].tolist()))
+        norm = math.sqrt(sum(_memory.to_host(norms)[:k].tolist()))
         return StepInfo(grad_norm=norm, found_inf=not math.isfinite(norm))
 
     def _checked_hyper(self, g_index, group):
@@ -495,6 +610,126 @@ class Optimizer:
         checked = (hyper, tuple(self.algorithm.uses(hyper)))
         self._hyper_cache[g_index] = (raw, checked)
         return checked
+
+    def _prepare_list(self, g_index, first, params, grads, hyper, uses):
+        """The step of group ``g_index`` (parameters ``first`` on) as one launch, a plan entry
+        as :meth:`_prepare`'s with ``range`` of the indices first; ``None`` when the group must
+        be stepped parameter by parameter.
+
+        A group of numpy arrays of one float dtype whose gradients are all numpy arrays, on a
+        backend with list steps (``fastopt.backends.<backend>.lists``), is stepped as a list: the
+        table of its arrays (:class:`_BoundList`) is built once and used again while the same
+        parameter, gradient and state objects come back (each checked by identity, the state
+        through :class:`_ListState`). Every parameter of the list has the same step count."""
+        if self._backend not in _LIST_BACKENDS or self.algorithm.segmented:
+            return None
+        stop = first + len(params)
+        grads = grads[first:stop]
+        bound = self._bound_lists.get(g_index)
+        if bound is None or not bound.matches(params, grads, uses, self.state):
+            bound = self._bind_list(g_index, first, params, grads, hyper, uses)
+            if bound is None:
+                return None
+        algorithm = self.algorithm
+        step = bound.step + 1
+        fresh = bound.created is not None
+        host_new = _NO_STATE
+        if algorithm.host_state:  # the same for every tensor of the list (checked at binding)
+            host = algorithm.host_before(hyper, bound.dicts[0] if bound.dicts else {})
+            scalars = algorithm.scalars(hyper, step, fresh, **host)
+            host_new = algorithm.advance(hyper, step, host)
+        else:
+            scalars = algorithm.scalars(hyper, step, fresh)
+        listed = bound.listed
+
+        def run(factor, norm_out=None):
+            if norm_out is not None:  # each tensor's sum in its slot, then the update
+                norm_out[:] = listed.sums_of_squares()
+            listed.run(*scalars, factor)
+
+        dtype = listed.dtype
+        return (range(first, stop), (bound, host_new), step, listed.sums_of_squares,
+                lambda: magnitude(listed.max_magnitude_bits(), dtype), run)
+
+    def _bind_list(self, g_index, first, params, grads, hyper, uses):
+        """A new :class:`_BoundList` of the group after the checks of a step (state the step
+        needs but does not have made, not yet stored); ``None`` when the group cannot be stepped
+        as a list (its tensors then take :meth:`_prepare`'s path, which raises as it does)."""
+        self._bound_lists.pop(g_index, None)
+        module = self._list_kernels()
+        if module is None:
+            return None
+        if not all([type(p) is np.ndarray for p in params]) or not all(
+                [type(g) is np.ndarray for g in grads]):
+            return None
+        indices = range(first, first + len(params))
+        dtype = self._views[first][1].dtype
+        if dtype not in _LIST_DTYPES or any(self._views[i][1].dtype != dtype for i in indices):
+            return None  # 16-bit parameters (master weights) or mixed dtypes
+        states = self.state
+        dicts = [states.get(i) for i in indices]
+        with_state = [d is not None and "step" in d for d in dicts]
+        if any(with_state) and not all(with_state):
+            return None  # some parameters stepped before the others
+        algorithm = self.algorithm
+        names = [name for name, used in zip(algorithm.state, uses) if used]
+        if all(with_state):
+            counts = {d["step"] for d in dicts}
+            if len(counts) != 1 or any("master" in d for d in dicts) or not all(
+                    name in d for d in dicts for name in names):
+                return None
+            if algorithm.host_state and len({tuple(d.get(h) for h in algorithm.host_state)
+                                             for d in dicts}) != 1:
+                return None
+        views, checked_grads = [], []
+        for index, param, grad in zip(indices, params, grads):
+            view, grad = self._checked_grad(index, param, self._view(index, param, False), grad,
+                                            False)
+            views.append(view)
+            checked_grads.append(grad)
+        if any(v.dtype != dtype for v in views):
+            return None  # a parameter re-pointed at memory of another dtype: raises there
+        created = None
+        if all(with_state):
+            arrays = {name: [d[name] for d in dicts] for name in names}
+        else:
+            created = [{name: _memory.full(False, v.shape, v.dtype,
+                                           algorithm.initial_state(hyper, name))
+                        for name in names} for v in views]
+            arrays = {name: [c[name] for c in created] for name in names}
+        listed = module.bind(algorithm, views, checked_grads,
+                             tuple(arrays.get(name) for name in algorithm.state), uses)
+        bound = _BoundList(params, grads, uses, listed, indices, created,
+                           max(counts) if all(with_state) else 0)
+        if all(with_state):  # the state dicts as _ListState, which count their changes
+            bound.adopt(states, dicts)
+        self._bound_lists[g_index] = bound
+        return bound
+
+    def _record_list(self, indices, new_state, step):
+        """Stores the state of a group stepped as a list (:meth:`_prepare_list`) after its
+        launch: the state it created, its step count and host scalars."""
+        bound, host_new = new_state
+        states = self.state
+        if bound.created is not None:  # the first step: the arrays the launch updated
+            bound.adopt(states, [states.get(i) or {} for i in indices])
+            for d, created in zip(bound.dicts, bound.created):
+                dict.update(d, created)
+            bound.created = None
+        setitem = dict.__setitem__
+        collections.deque(map(setitem, bound.dicts, itertools.repeat("step"),
+                              itertools.repeat(step)), 0)
+        if host_new:
+            for d in bound.dicts:
+                dict.update(d, host_new)
+        bound.step = step
+
+    def _list_kernels(self):
+        """The backend's list steps (``fastopt.backends.<backend>.lists``), or ``None``."""
+        try:
+            return kernels(self._backend, "lists")
+        except ImportError:
+            return None
 
     def _prepare(self, index, param, grad, hyper, uses, fused=False):
         """One parameter's step, checked: ``(index, new state, step count, reduce, check, run)``,
