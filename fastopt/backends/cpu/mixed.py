@@ -2,27 +2,46 @@
 float16/bfloat16 model copy written in the same pass (numba ``njit(parallel=True)``).
 
 Signatures as in :mod:`fastopt.backends.numpy.mixed`. Every algorithm runs one kernel template,
-specialized per algorithm and per set of used state arrays: the mixed-precision update of
-:mod:`fastopt.backends.elements.mixed` (decode, the float32 element of
-:mod:`fastopt.backends.elements.optim`, encode) on every element, in parallel above
+specialized per algorithm and per set of used state arrays, over blocks of :data:`BLOCK` elements
+(as ``csrc/mixed.c``): the block's gradient and used state are decoded into float32 scratch
+arrays, the float32 element of :mod:`fastopt.backends.elements.optim` runs on them and the master
+weights, and the state and the model copy are encoded back. Each of those is a loop of one format,
+which numba's loop vectorizer takes; blocks are run in parallel above
 :data:`fastopt.backends.cpu.optim.PARALLEL_THRESHOLD` elements.
+
+The formats' conversions here are branch-free (selects, and float32 arithmetic where it rounds
+as the integer code does) and give the bits of :mod:`fastopt.backends.elements.bits`, the
+conversions of the numpy reference and the ``cuda`` backend; the tests compare them on every
+16-bit pattern and on float32 patterns of every class. Why: a step that decodes, updates and
+encodes one element at a time, with the formats as runtime values, has every format's code in
+its loop; LLVM vectorizes that loop by computing all of them in 64-bit lanes, with masks, and
+spills most of its vector registers (about a hundred instructions per element), and the
+float16 decoder's loop over a subnormal's leading zeros and the encoders' branches on the
+exponent range are data-dependent branches, none of which vectorizes.
 """
 
 import functools
 
-import numba
 import numpy as np
 from llvmlite import ir
 from numba import prange, types
 from numba.extending import intrinsic
 
+from fastopt._core import config
 from fastopt.backends._numba.compile import serial_and_parallel
 from fastopt.backends._numba.specialize import load, mode_name, specialized, store
 from fastopt.backends.cpu.optim import (PARALLEL_THRESHOLD, REDUCTION_CHUNK, E, _inline,
                                         _compile_serial_and_parallel)
 from fastopt.backends.elements import bits as _bits
-from fastopt.backends.elements.mixed import make_mixed_elements, mixed_step, specialized_update
+from fastopt.backends.elements.bits import BFLOAT16, FLOAT16
+from fastopt.backends.elements.mixed import mixed_step
 from fastopt.backends.elements.optim import ELEMENTS
+
+#: Elements per block: the decoded float32 scratch arrays (up to four) stay in L1.
+BLOCK = config.CPU_MIXED_BLOCK
+#: Elements per parallel task, a multiple of BLOCK; a task allocates its scratch arrays once.
+CHUNK = config.CPU_MIXED_CHUNK
+assert CHUNK % BLOCK == 0
 
 
 @intrinsic
@@ -32,8 +51,12 @@ def _f32_from_bits(typingctx, u):
         return None
 
     def codegen(context, builder, signature, args):
-        low = builder.trunc(args[0], ir.IntType(32)) if u.bitwidth > 32 else args[0]
-        return builder.bitcast(low, ir.FloatType())
+        value = args[0]
+        if u.bitwidth > 32:
+            value = builder.trunc(value, ir.IntType(32))
+        elif u.bitwidth < 32:
+            value = builder.zext(value, ir.IntType(32))
+        return builder.bitcast(value, ir.FloatType())
 
     return types.float32(u), codegen
 
@@ -50,47 +73,208 @@ def _bits_from_f32(typingctx, x):
     return types.int64(x), codegen
 
 
-#: The helpers of the mixed-precision update (see :mod:`fastopt.backends.elements.mixed`), inlined
-#: into it in numba's IR.
-M = make_mixed_elements(_inline, _f32_from_bits, _bits_from_f32)
-#: The updates, inlined into the kernels by LLVM, forced: left to its cost model they stay calls,
-#: and inlined in numba's IR the tuple of integers they return trips the parallel kernels' array
-#: analysis, which takes it for an array shape. numba passes the flag on to the functions it
-#: compiles for them (bits.encode, unless compiled or cached before), which are then inlined too.
-_forceinline = numba.njit(forceinline=True, error_model="numpy")
+# ---- The 16-bit formats, branch-free ------------------------------------------------------------
+#
+# Values are int64 (bit patterns, as in bits.py); each conditional is a choice between values
+# computed on every element, which LLVM turns into a select.
+
+#: The spacing of float16's subnormals, 2**-24, and 0.5, whose float32 spacing that is.
+_F16_SUBNORMAL_UNIT = np.float32(2.0 ** -24)
+_HALF = np.float32(0.5)
+
+
+@_inline
+def _f16_value(h):
+    """The float32 value of the float16 bits h (bits.f16_to_f32): a normal, infinity or NaN by
+    rebiasing the exponent, a subnormal as its mantissa times 2**-24 (exact)"""
+    h = np.int64(h)
+    sign = (h & 0x8000) << 16
+    shifted = (h & 0x7FFF) << 13
+    exponent = h & 0x7C00
+    subnormal = _bits_from_f32(np.float32(h & 0x3FF) * _F16_SUBNORMAL_UNIT)
+    big = shifted + ((0xE0 if exponent == 0x7C00 else 0x70) << 23)
+    return _f32_from_bits(sign | (subnormal if exponent == 0 else big))
+
+
+@_inline
+def _f16_nan(a):
+    """float16 bits of the NaN of magnitude bits a, keeping its top payload bits (nonzero)"""
+    return 0x7C00 + max((a & 0x7FFFFF) >> 13, 1)
+
+
+@_inline
+def _f16_nearest(x):
+    """float16 bits of x rounded to nearest, ties to even (bits.f16_nearest): a normal by integer
+    rounding of the dropped 13 bits, a subnormal by the float32 addition x + 0.5, whose spacing
+    is float16's subnormal unit and which rounds the same way"""
+    u = _bits_from_f32(x)
+    sign = (u >> 16) & 0x8000
+    a = u & 0x7FFFFFFF
+    normal = (a - 0x38000000 + 0xFFF + ((a >> 13) & 1)) >> 13
+    subnormal = _bits_from_f32(_f32_from_bits(a) + _HALF) - 0x3F000000
+    h = normal if a >= 0x38800000 else subnormal
+    h = 0x7C00 if a >= 0x477FF000 else h  # 65520 and up, and infinity
+    return sign | (_f16_nan(a) if a > 0x7F800000 else h)
+
+
+@_inline
+def _f16_stochastic(x, rnd):
+    """float16 bits of x rounded up in magnitude with probability (dropped bits) / 2**k
+    (bits.f16_stochastic)"""
+    u = _bits_from_f32(x)
+    sign = (u >> 16) & 0x8000
+    a = u & 0x7FFFFFFF
+    normal = ((a - 0x38000000) + (rnd >> 19)) >> 13
+    shift = 126 - (a >> 23)  # a subnormal counts units of 2**-24; in range: 14..32
+    clamped = min(max(shift, 0), 32)
+    m = (a & 0x7FFFFF) | 0x800000
+    subnormal = (m + (rnd >> (32 - clamped))) >> clamped
+    h = normal if a >= 0x38800000 else (subnormal if shift <= 32 else 0)
+    h = 0x7C00 if a >= 0x47800000 else h  # 65536 and up, and infinity
+    return sign | (_f16_nan(a) if a > 0x7F800000 else h)
+
+
+@_inline
+def _bf16_rounded(x, increment):
+    """bfloat16 bits of x rounded up in magnitude when the dropped bits plus increment carry; a
+    NaN stays NaN, made quiet (bits.bf16_nearest, bits.bf16_stochastic)"""
+    u = _bits_from_f32(x)
+    return (u >> 16) | 0x40 if (u & 0x7FFFFFFF) > 0x7F800000 else (u + increment) >> 16
+
+
+@_inline
+def _bf16_nearest(x):
+    """bfloat16 bits of x rounded to nearest, ties to even"""
+    u = _bits_from_f32(x)
+    return _bf16_rounded(x, 0x7FFF + ((u >> 16) & 1))
+
+
+# ---- Blocks: one loop per format ----------------------------------------------------------------
+
+@_inline
+def _decode(src, fmt, lo, n, out):
+    """out[j] = the float32 value of src[lo + j], stored in format fmt, for j < n"""
+    lo, n = np.uint64(lo), np.uint64(n)
+    if fmt == FLOAT16:
+        for j in range(n):
+            out[j] = _f16_value(src[lo + j])
+    elif fmt == BFLOAT16:
+        for j in range(n):
+            out[j] = _f32_from_bits(np.uint32(src[lo + j]) << np.uint32(16))
+    else:
+        for j in range(n):
+            out[j] = _f32_from_bits(src[lo + j])
+
+
+@_inline
+def _encode(values, n, fmt, dst, lo):
+    """dst[lo + j] = values[j] stored in format fmt, rounded to nearest, for j < n"""
+    lo, n = np.uint64(lo), np.uint64(n)
+    if fmt == FLOAT16:
+        for j in range(n):
+            dst[lo + j] = _f16_nearest(values[j])
+    elif fmt == BFLOAT16:
+        for j in range(n):
+            dst[lo + j] = _bf16_nearest(values[j])
+    else:
+        for j in range(n):
+            dst[lo + j] = _bits_from_f32(values[j])
+
+
+@_inline
+def _encode_model(master, lo, n, model, fmt, stochastic, key):
+    """model[i] = master[i] rounded to format fmt for i in [lo, lo + n): to nearest even, or
+    stochastically from random32(key, i)"""
+    lo, n = np.uint64(lo), np.uint64(n)
+    if stochastic and fmt == FLOAT16:
+        for i in range(lo, lo + n):
+            model[i] = _f16_stochastic(master[i], _bits.random32(key, np.int64(i)))
+    elif stochastic:
+        for i in range(lo, lo + n):
+            model[i] = _bf16_rounded(master[i], _bits.random32(key, np.int64(i)) >> 16)
+    elif fmt == FLOAT16:
+        for i in range(lo, lo + n):
+            model[i] = _f16_nearest(master[i])
+    else:
+        for i in range(lo, lo + n):
+            model[i] = _bf16_nearest(master[i])
+
+
+# The scratch arrays of the state, one per state array of the algorithm (a tuple's length is part
+# of its type): those USES leaves out are empty and never touched.
+
+def _scratch1(uses):
+    return (np.empty(BLOCK if uses[0] else 0, np.float32),)
+
+
+def _scratch2(uses):
+    return (np.empty(BLOCK if uses[0] else 0, np.float32),
+            np.empty(BLOCK if uses[1] else 0, np.float32))
+
+
+def _scratch3(uses):
+    return (np.empty(BLOCK if uses[0] else 0, np.float32),
+            np.empty(BLOCK if uses[1] else 0, np.float32),
+            np.empty(BLOCK if uses[2] else 0, np.float32))
+
+
+_SCRATCH = {n: _inline(f) for n, f in enumerate((_scratch1, _scratch2, _scratch3), start=1)}
 
 
 # ---- The steps: one template for every algorithm -----------------------------------------------
 #
-# See fastopt.backends._numba.specialize: each kernel is a copy of _step whose globals bind USES and
-# _update, the mixed-precision update of fastopt.backends.elements.mixed specialized on the
-# algorithm's element and USES. Only the kernel touches the arrays: an array passed to a function
-# in the loop is reference-counted on every element unless the counts fall in one basic block, as
-# those of load and store do once USES is folded (numba then removes them).
+# See fastopt.backends._numba.specialize: each kernel is a copy of _step whose globals bind USES,
+# _element (the algorithm's float32 element), _scratch (for its number of state arrays) and
+# _update (a copy of _update_block bound the same way). The state arrays are one UniTuple (one
+# format): indexed by a loop counter, each is a plain array inside the loops of _decode and
+# _encode. The element loop indexes the scratch arrays from 0 and master from lo, unsigned (numba
+# then drops the negative-index wraparound, whose select on every access keeps a loop from
+# vectorizing).
+
+def _update_block(lo, n, p, g, scratch, c):
+    """Template: the float32 element on p[lo:lo + n], g[:n] and the scratch state of USES"""
+    lo = np.uint64(lo)
+    for j in range(np.uint64(n)):
+        x = g[j]
+        p[lo + j], s = _element(p[lo + j], x, load(scratch, j, USES, x), c, USES)
+        store(scratch, j, s, USES)
+
 
 def _step(master, grad, grad_fmt, states, state_fmt, model, model_fmt, c, stochastic, key):
-    """Template: _update on every element, in parallel, the state arrays of USES loaded and
-    stored"""
-    for i in prange(master.size):
-        g = grad[i]
-        master[i], s, model[i] = _update(master[i], g, load(states, i, USES, g), c, i, grad_fmt,
-                                         state_fmt, model_fmt, stochastic, key)
-        store(states, i, s, USES)
+    """Template: per block, the gradient and the state of USES decoded to float32, the element,
+    the state and the model copy encoded back"""
+    size = master.size
+    for t in prange((size + CHUNK - 1) // CHUNK):
+        g = np.empty(BLOCK, np.float32)
+        scratch = _scratch(USES)
+        for lo in range(t * CHUNK, min(size, (t + 1) * CHUNK), BLOCK):
+            n = min(size - lo, BLOCK)
+            _decode(grad, grad_fmt, lo, n, g)
+            for k in range(len(USES)):
+                if USES[k]:
+                    _decode(states[k], state_fmt, lo, n, scratch[k])
+            _update(lo, n, master, g, scratch, c)
+            for k in range(len(USES)):
+                if USES[k]:
+                    _encode(scratch[k], n, state_fmt, states[k], lo)
+            _encode_model(master, lo, n, model, model_fmt, stochastic, key)
 
 
-#: Unbound names of the template above (bound in each copy by _kernel); never used.
-_update = USES = None
+#: Unbound names of the templates above (bound in each copy by _kernel); never used.
+_element = _scratch = _update = USES = None
 
 
 @functools.cache
 def _kernel(name, uses):
     """The mixed-precision kernel of the algorithm kernel ``name`` specialized on ``uses``, as
     ``run(n, <its arguments>)``, serial or parallel by size."""
-    update = _forceinline(specialized_update(M, E, name, uses))
+    tag = f"{name}_{mode_name(uses)}"
+    bound = dict(_element=getattr(E, name), USES=uses, _scratch=_SCRATCH[len(uses)])
+    update = _inline(specialized(_update_block, f"_mixed_update_{tag}", **bound))
     doc = (f"Mixed-precision {name} (uses {uses}) on every element; formula in "
            f"fastopt.backends.numpy.mixed.{name}")
-    return _compile_serial_and_parallel(specialized(
-        _step, f"_mixed_step_{name}_{mode_name(uses)}", doc, _update=update, USES=uses))
+    return _compile_serial_and_parallel(specialized(_step, f"_mixed_step_{tag}", doc,
+                                                    _update=update, **bound))
 
 
 for _name in ELEMENTS:
