@@ -1,13 +1,15 @@
-"""The ``cpu`` backend's branch-free 16-bit conversions against the bits of the reference
+"""The host backends' branch-free 16-bit conversions against the bits of the reference
 (:mod:`fastopt.backends.elements.bits`, :func:`fastopt.lowp.round_bits`): every float16 pattern
 decoded, and float32 patterns of every class (zeros, subnormals of both formats, the rounding
 boundaries, overflow, infinities, NaNs with and without payload) encoded to nearest and
-stochastically."""
+stochastically; the ``cpu`` conversions and random stream one by one, and both backends' through
+their steps."""
 
 import numpy as np
 import pytest
 
-from fastopt import lowp
+import fastopt
+from fastopt import lowp, mixed
 from fastopt.backends.elements import bits
 
 cpu_mixed = pytest.importorskip("fastopt.backends.cpu.mixed")
@@ -58,3 +60,47 @@ def test_encoding_of_float32_patterns(fmt, rounding):
     key = lowp.stream_key(7, 3)
     got = _encoded(x, fmt == "float16", rounding == "stochastic", key)
     assert np.array_equal(got, lowp.round_bits(x, fmt, rounding, key))
+
+
+@numba.njit
+def _random(key, index):
+    out = np.empty(index.size, np.int64)
+    for i in range(index.size):
+        out[i] = cpu_mixed._random32(key, index[i])
+    return out
+
+
+def test_random_stream():
+    index = np.concatenate([np.arange(1 << 16), (1 << 32) + np.arange(100), [2 ** 40 + 3]])
+    for key in (0, 1, lowp.stream_key(7, 3), 0xFFFFFFFF):
+        assert np.array_equal(_random(key, index), lowp.random32(key, index))
+
+
+HOST = [b for b in ("cpu", "c") if b in fastopt.available_backends()]
+#: Below the parallel threshold: the serial kernels are compiled, not the parallel ones too.
+PIECE = 30_000
+
+
+@pytest.mark.parametrize("backend", HOST)
+@pytest.mark.parametrize("model_fmt", ["float16", "bfloat16"])
+@pytest.mark.parametrize("rounding", ["nearest", "stochastic"])
+def test_steps_on_every_class_of_value_give_the_reference_bits(backend, model_fmt, rounding):
+    """SGD steps of the host backends against the numpy backend's: every float16 gradient pattern
+    decoded into the master weights, and master weights of every float32 class rounded to the
+    model copy."""
+    model_dtype = np.float16 if model_fmt == "float16" else np.uint16
+    every = np.arange(1 << 16, dtype=np.uint16)
+    cases = [(np.zeros(every.size, np.float32), every.view(np.float16), 1.0),
+             (float32_patterns(), None, 0.5)]
+    for master, grad, lr in cases:
+        for lo in range(0, master.size, PIECE):
+            m = master[lo:lo + PIECE]
+            g = grad[lo:lo + PIECE] if grad is not None else np.zeros(m.size, np.float16)
+            results = []
+            for b in (backend, "numpy"):
+                mb, model = m.copy(), np.zeros(m.size, model_dtype)
+                with np.errstate(all="ignore"):
+                    mixed.sgd(mb, g, model, step=3, lr=lr, rounding=rounding, seed=5, backend=b)
+                results.append((mb.view(np.uint32), model.view(np.uint16)))
+            (m1, model1), (m2, model2) = results
+            assert np.array_equal(m1, m2) and np.array_equal(model1, model2)
