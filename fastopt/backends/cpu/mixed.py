@@ -175,12 +175,27 @@ def _f16_stochastic(x, rnd):
     return sign | (_f16_nan(a) if a > 0x7F800000 else h)
 
 
-@_inline
-def _bf16_rounded(x, increment):
-    """bfloat16 bits of x rounded up in magnitude when the dropped bits plus increment carry; a
-    NaN stays NaN, made quiet (bits.bf16_nearest, bits.bf16_stochastic)"""
-    u = _bits_from_f32(x)
-    return (u >> 16) | 0x40 if (u & 0x7FFFFFFF) > 0x7F800000 else (u + increment) >> 16
+@intrinsic
+def _bf16_rounded(typingctx, x, increment):
+    """bfloat16 bits (an int64) of the float32 x rounded up in magnitude when the dropped bits
+    plus increment (below 2**16) carry; a NaN stays NaN, made quiet (bits.bf16_nearest,
+    bits.bf16_stochastic). In 32-bit arithmetic, so that a loop of it vectorizes with 32-bit
+    lanes: the sum wraps only for a NaN, which the select replaces."""
+    if x != types.float32 or not isinstance(increment, types.Integer):
+        return None
+
+    def codegen(context, builder, signature, args):
+        i32 = ir.IntType(32)
+        u = builder.bitcast(args[0], i32)
+        step = builder.trunc(args[1], i32) if increment.bitwidth > 32 else args[1]
+        sixteen = ir.Constant(i32, 16)
+        nan = builder.icmp_unsigned(">", builder.and_(u, ir.Constant(i32, 0x7FFFFFFF)),
+                                    ir.Constant(i32, 0x7F800000))
+        quiet = builder.or_(builder.lshr(u, sixteen), ir.Constant(i32, 0x40))
+        rounded = builder.lshr(builder.add(u, step), sixteen)
+        return builder.zext(builder.select(nan, quiet, rounded), ir.IntType(64))
+
+    return types.int64(x, increment), codegen
 
 
 @_inline
