@@ -67,32 +67,20 @@ static inline uint32_t bf16_nearest(uint32_t u)
     return bf16_round(u, 0x7FFFu + ((u >> 16) & 1u));
 }
 
+/* float16 bits of u, rounded to nearest, ties to even (as numpy), branch-free so that loops of it
+ * vectorize: a normal by integer rounding of the 13 dropped bits, a subnormal by the float32
+ * addition x + 0.5, whose spacing there is float16's subnormal unit (2^-24) and which rounds the
+ * same way; a NaN keeps its top payload bits as numpy keeps them. */
 static inline uint32_t f16_nearest(uint32_t u)
 {
     const uint32_t sign = (u >> 16) & 0x8000u, a = u & 0x7FFFFFFFu;
-    if (a >= 0x7F800000u) {                                   /* inf, or NaN as numpy keeps it */
-        if (a == 0x7F800000u)
-            return sign | 0x7C00u;
-        const uint32_t h = 0x7C00u + ((a & 0x7FFFFFu) >> 13);
-        return sign | (h == 0x7C00u ? 0x7C01u : h);
-    }
-    if (a >= 0x477FF000u)                                     /* 65520 and up: inf */
-        return sign | 0x7C00u;
-    if (a >= 0x38800000u) {                                   /* normal */
-        uint32_t h = (a - 0x38000000u) >> 13;
-        const uint32_t rest = a & 0x1FFFu;
-        if (rest > 0x1000u || (rest == 0x1000u && (h & 1u)))
-            h += 1;
-        return sign | h;
-    }
-    if (a < 0x33000000u)                                      /* below 2^-25: zero */
-        return sign;
-    const uint32_t shift = 126 - (a >> 23), m = (a & 0x7FFFFFu) | 0x800000u;
-    uint32_t h = m >> shift;
-    const uint32_t rest = m & ((1u << shift) - 1), half = 1u << (shift - 1);
-    if (rest > half || (rest == half && (h & 1u)))
-        h += 1;
-    return sign | h;
+    const uint32_t normal = (a - 0x38000000u + 0xFFFu + ((a >> 13) & 1u)) >> 13;
+    const uint32_t subnormal = bits_of(float_of(a) + 0.5f) - 0x3F000000u;
+    uint32_t h = a >= 0x38800000u ? normal : subnormal;
+    h = a >= 0x477FF000u ? 0x7C00u : h;                       /* 65520 and up, and inf */
+    const uint32_t payload = (a & 0x7FFFFFu) >> 13;
+    const uint32_t nan = 0x7C00u + (payload ? payload : 1u);
+    return sign | (a > 0x7F800000u ? nan : h);
 }
 
 static inline uint32_t f16_stochastic(uint32_t u, uint32_t rnd)
@@ -112,22 +100,14 @@ static inline uint32_t f16_stochastic(uint32_t u, uint32_t rnd)
     return sign | (uint32_t)((m + r) >> shift);
 }
 
+/* float32 bits of the float16 bits h (exact), branch-free so that loops of it vectorize: a
+ * subnormal is its mantissa times 2^-24, exactly. */
 static inline uint32_t f16_to_f32(uint32_t h)
 {
-    const uint32_t sign = (h & 0x8000u) << 16, e = (h >> 10) & 0x1Fu;
-    uint32_t m = h & 0x3FFu;
-    if (e == 0x1F)
-        return sign | 0x7F800000u | (m << 13);
-    if (e != 0)
-        return sign | ((e + 112) << 23) | (m << 13);
-    if (m == 0)
-        return sign;
-    uint32_t exponent = 113;                                  /* subnormal: normalize */
-    while ((m & 0x400u) == 0) {
-        m <<= 1;
-        exponent -= 1;
-    }
-    return sign | (exponent << 23) | ((m & 0x3FFu) << 13);
+    const uint32_t sign = (h & 0x8000u) << 16, e = h & 0x7C00u;
+    const uint32_t big = ((h & 0x7FFFu) << 13) + (e == 0x7C00u ? 0xE0u << 23 : 0x70u << 23);
+    const uint32_t small = bits_of((float)(h & 0x3FFu) * 0x1p-24f);
+    return sign | (e == 0 ? small : big);
 }
 
 static inline float load(const void *array, int fmt, int64_t i)

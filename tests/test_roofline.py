@@ -138,3 +138,40 @@ def test_the_safe_default_section_reads_its_cases_in_turn():
         assert f"{backend} step (default: check)" in row["busy_median_s"]
     text = "\n".join(check.format_safe_default(rows))
     assert "one core busy" in text and "default / no check" in text
+
+
+@pytest.mark.parametrize("n", [257, 40_009])
+@pytest.mark.parametrize("written", [1, 3])
+def test_mixed_same_traffic_reads_and_writes_its_arrays(written, n):
+    """The mixed-precision kernel reads r (16-bit), updates the float32 master and the state
+    (float32 or 16-bit bits) in place and writes the model copy, nothing else."""
+    roofline = pytest.importorskip("fastopt.backends.cpu.roofline")
+    rng = np.random.default_rng(written)
+    read = rng.integers(0, 100, n).astype(np.uint16)
+    master = rng.standard_normal(n).astype(np.float32)
+    state = [rng.integers(0, 1000, n).astype(np.uint16) for _ in range(written - 1)]
+    out, sentinel = np.zeros(n, np.uint16), rng.standard_normal(n).astype(np.float32)
+    before = [a.copy() for a in (read, master, *state, sentinel)]
+    scale = np.float32(0.5)
+    roofline.same_traffic_mixed([master, *state], read, out, scale)
+    np.testing.assert_array_equal(master, before[1] + scale * read.astype(np.float32))
+    for a, b in zip(state, before[2:]):
+        np.testing.assert_array_equal(a, (b + scale * read.astype(np.float32)).astype(np.uint16))
+    np.testing.assert_array_equal(out, read)
+    np.testing.assert_array_equal(read, before[0])
+    np.testing.assert_array_equal(sentinel, before[-1])
+
+
+def test_mixed_rows_pair_each_host_step_with_the_mixed_kernel():
+    backends = [b for b in ROOFLINE_BACKENDS if b in AVAILABLE]
+    for config in cases.MIXED_CONFIGS:
+        label, name, options, model_fmt, state_fmt, _ = config
+        results = table.time_mixed(config, 1000, backends, repeat=3, max_s=0.2)
+        assert {r.backend for r in results} == set(backends)
+        moved = cases.mixed_bytes_per_step(name, options, 1000, model_fmt, state_fmt)
+        low, state = (2 if model_fmt != "float32" else 4), (2 if state_fmt == "bfloat16" else 4)
+        assert moved == 1000 * (2 * low + 2 * 4 + 2 * state * 2)  # Adam: 2 state arrays
+        for r in results:
+            assert r.dtype == cases.MIXED and r.optimizer == label and r.written == 3
+            if "cpu" in AVAILABLE:
+                assert table.roofline_ratio(r, results) == r.paired["roofline"] > 0

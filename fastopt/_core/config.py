@@ -42,6 +42,14 @@ CPU_LAMB_CHUNK = 1 << 14
 #: right after updating it, while it is in cache. A multiple of REDUCTION_LANES:
 #: larger blocks mean less loop overhead until the block falls out of L1.
 CPU_BLOCK = 1 << 10
+#: Elements per block of a mixed-precision step: the block's gradient and state are decoded into
+#: float32 scratch arrays (up to four, 8 KiB each), the float32 element loop runs on them, and the
+#: state and model copy are encoded back, each a loop of one format that vectorizes. Larger
+#: blocks spread each block's loop set-up over more elements until the arrays leave L1.
+CPU_MIXED_BLOCK = 1 << 11
+#: Elements per parallel task of a mixed-precision step (a multiple of CPU_MIXED_BLOCK): a task
+#: allocates its scratch arrays once for all its blocks.
+CPU_MIXED_CHUNK = 1 << 14
 #: Dense layers with fewer multiply-adds (batch x fan_in x fan_out) run on one thread.
 CPU_MLP_PARALLEL_MACS = 1 << 20
 #: Layers with fewer outputs than this (an output layer of 10 classes) accumulate rows for dX and

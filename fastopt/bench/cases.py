@@ -9,7 +9,7 @@ import numpy as np
 
 from fastopt._core import memory as _memory
 from fastopt._core.config import QUANT8_BLOCK
-from fastopt.optim import algorithms as _algorithms, functional
+from fastopt.optim import _api, algorithms as _algorithms, functional
 
 #: (row label, optimizer, options): each optimizer in its default configuration, plus momentum SGD
 #: and Adam with 8-bit state (``state_dtype="int8"``: :mod:`fastopt.quant8`, float32 only; its
@@ -193,3 +193,56 @@ def make_class_step(name, options, backend, shapes, dtype=np.float32, **class_op
     grads = [(rng.standard_normal(s) * 1e-3).astype(dtype) for s in shapes]
     opt = cls(params, backend=backend, **options, **class_options)
     return lambda: opt.step(grads)
+
+
+# ---- Mixed-precision steps ----------------------------------------------------------------------
+
+#: (row label, optimizer, options, model format, state format, rounding): mixed-precision steps
+#: (float32 master weights; the gradient in the model's format), timed on the host backends;
+#: "sr": bfloat16 state and stochastic rounding.
+MIXED_CONFIGS = [
+    ("adam f16", "adam", {}, "float16", "float32", "nearest"),
+    ("adam bf16", "adam", {}, "bfloat16", "float32", "nearest"),
+    ("adam bf16 sr", "adam", {}, "bfloat16", "bfloat16", "stochastic"),
+]
+#: The ``dtype`` of the mixed-precision rows' results (one block of the table).
+MIXED = "mixed"
+
+#: The numpy dtype of each stored format (bfloat16 as uint16 bits).
+FORMAT_DTYPES = {"float32": np.float32, "float16": np.float16, "bfloat16": np.uint16}
+
+
+def mixed_bytes_per_step(name, options, n, model_fmt, state_fmt):
+    """Bytes a mixed-precision step moves: reads the gradient (in the model's format), reads and
+    writes the master weights and the used state, writes the model copy."""
+    grad = np.dtype(FORMAT_DTYPES[model_fmt]).itemsize
+    state = np.dtype(FORMAT_DTYPES[state_fmt]).itemsize
+    return n * (2 * grad + 2 * 4 + 2 * state * used_state(name, options))
+
+
+def make_mixed_step(name, options, backend, n, model_fmt, state_fmt, rounding):
+    """A closure running one mixed-precision step (:mod:`fastopt.mixed`, step count 1, 2, ...) on
+    fresh arrays of size ``n`` on a host backend."""
+    from fastopt import mixed
+    from fastopt._core import lowp
+
+    master, grad32, state = problem(name, options, n, np.float32)
+    model_dtype = FORMAT_DTYPES[model_fmt]
+    grad = lowp.round_bits(grad32, model_fmt) if model_fmt == "bfloat16" else \
+        grad32.astype(model_dtype)
+    model = np.zeros(n, model_dtype)
+    if state_fmt != "float32":
+        state = [np.full(n, mixed.state_fill(float(s[0]), FORMAT_DTYPES[state_fmt]),
+                         FORMAT_DTYPES[state_fmt]) for s in state]
+    algorithm = _algorithms.ALGORITHMS[name]
+    used = algorithm.uses(algorithm.check({**algorithm.defaults, **options}))
+    required = len(_api.state_args(algorithm)[0])  # the state arrays before model
+    step = getattr(mixed, name)
+    counter = itertools.count(1)
+    states = [s if u else None for s, u in zip(state, used)]
+
+    def one_step():
+        step(master, grad, *states[:required], model, *states[required:], step=next(counter),
+             backend=backend, rounding=rounding, **options)
+
+    return one_step

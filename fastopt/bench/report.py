@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from fastopt._core.dispatch import available_backends
+from fastopt.bench.cases import MIXED
 from fastopt.bench.check import format_safe_default, safe_default
 from fastopt.bench.landscape import format_landscape, landscape
 from fastopt.bench.machine import machine
@@ -201,6 +202,10 @@ def format_table(results, copy_gb_per_s=None):
                  "/ step time (cpu, c: their own kernel; others: the faster one); xPEER: PEER's "
                  "time / this time (> 1: fastopt is faster); both ratios are medians over rounds "
                  "that time the step and its yardsticks in turn")
+    if any(r.dtype == MIXED for r in results):
+        lines.append("mixed: float32 master weights, the gradient and model copy in the row's "
+                     "format (f16, bf16; sr: bfloat16 state, stochastic rounding); /roof against "
+                     "the cpu same-traffic kernel of that traffic, for cpu and c")
     if doubts:
         lines.append(DOUBT)
     return "\n".join(lines).lstrip("\n")

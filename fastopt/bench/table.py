@@ -16,21 +16,24 @@ import numpy as np
 
 from fastopt._core.dispatch import available_backends
 from fastopt._core.threads import get_num_threads
-from fastopt.bench.cases import (CONFIGS, Result, bytes_per_step, float_options, is_quant8,
-                                 make_bound_step, written_arrays)
+from fastopt.bench.cases import (CONFIGS, FORMAT_DTYPES, MIXED, MIXED_CONFIGS, Result,
+                                 bytes_per_step, float_options, is_quant8, make_bound_step,
+                                 make_mixed_step, mixed_bytes_per_step, written_arrays)
 from fastopt.bench.peers import PEERS, make_peer, torch_threads
 from fastopt.bench.timing import (ROOFLINE_BACKENDS, make_same_traffic, paired_ratio,
-                                  paired_spread, time_cases, time_yardsticks, too_noisy)
+                                  paired_spread, roofline_kernels, time_cases, time_yardsticks,
+                                  too_noisy)
 
 
 def run_table(sizes, dtypes=(np.float32,), backends=None, repeat=10, peers=PEERS,
               roofline=True, configs=CONFIGS, progress=None, skipped=None, max_s=10.0,
-              min_sample_s=0.02, yardsticks=True):
+              min_sample_s=0.02, yardsticks=True, mixed=True):
     """Every configuration × backend (+ peers) × size × dtype, plus the roofline kernels and STREAM
     of each size (without ``yardsticks``, only the same-traffic kernel timed in turn with each
     step): a list of :class:`Result`. ``sizes`` may be one int. Skipped cases are appended
     to ``skipped`` as ``(what, reason)``. A configuration whose ratios came out unreadable
-    (:func:`unreadable`) is timed once more, and the less noisy of the two timings kept."""
+    (:func:`unreadable`) is timed once more, and the less noisy of the two timings kept. With
+    ``mixed``, the float32 sizes also time the mixed-precision steps (:func:`time_mixed`)."""
     sizes = [sizes] if isinstance(sizes, (int, np.integer)) else list(sizes)
     backends = list(backends or available_backends())
     skipped = [] if skipped is None else skipped
@@ -52,6 +55,12 @@ def run_table(sizes, dtypes=(np.float32,), backends=None, repeat=10, peers=PEERS
                         continue
                     for result in time_yardsticks(backend, written, n, dtype, repeat, max_s,
                                                   min_sample_s):
+                        record(result)
+                    gc.collect()
+            if mixed and dtype == np.float32:
+                for config in MIXED_CONFIGS:
+                    for result in time_mixed(config, n, backends, repeat, max_s, skipped,
+                                             min_sample_s):
                         record(result)
                     gc.collect()
             for label, name, options in configs:
@@ -113,6 +122,43 @@ def time_configuration(label, name, options, n, dtype, backends, peers=PEERS, ro
                               paired={k: paired_ratio(v, own) for k, v in against.items()},
                               spread={k: paired_spread(v, own) for k, v in against.items()}))
     return results
+
+
+def make_mixed_same_traffic(written, n, model_fmt, state_fmt):
+    """A closure running the ``cpu`` same-traffic kernel of a mixed-precision step updating
+    ``written`` arrays (the master weights and the used state) with the gradient and the model
+    copy in ``model_fmt`` (:func:`fastopt.backends.cpu.roofline.same_traffic_mixed`)."""
+    kernels = roofline_kernels("cpu")
+    low, state = FORMAT_DTYPES[model_fmt], FORMAT_DTYPES[state_fmt]
+    read, out = np.zeros(n, low), np.zeros(n, low)
+    arrays = [np.ones(n, np.float32)] + [np.ones(n, state) for _ in range(written - 1)]
+    return lambda: kernels.same_traffic_mixed(arrays, read, out, 1e-6)
+
+
+def time_mixed(config, n, backends, repeat=10, max_s=10.0, skipped=None, min_sample_s=0.02):
+    """One mixed-precision configuration of :data:`fastopt.bench.cases.MIXED_CONFIGS` at one
+    size: the step on the host backends (``cpu``, ``c``) timed in turn with the same-traffic
+    kernel of its traffic (the ``cpu`` one: its arrays are of several dtypes, which the C
+    yardsticks do not take), each step's ratio to it taken round by round. Returns their
+    :class:`Result` (``dtype`` :data:`fastopt.bench.cases.MIXED`)."""
+    label, name, options, model_fmt, state_fmt, rounding = config
+    written = written_arrays(name, options)
+    moved = mixed_bytes_per_step(name, options, n, model_fmt, state_fmt)
+    makers = {b: (lambda b=b: make_mixed_step(name, options, b, n, model_fmt, state_fmt,
+                                              rounding))
+              for b in ROOFLINE_BACKENDS if b in backends}
+    if not makers:
+        return []
+    if "cpu" in available_backends():
+        makers["roof"] = lambda: make_mixed_same_traffic(written, n, model_fmt, state_fmt)
+    samples, together = time_cases(makers, moved, repeat, max_s, skipped,
+                                   f"{label} {{}} n={n:,}", min_sample_s)
+    roof = samples.pop("roof", None)
+    return [Result(label, key, MIXED, n, statistics.median(own), moved, written=written,
+                   min_s=min(own),
+                   paired={"roofline": paired_ratio(roof, own)} if together and roof else {},
+                   spread={"roofline": paired_spread(roof, own)} if together and roof else {})
+            for key, own in samples.items()]
 
 
 def unreadable(result):

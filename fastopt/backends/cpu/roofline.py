@@ -8,6 +8,10 @@ multiply-add per written element:
 .. math::
     w_j[i] \\leftarrow w_j[i] + s\\, r[i], \\qquad j = 1..k
 
+A mixed-precision step's kernel (:func:`same_traffic_mixed`) moves a mixed step's bytes: the
+gradient read and the model copy written in their 16-bit formats, the master weights and the state
+read and written.
+
 Its time is what a step of that traffic cannot beat on this machine: the benchmark reports every
 step as a ratio to it. STREAM copy (``dst = src``, 2 arrays) and triad (``a = b + s c``, 3 arrays)
 measure the machine's bandwidth the usual way, and a STREAM-style read (a sum, 1 array) that of the
@@ -82,6 +86,56 @@ def _update4(r, w0, w1, w2, w3, s):
 
 
 _UPDATE = {1: _update1, 2: _update2, 3: _update3, 4: _update4}
+
+
+# The same-traffic kernels of a mixed-precision step: it reads the gradient, updates the float32
+# master weights and its state (float32, or bfloat16 bits) in place, and writes the model copy
+# (16-bit bits) without reading it. The arithmetic converts each value to float32 and back, as
+# trivially as above; compiled once per combination of array types.
+
+@_compile_serial_and_parallel
+def _mixed1(r, w0, out, s):
+    """w0 += s*r; out = r: the same traffic as a mixed-precision step updating 1 array"""
+    for i in prange(r.size):
+        x = np.float32(r[i])
+        w0[i] = w0[i] + s * x
+        out[i] = r[i]
+
+
+@_compile_serial_and_parallel
+def _mixed2(r, w0, w1, out, s):
+    """w0, w1 += s*r; out = r: the same traffic as a mixed-precision step updating 2 arrays"""
+    for i in prange(r.size):
+        x = np.float32(r[i])
+        w0[i] = w0[i] + s * x
+        w1[i] = w1[i] + s * x
+        out[i] = r[i]
+
+
+@_compile_serial_and_parallel
+def _mixed3(r, w0, w1, w2, out, s):
+    """w0..w2 += s*r; out = r: the same traffic as a mixed-precision step updating 3 arrays"""
+    for i in prange(r.size):
+        x = np.float32(r[i])
+        w0[i] = w0[i] + s * x
+        w1[i] = w1[i] + s * x
+        w2[i] = w2[i] + s * x
+        out[i] = r[i]
+
+
+@_compile_serial_and_parallel
+def _mixed4(r, w0, w1, w2, w3, out, s):
+    """w0..w3 += s*r; out = r: the same traffic as a mixed-precision step updating 4 arrays"""
+    for i in prange(r.size):
+        x = np.float32(r[i])
+        w0[i] = w0[i] + s * x
+        w1[i] = w1[i] + s * x
+        w2[i] = w2[i] + s * x
+        w3[i] = w3[i] + s * x
+        out[i] = r[i]
+
+
+_MIXED = {1: _mixed1, 2: _mixed2, 3: _mixed3, 4: _mixed4}
 
 
 @_compile_serial_and_parallel
@@ -167,6 +221,21 @@ def same_traffic_quant8(param, read, codes, absmax, scale):
                         np.float32(scale))
     for a in absmax:
         _bump(a.size, a, np.float32(scale))
+
+
+def same_traffic_mixed(written, read, out, scale):
+    """The same-traffic kernel of a mixed-precision step: ``w += scale * read`` in float32 for
+    each array ``w`` of ``written`` (1 to 4: the master weights and the used state, float32 or
+    uint16 bits, updated in place), and ``out[:] = read`` (the model copy, written only).
+
+    All arrays C-contiguous, of one size, not overlapping (the caller checks); ``read`` and
+    ``out`` of one 16-bit dtype, or ``read`` float32.
+    """
+    def flat(a):  # numba has no float16 arrays on the CPU: their bits, as a step takes them
+        return _flat(a.view(np.uint16) if a.dtype == np.float16 else a)
+
+    kernel = _MIXED[len(written)]
+    kernel(read.size, flat(read), *map(flat, written), flat(out), np.float32(scale))
 
 
 def stream_copy(dst, src):

@@ -1,5 +1,7 @@
-"""The mixed-precision update of one element, written once for numba's CPU and CUDA targets and
-for every algorithm.
+"""The mixed-precision update of one element, written once for every algorithm, and the host side
+of every numba mixed-precision step (:func:`mixed_step`). The ``cuda`` kernels run :func:`update`
+on each element; the ``cpu`` kernels work on blocks instead (:mod:`fastopt.backends.cpu.mixed`),
+with the same bits.
 
 A mixed-precision step (contract: :mod:`fastopt.backends.numpy.mixed`) updates float32 master
 weights whose gradient, state and model copy are stored as bit patterns in integer arrays
