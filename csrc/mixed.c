@@ -12,6 +12,7 @@
 #include "fastopt.h"
 #include "loop_template.h"
 #include "mixed.h"
+#include "bits_inline.h"
 
 /* FASTOPT_MIXED_BLOCK (fastopt/_core/config.py, passed with -D): elements per block. The decoded
  * buffers (up to four of a block's floats) live on the stack and in L1; a block is below
@@ -24,19 +25,6 @@
 #endif
 #define MIXED_BLOCK FASTOPT_MIXED_BLOCK
 
-static inline uint32_t bits_of(float x)
-{
-    uint32_t u;
-    memcpy(&u, &x, sizeof u);
-    return u;
-}
-
-static inline float float_of(uint32_t u)
-{
-    float x;
-    memcpy(&x, &u, sizeof x);
-    return x;
-}
 
 static inline uint32_t fmix32(uint32_t h)
 {

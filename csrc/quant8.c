@@ -10,6 +10,7 @@
 
 #include "fastopt.h"
 #include "quant8.h"
+#include "bits_inline.h"
 
 #ifndef FASTOPT_QUANT8_BLOCK
 #error "tunables missing: build with fastopt/backends/c/build.py (-D from fastopt/_core/config.py)"
@@ -23,19 +24,6 @@
 #define LUT_SHIFT 17
 #define LUT_SIDE ((0x3F800000u >> LUT_SHIFT) + 2)
 
-static inline uint32_t bits_of(float x)
-{
-    uint32_t u;
-    memcpy(&u, &x, sizeof u);
-    return u;
-}
-
-static inline float float_of(uint32_t u)
-{
-    float x;
-    memcpy(&x, &u, sizeof x);
-    return x;
-}
 
 /* numpy.maximum of the elements (fastopt/backends/elements/optim.py): a NaN a wins. */
 static inline float maximum(float a, float b) { return (a >= b || a != a) ? a : b; }

@@ -1001,9 +1001,7 @@ class Optimizer:
             return self._checked_quant8_state(where, shape, saved, on_device)
         for name, value in saved.items():
             if name == "step":
-                if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                    raise ValueError(f"{where}['step']: expected an int >= 0, got {value!r}")
-                out[name] = value
+                out[name] = _checked_step_count(where, value)
                 continue
             if name in self.algorithm.host_state:
                 out[name] = check_number(f"{where}[{name!r}]", value, *alg.HOST_BOUNDS[name])
@@ -1027,9 +1025,7 @@ class Optimizer:
                     for name in self.algorithm.state}
         for name, value in saved.items():
             if name == "step":
-                if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                    raise ValueError(f"{where}['step']: expected an int >= 0, got {value!r}")
-                out[name] = value
+                out[name] = _checked_step_count(where, value)
                 continue
             base = name[:-len("_absmax")] if name.endswith("_absmax") else name
             if base not in expected:
@@ -1052,6 +1048,13 @@ class Optimizer:
             "{" + ", ".join(f"{k}={v!r}" for k, v in g.items() if k != "params")
             + f", params={len(g['params'])}" + "}" for g in self.param_groups)
         return f"{type(self).__name__}(backend={self._backend!r}, groups=[{groups}])"
+
+
+def _checked_step_count(where, value):
+    """A saved step count: an int >= 0 (``True`` is none)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{where}['step']: expected an int >= 0, got {value!r}")
+    return value
 
 
 def _optimizer_class(algorithm, base):

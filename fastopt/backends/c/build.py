@@ -41,12 +41,13 @@ import cffi
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 # Every csrc/*.c is compiled; every csrc/*.h is a public header whose declarations go to cdef
-# (declarations()), except the bodies that sources include for several types (*_template.h).
+# (declarations()), except the bodies that sources include for several types (*_template.h) and
+# the inline helpers they share (*_inline.h).
 SOURCES = sorted(os.path.join("csrc", f) for f in os.listdir(os.path.join(ROOT, "csrc"))
                  if f.endswith(".c"))
 DEPENDS = sorted(os.path.join("csrc", f) for f in os.listdir(os.path.join(ROOT, "csrc"))
                  if f.endswith(".h"))
-HEADERS = [h for h in DEPENDS if not h.endswith("_template.h")]
+HEADERS = [h for h in DEPENDS if not h.endswith(("_template.h", "_inline.h"))]
 CONFIG = os.path.join("fastopt", "_core", "config.py")
 #: The shared library's file name, in ``<package>/lib/``; the headers go to ``<package>/include/``.
 LIBRARY = "libfastopt.dylib" if sys.platform == "darwin" else "libfastopt.so"
